@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both start the real services
+# (PostgreSQL, Kafka, schema registry) with scripts/services first; that is idempotent and takes
+# seconds when they are already up.
+.PHONY: test test-unit test-integration demo build lint services-up services-down bench
+
+GO ?= go
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
+
+build:
+	$(GO) build -o bin/procon-cdc ./cmd/procon-cdc
+
+test: lint test-unit test-integration
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+test-integration: services-up
+	eval "$$(scripts/services env)" && $(GO) test -count=1 -timeout 25m ./test/...
+
+demo: services-up
+	scripts/demo
+
+services-up:
+	scripts/services up
+
+services-down:
+	scripts/services down

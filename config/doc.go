@@ -1,0 +1,2 @@
+// Package config loads and validates procon-cdc's YAML configuration.
+package config
