@@ -1,20 +1,139 @@
 // Command procon-cdc streams the committed changes of PostgreSQL tables into Kafka as
 // Debezium-compatible events.
+//
+//	procon-cdc run --config FILE      stream until SIGINT/SIGTERM
+//	procon-cdc check --config FILE    check the database, the relations and Kafka; change nothing
+//	procon-cdc tail --config FILE     print the events of the configured topics as JSON lines
+//	procon-cdc init-sql               print the SQL of Procon's own tables
+//	procon-cdc version
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/engine"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
+const usage = `usage: procon-cdc <command> [flags]
+
+commands:
+  run --config FILE      stream committed changes to Kafka until SIGINT/SIGTERM
+  check --config FILE    check PostgreSQL, the relations and Kafka; changes nothing
+  tail --config FILE     print events of the configured topics as JSON lines
+  init-sql               print the SQL that creates Procon's tables
+  version                print the version
+`
+
+// exitError carries an exit code with an error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("procon-cdc", version)
-		return
+	engine.Version = version
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "procon-cdc:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
 	}
-	fmt.Fprintln(os.Stderr, "usage: procon-cdc version")
-	os.Exit(2)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, args, stderr)
+	case "check":
+		return cmdCheck(ctx, args, stdout, stderr)
+	case "tail":
+		return cmdTail(ctx, args, stdout, stderr)
+	case "init-sql":
+		_, err := io.WriteString(stdout, initSQL)
+		return err
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "procon-cdc", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &exitError{2, fmt.Errorf("unknown command %q", cmd)}
+}
+
+// loadConfig parses the --config flag of a subcommand and loads the file.
+func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, &exitError{2, err}
+	}
+	if *path == "" {
+		fs.Usage()
+		return nil, &exitError{2, errors.New(name + ": --config FILE is required")}
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return nil, &exitError{2, err}
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := loadConfig("run", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting procon-cdc", "version", version, "name", cfg.Name, "slot", cfg.Postgres.Slot,
+		"publication", cfg.Postgres.Publication, "relations", len(cfg.Relations))
+	e, err := engine.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := e.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
 }

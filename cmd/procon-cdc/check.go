@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/sink"
+)
+
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("check", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	specs := map[string]replication.RelationSpec{}
+	for name, rc := range cfg.Relations {
+		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
+	}
+	findings := replication.Check(ctx, replication.Config{
+		DSN: cfg.Postgres.DSN, Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication,
+		PublicationMode: cfg.Postgres.PublicationAutocreate, Relations: specs,
+	})
+	w, err := sink.New(ctx, sink.Config{Brokers: cfg.Kafka.Brokers, ClientID: "procon-cdc-check", ConnectTimeout: 10 * time.Second,
+		MaxBufferedRecords: 1, MaxBufferedBytes: 1 << 20, MaxRecordBytes: 1 << 20}, nil, nil)
+	if err != nil {
+		findings = append(findings, replication.Finding{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers"})
+	} else {
+		w.Close()
+		findings = append(findings, replication.Finding{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)})
+	}
+	errs := 0
+	for _, f := range findings {
+		fmt.Fprintf(stdout, "%-5s %-24s %s\n", f.Level, f.Subject, f.Message)
+		if f.Level == "error" {
+			errs++
+		}
+	}
+	if errs > 0 {
+		return &exitError{1, fmt.Errorf("check found %d error(s)", errs)}
+	}
+	return nil
+}

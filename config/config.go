@@ -1,0 +1,277 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is procon-cdc's whole configuration, as read from one YAML file.
+type Config struct {
+	// Name is the logical server name: the default topic prefix and source.name.
+	Name string `yaml:"name"`
+	// Serialization is the default of relation_configs.*.serialization: json or avro.
+	Serialization string `yaml:"serialization"`
+	// InstanceNum distinguishes engines in the per-transaction id (procon.tx header).
+	// PROCON_INSTANCE overrides it; 0 to 65535, default 1234.
+	InstanceNum *int `yaml:"instance_num"`
+
+	Postgres       Postgres                   `yaml:"postgres"`
+	Kafka          Kafka                      `yaml:"kafka"`
+	SchemaRegistry SchemaRegistry             `yaml:"schema_registry"`
+	JSON           JSON                       `yaml:"json"`
+	Snapshot       Snapshot                   `yaml:"snapshot"`
+	Debezium       Debezium                   `yaml:"debezium"`
+	Relations      map[string]*RelationConfig `yaml:"relation_configs"`
+	Realtime       Realtime                   `yaml:"realtime"`
+	Log            Log                        `yaml:"log"`
+
+	// RelationOrder lists the keys of Relations in the order the file gives them.
+	RelationOrder []string `yaml:"-"`
+}
+
+// Postgres says where the WAL comes from.
+type Postgres struct {
+	DSN                   string `yaml:"dsn"`
+	Slot                  string `yaml:"slot"`
+	Publication           string `yaml:"publication"`
+	PublicationAutocreate string `yaml:"publication_autocreate"` // filtered | all_tables | disabled
+	// StatusInterval is how often a standby status update is sent, whatever else is happening.
+	StatusInterval Duration `yaml:"status_interval"`
+}
+
+// Kafka says where events go.
+type Kafka struct {
+	Brokers       StringList    `yaml:"brokers"`
+	ClientID      string        `yaml:"client_id"`
+	TopicDefaults TopicSettings `yaml:"topic_defaults"`
+	// MaxBufferedRecords bounds the records produced but not yet acknowledged; the WAL reader
+	// waits (backpressure) when it is reached.
+	MaxBufferedRecords int `yaml:"max_buffered_records"`
+	// MaxBufferedBytes bounds the same in bytes.
+	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
+	// Linger lets the producer wait this long to fill batches.
+	Linger      Duration `yaml:"linger"`
+	Compression string   `yaml:"compression"` // none | gzip | snappy | lz4 | zstd
+	// MaxRecordBytes is the producer's max.message.bytes; bigger records are a permanent error.
+	MaxRecordBytes int  `yaml:"max_record_bytes"`
+	TLS            TLS  `yaml:"tls"`
+	SASL           SASL `yaml:"sasl"`
+}
+
+// TopicSettings are applied when procon-cdc creates a topic.
+type TopicSettings struct {
+	Partitions        int32             `yaml:"partitions"`
+	ReplicationFactor int16             `yaml:"replication_factor"`
+	Configs           map[string]string `yaml:"configs"`
+}
+
+// TLS configures a client's TLS; Enabled with no files uses the system roots.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures Kafka authentication.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"` // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// SchemaRegistry is a Confluent-compatible registry, needed for Avro.
+type SchemaRegistry struct {
+	URL      string `yaml:"url"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	TLS      TLS    `yaml:"tls"`
+}
+
+// JSON configures the JSON serialization (Kafka Connect's JsonConverter forms).
+type JSON struct {
+	// Schemas wraps keys and values in {"schema", "payload"} (schemas.enable=true).
+	Schemas bool `yaml:"schemas"`
+}
+
+// RelationConfig is the per-relation configuration under relation_configs.
+type RelationConfig struct {
+	Topic         string     `yaml:"topic"`
+	PKey          StringList `yaml:"pkey"`
+	Keyless       bool       `yaml:"keyless"`
+	Serialization string     `yaml:"serialization"`
+	Partitions    int32      `yaml:"partitions"`
+
+	AvroValueSchema        string `yaml:"avro_value_schema"`
+	AvroKeySchema          string `yaml:"avro_key_schema"`
+	AvroValueSchemaVersion int    `yaml:"avro_value_schema_version"`
+	AvroKeySchemaVersion   int    `yaml:"avro_key_schema_version"`
+
+	Realtime    *RelationRealtime `yaml:"realtime"`
+	RTThreshold *int              `yaml:"rt_threshold"`
+
+	// Schema and Table are filled from the relation_configs key.
+	Schema string `yaml:"-"`
+	Table  string `yaml:"-"`
+}
+
+// Realtime configures realtime notifications.
+type Realtime struct {
+	Enabled     *bool  `yaml:"enabled"`
+	Topic       string `yaml:"topic"`
+	Table       string `yaml:"table"`          // default public.procon_realtimes
+	Prefix      string `yaml:"message_prefix"` // logical message prefix, default procon-realtime
+	RTThreshold *int   `yaml:"rt_threshold"`   // milliseconds, default 1000
+	RTCoalesce  bool   `yaml:"rt_coalesce"`
+	Cleanup     *bool  `yaml:"cleanup"`
+	MaxPending  int    `yaml:"max_pending"`
+	Partitions  int32  `yaml:"partitions"`
+}
+
+// RelationRealtime builds a notification from each change of a relation.
+type RelationRealtime struct {
+	Channel    string     `yaml:"channel"`    // column name or metadata.<key>
+	SessionID  string     `yaml:"session_id"` // column name or metadata.<key>
+	Metadata   string     `yaml:"metadata"`   // jsonb column merged into the notification's metadata
+	Operations StringList `yaml:"operations"` // insert, update, delete (default all)
+}
+
+// Snapshot configures initial and incremental snapshots.
+type Snapshot struct {
+	// Mode is initial (default), never / no_data, initial_only, when_needed or always.
+	Mode string `yaml:"mode"`
+	// Parallelism is the number of connections reading the snapshot at once.
+	Parallelism int `yaml:"parallelism"`
+	// ChunkSize is the number of rows read per keyset chunk.
+	ChunkSize int `yaml:"chunk_size"`
+	// SignalTable receives execute-snapshot signals (Debezium's signal.data.collection).
+	SignalTable string `yaml:"signal_table"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Load reads, expands and validates a configuration file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := Parse(f, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads a configuration from r, expanding ${VAR} with lookup (os.LookupEnv when nil),
+// applies defaults and validates it. The error lists every problem found, each naming its key.
+func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	text, err := expandEnv(string(raw), lookup)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty")
+		}
+		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	cfg.RelationOrder = relationOrder(text)
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	if err := cfg.applyDefaults(lookup); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// relationOrder recovers the order of relation_configs keys, which a Go map loses.
+func relationOrder(text string) []string {
+	var doc struct {
+		Relations yaml.Node `yaml:"relation_configs"`
+	}
+	if yaml.Unmarshal([]byte(text), &doc) != nil || doc.Relations.Kind != yaml.MappingNode {
+		return nil
+	}
+	var keys []string
+	for i := 0; i < len(doc.Relations.Content); i += 2 {
+		keys = append(keys, doc.Relations.Content[i].Value)
+	}
+	return keys
+}
+
+// Duration accepts Go durations ("5s", "250ms") and plain integers of milliseconds.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var ms int64
+	if n.Decode(&ms) == nil {
+		*d = Duration(time.Duration(ms) * time.Millisecond)
+		return nil
+	}
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write e.g. 5s or 250ms)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// StringList accepts a list, a single string, or a comma-separated string.
+type StringList []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var items []string
+		if err := n.Decode(&items); err != nil {
+			return err
+		}
+		*l = trimAll(items)
+	case yaml.ScalarNode:
+		*l = trimAll(strings.Split(n.Value, ","))
+	default:
+		return fmt.Errorf("line %d: expected a string or a list of strings", n.Line)
+	}
+	return nil
+}
+
+func trimAll(items []string) []string {
+	out := items[:0]
+	for _, s := range items {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+// Package engine wires procon-cdc's data path together and owns its goroutines:
+//
+//	replication.Stream ─changes─▶ pipeline (envelope.Builder, Encoder) ─▶ sink.Writer ─acks─▶ replication.Tracker
+//
+// The stream goroutine reads the slot; the pipeline goroutine turns each change into events,
+// encodes them and hands them to Kafka; Kafka's promises acknowledge them to the tracker, and
+// the stream confirms to PostgreSQL only what the tracker allows. Run returns when the context
+// ends (after draining) or on the first permanent error.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/sink"
+)
+
+// Version is Procon's version, written as source.version.
+var Version = "0.1.0-dev"
+
+// Engine is one running procon-cdc.
+type Engine struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	stream  *replication.Stream
+	writer  *sink.Writer
+	builder *envelope.Builder
+	enc     encoders
+
+	// DrainTimeout bounds the wait for Kafka's acknowledgements on shutdown.
+	DrainTimeout time.Duration
+}
+
+// New checks Kafka, then prepares the publication and the slot. Kafka is checked first so that
+// an unreachable broker changes nothing in the database.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg, log: log, DrainTimeout: 30 * time.Second}
+	specs := map[string]replication.RelationSpec{}
+	topics := map[string]string{}
+	for name, rc := range cfg.Relations {
+		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
+		topics[name] = rc.Topic
+	}
+
+	scfg, err := sinkConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	acker := ackFunc(func(tok any) {
+		if tx, ok := tok.(*replication.Tx); ok {
+			e.stream.Tracker().Ack(tx)
+		}
+	})
+	if e.writer, err = sink.New(ctx, scfg, acker, e.topicSpec); err != nil {
+		return nil, err
+	}
+	e.stream, err = replication.Open(ctx, replication.Config{
+		DSN:             cfg.Postgres.DSN,
+		Slot:            cfg.Postgres.Slot,
+		Publication:     cfg.Postgres.Publication,
+		PublicationMode: cfg.Postgres.PublicationAutocreate,
+		Relations:       specs,
+		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
+		Logger:          log,
+	})
+	if err != nil {
+		e.writer.Close()
+		return nil, err
+	}
+	d := &cfg.Debezium
+	skip := map[string]bool{}
+	for _, op := range d.SkippedOperations {
+		skip[op] = true
+	}
+	bcfg := envelope.Config{
+		Name:         cfg.Name,
+		Database:     e.stream.Database(),
+		Version:      Version,
+		Topics:       topics,
+		Options:      envelope.OptionsFrom(d),
+		Tombstones:   *d.TombstonesOnDelete,
+		Skip:         skip,
+		TxMetadata:   d.ProvideTransactionMetadata,
+		TxTopic:      config.SanitizeTopic(cfg.Name + d.TopicDelimiter + d.TopicTransaction),
+		MessageTopic: config.SanitizeTopic(cfg.Name + ".message"),
+		Logger:       log,
+	}
+	if bcfg.MessageInclude, err = compileAll("debezium.message.prefix.include.list", d.MessagePrefixIncludeList); err != nil {
+		return nil, e.abort(err)
+	}
+	if bcfg.MessageExclude, err = compileAll("debezium.message.prefix.exclude.list", d.MessagePrefixExcludeList); err != nil {
+		return nil, e.abort(err)
+	}
+	e.builder = envelope.NewBuilder(bcfg)
+	e.enc = newEncoders(cfg)
+	return e, nil
+}
+
+func (e *Engine) abort(err error) error {
+	e.stream.Close(context.Background())
+	e.writer.Close()
+	return err
+}
+
+func compileAll(key string, patterns []string) ([]*regexp.Regexp, error) {
+	out := make([]*regexp.Regexp, len(patterns))
+	for i, p := range patterns {
+		re, err := regexp.Compile("^(?:" + p + ")$")
+		if err != nil {
+			return nil, &config.FieldError{Key: key, Problem: fmt.Sprintf("%q is not a regular expression: %v", p, err)}
+		}
+		out[i] = re
+	}
+	return out, nil
+}
+
+type ackFunc func(any)
+
+func (f ackFunc) Ack(tok any) { f(tok) }
+
+// Stream exposes the replication stream (for status and tests).
+func (e *Engine) Stream() *replication.Stream { return e.stream }
+
+// Run streams until ctx ends or a permanent error occurs. On the way out it waits for Kafka to
+// acknowledge what was produced and confirms the resulting position to PostgreSQL; a context
+// cancellation (a signal) returns nil.
+func (e *Engine) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	changes := make(chan *replication.Change, 4096)
+	g.Go(func() error { return e.stream.Run(gctx, changes) })
+	g.Go(func() error { return e.pipeline(gctx, changes) })
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+			return nil
+		case <-e.writer.Failed():
+			return e.writer.Err()
+		}
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil
+	}
+
+	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.DrainTimeout)
+	defer cancel()
+	flushErr := e.writer.Flush(fin)
+	if flushErr != nil && err == nil {
+		e.log.Warn("not every record was acknowledged before shutdown; they will be sent again at restart", "err", flushErr)
+	}
+	closeErr := e.stream.Close(fin)
+	e.writer.Close()
+	if err != nil {
+		return err
+	}
+	return closeErr
+}

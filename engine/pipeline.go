@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/sink"
+	"github.com/procon-cdc/procon/txid"
+)
+
+// pipeline turns changes into records, in stream order. For each transaction it counts every
+// record with the tracker before producing it, and seals the transaction after its last
+// record, so the tracker can tell when Kafka holds all of it.
+func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Change) error {
+	tracker := e.stream.Tracker()
+	instance := uint16(*e.cfg.InstanceNum)
+	var (
+		events []*envelope.Event
+		seq    int
+		txHdr  []byte
+	)
+	var heartbeat <-chan time.Time
+	if ms := e.cfg.Debezium.HeartbeatIntervalMS; ms > 0 {
+		t := time.NewTicker(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		heartbeat = t.C
+	}
+	hbTopic := config.SanitizeTopic(e.cfg.Debezium.TopicHeartbeatPrefix + e.cfg.Debezium.TopicDelimiter + e.cfg.Name)
+
+	for {
+		var c *replication.Change
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-heartbeat:
+			if err := e.produceHeartbeat(ctx, hbTopic); err != nil {
+				return err
+			}
+			continue
+		case c = <-changes:
+		}
+		if c.Op == replication.OpBegin {
+			seq = 0
+			txHdr = txid.New(c.Tx.CommitTime, instance, uint64(c.Tx.CommitLSN)).AppendText(txHdr[:0])
+		}
+		var err error
+		if events, err = e.builder.Build(c, events[:0]); err != nil {
+			return err
+		}
+		for _, ev := range events {
+			seq++
+			rec, err := e.record(ev, txHdr, seq)
+			if err != nil {
+				return fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, err)
+			}
+			rec.Token = c.Tx
+			tracker.Add(c.Tx, 1)
+			if err := e.writer.Produce(ctx, rec); err != nil {
+				return err
+			}
+		}
+		if c.Op == replication.OpCommit {
+			tracker.Seal(c.Tx)
+			if e.log.Enabled(ctx, slog.LevelDebug) {
+				e.log.Debug("transaction handed to kafka", "xid", c.Tx.XID, "commit_lsn", c.Tx.CommitLSN.String(), "records", seq)
+			}
+		}
+	}
+}
+
+// record encodes one event with its topic's encoder and adds Procon's and Debezium's headers.
+func (e *Engine) record(ev *envelope.Event, txHdr []byte, seq int) (*sink.Record, error) {
+	enc := e.enc.forTopic(ev.Topic)
+	key, value, err := enc.Encode(ev)
+	if err != nil {
+		return nil, err
+	}
+	headers := make([]kgo.RecordHeader, 2, 4)
+	headers[0] = kgo.RecordHeader{Key: txid.HeaderTx, Value: txHdr}
+	headers[1] = kgo.RecordHeader{Key: txid.HeaderSeq, Value: strconv.AppendInt(nil, int64(seq), 10)}
+	if ev.OldKey != nil {
+		b, err := enc.EncodeKey(ev.KeySchema, ev.OldKey)
+		if err != nil {
+			return nil, err
+		}
+		headers = append(headers, kgo.RecordHeader{Key: "__debezium.oldkey", Value: b})
+	}
+	if ev.NewKey != nil {
+		b, err := enc.EncodeKey(ev.KeySchema, ev.NewKey)
+		if err != nil {
+			return nil, err
+		}
+		headers = append(headers, kgo.RecordHeader{Key: "__debezium.newkey", Value: b})
+	}
+	part := int32(-1)
+	if ev.Kind == envelope.KindHeartbeat {
+		part = ev.Partition
+	}
+	return &sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: part}, nil
+}
+
+// produceHeartbeat sends a heartbeat record. It belongs to no transaction: its acknowledgement
+// moves nothing, the tracker follows the server's WAL end on its own when idle.
+func (e *Engine) produceHeartbeat(ctx context.Context, topic string) error {
+	ev := e.builder.Heartbeat(topic)
+	key, value, err := e.enc.forTopic(topic).Encode(ev)
+	if err != nil {
+		return err
+	}
+	return e.writer.Produce(ctx, &sink.Record{Topic: topic, Key: key, Value: value, Partition: 0, Token: nil})
+}

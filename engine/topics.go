@@ -1,0 +1,78 @@
+package engine
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/sink"
+)
+
+// topicSpec gives the settings of a topic the engine creates: the relation's partitions if it
+// sets them, else kafka.topic_defaults.
+func (e *Engine) topicSpec(topic string) sink.TopicSpec {
+	d := e.cfg.Kafka.TopicDefaults
+	spec := sink.TopicSpec{Partitions: d.Partitions, ReplicationFactor: d.ReplicationFactor}
+	if len(d.Configs) > 0 {
+		spec.Configs = map[string]*string{}
+		for k, v := range d.Configs {
+			spec.Configs[k] = &v
+		}
+	}
+	for _, rc := range e.cfg.Relations {
+		if rc.Topic == topic && rc.Partitions > 0 {
+			spec.Partitions = rc.Partitions
+		}
+	}
+	return spec
+}
+
+func sinkConfig(cfg *config.Config, log *slog.Logger) (sink.Config, error) {
+	k := cfg.Kafka
+	sc := sink.Config{
+		Brokers:            k.Brokers,
+		ClientID:           k.ClientID,
+		MaxBufferedRecords: k.MaxBufferedRecords,
+		MaxBufferedBytes:   k.MaxBufferedBytes,
+		Linger:             time.Duration(k.Linger),
+		Compression:        k.Compression,
+		MaxRecordBytes:     k.MaxRecordBytes,
+		SASLMechanism:      k.SASL.Mechanism,
+		SASLUser:           k.SASL.Username,
+		SASLPass:           k.SASL.Password,
+		Logger:             log,
+	}
+	if k.TLS.Enabled {
+		var err error
+		var t *tls.Config
+		if t, err = sink.TLSConfig(k.TLS.CAFile, k.TLS.CertFile, k.TLS.KeyFile, k.TLS.InsecureSkipVerify); err != nil {
+			return sc, &config.FieldError{Key: "kafka.tls", Problem: err.Error()}
+		}
+		sc.TLS = t
+	}
+	return sc, nil
+}
+
+// encoders picks the serialization of each topic: a relation's own, else the top-level one.
+type encoders struct {
+	byTopic map[string]envelope.Encoder
+	def     envelope.Encoder
+}
+
+func newEncoders(cfg *config.Config) encoders {
+	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
+	enc := encoders{byTopic: map[string]envelope.Encoder{}, def: js}
+	for _, rc := range cfg.Relations {
+		enc.byTopic[rc.Topic] = js
+	}
+	return enc
+}
+
+func (e encoders) forTopic(topic string) envelope.Encoder {
+	if enc, ok := e.byTopic[topic]; ok {
+		return enc
+	}
+	return e.def
+}

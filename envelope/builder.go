@@ -1,0 +1,405 @@
+package envelope
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/procon-cdc/procon/replication"
+)
+
+// Kind says what an Event is.
+type Kind uint8
+
+// Event kinds.
+const (
+	KindData      Kind = iota + 1 // a c/u/d/r/t change event
+	KindTombstone                 // the null-valued record after a delete
+	KindTxBegin                   // transaction metadata BEGIN
+	KindTxEnd                     // transaction metadata END
+	KindMessage                   // a logical decoding message (op m)
+	KindHeartbeat
+)
+
+// Event is one record to produce, before serialization: a Debezium key and value described by
+// Connect schemas.
+type Event struct {
+	Kind        Kind
+	Topic       string
+	KeySchema   *Schema // nil: the record has no key
+	Key         *Value
+	ValueSchema *Schema
+	Value       *Value // nil: a tombstone
+	// OldKey and NewKey become the __debezium.oldkey / __debezium.newkey headers of a
+	// primary-key change.
+	OldKey, NewKey *Value
+	// Relation is the schema.table the event is about ("" for messages, metadata, heartbeats).
+	Relation string
+	// Partition is set for records that Debezium always writes to one partition (heartbeats).
+	Partition int32
+}
+
+// Config configures a Builder.
+type Config struct {
+	Name     string // logical server name: source.name and topic prefix
+	Database string // source.db
+	Version  string // source.version
+	// Topics maps each captured "schema.table" to its topic.
+	Topics  map[string]string
+	Options Options
+
+	Tombstones bool            // tombstones.on.delete
+	Skip       map[string]bool // skipped.operations: c, u, d, t
+	TxMetadata bool            // provide.transaction.metadata
+	TxTopic    string
+	// MessageTopic receives logical decoding messages; MessageInclude/Exclude are regular
+	// expressions on their prefix (message.prefix.include.list / exclude.list).
+	MessageTopic   string
+	MessageInclude []*regexp.Regexp
+	MessageExclude []*regexp.Regexp
+	Logger         *slog.Logger
+	// Now is the connector clock (envelope ts_ms); time.Now when nil.
+	Now func() time.Time
+}
+
+// Builder turns replication changes into Debezium events. It keeps per-relation schemas and
+// the position of the last commit (source.sequence), so one Builder serves one stream, from
+// one goroutine.
+type Builder struct {
+	cfg  Config
+	log  *slog.Logger
+	rels map[*replication.Relation]*relSchema
+
+	lastCommit pglogrepl.LSN
+	// per transaction, for transaction metadata
+	totalOrder int64
+	perTable   map[string]int64
+	tableOrder []string
+}
+
+// NewBuilder returns a Builder.
+func NewBuilder(cfg Config) *Builder {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Builder{cfg: cfg, log: cfg.Logger, rels: map[*replication.Relation]*relSchema{}, perTable: map[string]int64{}}
+}
+
+// Build appends the events of one change to out.
+func (b *Builder) Build(c *replication.Change, out []*Event) ([]*Event, error) {
+	switch c.Op {
+	case replication.OpBegin:
+		b.totalOrder = 0
+		clear(b.perTable)
+		b.tableOrder = b.tableOrder[:0]
+		if b.cfg.TxMetadata && c.Tx.XID != 0 {
+			out = append(out, b.txEvent(c, "BEGIN"))
+		}
+		return out, nil
+	case replication.OpCommit:
+		if b.cfg.TxMetadata && c.Tx.XID != 0 {
+			out = append(out, b.txEvent(c, "END"))
+		}
+		if c.Tx.XID != 0 {
+			b.lastCommit = c.Tx.CommitLSN
+		}
+		return out, nil
+	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
+		rs, err := b.relSchema(c.Rel)
+		if err != nil {
+			return out, err
+		}
+		return b.rowEvents(rs, c, out)
+	case replication.OpTruncate:
+		if b.cfg.Skip["t"] {
+			return out, nil
+		}
+		for _, rel := range c.Truncated {
+			rs, err := b.relSchema(rel)
+			if err != nil {
+				return out, err
+			}
+			v := b.envelope(rs, c, "t")
+			out = append(out, &Event{Kind: KindData, Topic: rs.topic, ValueSchema: rs.envelope, Value: v, Relation: rel.QualifiedName()})
+		}
+		return out, nil
+	case replication.OpMessage:
+		if !b.messageWanted(c.Prefix) {
+			return out, nil
+		}
+		return append(out, b.messageEvent(c)), nil
+	}
+	return out, fmt.Errorf("envelope: unexpected change %s", c.Op)
+}
+
+func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) ([]*Event, error) {
+	rel := c.Rel.QualifiedName()
+	switch c.Op {
+	case replication.OpInsert:
+		if b.cfg.Skip["c"] {
+			return out, nil
+		}
+		after, err := rs.row(c.New, nil, &b.cfg.Options)
+		if err != nil {
+			return out, b.rowError(c, err)
+		}
+		key := rs.keyOf(after)
+		v := b.envelope(rs, c, "c")
+		v.Fields[envAfter] = after
+		return append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: key, ValueSchema: rs.envelope, Value: v, Relation: rel}), nil
+
+	case replication.OpUpdate:
+		var before *Value
+		var err error
+		if c.Old != nil {
+			if before, err = rs.oldRow(c.Old, c.OldKind, &b.cfg.Options); err != nil {
+				return out, b.rowError(c, err)
+			}
+		}
+		var prior []replication.Datum
+		if c.OldKind == 'O' {
+			prior = c.Old
+		}
+		after, err := rs.row(c.New, prior, &b.cfg.Options)
+		if err != nil {
+			return out, b.rowError(c, err)
+		}
+		newKey := rs.keyOf(after)
+		if before != nil && rs.key != nil {
+			if oldKey := rs.keyOf(before); !keysEqual(oldKey, newKey) {
+				return b.keyChange(rs, c, before, after, oldKey, newKey, out), nil
+			}
+		}
+		if b.cfg.Skip["u"] {
+			return out, nil
+		}
+		v := b.envelope(rs, c, "u")
+		v.Fields[envBefore] = before
+		v.Fields[envAfter] = after
+		return append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: newKey, ValueSchema: rs.envelope, Value: v, Relation: rel}), nil
+
+	default: // delete
+		before, err := rs.oldRow(c.Old, c.OldKind, &b.cfg.Options)
+		if err != nil {
+			return out, b.rowError(c, err)
+		}
+		if b.cfg.Skip["d"] {
+			return out, nil
+		}
+		key := rs.keyOf(before)
+		v := b.envelope(rs, c, "d")
+		v.Fields[envBefore] = before
+		out = append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: key, ValueSchema: rs.envelope, Value: v, Relation: rel})
+		if b.cfg.Tombstones {
+			out = append(out, &Event{Kind: KindTombstone, Topic: rs.topic, KeySchema: rs.key, Key: key, Relation: rel})
+		}
+		return out, nil
+	}
+}
+
+// keyChange renders an update that changed the key as Debezium does: a delete under the old
+// key (with its tombstone), then a create under the new one, linked by headers.
+func (b *Builder) keyChange(rs *relSchema, c *replication.Change, before, after, oldKey, newKey *Value, out []*Event) []*Event {
+	rel := c.Rel.QualifiedName()
+	if !b.cfg.Skip["d"] {
+		d := b.envelope(rs, c, "d")
+		d.Fields[envBefore] = before
+		out = append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: oldKey, ValueSchema: rs.envelope, Value: d, NewKey: newKey, Relation: rel})
+		if b.cfg.Tombstones {
+			out = append(out, &Event{Kind: KindTombstone, Topic: rs.topic, KeySchema: rs.key, Key: oldKey, NewKey: newKey, Relation: rel})
+		}
+	}
+	if !b.cfg.Skip["c"] {
+		cr := b.envelope(rs, c, "c")
+		cr.Fields[envAfter] = after
+		out = append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: newKey, ValueSchema: rs.envelope, Value: cr, OldKey: oldKey, Relation: rel})
+	}
+	return out
+}
+
+func (b *Builder) rowError(c *replication.Change, err error) error {
+	return fmt.Errorf("%s of %s at LSN %s (xid %d): %w", c.Op, c.Rel.QualifiedName(), c.LSN, c.Tx.XID, err)
+}
+
+// envelope starts an envelope value with its source block and timestamps.
+func (b *Builder) envelope(rs *relSchema, c *replication.Change, op string) *Value {
+	v := NewValue(rs.envelope)
+	v.Fields[envSource] = b.source(c, c.Rel, rs)
+	v.Fields[envOp] = op
+	b.stamp(v, envTsMs, envTsUs, envTsNs)
+	if b.cfg.TxMetadata {
+		v.Fields[envTransaction] = b.txBlock(c, rs.qualified)
+	}
+	return v
+}
+
+func (b *Builder) stamp(v *Value, ms, us, ns int) {
+	now := b.cfg.Now()
+	v.Fields[ms] = now.UnixMilli()
+	if us >= 0 {
+		v.Fields[us] = now.UnixMicro()
+		v.Fields[ns] = now.UnixNano()
+	}
+}
+
+// source builds the source block of a streamed change.
+func (b *Builder) source(c *replication.Change, rel *replication.Relation, rs *relSchema) *Value {
+	s := NewValue(sourceSchema)
+	s.Fields[srcVersion] = b.cfg.Version
+	s.Fields[srcConnector] = "postgresql"
+	s.Fields[srcName] = b.cfg.Name
+	commit := c.Tx.CommitTime
+	s.Fields[srcTsMs] = commit.UnixMilli()
+	s.Fields[srcTsUs] = commit.UnixMicro()
+	s.Fields[srcTsNs] = commit.UnixMicro() * 1000
+	s.Fields[srcDB] = b.cfg.Database
+	s.Fields[srcSequence] = b.sequence(c.LSN)
+	if rs != nil {
+		s.Fields[srcSchema] = rel.Schema
+		s.Fields[srcTable] = rel.Table
+	} else {
+		s.Fields[srcSchema] = ""
+		s.Fields[srcTable] = ""
+	}
+	if c.Tx.XID != 0 {
+		s.Fields[srcTxID] = int64(c.Tx.XID)
+	}
+	s.Fields[srcLSN] = int64(c.LSN)
+	return s
+}
+
+// sequence is source.sequence: the JSON text ["<last commit LSN>","<this LSN>"].
+func (b *Builder) sequence(lsn pglogrepl.LSN) string {
+	buf := make([]byte, 0, 48)
+	buf = append(buf, '[')
+	if b.lastCommit == 0 {
+		buf = append(buf, "null"...)
+	} else {
+		buf = append(buf, '"')
+		buf = strconv.AppendUint(buf, uint64(b.lastCommit), 10)
+		buf = append(buf, '"')
+	}
+	buf = append(buf, ',', '"')
+	buf = strconv.AppendUint(buf, uint64(lsn), 10)
+	buf = append(buf, '"', ']')
+	return string(buf)
+}
+
+func (b *Builder) txID(c *replication.Change) string {
+	return strconv.FormatUint(uint64(c.Tx.XID), 10) + ":" + strconv.FormatUint(uint64(c.LSN), 10)
+}
+
+func (b *Builder) txBlock(c *replication.Change, collection string) *Value {
+	b.totalOrder++
+	if _, seen := b.perTable[collection]; !seen {
+		b.tableOrder = append(b.tableOrder, collection)
+	}
+	b.perTable[collection]++
+	v := NewValue(transactionBlockSchema)
+	v.Fields[0] = b.txID(c)
+	v.Fields[1] = b.totalOrder
+	v.Fields[2] = b.perTable[collection]
+	return v
+}
+
+func (b *Builder) txEvent(c *replication.Change, status string) *Event {
+	id := b.txID(c)
+	key := NewValue(txKeySchema)
+	key.Fields[0] = id
+	v := NewValue(txValueSchema)
+	v.Fields[0] = status
+	v.Fields[1] = id
+	v.Fields[4] = c.Tx.CommitTime.UnixMilli()
+	if status == "END" {
+		v.Fields[2] = b.totalOrder
+		cols := make([]any, len(b.tableOrder))
+		for i, t := range b.tableOrder {
+			ec := NewValue(eventCollectionSchema)
+			ec.Fields[0] = t
+			ec.Fields[1] = b.perTable[t]
+			cols[i] = ec
+		}
+		v.Fields[3] = cols
+	}
+	kind := KindTxBegin
+	if status == "END" {
+		kind = KindTxEnd
+	}
+	return &Event{Kind: kind, Topic: b.cfg.TxTopic, KeySchema: txKeySchema, Key: key, ValueSchema: txValueSchema, Value: v}
+}
+
+func (b *Builder) messageWanted(prefix string) bool {
+	if len(b.cfg.MessageInclude) > 0 {
+		for _, re := range b.cfg.MessageInclude {
+			if re.MatchString(prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, re := range b.cfg.MessageExclude {
+		if re.MatchString(prefix) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Builder) messageEvent(c *replication.Change) *Event {
+	contentType := b.cfg.Options.binaryType()
+	content := contentType.schema.optional()
+	body := messageBodySchema(content)
+	vs := messageValueSchema(body)
+	key := NewValue(messageKeySchema)
+	key.Fields[0] = c.Prefix
+	m := NewValue(body)
+	m.Fields[0] = c.Prefix
+	m.Fields[1] = b.cfg.Options.renderBinary(c.Content)
+	v := NewValue(vs)
+	v.Fields[0] = "m"
+	b.stamp(v, 1, -1, -1)
+	src := b.source(c, nil, nil)
+	if !c.Transactional {
+		// A non-transactional message has no commit time and no xid.
+		src.Fields[srcTsMs] = b.cfg.Now().UnixMilli()
+		src.Fields[srcTsUs] = nil
+		src.Fields[srcTsNs] = nil
+	}
+	v.Fields[2] = src
+	if b.cfg.TxMetadata && c.Transactional {
+		v.Fields[3] = b.txBlock(c, "LOGICAL_DECODING_MESSAGE")
+	}
+	v.Fields[4] = m
+	return &Event{Kind: KindMessage, Topic: b.cfg.MessageTopic, KeySchema: messageKeySchema, Key: key, ValueSchema: vs, Value: v}
+}
+
+// Heartbeat builds a heartbeat event for topic.
+func (b *Builder) Heartbeat(topic string) *Event {
+	key := NewValue(heartbeatKeySchema)
+	key.Fields[0] = b.cfg.Name
+	v := NewValue(heartbeatValueSchema)
+	v.Fields[0] = b.cfg.Now().UnixMilli()
+	return &Event{Kind: KindHeartbeat, Topic: topic, KeySchema: heartbeatKeySchema, Key: key, ValueSchema: heartbeatValueSchema, Value: v, Partition: 0}
+}
+
+// renderBinary renders raw bytes per binary.handling.mode.
+func (o *Options) renderBinary(raw []byte) any {
+	switch o.BinaryMode {
+	case "base64", "base64-url-safe", "hex":
+		hexText := make([]byte, 0, 2+2*len(raw))
+		hexText = append(hexText, `\x`...)
+		for _, c := range raw {
+			hexText = append(hexText, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+		}
+		v, _ := o.binaryType().conv(hexText)
+		return v
+	}
+	return raw
+}

@@ -1,0 +1,81 @@
+package envelope
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Encoder serializes events. JSONEncoder writes Kafka Connect's JsonConverter forms; the Avro
+// encoder writes Confluent's wire format through a schema registry.
+type Encoder interface {
+	// Encode returns the key and value bytes of ev; a nil value is a tombstone, a nil key a
+	// record without key.
+	Encode(ev *Event) (key, value []byte, err error)
+	// EncodeKey serializes a key struct on its own, as the __debezium.oldkey/newkey headers
+	// carry it.
+	EncodeKey(s *Schema, v *Value) ([]byte, error)
+}
+
+// JSONEncoder writes JSON as Kafka Connect's JsonConverter does, with the {"schema",
+// "payload"} wrapper when Schemas is set (schemas.enable=true) and the bare payload otherwise.
+type JSONEncoder struct {
+	Schemas bool
+
+	mu      sync.Mutex
+	schemas map[*Schema][]byte // rendered schemas, computed once per schema object
+}
+
+// Encode implements Encoder.
+func (e *JSONEncoder) Encode(ev *Event) (key, value []byte, err error) {
+	if ev.Key != nil {
+		if key, err = e.EncodeKey(ev.KeySchema, ev.Key); err != nil {
+			return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
+		}
+	}
+	if ev.Value != nil {
+		if value, err = e.encode(ev.ValueSchema, ev.Value); err != nil {
+			return nil, nil, fmt.Errorf("value of %s: %w", ev.Topic, err)
+		}
+	}
+	return key, value, nil
+}
+
+// EncodeKey implements Encoder.
+func (e *JSONEncoder) EncodeKey(s *Schema, v *Value) ([]byte, error) { return e.encode(s, v) }
+
+func (e *JSONEncoder) encode(s *Schema, v *Value) ([]byte, error) {
+	w := jsonWriter{buf: make([]byte, 0, 512)}
+	if e.Schemas {
+		w.buf = append(w.buf, `{"schema":`...)
+		rendered, err := e.schemaJSON(s)
+		if err != nil {
+			return nil, err
+		}
+		w.buf = append(w.buf, rendered...)
+		w.buf = append(w.buf, `,"payload":`...)
+	}
+	if err := w.value(s, v); err != nil {
+		return nil, err
+	}
+	if e.Schemas {
+		w.buf = append(w.buf, '}')
+	}
+	return w.buf, nil
+}
+
+func (e *JSONEncoder) schemaJSON(s *Schema) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if b, ok := e.schemas[s]; ok {
+		return b, nil
+	}
+	var w jsonWriter
+	if err := w.schema(s, ""); err != nil {
+		return nil, err
+	}
+	if e.schemas == nil {
+		e.schemas = map[*Schema][]byte{}
+	}
+	e.schemas[s] = w.buf
+	return w.buf, nil
+}

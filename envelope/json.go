@@ -1,0 +1,281 @@
+package envelope
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// jsonWriter renders Connect schemas and values byte for byte as Kafka's JsonConverter does
+// (through Jackson): no whitespace, Jackson's string escapes, Java's number formatting, bytes
+// as padded base64, and a null replaced by its schema's default.
+type jsonWriter struct {
+	buf []byte
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+// str writes a JSON string with Jackson's escapes: the two mandatory ones, short forms for
+// \b \t \n \f \r, \u00XX for other control characters, everything else as UTF-8.
+func (w *jsonWriter) str(s string) {
+	w.buf = append(w.buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		w.buf = append(w.buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			w.buf = append(w.buf, '\\', c)
+		case '\b':
+			w.buf = append(w.buf, '\\', 'b')
+		case '\t':
+			w.buf = append(w.buf, '\\', 't')
+		case '\n':
+			w.buf = append(w.buf, '\\', 'n')
+		case '\f':
+			w.buf = append(w.buf, '\\', 'f')
+		case '\r':
+			w.buf = append(w.buf, '\\', 'r')
+		default:
+			w.buf = append(w.buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	w.buf = append(w.buf, s[start:]...)
+	w.buf = append(w.buf, '"')
+}
+
+// javaDouble formats a float64 as Java's Double.toString.
+func javaDouble(f float64) string { return javaFloat(f, 64) }
+
+func javaFloat(f float64, bits int) string {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	case f == 0:
+		if math.Signbit(f) {
+			return "-0.0"
+		}
+		return "0.0"
+	}
+	abs := math.Abs(f)
+	if abs >= 1e-3 && abs < 1e7 {
+		s := strconv.FormatFloat(f, 'f', -1, bits)
+		if !strings.Contains(s, ".") {
+			s += ".0"
+		}
+		return s
+	}
+	// Computerized scientific notation: d.dddE[-]n, at least one fraction digit.
+	s := strconv.FormatFloat(f, 'e', -1, bits)
+	mant, exp, _ := strings.Cut(s, "e")
+	if !strings.Contains(mant, ".") {
+		mant += ".0"
+	}
+	n, _ := strconv.Atoi(exp)
+	return mant + "E" + strconv.Itoa(n)
+}
+
+// number writes a Java-formatted float; NaN and the infinities are quoted, as Jackson does by
+// default (QUOTE_NON_NUMERIC_NUMBERS).
+func (w *jsonWriter) number(f float64, bits int) {
+	s := javaFloat(f, bits)
+	if s == "NaN" || s == "Infinity" || s == "-Infinity" {
+		w.buf = append(w.buf, '"')
+		w.buf = append(w.buf, s...)
+		w.buf = append(w.buf, '"')
+		return
+	}
+	w.buf = append(w.buf, s...)
+}
+
+// value writes v as described by s.
+func (w *jsonWriter) value(s *Schema, v any) error {
+	if sv, ok := v.(*Value); ok && sv == nil {
+		v = nil // a nil *Value stored in an interface
+	}
+	if v == nil {
+		if s.HasDefault && s.Default != nil {
+			return w.value(s, s.Default)
+		}
+		if !s.Optional {
+			return fmt.Errorf("null value for a required %s field", s.Type)
+		}
+		w.buf = append(w.buf, "null"...)
+		return nil
+	}
+	switch s.Type {
+	case Boolean:
+		w.buf = strconv.AppendBool(w.buf, v.(bool))
+	case Int8:
+		w.buf = strconv.AppendInt(w.buf, int64(v.(int8)), 10)
+	case Int16:
+		w.buf = strconv.AppendInt(w.buf, int64(v.(int16)), 10)
+	case Int32:
+		w.buf = strconv.AppendInt(w.buf, int64(v.(int32)), 10)
+	case Int64:
+		w.buf = strconv.AppendInt(w.buf, v.(int64), 10)
+	case Float32:
+		w.number(float64(v.(float32)), 32)
+	case Float64:
+		w.number(v.(float64), 64)
+	case String:
+		w.str(v.(string))
+	case Bytes:
+		var b []byte
+		switch x := v.(type) {
+		case []byte:
+			b = x
+		case Decimal:
+			b = x.Bytes()
+		default:
+			return fmt.Errorf("bytes field holds %T", v)
+		}
+		w.buf = append(w.buf, '"')
+		w.buf = base64.StdEncoding.AppendEncode(w.buf, b)
+		w.buf = append(w.buf, '"')
+	case Array:
+		items := v.([]any)
+		w.buf = append(w.buf, '[')
+		for i, x := range items {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			if err := w.value(s.Items, x); err != nil {
+				return err
+			}
+		}
+		w.buf = append(w.buf, ']')
+	case Map:
+		entries := v.([]MapEntry)
+		if s.Keys.Type == String {
+			w.buf = append(w.buf, '{')
+			for i, e := range entries {
+				if i > 0 {
+					w.buf = append(w.buf, ',')
+				}
+				w.str(e.Key.(string))
+				w.buf = append(w.buf, ':')
+				if err := w.value(s.Values, e.Value); err != nil {
+					return err
+				}
+			}
+			w.buf = append(w.buf, '}')
+			return nil
+		}
+		w.buf = append(w.buf, '[')
+		for i, e := range entries {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.buf = append(w.buf, '[')
+			if err := w.value(s.Keys, e.Key); err != nil {
+				return err
+			}
+			w.buf = append(w.buf, ',')
+			if err := w.value(s.Values, e.Value); err != nil {
+				return err
+			}
+			w.buf = append(w.buf, ']')
+		}
+		w.buf = append(w.buf, ']')
+	case Struct:
+		sv := v.(*Value)
+		w.buf = append(w.buf, '{')
+		for i, f := range s.Fields {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.str(f.Name)
+			w.buf = append(w.buf, ':')
+			if err := w.value(f.Schema, sv.Fields[i]); err != nil {
+				return fmt.Errorf("field %s: %w", f.Name, err)
+			}
+		}
+		w.buf = append(w.buf, '}')
+	default:
+		return fmt.Errorf("unknown schema type %d", s.Type)
+	}
+	return nil
+}
+
+// schema writes s as JsonConverter.asJsonSchema does; fieldName, when not empty, is appended
+// last as a struct member's "field".
+func (w *jsonWriter) schema(s *Schema, fieldName string) error {
+	w.buf = append(w.buf, `{"type":`...)
+	w.str(s.Type.String())
+	switch s.Type {
+	case Struct:
+		w.buf = append(w.buf, `,"fields":[`...)
+		for i, f := range s.Fields {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			if err := w.schema(f.Schema, f.Name); err != nil {
+				return err
+			}
+		}
+		w.buf = append(w.buf, ']')
+	case Array:
+		w.buf = append(w.buf, `,"items":`...)
+		if err := w.schema(s.Items, ""); err != nil {
+			return err
+		}
+	case Map:
+		w.buf = append(w.buf, `,"keys":`...)
+		if err := w.schema(s.Keys, ""); err != nil {
+			return err
+		}
+		w.buf = append(w.buf, `,"values":`...)
+		if err := w.schema(s.Values, ""); err != nil {
+			return err
+		}
+	}
+	w.buf = append(w.buf, `,"optional":`...)
+	w.buf = strconv.AppendBool(w.buf, s.Optional)
+	if s.Name != "" {
+		w.buf = append(w.buf, `,"name":`...)
+		w.str(s.Name)
+	}
+	if s.Version != 0 {
+		w.buf = append(w.buf, `,"version":`...)
+		w.buf = strconv.AppendInt(w.buf, int64(s.Version), 10)
+	}
+	if s.Doc != "" {
+		w.buf = append(w.buf, `,"doc":`...)
+		w.str(s.Doc)
+	}
+	if len(s.Params) > 0 {
+		w.buf = append(w.buf, `,"parameters":{`...)
+		for i, p := range s.Params {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.str(p.Key)
+			w.buf = append(w.buf, ':')
+			w.str(p.Value)
+		}
+		w.buf = append(w.buf, '}')
+	}
+	if s.HasDefault && s.Default != nil {
+		w.buf = append(w.buf, `,"default":`...)
+		if err := w.value(s, s.Default); err != nil {
+			return fmt.Errorf("default: %w", err)
+		}
+	}
+	if fieldName != "" {
+		w.buf = append(w.buf, `,"field":`...)
+		w.str(fieldName)
+	}
+	w.buf = append(w.buf, '}')
+	return nil
+}

@@ -1,0 +1,206 @@
+package envelope
+
+import (
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+)
+
+// Decimal is the value of Connect's Decimal logical type: Unscaled × 10^-Scale. Its wire form
+// (JSON base64, Avro bytes) is the unscaled integer in big-endian two's complement, as Java's
+// BigInteger.toByteArray writes it.
+type Decimal struct {
+	Unscaled *big.Int
+	Scale    int32
+}
+
+// Bytes returns the minimal big-endian two's-complement form of the unscaled value.
+func (d Decimal) Bytes() []byte { return twosComplement(d.Unscaled) }
+
+func twosComplement(n *big.Int) []byte {
+	if n.Sign() >= 0 {
+		b := n.Bytes()
+		if len(b) == 0 || b[0]&0x80 != 0 {
+			b = append([]byte{0}, b...)
+		}
+		return b
+	}
+	// -n = ~(n-1): take |n|-1, invert its bytes, and keep a leading 1 bit.
+	m := new(big.Int).Neg(n)
+	m.Sub(m, big.NewInt(1))
+	b := m.Bytes()
+	for i := range b {
+		b[i] = ^b[i]
+	}
+	if len(b) == 0 || b[0]&0x80 == 0 {
+		b = append([]byte{0xff}, b...)
+	}
+	return b
+}
+
+// String renders the decimal as Java's BigDecimal.toPlainString does.
+func (d Decimal) String() string {
+	s := d.Unscaled.String()
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	switch {
+	case d.Scale > 0:
+		if len(s) <= int(d.Scale) {
+			s = strings.Repeat("0", int(d.Scale)-len(s)+1) + s
+		}
+		s = s[:len(s)-int(d.Scale)] + "." + s[len(s)-int(d.Scale):]
+	case d.Scale < 0:
+		s += strings.Repeat("0", int(-d.Scale))
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// parseDecimal parses PostgreSQL's numeric text (digits, optional sign and point, no exponent).
+// Special values (NaN, Infinity, -Infinity) are returned as special.
+func parseDecimal(b []byte) (d Decimal, special string, err error) {
+	s := string(b)
+	switch s {
+	case "NaN", "Infinity", "-Infinity":
+		return Decimal{}, s, nil
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	n, ok := new(big.Int).SetString(intPart+frac, 10)
+	if !ok {
+		return Decimal{}, "", fmt.Errorf("invalid numeric %q", s)
+	}
+	return Decimal{Unscaled: n, Scale: int32(len(frac))}, "", nil
+}
+
+// rescale changes the scale, padding with zeros or rounding half up as BigDecimal.setScale.
+func (d Decimal) rescale(scale int32) Decimal {
+	switch {
+	case scale == d.Scale:
+		return d
+	case scale > d.Scale:
+		m := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale-d.Scale)), nil)
+		return Decimal{Unscaled: m.Mul(m, d.Unscaled), Scale: scale}
+	}
+	div := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale-scale)), nil)
+	q, r := new(big.Int).QuoRem(d.Unscaled, div, new(big.Int))
+	if r.Abs(r).Mul(r, big.NewInt(2)).Cmp(div) >= 0 {
+		if d.Unscaled.Sign() < 0 {
+			q.Sub(q, big.NewInt(1))
+		} else {
+			q.Add(q, big.NewInt(1))
+		}
+	}
+	return Decimal{Unscaled: q, Scale: scale}
+}
+
+// numericTypmod splits numeric's typmod into precision and scale (-1, -1 when unconstrained).
+func numericTypmod(typmod int32) (precision, scale int32) {
+	if typmod < 4 {
+		return -1, -1
+	}
+	t := typmod - 4
+	return (t >> 16) & 0xffff, int32(int16(t & 0xffff))
+}
+
+var specialStrings = map[string]string{"NaN": "NAN", "Infinity": "POSITIVE_INFINITY", "-Infinity": "NEGATIVE_INFINITY"}
+
+func (o *Options) numericType(typmod int32) columnType {
+	precision, scale := numericTypmod(typmod)
+	switch o.DecimalMode {
+	case "double":
+		return columnType{schema: prim(Float64, false), conv: func(b []byte) (any, error) {
+			return strconv.ParseFloat(string(b), 64)
+		}}
+	case "string":
+		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
+			d, special, err := parseDecimal(b)
+			if special != "" {
+				return specialStrings[special], nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if scale >= 0 {
+				d = d.rescale(scale)
+			}
+			return d.String(), nil
+		}}
+	}
+	if scale < 0 {
+		return columnType{schema: variableScaleSchema(), conv: convVariableScale}
+	}
+	s := named(Bytes, nameDecimal, 1, Param{"scale", strconv.Itoa(int(scale))}, Param{"connect.decimal.precision", strconv.Itoa(int(precision))})
+	return columnType{schema: s, conv: func(b []byte) (any, error) {
+		d, special, err := parseDecimal(b)
+		if special != "" {
+			return nil, fmt.Errorf("numeric %s cannot be represented in decimal.handling.mode=precise: use double or string", special)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return d.rescale(scale), nil
+	}}
+}
+
+func variableScaleSchema() *Schema {
+	s := structSchema(nameVarDecimal, 1, false,
+		field("scale", prim(Int32, false)),
+		field("value", prim(Bytes, false)))
+	s.Doc = "Variable scaled decimal"
+	return s
+}
+
+func convVariableScale(b []byte) (any, error) {
+	d, special, err := parseDecimal(b)
+	if special != "" {
+		return nil, fmt.Errorf("numeric %s cannot be represented in decimal.handling.mode=precise: use double or string", special)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := NewValue(variableScaleSchema())
+	v.Fields[0] = d.Scale
+	v.Fields[1] = d.Bytes()
+	return v, nil
+}
+
+// moneyType parses money's text output, which depends on lc_monetary; the replication
+// connection sets lc_monetary=C, giving -$1,234.56.
+func (o *Options) moneyType() columnType {
+	parse := func(b []byte) (Decimal, error) {
+		s := strings.NewReplacer("$", "", ",", "").Replace(string(b))
+		if strings.HasPrefix(s, "(") { // accounting style negative
+			s = "-" + strings.Trim(s, "()")
+		}
+		d, _, err := parseDecimal([]byte(s))
+		return d, err
+	}
+	switch o.DecimalMode {
+	case "double":
+		return columnType{schema: prim(Float64, false), conv: func(b []byte) (any, error) {
+			d, err := parse(b)
+			if err != nil {
+				return nil, err
+			}
+			f, _ := new(big.Float).SetString(d.String())
+			v, _ := f.Float64()
+			return v, nil
+		}}
+	case "string":
+		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
+			d, err := parse(b)
+			return d.String(), err
+		}}
+	}
+	s := named(Bytes, nameDecimal, 1, Param{"scale", strconv.Itoa(o.MoneyFraction)})
+	return columnType{schema: s, conv: func(b []byte) (any, error) {
+		d, err := parse(b)
+		if err != nil {
+			return nil, err
+		}
+		return d.rescale(int32(o.MoneyFraction)), nil
+	}}
+}

@@ -1,0 +1,479 @@
+package envelope
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// PostgreSQL's text forms of dates and times (DateStyle ISO, TimeZone UTC, IntervalStyle
+// postgres, as the replication connection sets them) are parsed by hand: time.Parse cannot
+// read years past 9999, BC dates, or 24:00:00, all of which PostgreSQL allows.
+
+const (
+	microsPerDay = 86_400_000_000
+	// The values Debezium gives timestamp 'infinity' and '-infinity' (PostgreSQL's own
+	// infinity timestamps converted by the JDBC driver).
+	timestampPosInfinityMicros = 9223372036825200000
+	timestampNegInfinityMicros = -9223372036832400000
+)
+
+// daysFromCivil returns days since 1970-01-01 of a proleptic Gregorian date (astronomical
+// year: 1 BC is year 0), like java.time.LocalDate.
+func daysFromCivil(y, m, d int64) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
+// civilFromDays is the inverse of daysFromCivil.
+func civilFromDays(z int64) (y, m, d int64) {
+	z += 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era = (z - 146096) / 146097
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y = yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = doy - (153*mp+2)/5 + 1
+	m = mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
+}
+
+// parseDate parses YYYY-MM-DD[ BC] into days since the epoch.
+func parseDate(s string) (int64, error) {
+	bc := strings.HasSuffix(s, " BC")
+	s = strings.TrimSuffix(s, " BC")
+	parts := strings.SplitN(s, "-", 3)
+	if len(parts) != 3 {
+		return 0, fmt.Errorf("invalid date %q", s)
+	}
+	y, err1 := strconv.ParseInt(parts[0], 10, 64)
+	m, err2 := strconv.ParseInt(parts[1], 10, 64)
+	d, err3 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, fmt.Errorf("invalid date %q", s)
+	}
+	if bc {
+		y = 1 - y
+	}
+	return daysFromCivil(y, m, d), nil
+}
+
+// parseClock parses HH:MM:SS[.ffffff] into microseconds of the day (24:00:00 is allowed).
+func parseClock(s string) (int64, error) {
+	if len(s) < 8 || s[2] != ':' || s[5] != ':' {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	h, err1 := strconv.Atoi(s[0:2])
+	m, err2 := strconv.Atoi(s[3:5])
+	sec, err3 := strconv.Atoi(s[6:8])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	us := int64(0)
+	if len(s) > 8 {
+		if s[8] != '.' {
+			return 0, fmt.Errorf("invalid time %q", s)
+		}
+		frac := s[9:]
+		if len(frac) > 6 {
+			frac = frac[:6]
+		}
+		f, err := strconv.Atoi(frac)
+		if err != nil {
+			return 0, fmt.Errorf("invalid time %q", s)
+		}
+		for i := len(frac); i < 6; i++ {
+			f *= 10
+		}
+		us = int64(f)
+	}
+	return (int64(h)*3600+int64(m)*60+int64(sec))*1_000_000 + us, nil
+}
+
+// splitOffset splits a trailing +HH[:MM[:SS]] / -HH... UTC offset and returns it in seconds.
+func splitOffset(s string) (string, int64, error) {
+	i := strings.LastIndexAny(s, "+-")
+	if i < 8 { // the sign of a date part or nothing
+		return s, 0, fmt.Errorf("missing UTC offset in %q", s)
+	}
+	sign := int64(1)
+	if s[i] == '-' {
+		sign = -1
+	}
+	var secs int64
+	for n, p := range strings.Split(s[i+1:], ":") {
+		v, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return s, 0, fmt.Errorf("invalid UTC offset in %q", s)
+		}
+		secs += v * []int64{3600, 60, 1}[n]
+	}
+	return s[:i], sign * secs, nil
+}
+
+// parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into microseconds since the
+// epoch, UTC; infinite is ±1 for 'infinity' and '-infinity'.
+func parseTimestamp(s string, withZone bool) (micros int64, infinite int, err error) {
+	switch s {
+	case "infinity":
+		return 0, 1, nil
+	case "-infinity":
+		return 0, -1, nil
+	}
+	bc := strings.HasSuffix(s, " BC")
+	s = strings.TrimSuffix(s, " BC")
+	var offset int64
+	if withZone {
+		if s, offset, err = splitOffset(s); err != nil {
+			return 0, 0, err
+		}
+	}
+	date, clock, ok := strings.Cut(s, " ")
+	if !ok {
+		return 0, 0, fmt.Errorf("invalid timestamp %q", s)
+	}
+	if bc {
+		date += " BC"
+	}
+	days, err := parseDate(date)
+	if err != nil {
+		return 0, 0, err
+	}
+	us, err := parseClock(clock)
+	if err != nil {
+		return 0, 0, err
+	}
+	return days*microsPerDay + us - offset*1_000_000, 0, nil
+}
+
+// floorDiv is division rounding toward negative infinity, as Java's Math.floorDiv.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// formatISOInstant writes micros since the epoch as yyyy-MM-ddTHH:mm:ss[.fraction]Z with
+// exactly digits fraction digits (0 to 6), the way Debezium's ZonedTimestamp does.
+func formatISOInstant(micros int64, digits int) string {
+	days := floorDiv(micros, microsPerDay)
+	us := micros - days*microsPerDay
+	var b strings.Builder
+	b.WriteString(formatISODate(days))
+	b.WriteByte('T')
+	b.WriteString(formatClock(us, digits, false))
+	b.WriteByte('Z')
+	return b.String()
+}
+
+// formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
+// for years past 9999 or before year 0.
+func formatISODate(days int64) string {
+	y, m, d := civilFromDays(days)
+	var ys string
+	switch {
+	case y > 9999:
+		ys = "+" + strconv.FormatInt(y, 10)
+	case y < 0:
+		ys = fmt.Sprintf("-%04d", -y)
+	default:
+		ys = fmt.Sprintf("%04d", y)
+	}
+	return fmt.Sprintf("%s-%02d-%02d", ys, m, d)
+}
+
+// formatClock writes microseconds of the day as HH:mm:ss with a fraction of exactly digits
+// digits, or, when minimal, the fewest digits needed (none for whole seconds).
+func formatClock(us int64, digits int, minimal bool) string {
+	secs := us / 1_000_000
+	frac := us % 1_000_000
+	s := fmt.Sprintf("%02d:%02d:%02d", secs/3600, secs/60%60, secs%60)
+	if minimal {
+		if frac == 0 {
+			return s
+		}
+		f := strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
+		return s + "." + f
+	}
+	if digits > 0 {
+		f := fmt.Sprintf("%06d", frac)[:digits]
+		return s + "." + f
+	}
+	return s
+}
+
+// temporalPrecision returns the fractional digits of a time/timestamp typmod (6 if unset).
+func temporalPrecision(typmod int32) int {
+	if typmod < 0 {
+		return 6
+	}
+	return int(typmod)
+}
+
+func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
+	p := temporalPrecision(typmod)
+	mode := o.TimePrecisionMode
+	switch name {
+	case "date":
+		return o.dateType(mode), nil
+	case "time":
+		return o.timeType(mode, p), nil
+	case "timestamp":
+		return o.timestampType(mode, p), nil
+	case "timestamptz":
+		return columnType{schema: named(String, nameZonedTS, 1), conv: func(b []byte) (any, error) {
+			us, inf, err := parseTimestamp(string(b), true)
+			switch {
+			case err != nil:
+				return nil, err
+			case inf > 0:
+				return "infinity", nil
+			case inf < 0:
+				return "-infinity", nil
+			}
+			return formatISOInstant(us, p), nil
+		}}, nil
+	case "timetz":
+		return columnType{schema: named(String, nameZonedTime, 1), conv: convZonedTime}, nil
+	case "interval":
+		return o.intervalType(), nil
+	}
+	return columnType{}, fmt.Errorf("not a temporal type: %s", name)
+}
+
+func (o *Options) dateType(mode string) columnType {
+	days := func(b []byte) (int64, error) {
+		switch string(b) {
+		case "infinity":
+			return daysFromCivil(294276, 12, 31), nil
+		case "-infinity":
+			return daysFromCivil(-4712, 1, 1), nil
+		}
+		return parseDate(string(b))
+	}
+	switch mode {
+	case "connect":
+		return columnType{schema: named(Int32, nameConnectDate, 1), conv: func(b []byte) (any, error) {
+			d, err := days(b)
+			return int32(d), err
+		}}
+	case "isostring":
+		return columnType{schema: named(String, nameIsoDate, 1), conv: func(b []byte) (any, error) {
+			d, err := days(b)
+			return formatISODate(d), err
+		}}
+	}
+	return columnType{schema: named(Int32, nameDate, 1), conv: func(b []byte) (any, error) {
+		d, err := days(b)
+		return int32(d), err
+	}}
+}
+
+func (o *Options) timeType(mode string, p int) columnType {
+	switch {
+	case mode == "connect":
+		return columnType{schema: named(Int32, nameConnectTime, 1), conv: func(b []byte) (any, error) {
+			us, err := parseClock(string(b))
+			return int32(us / 1000), err
+		}}
+	case mode == "isostring":
+		return columnType{schema: named(String, nameIsoTime, 1), conv: func(b []byte) (any, error) {
+			us, err := parseClock(string(b))
+			return formatClock(us, 0, true) + "Z", err
+		}}
+	case mode == "nanoseconds":
+		return columnType{schema: named(Int64, nameNanoTime, 1), conv: func(b []byte) (any, error) {
+			us, err := parseClock(string(b))
+			return us * 1000, err
+		}}
+	case mode == "adaptive" && p <= 3:
+		return columnType{schema: named(Int32, nameTime, 1), conv: func(b []byte) (any, error) {
+			us, err := parseClock(string(b))
+			return int32(us / 1000), err
+		}}
+	}
+	return columnType{schema: named(Int64, nameMicroTime, 1), conv: func(b []byte) (any, error) {
+		return parseClock(string(b))
+	}}
+}
+
+func (o *Options) timestampType(mode string, p int) columnType {
+	micros := func(b []byte) (int64, error) {
+		us, inf, err := parseTimestamp(string(b), false)
+		switch {
+		case inf > 0:
+			return timestampPosInfinityMicros, nil
+		case inf < 0:
+			return timestampNegInfinityMicros, nil
+		}
+		return us, err
+	}
+	millis := func(b []byte) (any, error) {
+		us, err := micros(b)
+		return floorDiv(us, 1000), err
+	}
+	switch {
+	case mode == "connect":
+		return columnType{schema: named(Int64, nameConnectTS, 1), conv: millis}
+	case mode == "isostring":
+		return columnType{schema: named(String, nameIsoTimestamp, 1), conv: func(b []byte) (any, error) {
+			us, err := micros(b)
+			return formatISOInstant(us, 6), err
+		}}
+	case mode == "nanoseconds":
+		return columnType{schema: named(Int64, nameNanoTS, 1), conv: func(b []byte) (any, error) {
+			us, err := micros(b)
+			return us * 1000, err
+		}}
+	case (mode == "adaptive" || mode == "adaptive_time_microseconds") && p <= 3:
+		return columnType{schema: named(Int64, nameTimestamp, 1), conv: millis}
+	}
+	return columnType{schema: named(Int64, nameMicroTS, 1), conv: func(b []byte) (any, error) { return micros(b) }}
+}
+
+// convZonedTime normalizes a timetz to UTC and writes it as ISO_OFFSET_TIME: HH:mm:ss with the
+// fewest fraction digits needed, then Z.
+func convZonedTime(b []byte) (any, error) {
+	s := string(b)
+	i := strings.LastIndexAny(s, "+-")
+	if i < 8 {
+		return nil, fmt.Errorf("invalid timetz %q", s)
+	}
+	us, err := parseClock(s[:i])
+	if err != nil {
+		return nil, err
+	}
+	_, off, err := splitOffset("0000-00-00 " + s[i:])
+	if err != nil {
+		return nil, err
+	}
+	us = ((us-off*1_000_000)%microsPerDay + microsPerDay) % microsPerDay
+	return formatClock(us, 0, true) + "Z", nil
+}
+
+// interval holds the fields of PostgreSQL's interval text (IntervalStyle postgres).
+type interval struct {
+	years, months, days, hours, minutes int64
+	micros                              int64 // seconds and fraction, in microseconds
+}
+
+func parseInterval(s string) (interval, error) {
+	var iv interval
+	fields := strings.Fields(s)
+	for i := 0; i < len(fields); i++ {
+		f := fields[i]
+		if strings.Contains(f, ":") {
+			neg := strings.HasPrefix(f, "-")
+			f = strings.TrimLeft(f, "+-")
+			parts := strings.SplitN(f, ":", 3)
+			if len(parts) != 3 {
+				return iv, fmt.Errorf("invalid interval %q", s)
+			}
+			h, err1 := strconv.ParseInt(parts[0], 10, 64)
+			m, err2 := strconv.ParseInt(parts[1], 10, 64)
+			sec, err3 := parseSecondsMicros(parts[2])
+			if err1 != nil || err2 != nil || err3 != nil {
+				return iv, fmt.Errorf("invalid interval %q", s)
+			}
+			if neg {
+				h, m, sec = -h, -m, -sec
+			}
+			iv.hours, iv.minutes, iv.micros = h, m, sec
+			continue
+		}
+		if i+1 >= len(fields) {
+			return iv, fmt.Errorf("invalid interval %q", s)
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return iv, fmt.Errorf("invalid interval %q", s)
+		}
+		i++
+		switch strings.TrimSuffix(fields[i], "s") {
+		case "year":
+			iv.years = n
+		case "mon":
+			iv.months = n
+		case "day":
+			iv.days = n
+		default:
+			return iv, fmt.Errorf("invalid interval unit %q in %q", fields[i], s)
+		}
+	}
+	return iv, nil
+}
+
+func parseSecondsMicros(s string) (int64, error) {
+	whole, frac, _ := strings.Cut(s, ".")
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	if len(frac) > 6 {
+		frac = frac[:6]
+	}
+	f := int64(0)
+	if frac != "" {
+		if f, err = strconv.ParseInt(frac, 10, 64); err != nil {
+			return 0, err
+		}
+		for i := len(frac); i < 6; i++ {
+			f *= 10
+		}
+	}
+	return w*1_000_000 + f, nil
+}
+
+// daysPerMonthAvg is Debezium's MicroDuration.DAYS_PER_MONTH_AVG.
+const daysPerMonthAvg = 365.25 / 12.0
+
+// microDuration follows Debezium's MicroDuration.durationMicros, floating point included, so
+// that month-bearing intervals give the same (approximate) number.
+func (iv interval) microDuration() int64 {
+	numberOfDays := float64(iv.years*12+iv.months)*daysPerMonthAvg + float64(iv.days)
+	seconds := float64(iv.micros) / 1e6
+	numberOfSeconds := ((numberOfDays*24+float64(iv.hours))*60+float64(iv.minutes))*60 + seconds
+	return int64(numberOfSeconds * 1e6)
+}
+
+// isoString follows Debezium's Interval.toIsoString: P<y>Y<m>M<d>DT<h>H<m>M<s>S.
+func (iv interval) isoString() string {
+	sec := Decimal{Unscaled: bigInt(iv.micros), Scale: 6}
+	secs := strings.TrimRight(strings.TrimRight(sec.String(), "0"), ".")
+	return fmt.Sprintf("P%dY%dM%dDT%dH%dM%sS", iv.years, iv.months, iv.days, iv.hours, iv.minutes, secs)
+}
+
+func (o *Options) intervalType() columnType {
+	if o.IntervalMode == "string" {
+		return columnType{schema: named(String, nameInterval, 1), conv: func(b []byte) (any, error) {
+			iv, err := parseInterval(string(b))
+			return iv.isoString(), err
+		}}
+	}
+	return columnType{schema: named(Int64, nameMicroDuration, 1), conv: func(b []byte) (any, error) {
+		iv, err := parseInterval(string(b))
+		return iv.microDuration(), err
+	}}
+}

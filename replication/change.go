@@ -1,0 +1,96 @@
+package replication
+
+import (
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Op is the kind of a Change.
+type Op uint8
+
+// The kinds of Change, in the order a transaction delivers them: Begin, then row changes,
+// truncates and transactional messages, then Commit. A non-transactional Message stands alone.
+const (
+	OpBegin Op = iota + 1
+	OpInsert
+	OpUpdate
+	OpDelete
+	OpTruncate
+	OpMessage
+	OpCommit
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpBegin:
+		return "begin"
+	case OpInsert:
+		return "insert"
+	case OpUpdate:
+		return "update"
+	case OpDelete:
+		return "delete"
+	case OpTruncate:
+		return "truncate"
+	case OpMessage:
+		return "message"
+	case OpCommit:
+		return "commit"
+	}
+	return "unknown"
+}
+
+// Datum kinds, as pgoutput sends them.
+const (
+	DatumNull      = 'n' // SQL NULL
+	DatumUnchanged = 'u' // an unchanged TOASTed value that the server did not send
+	DatumText      = 't'
+	DatumBinary    = 'b'
+)
+
+// Datum is one column value of a tuple: a kind and, for text and binary, the bytes.
+type Datum struct {
+	Kind byte
+	Data []byte
+}
+
+// Tx is one source transaction. All changes of a transaction share one *Tx.
+type Tx struct {
+	XID        uint32
+	CommitLSN  pglogrepl.LSN // LSN of the commit record (Begin's final LSN)
+	EndLSN     pglogrepl.LSN // end of the commit record; set when Commit arrives
+	CommitTime time.Time
+	// Changes counts the row changes and messages delivered for this transaction so far.
+	Changes int
+
+	txn *txn // the tracker's entry
+}
+
+// Change is one decoded WAL message, in stream order.
+type Change struct {
+	Op  Op
+	// Tx is the change's transaction. A non-transactional message gets a Tx of its own whose
+	// commit LSN is the message's LSN.
+	Tx  *Tx
+	LSN pglogrepl.LSN // the WAL position of this change
+	// Seq is the change's position in its transaction, from 1; 0 for Begin and Commit.
+	Seq int
+
+	Rel *Relation // Insert, Update, Delete
+	// Old is the old tuple of an Update or Delete: the replica identity key columns
+	// (OldKind 'K') or the whole row (OldKind 'O', REPLICA IDENTITY FULL); nil when absent.
+	Old     []Datum
+	OldKind byte
+	New     []Datum
+
+	// Truncate
+	Truncated       []*Relation
+	Cascade         bool
+	RestartIdentity bool
+
+	// Message (pg_logical_emit_message)
+	Prefix        string
+	Content       []byte
+	Transactional bool
+}

@@ -1,0 +1,113 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Finding is one result of Check.
+type Finding struct {
+	Level   string // ok, warn or error
+	Subject string
+	Message string
+}
+
+// Check inspects the server, the captured relations, the publication and the slot, and says
+// what each means and how to fix it. It changes nothing.
+func Check(ctx context.Context, cfg Config) []Finding {
+	var out []Finding
+	add := func(level, subject, format string, args ...any) {
+		out = append(out, Finding{Level: level, Subject: subject, Message: fmt.Sprintf(format, args...)})
+	}
+	conn, err := pgx.Connect(ctx, cfg.DSN)
+	if err != nil {
+		add("error", "postgres", "cannot connect: %v; check postgres.dsn and that the server is running", err)
+		return out
+	}
+	defer conn.Close(context.Background())
+	add("ok", "postgres", "connected to database %s", conn.Config().Database)
+	if err := checkServer(ctx, conn); err != nil {
+		add("error", "postgres", "%v", err)
+	} else {
+		add("ok", "postgres", "wal_level is logical and the role may replicate")
+	}
+
+	cat := newCatalog(conn)
+	for _, name := range sortedKeys(cfg.Relations) {
+		if err := checkRelations(ctx, conn, []string{name}); err != nil {
+			add("error", name, "%v", err)
+			continue
+		}
+		if err := checkKeys(ctx, cat, map[string]RelationSpec{name: cfg.Relations[name]}); err != nil {
+			add("error", name, "%v", err)
+		} else {
+			add("ok", name, "exists and has a record key")
+		}
+		var ident string
+		if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass`, quoteQualified(name)).Scan(&ident); err != nil {
+			add("error", name, "read replica identity: %v", err)
+			continue
+		}
+		switch ident {
+		case "d":
+			add("ok", name, "REPLICA IDENTITY DEFAULT: updates have before = null and deletes carry only the key in before; "+
+				"unchanged TOASTed values are replaced by the placeholder (ALTER TABLE %s REPLICA IDENTITY FULL for full before images)", quoteQualified(name))
+		case "f":
+			add("ok", name, "REPLICA IDENTITY FULL: before holds the whole old row of updates and deletes")
+		case "i":
+			add("ok", name, "REPLICA IDENTITY USING INDEX: before holds the index columns")
+		case "n":
+			add("warn", name, "REPLICA IDENTITY NOTHING: once published, UPDATE and DELETE on it fail; ALTER TABLE %s REPLICA IDENTITY DEFAULT", quoteQualified(name))
+		}
+	}
+
+	var allTables bool
+	err = conn.QueryRow(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, cfg.Publication).Scan(&allTables)
+	switch {
+	case err == pgx.ErrNoRows && cfg.PublicationMode == PublicationDisabled:
+		add("error", "publication", "%s does not exist and publication_autocreate is disabled: create it or set publication_autocreate: filtered", cfg.Publication)
+	case err == pgx.ErrNoRows:
+		add("ok", "publication", "%s does not exist yet; run creates it (%s)", cfg.Publication, cfg.PublicationMode)
+	case err != nil:
+		add("error", "publication", "read publication %s: %v", cfg.Publication, err)
+	case allTables:
+		add("ok", "publication", "%s publishes all tables", cfg.Publication)
+	default:
+		have, err := publishedTables(ctx, conn, cfg.Publication)
+		if err != nil {
+			add("error", "publication", "%v", err)
+			break
+		}
+		missing := diff(sortedKeys(cfg.Relations), have)
+		switch {
+		case len(missing) == 0:
+			add("ok", "publication", "%s includes every configured relation", cfg.Publication)
+		case cfg.PublicationMode == PublicationFiltered:
+			add("ok", "publication", "%s lacks %s; run will update it (filtered)", cfg.Publication, strings.Join(missing, ", "))
+		default:
+			add("error", "publication", "%s lacks %s: ALTER PUBLICATION %s ADD TABLE ...", cfg.Publication, strings.Join(missing, ", "), cfg.Publication)
+		}
+	}
+
+	slot, err := readSlot(ctx, conn, cfg.Slot)
+	switch {
+	case err != nil:
+		add("error", "slot", "%v", err)
+	case !slot.exists:
+		add("ok", "slot", "%s does not exist yet; run creates it", cfg.Slot)
+	case slot.plugin != "pgoutput":
+		add("error", "slot", "%s uses plugin %s, not pgoutput: drop it or choose another postgres.slot", cfg.Slot, slot.plugin)
+	default:
+		var retained int64
+		_ = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn() - $1::pg_lsn`, slot.confirmed.String()).Scan(&retained)
+		state := "inactive"
+		if slot.activePID != 0 {
+			state = fmt.Sprintf("active (server process %d)", slot.activePID)
+		}
+		add("ok", "slot", "%s exists, %s, confirmed at %s, %d bytes of WAL behind", cfg.Slot, state, slot.confirmed, retained)
+	}
+	return out
+}

@@ -1,0 +1,204 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// decoder turns pgoutput messages into Changes, keeping the relation cache and the open
+// transaction. It is used by the stream goroutine only.
+type decoder struct {
+	rels    map[uint32]*Relation
+	gens    map[uint32]int
+	specs   map[string]RelationSpec // captured relations by schema.table
+	cat     *catalog
+	tracker *Tracker
+	log     *slog.Logger
+
+	tx  *Tx
+	seq int
+}
+
+func newDecoder(specs map[string]RelationSpec, cat *catalog, tracker *Tracker, log *slog.Logger) *decoder {
+	return &decoder{
+		rels:    map[uint32]*Relation{},
+		gens:    map[uint32]int{},
+		specs:   specs,
+		cat:     cat,
+		tracker: tracker,
+		log:     log,
+	}
+}
+
+// decode handles one pgoutput message that started at lsn, calling emit for each Change.
+func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, emit func(*Change) error) error {
+	if len(data) == 0 {
+		return errors.New("empty pgoutput message")
+	}
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return fmt.Errorf("parse pgoutput message %q at %s: %w", data[0], lsn, err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		if d.tx != nil {
+			return fmt.Errorf("begin of xid %d at %s inside xid %d", m.Xid, lsn, d.tx.XID)
+		}
+		d.tx = &Tx{XID: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime, txn: d.tracker.begin()}
+		d.seq = 0
+		return emit(&Change{Op: OpBegin, Tx: d.tx, LSN: lsn})
+
+	case *pglogrepl.CommitMessage:
+		if d.tx == nil {
+			return fmt.Errorf("commit at %s without begin", lsn)
+		}
+		tx := d.tx
+		tx.EndLSN = m.TransactionEndLSN
+		d.tx = nil
+		return emit(&Change{Op: OpCommit, Tx: tx, LSN: lsn})
+
+	case *pglogrepl.RelationMessage:
+		return d.relation(ctx, m)
+
+	case *pglogrepl.TypeMessage:
+		d.cat.forget(m.DataType)
+		return nil
+
+	case *pglogrepl.OriginMessage:
+		return nil
+
+	case *pglogrepl.InsertMessage:
+		return d.row(lsn, OpInsert, m.RelationID, 0, nil, m.Tuple, emit)
+	case *pglogrepl.UpdateMessage:
+		return d.row(lsn, OpUpdate, m.RelationID, m.OldTupleType, m.OldTuple, m.NewTuple, emit)
+	case *pglogrepl.DeleteMessage:
+		return d.row(lsn, OpDelete, m.RelationID, m.OldTupleType, m.OldTuple, nil, emit)
+
+	case *pglogrepl.TruncateMessage:
+		c := &Change{Op: OpTruncate, LSN: lsn, Cascade: m.Option&1 != 0, RestartIdentity: m.Option&2 != 0}
+		for _, id := range m.RelationIDs {
+			rel, ok := d.rels[id]
+			if !ok {
+				return fmt.Errorf("truncate at %s of relation %d that was never described", lsn, id)
+			}
+			if rel.Captured {
+				c.Truncated = append(c.Truncated, rel)
+			}
+		}
+		if len(c.Truncated) == 0 {
+			return nil
+		}
+		return d.inTx(c, emit)
+
+	case *pglogrepl.LogicalDecodingMessage:
+		c := &Change{
+			Op: OpMessage, LSN: lsn, Prefix: m.Prefix, Transactional: m.Transactional,
+			Content: append([]byte(nil), m.Content...), // m.Content points into the receive buffer
+		}
+		if m.Transactional {
+			return d.inTx(c, emit)
+		}
+		// A non-transactional message stands alone: it gets a transaction of its own, ended
+		// just past it, so that confirming it never skips anything else.
+		tx := &Tx{CommitLSN: lsn, EndLSN: lsn + 1, CommitTime: time.Now(), txn: d.tracker.begin()}
+		c.Tx, c.Seq = tx, 1
+		tx.Changes = 1
+		if err := emit(&Change{Op: OpBegin, Tx: tx, LSN: lsn}); err != nil {
+			return err
+		}
+		if err := emit(c); err != nil {
+			return err
+		}
+		return emit(&Change{Op: OpCommit, Tx: tx, LSN: lsn})
+	}
+	d.log.Debug("ignoring pgoutput message", "type", msg.Type().String(), "lsn", lsn)
+	return nil
+}
+
+func (d *decoder) inTx(c *Change, emit func(*Change) error) error {
+	if d.tx == nil {
+		return fmt.Errorf("%s at %s outside a transaction", c.Op, c.LSN)
+	}
+	d.seq++
+	c.Tx, c.Seq = d.tx, d.seq
+	d.tx.Changes++
+	return emit(c)
+}
+
+func (d *decoder) row(lsn pglogrepl.LSN, op Op, relID uint32, oldKind uint8, old, new *pglogrepl.TupleData, emit func(*Change) error) error {
+	rel, ok := d.rels[relID]
+	if !ok {
+		return fmt.Errorf("%s at %s for relation %d that was never described", op, lsn, relID)
+	}
+	if !rel.Captured {
+		return nil
+	}
+	c := &Change{Op: op, LSN: lsn, Rel: rel, OldKind: oldKind, Old: datums(old), New: datums(new)}
+	return d.inTx(c, emit)
+}
+
+func datums(t *pglogrepl.TupleData) []Datum {
+	if t == nil {
+		return nil
+	}
+	out := make([]Datum, len(t.Columns))
+	for i, c := range t.Columns {
+		out[i] = Datum{Kind: c.DataType, Data: c.Data}
+	}
+	return out
+}
+
+func (d *decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	d.gens[m.RelationID]++
+	rel := &Relation{
+		ID:              m.RelationID,
+		Schema:          m.Namespace,
+		Table:           m.RelationName,
+		ReplicaIdentity: m.ReplicaIdentity,
+		Columns:         make([]Column, len(m.Columns)),
+		Generation:      d.gens[m.RelationID],
+	}
+	spec, captured := d.specs[rel.QualifiedName()]
+	rel.Captured = captured
+	for i, c := range m.Columns {
+		rel.Columns[i] = Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, IdentityKey: c.Flags&1 != 0}
+	}
+	if !captured {
+		d.rels[m.RelationID] = rel
+		d.log.Debug("published relation is not in relation_configs; its changes are not captured", "relation", rel.QualifiedName())
+		return nil
+	}
+	info, err := d.cat.table(ctx, m.RelationID)
+	if err != nil {
+		return err
+	}
+	for i := range rel.Columns {
+		col := &rel.Columns[i]
+		ci := info.columns[col.Name]
+		col.NotNull, col.Default = ci.notNull, ci.def
+		if col.Type, err = d.cat.typ(ctx, col.TypeOID); err != nil {
+			return fmt.Errorf("relation %s column %s: %w", rel.QualifiedName(), col.Name, err)
+		}
+	}
+	if rel.Key, err = keyColumns(rel, spec, info.pkey); err != nil {
+		return err
+	}
+	d.rels[m.RelationID] = rel
+	d.log.Info("relation described", "relation", rel.QualifiedName(), "generation", rel.Generation,
+		"columns", len(rel.Columns), "replica_identity", string(rel.ReplicaIdentity))
+	return nil
+}
+
+// abandonOpenTx forgets a transaction that was cut by a broken connection; the server sends it
+// again from its Begin.
+func (d *decoder) abandonOpenTx() {
+	if d.tx != nil {
+		d.tracker.abandon(d.tx.txn)
+		d.tx = nil
+	}
+}

@@ -1,0 +1,467 @@
+package replication
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Config says which slot to read and what to capture.
+type Config struct {
+	DSN             string
+	Slot            string
+	Publication     string
+	PublicationMode string // PublicationFiltered, PublicationAllTables or PublicationDisabled
+	// Relations are the captured relations by "schema.table".
+	Relations map[string]RelationSpec
+	// StatusInterval is the period of standby status updates (default 1s).
+	StatusInterval time.Duration
+	// ExportSnapshot makes a newly created slot export its snapshot; the snapshot stays
+	// usable until Run is called.
+	ExportSnapshot bool
+	Logger         *slog.Logger
+}
+
+// Stream reads a logical replication slot. Open prepares the publication and the slot; Run
+// streams changes until its context ends or a permanent error occurs, reconnecting after
+// transient ones; Close sends the final confirmed position and closes the connections.
+type Stream struct {
+	cfg     Config
+	log     *slog.Logger
+	tracker *Tracker
+
+	sql        *pgx.Conn
+	repl       *pgconn.PgConn
+	readerDone chan struct{}
+	dec        *decoder
+
+	serverVersion int
+	created       bool
+	snapshotName  string
+	received      pglogrepl.LSN // highest WAL position received, reported as "written"
+}
+
+// Open checks the server and the captured relations, creates the publication and the slot if
+// needed, and positions a Tracker at the slot's confirmed flush LSN. Relations and keys are
+// checked before anything is created, so a bad configuration changes nothing.
+func Open(ctx context.Context, cfg Config) (*Stream, error) {
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Stream{cfg: cfg, log: cfg.Logger}
+	if err := s.open(ctx); err != nil {
+		s.closeConns()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stream) open(ctx context.Context) error {
+	var err error
+	if s.sql, err = pgx.Connect(ctx, s.cfg.DSN); err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := checkServer(ctx, s.sql); err != nil {
+		return err
+	}
+	if err := s.sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&s.serverVersion); err != nil {
+		return fmt.Errorf("read server version: %w", err)
+	}
+	names := sortedKeys(s.cfg.Relations)
+	if err := checkRelations(ctx, s.sql, names); err != nil {
+		return err
+	}
+	cat := newCatalog(s.sql)
+	if err := checkKeys(ctx, cat, s.cfg.Relations); err != nil {
+		return err
+	}
+	slot, err := readSlot(ctx, s.sql, s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	if slot.exists && slot.activePID != 0 {
+		// A walsender of a client that just died lingers until it notices; give it time.
+		deadline := time.Now().Add(10 * time.Second)
+		for slot.activePID != 0 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			if slot, err = readSlot(ctx, s.sql, s.cfg.Slot); err != nil {
+				return err
+			}
+		}
+		if slot.activePID != 0 {
+			return fmt.Errorf("slot %s is used by server process %d: %w; stop the other client or choose another postgres.slot",
+				s.cfg.Slot, slot.activePID, ErrSlotActive)
+		}
+	}
+	if slot.exists {
+		if slot.plugin != "pgoutput" {
+			return fmt.Errorf("slot %s uses plugin %q, not pgoutput: drop it (SELECT pg_drop_replication_slot('%s')) or choose another postgres.slot", s.cfg.Slot, slot.plugin, s.cfg.Slot)
+		}
+		if db := s.sql.Config().Database; slot.database != db {
+			return fmt.Errorf("slot %s belongs to database %q, not %q: choose another postgres.slot", s.cfg.Slot, slot.database, db)
+		}
+	}
+	if err := ensurePublication(ctx, s.sql, s.cfg.Publication, s.cfg.PublicationMode, names); err != nil {
+		return err
+	}
+	if err := s.connectReplication(ctx); err != nil {
+		return err
+	}
+	start := slot.confirmed
+	if !slot.exists {
+		action := "NOEXPORT_SNAPSHOT"
+		if s.cfg.ExportSnapshot {
+			action = "EXPORT_SNAPSHOT"
+		}
+		res, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+		if err != nil {
+			return fmt.Errorf("create slot %s: %w", s.cfg.Slot, err)
+		}
+		if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
+			return fmt.Errorf("slot %s consistent point %q: %w", s.cfg.Slot, res.ConsistentPoint, err)
+		}
+		s.created, s.snapshotName = true, res.SnapshotName
+		s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String())
+	} else {
+		s.log.Info("resuming replication slot", "slot", s.cfg.Slot, "confirmed_flush_lsn", start.String())
+	}
+	s.tracker = NewTracker(start)
+	s.dec = newDecoder(s.cfg.Relations, cat, s.tracker, s.log)
+	return nil
+}
+
+func (s *Stream) connectReplication(ctx context.Context) error {
+	cfg, err := pgconn.ParseConfig(replicationDSN(s.cfg.DSN))
+	if err != nil {
+		return fmt.Errorf("postgres.dsn: %w", err)
+	}
+	// pgoutput writes values with the walsender's output functions: pin the settings that
+	// shape their text, whatever the server's defaults are.
+	for k, v := range map[string]string{
+		"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres",
+		"extra_float_digits": "3", "bytea_output": "hex", "lc_monetary": "C",
+	} {
+		cfg.RuntimeParams[k] = v
+	}
+	if s.repl, err = pgconn.ConnectConfig(ctx, cfg); err != nil {
+		return fmt.Errorf("open replication connection: %w", err)
+	}
+	return nil
+}
+
+// replicationDSN adds replication=database to a URL or key=value DSN.
+func replicationDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("replication", "database")
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return strings.TrimSpace(dsn) + " replication=database"
+}
+
+// Database is the name of the database the stream reads.
+func (s *Stream) Database() string { return s.sql.Config().Database }
+
+// Tracker returns the acknowledgement tracker of this stream.
+func (s *Stream) Tracker() *Tracker { return s.tracker }
+
+// Created reports whether Open created the slot; SnapshotName is then the exported snapshot
+// (when Config.ExportSnapshot is set) and StartLSN the slot's consistent point.
+func (s *Stream) Created() bool { return s.created }
+
+// SnapshotName is the name of the snapshot exported when the slot was created.
+func (s *Stream) SnapshotName() string { return s.snapshotName }
+
+// StartLSN is where streaming starts: the slot's consistent point or confirmed flush LSN.
+func (s *Stream) StartLSN() pglogrepl.LSN { return s.tracker.Confirmed() }
+
+// Run streams changes into out until ctx ends or a permanent error occurs. A broken
+// connection is retried with backoff: the transaction it cut is abandoned (the server sends it
+// again), and once every change already sent has been acknowledged, streaming restarts from the
+// confirmed position, so per-key order is kept. Run does not close out.
+func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := s.stream(ctx, out)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !retriable(err) {
+			return err
+		}
+		s.dec.abandonOpenTx()
+		s.log.Warn("replication connection lost; reconnecting", "err", err, "confirmed_lsn", s.tracker.Confirmed().String())
+		s.closeRepl()
+		// Wait until Kafka has everything sent so far: restarting from an older position would
+		// replay it after newer events of the same key.
+		for s.tracker.Open() > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.tracker.Changed():
+			case <-time.After(time.Second):
+			}
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			err := s.reconnect(ctx)
+			if err == nil {
+				break
+			}
+			if !retriable(err) {
+				return err
+			}
+			s.log.Warn("reconnecting to PostgreSQL", "err", err)
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+func (s *Stream) reconnect(ctx context.Context) error {
+	if s.sql == nil || s.sql.IsClosed() {
+		conn, err := pgx.Connect(ctx, s.cfg.DSN)
+		if err != nil {
+			return fmt.Errorf("connect to PostgreSQL: %w", err)
+		}
+		s.sql = conn
+		s.dec.cat.conn = conn
+	}
+	return s.connectReplication(ctx)
+}
+
+// retriable reports whether err is a lost connection or a server going away rather than a
+// problem that retrying cannot fix.
+func retriable(err error) bool {
+	if err == nil {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", // admin shutdown, crash shutdown, cannot connect now
+			"55006", // object in use: the slot is still held by a walsender of a dead client
+			"53300": // too many connections
+			return true
+		}
+		return strings.HasPrefix(pgErr.Code, "08") // connection exceptions
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) || errors.Is(err, errConnClosed) {
+		return true
+	}
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &connErr)
+}
+
+var errConnClosed = errors.New("replication connection closed")
+
+type rawMsg struct {
+	data []byte
+	err  error
+}
+
+func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
+	if s.repl == nil {
+		if err := s.reconnect(ctx); err != nil {
+			return err
+		}
+	}
+	args := []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.cfg.Publication, "'", "''") + "'"}
+	if s.serverVersion >= 14 {
+		args = append(args, "messages 'true'")
+	}
+	start := s.tracker.Confirmed()
+	if err := pglogrepl.StartReplication(ctx, s.repl, s.cfg.Slot, start, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return fmt.Errorf("start replication on slot %s: %w (%w)", s.cfg.Slot, ErrSlotActive, err)
+		}
+		return fmt.Errorf("start replication on slot %s at %s: %w", s.cfg.Slot, start, err)
+	}
+	s.log.Info("streaming", "slot", s.cfg.Slot, "from", start.String())
+
+	raw := make(chan rawMsg, 256)
+	stop := make(chan struct{})
+	defer close(stop)
+	s.readerDone = make(chan struct{})
+	go s.read(s.repl, raw, stop, s.readerDone)
+
+	ticker := time.NewTicker(s.cfg.StatusInterval)
+	defer ticker.Stop()
+	emit := func(c *Change) error {
+		for {
+			select {
+			case out <- c:
+				return nil
+			case <-ticker.C:
+				if err := s.sendStatus(false); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+			if err := s.sendStatus(false); err != nil {
+				return err
+			}
+		case m := <-raw:
+			if m.err != nil {
+				return m.err
+			}
+			if err := s.handle(ctx, m.data, emit); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// read is the only goroutine that receives from the replication connection while streaming.
+// It copies each message, because pgconn reuses its buffer, and stops at the first error.
+func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		msg, err := conn.ReceiveMessage(context.Background())
+		var m rawMsg
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			m.data = append([]byte(nil), msg.Data...)
+		case *pgproto3.ErrorResponse:
+			m.err = pgconn.ErrorResponseToPgError(msg)
+		case *pgproto3.CopyDone:
+			m.err = errConnClosed
+		case nil:
+			m.err = err
+		default:
+			continue
+		}
+		select {
+		case raw <- m:
+		case <-stop:
+			return
+		}
+		if m.err != nil {
+			return
+		}
+	}
+}
+
+func (s *Stream) handle(ctx context.Context, data []byte, emit func(*Change) error) error {
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		s.tracker.ServerWALEnd(ka.ServerWALEnd)
+		if ka.ServerWALEnd > s.received {
+			s.received = ka.ServerWALEnd
+		}
+		if ka.ReplyRequested {
+			return s.sendStatus(false)
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse XLogData: %w", err)
+		}
+		if xld.WALStart > s.received {
+			s.received = xld.WALStart
+		}
+		return s.dec.decode(ctx, xld.WALStart, xld.WALData, emit)
+	}
+	return nil
+}
+
+// sendStatus reports the confirmed position. It writes the message itself: pglogrepl's helper
+// replaces a zero flush position with the write position, which would confirm unacknowledged
+// data.
+func (s *Stream) sendStatus(replyRequested bool) error {
+	confirmed := s.tracker.Confirmed()
+	written := max(s.received, confirmed)
+	buf := make([]byte, 0, 5+34)
+	buf = append(buf, 'd', 0, 0, 0, 0, pglogrepl.StandbyStatusUpdateByteID)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(written))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(confirmed))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(confirmed))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(pgTime(time.Now())))
+	if replyRequested {
+		buf = append(buf, 1)
+	} else {
+		buf = append(buf, 0)
+	}
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(buf)-1))
+	if err := s.repl.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	return nil
+}
+
+// pgTime is microseconds since 2000-01-01, PostgreSQL's epoch.
+func pgTime(t time.Time) int64 {
+	return t.Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).Microseconds()
+}
+
+// Close sends the final confirmed position (everything Kafka acknowledged) and closes the
+// connections. Call it after the pipeline has drained.
+func (s *Stream) Close(ctx context.Context) error {
+	var err error
+	if s.repl != nil && !s.repl.IsClosed() && s.readerDone != nil {
+		err = s.sendStatus(false)
+		if err == nil {
+			s.log.Info("confirmed position on shutdown", "slot", s.cfg.Slot, "lsn", s.tracker.Confirmed().String())
+		}
+	}
+	s.closeConns()
+	return err
+}
+
+func (s *Stream) closeRepl() {
+	if s.repl != nil {
+		// Closing the socket first ends the reader's blocking receive; then pgconn cleans up.
+		_ = s.repl.Conn().Close()
+		if s.readerDone != nil {
+			<-s.readerDone
+			s.readerDone = nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.repl.Close(ctx)
+		cancel()
+		s.repl = nil
+	}
+}
+
+func (s *Stream) closeConns() {
+	s.closeRepl()
+	if s.sql != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.sql.Close(ctx)
+		cancel()
+	}
+}
