@@ -46,10 +46,10 @@ type Schema struct {
 	Default    any
 	HasDefault bool
 
-	Fields []Field  // Struct
-	Items  *Schema  // Array
-	Keys   *Schema  // Map
-	Values *Schema  // Map
+	Fields []Field // Struct
+	Items  *Schema // Array
+	Keys   *Schema // Map
+	Values *Schema // Map
 }
 
 // Field is a named member of a Struct schema.

@@ -69,7 +69,7 @@ type Tx struct {
 
 // Change is one decoded WAL message, in stream order.
 type Change struct {
-	Op  Op
+	Op Op
 	// Tx is the change's transaction. A non-transactional message gets a Tx of its own whose
 	// commit LSN is the message's LSN.
 	Tx  *Tx
