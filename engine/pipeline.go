@@ -34,6 +34,7 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 		heartbeat = t.C
 	}
 	hbTopic := config.SanitizeTopic(e.cfg.Debezium.TopicHeartbeatPrefix + e.cfg.Debezium.TopicDelimiter + e.cfg.Name)
+	resume := newResume(e.writer)
 
 	for {
 		var c *replication.Change
@@ -60,6 +61,18 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 			rec, err := e.record(ev, txHdr, seq)
 			if err != nil {
 				return fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, err)
+			}
+			partitions, err := e.writer.EnsureTopic(ctx, rec.Topic)
+			if err != nil {
+				return err
+			}
+			rec.Partition = e.writer.Partition(rec.Topic, rec.Key, partitions)
+			dup, err := resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, position{uint64(c.Tx.CommitLSN), seq})
+			if err != nil {
+				return err
+			}
+			if dup {
+				continue
 			}
 			rec.Token = c.Tx
 			tracker.Add(c.Tx, 1)
@@ -100,11 +113,7 @@ func (e *Engine) record(ev *envelope.Event, txHdr []byte, seq int) (*sink.Record
 		}
 		headers = append(headers, kgo.RecordHeader{Key: "__debezium.newkey", Value: b})
 	}
-	part := int32(-1)
-	if ev.Kind == envelope.KindHeartbeat {
-		part = ev.Partition
-	}
-	return &sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: part}, nil
+	return &sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1}, nil
 }
 
 // produceHeartbeat sends a heartbeat record. It belongs to no transaction: its acknowledgement

@@ -66,6 +66,7 @@ type Record struct {
 // error that retrying cannot fix is kept and returned by Err, and nothing after it is
 // acknowledged.
 type Writer struct {
+	opts  []kgo.Opt // connection options, for the short-lived readers of LastHeaders
 	cl    *kgo.Client
 	adm   *kadm.Client
 	acker Acker
@@ -97,6 +98,8 @@ func New(ctx context.Context, cfg Config, acker Acker, specFn func(topic string)
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.UnknownTopicRetries(-1),
+		// Topics are created on first use; a short metadata age lets the producer see them at once.
+		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(cfg.Linger),
@@ -123,7 +126,8 @@ func New(ctx context.Context, cfg Config, acker Acker, specFn func(topic string)
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	w := &Writer{
-		cl: cl, adm: kadm.NewClient(cl), acker: acker, log: cfg.Logger,
+		opts: connOpts(opts),
+		cl:   cl, adm: kadm.NewClient(cl), acker: acker, log: cfg.Logger,
 		part: kgo.StickyKeyPartitioner(nil), specFn: specFn,
 		topics: map[string]int32{}, fatalCh: make(chan struct{}),
 	}
@@ -134,6 +138,18 @@ func New(ctx context.Context, cfg Config, acker Acker, specFn func(topic string)
 		return nil, fmt.Errorf("kafka brokers %v do not answer within %s: %w", cfg.Brokers, cfg.ConnectTimeout, err)
 	}
 	return w, nil
+}
+
+// connOpts keeps the options that say how to reach the cluster (the first ones built by New,
+// before any producer setting), dropping producer-only options.
+func connOpts(opts []kgo.Opt) []kgo.Opt {
+	var out []kgo.Opt
+	for _, o := range opts {
+		if _, producer := o.(kgo.ProducerOpt); !producer {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func codec(name string) (kgo.CompressionCodec, error) {
@@ -201,7 +217,10 @@ func (w *Writer) ensureTopic(ctx context.Context, topic string) (int32, error) {
 		return 0, fmt.Errorf("create topic %s (%d partitions, replication factor %d): %w", topic, spec.Partitions, spec.ReplicationFactor, err)
 	}
 	w.log.Info("created topic", "topic", topic, "partitions", spec.Partitions, "replication_factor", spec.ReplicationFactor)
-	// Creation returns before every broker knows the topic; wait until metadata shows it.
+	if err == nil {
+		return resp.NumPartitions, nil
+	}
+	// Someone else created it meanwhile: ask for its partitions until the metadata shows it.
 	for {
 		details, err := w.adm.ListTopics(ctx, topic)
 		if err == nil {
@@ -212,9 +231,52 @@ func (w *Writer) ensureTopic(ctx context.Context, topic string) (int32, error) {
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// LastHeaders returns the headers of the last record of each non-empty partition of topic,
+// read from Kafka. The engine uses them to find where a previous run stopped.
+func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]kgo.RecordHeader, error) {
+	starts, err := w.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	ends, err := w.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	want := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Err == nil && o.Offset > s.Offset {
+			want[o.Partition] = kgo.NewOffset().At(o.Offset - 1)
+		}
+	})
+	out := map[int32][]kgo.RecordHeader{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	cl, err := kgo.NewClient(append(w.opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}))...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	for len(out) < len(want) {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read the last records of %s: %w", topic, err)
+		}
+		for _, fe := range fs.Errors() {
+			return nil, fmt.Errorf("read the last records of %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset == want[r.Partition].EpochOffset().Offset {
+				out[r.Partition] = r.Headers
+			}
+		})
+	}
+	return out, nil
 }
 
 // Partition returns the partition Kafka's default partitioner would choose for key.

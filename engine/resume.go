@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/sink"
+	"github.com/procon-cdc/procon/txid"
+)
+
+// position orders the records of the stream: a record's transaction commit LSN, then its
+// place in the transaction. Stream order is commit order, so in each partition that only the
+// pipeline writes to, positions strictly increase.
+type position struct {
+	commit uint64
+	seq    int
+}
+
+func (p position) after(q position) bool {
+	return p.commit > q.commit || (p.commit == q.commit && p.seq > q.seq)
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// resume remembers, per partition, the position of the last record written, starting from
+// what Kafka holds (the tail of each partition, read once per topic). After a crash or a lost
+// connection the slot replays transactions whose records may already be in Kafka; those are
+// skipped, so each committed change is written once and per-key order never goes backwards.
+type resume struct {
+	writer *sink.Writer
+	loaded map[string]bool
+	last   map[topicPartition]position
+}
+
+func newResume(w *sink.Writer) *resume {
+	return &resume{writer: w, loaded: map[string]bool{}, last: map[topicPartition]position{}}
+}
+
+// written reports whether the record at pos in tp is already in Kafka; if not, it records pos
+// as the partition's last position.
+func (r *resume) written(ctx context.Context, tp topicPartition, pos position) (bool, error) {
+	if !r.loaded[tp.topic] {
+		if err := r.load(ctx, tp.topic); err != nil {
+			return false, err
+		}
+	}
+	if last, ok := r.last[tp]; ok && !pos.after(last) {
+		return true, nil
+	}
+	r.last[tp] = pos
+	return false, nil
+}
+
+func (r *resume) load(ctx context.Context, topic string) error {
+	tails, err := r.writer.LastHeaders(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("find where the last run stopped in %s: %w", topic, err)
+	}
+	for part, headers := range tails {
+		if pos, ok := headerPosition(headers); ok {
+			r.last[topicPartition{topic, part}] = pos
+		}
+	}
+	r.loaded[topic] = true
+	return nil
+}
+
+// headerPosition reads a record's position from its procon.tx and procon.seq headers; records
+// without them (written by something else) say nothing.
+func headerPosition(headers []kgo.RecordHeader) (position, bool) {
+	var tx, seq string
+	for _, h := range headers {
+		switch h.Key {
+		case txid.HeaderTx:
+			tx = string(h.Value)
+		case txid.HeaderSeq:
+			seq = string(h.Value)
+		}
+	}
+	id, err := txid.Parse(tx)
+	if err != nil {
+		return position{}, false
+	}
+	n, err := txid.ParseSeq(seq)
+	if err != nil {
+		return position{}, false
+	}
+	return position{commit: id.CommitLSN(), seq: n}, true
+}

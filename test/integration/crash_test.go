@@ -1,0 +1,189 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/test/testenv"
+)
+
+// versionWriter commits numbered versions of rows: each committed UPDATE sets v to the next
+// number of its key. It remembers only what committed.
+type versionWriter struct {
+	pool *pgxpool.Pool
+	keys int
+
+	mu        sync.Mutex
+	committed map[int]int // key -> highest committed version
+}
+
+func newVersionWriter(t *testing.T, s *setup, keys int) *versionWriter {
+	s.db.Exec(t, `CREATE TABLE versions (id int PRIMARY KEY, v int NOT NULL, pad text)`)
+	s.db.Exec(t, `INSERT INTO versions SELECT g, 0, repeat('x', 100) FROM generate_series(1, $1) g`, keys)
+	return &versionWriter{pool: s.db.Pool, keys: keys, committed: map[int]int{}}
+}
+
+// run commits until ctx ends: mostly single-row transactions, some with several rows, some
+// rolled back. Errors while PostgreSQL restarts are retried.
+func (w *versionWriter) run(ctx context.Context) {
+	pace := time.NewTicker(2 * time.Millisecond) // a steady load, not a flood
+	defer pace.Stop()
+	for ctx.Err() == nil {
+		<-pace.C
+		n := 1
+		if rand.IntN(4) == 0 {
+			n = 2 + rand.IntN(5)
+		}
+		ids := map[int]bool{}
+		for len(ids) < n {
+			ids[1+rand.IntN(w.keys)] = true
+		}
+		rollback := rand.IntN(10) == 0
+		tx, err := w.pool.Begin(ctx)
+		if err != nil {
+			time.Sleep(50 * time.Millisecond) // PostgreSQL may be restarting
+			continue
+		}
+		got := map[int]int{}
+		ok := true
+		for id := range ids {
+			var v int
+			if err := tx.QueryRow(ctx, `UPDATE versions SET v = v + 1 WHERE id = $1 RETURNING v`, id).Scan(&v); err != nil {
+				ok = false
+				break
+			}
+			got[id] = v
+		}
+		if !ok || rollback {
+			_ = tx.Rollback(context.Background())
+			continue
+		}
+		if err := tx.Commit(ctx); err != nil {
+			continue // unknown outcome only if the connection broke mid-commit; the final check reads the table
+		}
+		w.mu.Lock()
+		for id, v := range got {
+			w.committed[id] = v
+		}
+		w.mu.Unlock()
+	}
+}
+
+// finalVersions reads the committed state from the table itself, the ground truth.
+func (w *versionWriter) finalVersions(t *testing.T) map[int]int {
+	t.Helper()
+	rows, err := w.pool.Query(context.Background(), `SELECT id, v FROM versions`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int]int{}
+	for rows.Next() {
+		var id, v int
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = v
+	}
+	return out
+}
+
+// checkVersions reads the topic until every key reached its final version, then checks that
+// every version 1..final of every key is there, in increasing order per key.
+func checkVersions(t *testing.T, s *setup, final map[int]int, allowRepeats bool) {
+	t.Helper()
+	topic := s.topic("versions")
+	last, scanned := map[int]int{}, 0
+	recs, err := s.env.ReadUntil(topic, 3*time.Minute, func(recs []*kgo.Record) bool {
+		for _, r := range recs[scanned:] {
+			var ev struct{ After struct{ ID, V int } }
+			if r.Value != nil && json.Unmarshal(r.Value, &ev) == nil && ev.After.V > last[ev.After.ID] {
+				last[ev.After.ID] = ev.After.V
+			}
+		}
+		scanned = len(recs)
+		for id, v := range final {
+			if last[id] < v {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("reading %s: %v (%d records)", topic, err, len(recs))
+	}
+	perKey := map[int][]int{}
+	for _, r := range recs {
+		if r.Value == nil {
+			continue
+		}
+		var ev struct {
+			Op    string
+			After struct{ ID, V int }
+		}
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Op == "u" {
+			perKey[ev.After.ID] = append(perKey[ev.After.ID], ev.After.V)
+		}
+	}
+	dups := 0
+	for id, want := range final {
+		vs := perKey[id]
+		next := 1
+		for i, v := range vs {
+			switch {
+			case v == next:
+				next++
+			case v < next && allowRepeats:
+				dups++
+			default:
+				t.Fatalf("key %d: versions %v: at %d got %d, want %d (each committed version once, in order)", id, vs, i, v, next)
+			}
+		}
+		if next-1 != want {
+			t.Fatalf("key %d: got versions up to %d, want %d: %v", id, next-1, want, vs)
+		}
+	}
+	t.Logf("%d keys, %d records, %d repeated", len(final), len(recs), dups)
+}
+
+// TestKill9 SIGKILLs procon-cdc at random moments while a writer commits numbered versions,
+// restarts it each time, and checks that every committed version reached Kafka, once and in
+// order per key.
+func TestKill9(t *testing.T) {
+	s := newSetup(t, `public.versions: {}`, "")
+	w := newVersionWriter(t, s, 20)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var before int64
+	for i := range 12 {
+		p := s.startProcess(t)
+		if i == 0 {
+			s.waitSlot(t) // the slot exists before the first write
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run(ctx) }()
+		}
+		// Crash mid-stream: once this run has written something, at a random moment after.
+		testenv.WaitFor(t, time.Minute, "the engine to make progress", func() (bool, error) {
+			return s.countIfExists(t, s.topic("versions")) > before, nil
+		})
+		time.Sleep(time.Duration(rand.IntN(700)) * time.Millisecond)
+		p.kill9(t)
+		before = s.countIfExists(t, s.topic("versions"))
+		t.Logf("kill %d: %d records in Kafka", i+1, before)
+	}
+	stop()
+	wg.Wait()
+	final := w.finalVersions(t)
+	s.startProcess(t)
+	checkVersions(t, s, final, false)
+}

@@ -1,0 +1,258 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/test/testenv"
+)
+
+// binary is procon-cdc built once for the tests that run it as a process.
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+func procon(t *testing.T) string {
+	t.Helper()
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "procon-bin")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "procon-cdc")
+		out, err := exec.Command("go", "build", "-race", "-o", binaryPath, "github.com/procon-cdc/procon/cmd/procon-cdc").CombinedOutput()
+		if err != nil {
+			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
+	}
+	return binaryPath
+}
+
+// setup is a test's database plus the names its engine uses.
+type setup struct {
+	env    *testenv.Env
+	db     *testenv.DB
+	name   string // logical server name = topic prefix
+	slot   string
+	config string // YAML
+}
+
+func newSetup(t *testing.T, relations string, extra string) *setup {
+	t.Helper()
+	env := testenv.Get(t)
+	s := &setup{env: env, db: env.Database(t)}
+	s.name = strings.ReplaceAll(testenv.Name(t, "p"), "_", "-")
+	s.slot = strings.ReplaceAll(s.name, "-", "_")
+	env.DeleteTopicsAtCleanup(t, s.name)
+	s.config = fmt.Sprintf(`name: %s
+postgres:
+  dsn: %s
+  slot: %s
+  publication: %s
+  status_interval: 200ms
+kafka:
+  brokers: %s
+log:
+  level: debug
+relation_configs:
+%s
+%s`, s.name, s.db.DSN, s.slot, s.slot, strings.Join(env.Brokers, ","), indent(relations), extra)
+	return s
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + strings.TrimSpace(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (s *setup) topic(table string) string { return s.name + ".public." + table }
+
+func (s *setup) cfg(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(strings.NewReader(s.config), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, s.config)
+	}
+	return cfg
+}
+
+// runEngine runs the engine in-process until the test ends.
+func (s *setup) runEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		cancel()
+		t.Fatalf("engine.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine.Run: %v", err)
+		}
+	})
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// process is procon-cdc running as a child process.
+type process struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+	mu  *sync.Mutex
+}
+
+func (s *setup) startProcess(t *testing.T) *process {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "procon.yaml")
+	if err := os.WriteFile(path, []byte(s.config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	p.cmd = exec.Command(procon(t), "run", "--config", path)
+	w := lockedWriter{p.mu, p.out}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("procon-cdc output:\n%s", p.output())
+		}
+	})
+	return p
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *process) kill9(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// confirmedLSN reads the slot's confirmed flush LSN.
+func (s *setup) confirmedLSN(t *testing.T) pglogrepl.LSN {
+	t.Helper()
+	var text *string
+	err := s.db.Pool.QueryRow(context.Background(),
+		`SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&text)
+	if err != nil || text == nil {
+		t.Fatalf("read slot %s: %v", s.slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(*text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+func (s *setup) waitSlot(t *testing.T) {
+	t.Helper()
+	testenv.WaitFor(t, 30*time.Second, "slot "+s.slot+" to exist", func() (bool, error) {
+		var n int
+		err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&n)
+		return n == 1, err
+	})
+}
+
+// event is a decoded change event (JSON without schemas).
+type event struct {
+	Key    map[string]any
+	Value  map[string]any // nil for a tombstone
+	Record *kgo.Record
+}
+
+func decode(t *testing.T, recs []*kgo.Record) []event {
+	t.Helper()
+	out := make([]event, len(recs))
+	for i, r := range recs {
+		out[i].Record = r
+		if r.Key != nil {
+			dec := json.NewDecoder(bytes.NewReader(r.Key))
+			dec.UseNumber()
+			if err := dec.Decode(&out[i].Key); err != nil {
+				t.Fatalf("key %q: %v", r.Key, err)
+			}
+		}
+		if r.Value != nil {
+			dec := json.NewDecoder(bytes.NewReader(r.Value))
+			dec.UseNumber()
+			if err := dec.Decode(&out[i].Value); err != nil {
+				t.Fatalf("value %q: %v", r.Value, err)
+			}
+		}
+	}
+	return out
+}
+
+func (e event) op() string {
+	if e.Value == nil {
+		return "tombstone"
+	}
+	return e.Value["op"].(string)
+}
+
+func (e event) after() map[string]any {
+	m, _ := e.Value["after"].(map[string]any)
+	return m
+}
+
+func (e event) before() map[string]any {
+	m, _ := e.Value["before"].(map[string]any)
+	return m
+}
