@@ -328,7 +328,9 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ticker.C:
-			if err := s.sendStatus(false); err != nil {
+			// When idle, ask for a keepalive: its WAL end lets the tracker confirm past WAL
+			// that holds nothing for us, so an idle slot retains nothing.
+			if err := s.sendStatus(s.tracker.Open() == 0); err != nil {
 				return err
 			}
 		case m := <-raw:
