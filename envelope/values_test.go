@@ -1,0 +1,139 @@
+package envelope
+
+import (
+	"encoding/base64"
+	"math"
+	"math/big"
+	"reflect"
+	"testing"
+)
+
+func TestJavaDouble(t *testing.T) {
+	cases := map[float64]string{
+		0: "0.0", 1: "1.0", 1.5: "1.5", -2.25: "-2.25", 1e7: "1.0E7", 1.0e-3: "0.001",
+		1.0e-4: "1.0E-4", 123456789.0: "1.23456789E8", 9999999: "9999999.0", 0.1: "0.1",
+		math.Inf(1): "Infinity", math.NaN(): "NaN", 1e21: "1.0E21", -1.25e-10: "-1.25E-10",
+	}
+	for in, want := range cases {
+		if got := javaDouble(in); got != want {
+			t.Errorf("javaDouble(%v) = %q, want %q", in, got, want)
+		}
+	}
+	if got := javaFloat(float64(float32(1.1)), 32); got != "1.1" {
+		t.Errorf("float32 1.1 = %q, want 1.1", got)
+	}
+}
+
+func TestJacksonEscapes(t *testing.T) {
+	var w jsonWriter
+	w.str("a\"b\\c\n\t\x01/é<>&\u2028")
+	want := `"a\"b\\c\n\t\u0001/é<>&` + "\u2028" + `"`
+	if string(w.buf) != want {
+		t.Errorf("got %s, want %s", w.buf, want)
+	}
+}
+
+func TestTwosComplement(t *testing.T) {
+	cases := map[int64]string{0: "AA==", 1: "AQ==", 127: "fw==", 128: "AIA=", -1: "/w==", -128: "gA==", -129: "/38=", 1050: "BBo="}
+	for n, want := range cases {
+		if got := base64.StdEncoding.EncodeToString(twosComplement(big.NewInt(n))); got != want {
+			t.Errorf("%d: got %s, want %s", n, got, want)
+		}
+	}
+}
+
+func TestDecimalRescaleAndString(t *testing.T) {
+	d, _, err := parseDecimal([]byte("-12.345"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.rescale(2).String(); got != "-12.35" {
+		t.Errorf("rescale(2) = %s, want -12.35 (half up)", got)
+	}
+	if got := d.rescale(5).String(); got != "-12.34500" {
+		t.Errorf("rescale(5) = %s", got)
+	}
+	if got := (Decimal{Unscaled: big.NewInt(5), Scale: 3}).String(); got != "0.005" {
+		t.Errorf("got %s, want 0.005", got)
+	}
+}
+
+func TestTemporal(t *testing.T) {
+	days := map[string]int64{"1970-01-01": 0, "2000-03-01": 11017, "1969-12-31": -1, "0001-01-01": -719162, "0044-03-15 BC": -735160, "10000-01-01": 2932897}
+	for in, want := range days {
+		got, err := parseDate(in)
+		if err != nil || got != want {
+			t.Errorf("parseDate(%s) = %d, %v; want %d", in, got, err, want)
+		}
+		if y, m, d := civilFromDays(want); daysFromCivil(y, m, d) != want {
+			t.Errorf("civilFromDays(%d) does not round-trip", want)
+		}
+	}
+	us, inf, err := parseTimestamp("2024-03-01 12:00:00.123456+05:30", true)
+	if err != nil || inf != 0 {
+		t.Fatal(err)
+	}
+	if got := formatISOInstant(us, 6); got != "2024-03-01T06:30:00.123456Z" {
+		t.Errorf("got %s", got)
+	}
+	if got := formatISOInstant(us, 3); got != "2024-03-01T06:30:00.123Z" {
+		t.Errorf("got %s", got)
+	}
+	if got, _ := convZonedTime([]byte("10:15:30.5-02")); got != "12:15:30.5Z" {
+		t.Errorf("timetz: got %v", got)
+	}
+	if got, _ := parseClock("24:00:00"); got != 86_400_000_000 {
+		t.Errorf("24:00:00 = %d", got)
+	}
+	iv, err := parseInterval("1 year 2 mons -3 days +04:05:06.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := iv.isoString(); got != "P1Y2M-3DT4H5M6.5S" {
+		t.Errorf("interval iso = %s", got)
+	}
+	if got := (interval{days: 1, micros: 500_000}).microDuration(); got != 86_400_500_000 {
+		t.Errorf("1 day 0.5s = %d µs", got)
+	}
+}
+
+func TestParseArray(t *testing.T) {
+	v, err := parseArray([]byte(`{{1,2},{NULL,"4"}}`), ',', convInt32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{[]any{int32(1), int32(2)}, []any{nil, int32(4)}}
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("got %#v, want %#v", v, want)
+	}
+	v, err = parseArray([]byte(`{"a,b","c\"d",NULL,""}`), ',', convString)
+	if err != nil || !reflect.DeepEqual(v, []any{"a,b", `c"d`, nil, ""}) {
+		t.Errorf("got %#v, %v", v, err)
+	}
+	if v, _ := parseArray([]byte(`{}`), ',', convString); !reflect.DeepEqual(v, []any{}) {
+		t.Errorf("empty array: got %#v", v)
+	}
+}
+
+func TestBitsAndHstore(t *testing.T) {
+	b, _ := convBits([]byte("0000000100000011"))
+	if !reflect.DeepEqual(b, []byte{0x03, 0x01}) {
+		t.Errorf("bits: got %x, want 0301 (least significant byte first)", b)
+	}
+	kv, err := parseHstore([]byte(`"a"=>"1", "b\"x"=>NULL`))
+	if err != nil || len(kv) != 2 || kv[0].key != "a" || *kv[0].value.(*string) != "1" || kv[1].key != `b"x` || kv[1].value != nil {
+		t.Errorf("hstore: got %+v, %v", kv, err)
+	}
+}
+
+func TestSchemaJSON(t *testing.T) {
+	s := structSchema("t.Key", 0, false, field("id", &Schema{Type: Int32, HasDefault: true, Default: int32(0)}))
+	var w jsonWriter
+	if err := w.schema(s, ""); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"struct","fields":[{"type":"int32","optional":false,"default":0,"field":"id"}],"optional":false,"name":"t.Key"}`
+	if string(w.buf) != want {
+		t.Errorf("got  %s\nwant %s", w.buf, want)
+	}
+}
