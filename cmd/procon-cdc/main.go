@@ -4,6 +4,7 @@
 //	procon-cdc run --config FILE      stream until SIGINT/SIGTERM
 //	procon-cdc check --config FILE    check the database, the relations and Kafka; change nothing
 //	procon-cdc tail --config FILE     print the events of the configured topics as JSON lines
+//	procon-cdc drop --config FILE     drop the slot and the publication (--topics: and the topics)
 //	procon-cdc init-sql               print the SQL of Procon's own tables
 //	procon-cdc version
 package main
@@ -32,6 +33,7 @@ commands:
   run --config FILE      stream committed changes to Kafka until SIGINT/SIGTERM
   check --config FILE    check PostgreSQL, the relations and Kafka; changes nothing
   tail --config FILE     print events of the configured topics as JSON lines
+  drop --config FILE     drop the slot and publication (--topics: and the topics)
   init-sql               print the SQL that creates Procon's tables
   version                print the version
 `
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCheck(ctx, args, stdout, stderr)
 	case "tail":
 		return cmdTail(ctx, args, stdout, stderr)
+	case "drop":
+		return cmdDrop(ctx, args, stdout, stderr)
 	case "init-sql":
 		_, err := io.WriteString(stdout, initSQL)
 		return err

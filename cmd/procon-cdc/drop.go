@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// cmdDrop removes what procon-cdc created for a configuration: the replication slot and the
+// publication, and with --topics the topics of the configured relations. It is how a pipeline
+// is retired; a slot left behind makes PostgreSQL keep WAL forever.
+func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var topics bool
+	cfg, err := loadConfig("drop", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&topics, "topics", false, "also delete the Kafka topics of the configured relations")
+	})
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	tag, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot)
+	if err != nil {
+		return fmt.Errorf("drop slot %s (stop the running procon-cdc first): %w", cfg.Postgres.Slot, err)
+	}
+	fmt.Fprintf(stdout, "slot %s: %d dropped\n", cfg.Postgres.Slot, tag.RowsAffected())
+	if cfg.Postgres.PublicationAutocreate != "disabled" {
+		if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{cfg.Postgres.Publication}.Sanitize()); err != nil {
+			return fmt.Errorf("drop publication %s: %w", cfg.Postgres.Publication, err)
+		}
+		fmt.Fprintf(stdout, "publication %s: dropped\n", cfg.Postgres.Publication)
+	}
+	if !topics {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var names []string
+	for _, key := range cfg.SortedRelations() {
+		names = append(names, cfg.Relations[key].Topic)
+	}
+	resp, err := kadm.NewClient(cl).DeleteTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("delete topics: %w", err)
+	}
+	for _, r := range resp.Sorted() {
+		status := "deleted"
+		if r.Err != nil {
+			status = r.Err.Error()
+		}
+		fmt.Fprintf(stdout, "topic %s: %s\n", r.Topic, status)
+	}
+	return nil
+}
