@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -124,11 +126,17 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := loadConfig("run", args, stderr, nil)
+	var pprofAddr string
+	cfg, err := loadConfig("run", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	})
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	if pprofAddr != "" {
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(pprofAddr, nil)) }()
+	}
 	log.Info("starting procon-cdc", "version", version, "name", cfg.Name, "slot", cfg.Postgres.Slot,
 		"publication", cfg.Postgres.Publication, "relations", len(cfg.Relations))
 	e, err := engine.New(ctx, cfg, log)
