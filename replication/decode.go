@@ -40,6 +40,15 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 	if len(data) == 0 {
 		return errors.New("empty pgoutput message")
 	}
+	switch data[0] {
+	case 'I', 'U', 'D':
+		m, err := parseRow(data)
+		if err != nil {
+			return fmt.Errorf("parse pgoutput message at %s: %w", lsn, err)
+		}
+		op := map[byte]Op{'I': OpInsert, 'U': OpUpdate, 'D': OpDelete}[data[0]]
+		return d.row(lsn, op, m.relID, m.oldKind, m.old, m.new, emit)
+	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
 		return fmt.Errorf("parse pgoutput message %q at %s: %w", data[0], lsn, err)
@@ -71,13 +80,6 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 
 	case *pglogrepl.OriginMessage:
 		return nil
-
-	case *pglogrepl.InsertMessage:
-		return d.row(lsn, OpInsert, m.RelationID, 0, nil, m.Tuple, emit)
-	case *pglogrepl.UpdateMessage:
-		return d.row(lsn, OpUpdate, m.RelationID, m.OldTupleType, m.OldTuple, m.NewTuple, emit)
-	case *pglogrepl.DeleteMessage:
-		return d.row(lsn, OpDelete, m.RelationID, m.OldTupleType, m.OldTuple, nil, emit)
 
 	case *pglogrepl.TruncateMessage:
 		c := &Change{Op: OpTruncate, LSN: lsn, Cascade: m.Option&1 != 0, RestartIdentity: m.Option&2 != 0}
@@ -130,7 +132,7 @@ func (d *decoder) inTx(c *Change, emit func(*Change) error) error {
 	return emit(c)
 }
 
-func (d *decoder) row(lsn pglogrepl.LSN, op Op, relID uint32, oldKind uint8, old, new *pglogrepl.TupleData, emit func(*Change) error) error {
+func (d *decoder) row(lsn pglogrepl.LSN, op Op, relID uint32, oldKind uint8, old, new []Datum, emit func(*Change) error) error {
 	rel, ok := d.rels[relID]
 	if !ok {
 		return fmt.Errorf("%s at %s for relation %d that was never described", op, lsn, relID)
@@ -138,19 +140,8 @@ func (d *decoder) row(lsn pglogrepl.LSN, op Op, relID uint32, oldKind uint8, old
 	if !rel.Captured {
 		return nil
 	}
-	c := &Change{Op: op, LSN: lsn, Rel: rel, OldKind: oldKind, Old: datums(old), New: datums(new)}
+	c := &Change{Op: op, LSN: lsn, Rel: rel, OldKind: oldKind, Old: old, New: new}
 	return d.inTx(c, emit)
-}
-
-func datums(t *pglogrepl.TupleData) []Datum {
-	if t == nil {
-		return nil
-	}
-	out := make([]Datum, len(t.Columns))
-	for i, c := range t.Columns {
-		out[i] = Datum{Kind: c.DataType, Data: c.Data}
-	}
-	return out
 }
 
 func (d *decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
