@@ -263,6 +263,9 @@ func (c *Config) Validate() error {
 			errs.add(at+".rt_threshold", "must be a number of milliseconds (0 or more)")
 		}
 	}
+	if c.Serialization == "avro" {
+		needRegistry = true // heartbeat, transaction and message topics follow the top level
+	}
 	if needRegistry && c.SchemaRegistry.URL == "" {
 		errs.add("schema_registry.url", "is required because a relation uses serialization: avro")
 	}

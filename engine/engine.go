@@ -66,6 +66,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	if e.writer, err = sink.New(ctx, scfg, acker, e.topicSpec); err != nil {
 		return nil, err
 	}
+	avroEnc, err := newAvroEncoder(ctx, cfg, log)
+	if err != nil {
+		e.writer.Close()
+		return nil, err
+	}
 	e.stream, err = replication.Open(ctx, replication.Config{
 		DSN:             cfg.Postgres.DSN,
 		Slot:            cfg.Postgres.Slot,
@@ -104,7 +109,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		return nil, e.abort(err)
 	}
 	e.builder = envelope.NewBuilder(bcfg)
-	e.enc = newEncoders(cfg)
+	if err := e.checkAvro(ctx, avroEnc); err != nil {
+		return nil, e.abort(err)
+	}
+	e.enc = newEncoders(cfg, avroEnc)
 	return e, nil
 }
 

@@ -58,7 +58,7 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 		}
 		for _, ev := range events {
 			seq++
-			rec, err := e.record(ev, txHdr, seq)
+			rec, err := e.record(ctx, ev, txHdr, seq)
 			if err != nil {
 				return fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, err)
 			}
@@ -90,9 +90,9 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 }
 
 // record encodes one event with its topic's encoder and adds Procon's and Debezium's headers.
-func (e *Engine) record(ev *envelope.Event, txHdr []byte, seq int) (*sink.Record, error) {
+func (e *Engine) record(ctx context.Context, ev *envelope.Event, txHdr []byte, seq int) (*sink.Record, error) {
 	enc := e.enc.forTopic(ev.Topic)
-	key, value, err := enc.Encode(ev)
+	key, value, err := enc.Encode(ctx, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +100,14 @@ func (e *Engine) record(ev *envelope.Event, txHdr []byte, seq int) (*sink.Record
 	headers[0] = kgo.RecordHeader{Key: txid.HeaderTx, Value: txHdr}
 	headers[1] = kgo.RecordHeader{Key: txid.HeaderSeq, Value: strconv.AppendInt(nil, int64(seq), 10)}
 	if ev.OldKey != nil {
-		b, err := enc.EncodeKey(ev.KeySchema, ev.OldKey)
+		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.OldKey)
 		if err != nil {
 			return nil, err
 		}
 		headers = append(headers, kgo.RecordHeader{Key: "__debezium.oldkey", Value: b})
 	}
 	if ev.NewKey != nil {
-		b, err := enc.EncodeKey(ev.KeySchema, ev.NewKey)
+		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.NewKey)
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +120,7 @@ func (e *Engine) record(ev *envelope.Event, txHdr []byte, seq int) (*sink.Record
 // moves nothing, the tracker follows the server's WAL end on its own when idle.
 func (e *Engine) produceHeartbeat(ctx context.Context, topic string) error {
 	ev := e.builder.Heartbeat(topic)
-	key, value, err := e.enc.forTopic(topic).Encode(ev)
+	key, value, err := e.enc.forTopic(topic).Encode(ctx, ev)
 	if err != nil {
 		return err
 	}

@@ -61,11 +61,17 @@ type encoders struct {
 	def     envelope.Encoder
 }
 
-func newEncoders(cfg *config.Config) encoders {
+func newEncoders(cfg *config.Config, avroEnc *envelope.AvroEncoder) encoders {
 	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
 	enc := encoders{byTopic: map[string]envelope.Encoder{}, def: js}
+	if cfg.Serialization == "avro" && avroEnc != nil {
+		enc.def = avroEnc // heartbeat, transaction and message topics
+	}
 	for _, rc := range cfg.Relations {
 		enc.byTopic[rc.Topic] = js
+		if rc.Serialization == "avro" && avroEnc != nil {
+			enc.byTopic[rc.Topic] = avroEnc
+		}
 	}
 	return enc
 }

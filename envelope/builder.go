@@ -79,6 +79,8 @@ type Builder struct {
 	totalOrder int64
 	perTable   map[string]int64
 	tableOrder []string
+
+	msgBody, msgValue *Schema // logical decoding message schemas
 }
 
 // NewBuilder returns a Builder.
@@ -353,10 +355,12 @@ func (b *Builder) messageWanted(prefix string) bool {
 }
 
 func (b *Builder) messageEvent(c *replication.Change) *Event {
-	contentType := b.cfg.Options.binaryType()
-	content := contentType.schema.optional()
-	body := messageBodySchema(content)
-	vs := messageValueSchema(body)
+	if b.msgValue == nil {
+		// Built once: encoders cache per schema, so every message shares these.
+		b.msgBody = messageBodySchema(b.cfg.Options.binaryType().schema.optional())
+		b.msgValue = messageValueSchema(b.msgBody)
+	}
+	body, vs := b.msgBody, b.msgValue
 	key := NewValue(messageKeySchema)
 	key.Fields[0] = c.Prefix
 	m := NewValue(body)

@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"context"
 	"fmt"
 	"sync"
 )
@@ -9,11 +10,11 @@ import (
 // encoder writes Confluent's wire format through a schema registry.
 type Encoder interface {
 	// Encode returns the key and value bytes of ev; a nil value is a tombstone, a nil key a
-	// record without key.
-	Encode(ev *Event) (key, value []byte, err error)
+	// record without key. It may block while a schema registry is unreachable, until ctx ends.
+	Encode(ctx context.Context, ev *Event) (key, value []byte, err error)
 	// EncodeKey serializes a key struct on its own, as the __debezium.oldkey/newkey headers
 	// carry it.
-	EncodeKey(s *Schema, v *Value) ([]byte, error)
+	EncodeKey(ctx context.Context, s *Schema, v *Value) ([]byte, error)
 }
 
 // JSONEncoder writes JSON as Kafka Connect's JsonConverter does, with the {"schema",
@@ -26,9 +27,9 @@ type JSONEncoder struct {
 }
 
 // Encode implements Encoder.
-func (e *JSONEncoder) Encode(ev *Event) (key, value []byte, err error) {
+func (e *JSONEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte, err error) {
 	if ev.Key != nil {
-		if key, err = e.EncodeKey(ev.KeySchema, ev.Key); err != nil {
+		if key, err = e.EncodeKey(ctx, ev.KeySchema, ev.Key); err != nil {
 			return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
 		}
 	}
@@ -41,7 +42,9 @@ func (e *JSONEncoder) Encode(ev *Event) (key, value []byte, err error) {
 }
 
 // EncodeKey implements Encoder.
-func (e *JSONEncoder) EncodeKey(s *Schema, v *Value) ([]byte, error) { return e.encode(s, v) }
+func (e *JSONEncoder) EncodeKey(_ context.Context, s *Schema, v *Value) ([]byte, error) {
+	return e.encode(s, v)
+}
 
 func (e *JSONEncoder) encode(s *Schema, v *Value) ([]byte, error) {
 	w := jsonWriter{buf: make([]byte, 0, 512)}

@@ -3,17 +3,12 @@ package envelope
 import "strings"
 
 // adjustSchemaName applies schema.name.adjustment.mode to a dotted schema name: in avro mode
-// every part becomes a valid Avro name (characters outside [A-Za-z0-9_] replaced by '_', and a
-// leading digit prefixed with '_'), as Debezium's SchemaNameAdjuster does.
+// the name becomes a valid Avro full name as Debezium's SchemaNameAdjuster makes it.
 func (o *Options) adjustSchemaName(name string) string {
 	if o.SchemaNameAdjust != "avro" {
 		return name
 	}
-	parts := strings.Split(name, ".")
-	for i, p := range parts {
-		parts[i] = avroName(p)
-	}
-	return strings.Join(parts, ".")
+	return avroName(name, true)
 }
 
 // adjustFieldName applies field.name.adjustment.mode to a column name.
@@ -21,21 +16,50 @@ func (o *Options) adjustFieldName(name string) string {
 	if o.FieldNameAdjust != "avro" {
 		return name
 	}
-	return avroName(name)
+	return avroName(name, false)
 }
 
-func avroName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9')) {
-			if i == 0 && c >= '0' && c <= '9' {
-				continue
-			}
-			b[i] = '_'
+// avroName is Debezium's SchemaNameAdjuster.validFullname with the underscore replacement
+// (FieldNameUnderscoreReplacementFunction for field names, where dots are not kept): the whole
+// name is scanned in Java chars (UTF-16 units); a first character outside [A-Za-z_] becomes '_'
+// (a digit is kept after it, so that "1a" and "2a" stay distinct), later characters outside
+// [A-Za-z0-9_] (and '.' in schema names) become '_'.
+func avroName(s string, dots bool) string {
+	valid := func(i int, c rune) bool {
+		switch {
+		case c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'):
+			return true
+		case i == 0:
+			return false
+		case c >= '0' && c <= '9':
+			return true
+		}
+		return dots && c == '.'
+	}
+	ok := true
+	for i, c := range s {
+		if !valid(i, c) {
+			ok = false
+			break
 		}
 	}
-	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
-		return "_" + string(b)
+	if ok {
+		return s
 	}
-	return string(b)
+	var b strings.Builder
+	b.Grow(len(s) + 1)
+	for i, c := range s {
+		if valid(i, c) {
+			b.WriteRune(c)
+			continue
+		}
+		b.WriteByte('_')
+		if c > 0xFFFF {
+			b.WriteByte('_') // a surrogate pair is two Java chars
+		}
+		if i == 0 && c >= '0' && c <= '9' {
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }

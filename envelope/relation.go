@@ -48,6 +48,17 @@ func (b *Builder) relSchema(rel *replication.Relation) (*relSchema, error) {
 	return rs, nil
 }
 
+// Schemas returns the key schema (nil when keyless) and the envelope schema that events of
+// this relation version get, without caching anything. The engine uses it to check a relation
+// against its serialization before streaming.
+func (b *Builder) Schemas(rel *replication.Relation) (key, envelope *Schema, err error) {
+	rs, err := newRelSchema(rel, b.cfg.Topics[rel.QualifiedName()], &b.cfg.Options)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relation %s: %w", rel.QualifiedName(), err)
+	}
+	return rs.key, rs.envelope, nil
+}
+
 func newRelSchema(rel *replication.Relation, topic string, o *Options) (*relSchema, error) {
 	if topic == "" {
 		return nil, fmt.Errorf("no topic configured")

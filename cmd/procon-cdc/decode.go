@@ -3,26 +3,80 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/registry"
 )
 
-// recordDecoder renders a record's key and value as JSON, whatever their serialization.
-type recordDecoder struct{}
+// recordDecoder renders a record's key and value as JSON, whatever their serialization: JSON is
+// kept as it is, Confluent-framed Avro is decoded with its schema, fetched from the configured
+// registry by id.
+type recordDecoder struct {
+	avro   *registry.Decoder // nil without a registry
+	regErr error             // why there is no registry client
+}
 
-func newRecordDecoder(*config.Config) *recordDecoder { return &recordDecoder{} }
+func newRecordDecoder(cfg *config.Config) *recordDecoder {
+	d := &recordDecoder{}
+	cl, err := engine.RegistryClient(cfg, nil)
+	switch {
+	case err != nil:
+		d.regErr = err
+	case cl != nil:
+		d.avro = registry.NewDecoder(cl)
+	}
+	return d
+}
 
-func (d *recordDecoder) decode(_ context.Context, r *kgo.Record) tailLine {
-	line := tailLine{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: rawOrString(r.Key), Value: rawOrString(r.Value)}
+func (d *recordDecoder) decode(ctx context.Context, r *kgo.Record) tailLine {
+	line := tailLine{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	var errs []string
+	render := func(b []byte) json.RawMessage {
+		out, err := d.render(ctx, b)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		return out
+	}
+	line.Key = render(r.Key)
+	line.Value = render(r.Value)
 	if len(r.Headers) > 0 {
 		line.Headers = map[string]string{}
 		for _, h := range r.Headers {
-			line.Headers[h.Key] = string(h.Value)
+			v := string(h.Value)
+			if registry.IsFramed(h.Value) {
+				v = string(render(h.Value))
+			}
+			line.Headers[h.Key] = v
 		}
 	}
+	if len(errs) > 0 {
+		line.Error = fmt.Sprint(errs)
+	}
 	return line
+}
+
+// render returns b as JSON: Avro decoded, JSON as it is, anything else quoted.
+func (d *recordDecoder) render(ctx context.Context, b []byte) (json.RawMessage, error) {
+	if !registry.IsFramed(b) {
+		return rawOrString(b), nil
+	}
+	if d.avro == nil {
+		err := d.regErr
+		if err == nil {
+			err = fmt.Errorf("set schema_registry.url to decode Avro records")
+		}
+		return rawOrString(b), fmt.Errorf("cannot decode Avro: %w", err)
+	}
+	out, id, err := d.avro.Decode(ctx, b)
+	if err != nil {
+		return rawOrString(b), fmt.Errorf("decode Avro with schema id %d: %w", id, err)
+	}
+	return out, nil
 }
 
 // rawOrString keeps JSON as it is and quotes anything else.

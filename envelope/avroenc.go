@@ -1,0 +1,326 @@
+package envelope
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Registry is what the Avro encoder needs of a Confluent-compatible schema registry. Its calls
+// may block while the registry is unreachable; they return when ctx ends.
+type Registry interface {
+	// Register registers an Avro schema under subject, or finds it already registered there,
+	// and returns its id.
+	Register(ctx context.Context, subject, schema string) (int, error)
+	// SchemaByVersion returns the id and text of a registered version of subject.
+	SchemaByVersion(ctx context.Context, subject string, version int) (int, string, error)
+}
+
+// AvroSubjects names the registry subjects of one topic's keys and values and, optionally,
+// the registered versions to encode with.
+type AvroSubjects struct {
+	Key, Value string
+	// KeyVersion and ValueVersion pin a registered version of the subject: events are written
+	// with that schema (fields matched by name, defaults from it). 0 derives the schema from
+	// the relation and registers it.
+	KeyVersion, ValueVersion int
+}
+
+// AvroConfig configures an AvroEncoder.
+type AvroConfig struct {
+	Registry Registry
+	// Topics gives the subjects of each topic; a topic not listed uses Confluent's
+	// TopicNameStrategy, <topic>-key and <topic>-value, and registers its schemas.
+	Topics map[string]AvroSubjects
+	Logger *slog.Logger
+}
+
+// AvroEncoder writes Confluent's wire format: a zero byte, the 4-byte big-endian schema id,
+// then the Avro binary body. Each Connect schema (one per relation version) is turned into an
+// Avro schema, registered and compiled into a writer once; events are then written without
+// calling the registry. A nil key or value stays nil (a tombstone stays a tombstone).
+//
+// An AvroEncoder is safe for concurrent use.
+type AvroEncoder struct {
+	reg    Registry
+	log    *slog.Logger
+	topics map[string]AvroSubjects
+
+	mu      sync.Mutex
+	fast    map[*Schema]*avroWriter // by schema alone: each schema serves one topic and role
+	writers map[writerKey]*avroWriter
+	keyOf   map[*Schema]*avroWriter // the key writer of a key schema, for EncodeKey
+	pinned  map[pinKey]*pinnedSchema
+	ids     map[string]int // subject + "\x00" + schema text → registered id
+}
+
+type writerKey struct {
+	schema *Schema
+	topic  string
+	key    bool
+}
+
+type pinKey struct {
+	subject string
+	version int
+}
+
+type pinnedSchema struct {
+	id     int
+	text   string
+	schema avro.Schema
+}
+
+// avroWriter is one compiled schema with its registry id.
+type avroWriter struct {
+	header  [5]byte
+	node    *avroNode
+	subject string
+	topic   string
+	isKey   bool
+	size    atomic.Int64 // last encoded size: the next buffer's capacity
+}
+
+// NewAvroEncoder returns an encoder; it does not contact the registry.
+func NewAvroEncoder(cfg AvroConfig) *AvroEncoder {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &AvroEncoder{
+		reg:     cfg.Registry,
+		log:     cfg.Logger,
+		topics:  cfg.Topics,
+		fast:    map[*Schema]*avroWriter{},
+		writers: map[writerKey]*avroWriter{},
+		keyOf:   map[*Schema]*avroWriter{},
+		pinned:  map[pinKey]*pinnedSchema{},
+		ids:     map[string]int{},
+	}
+}
+
+// Subjects returns the subjects of a topic.
+func (e *AvroEncoder) Subjects(topic string) AvroSubjects {
+	s, ok := e.topics[topic]
+	if !ok {
+		s = AvroSubjects{}
+	}
+	if s.Key == "" {
+		s.Key = topic + "-key"
+	}
+	if s.Value == "" {
+		s.Value = topic + "-value"
+	}
+	return s
+}
+
+// FetchPinned fetches every pinned version the configuration names, so that a missing
+// subject or version is reported before anything is produced.
+func (e *AvroEncoder) FetchPinned(ctx context.Context) error {
+	for topic := range e.topics {
+		s := e.Subjects(topic)
+		if s.KeyVersion > 0 {
+			if _, err := e.pin(ctx, s.Key, s.KeyVersion); err != nil {
+				return err
+			}
+		}
+		if s.ValueVersion > 0 {
+			if _, err := e.pin(ctx, s.Value, s.ValueVersion); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Check verifies, without registering anything, that events of a relation whose key and
+// envelope schemas are given can be encoded for topic: a derived schema must be valid Avro (its
+// names especially), and a pinned version must have a field, or a default, for every column,
+// of a type the column's values can be written as.
+func (e *AvroEncoder) Check(ctx context.Context, topic string, key, value *Schema) error {
+	s := e.Subjects(topic)
+	check := func(cs *Schema, subject string, version int, what string) error {
+		if cs == nil {
+			return nil
+		}
+		if version > 0 {
+			p, err := e.pin(ctx, subject, version)
+			if err != nil {
+				return err
+			}
+			if _, err := compileAvro(p.schema, cs, true); err != nil {
+				return fmt.Errorf("the %s cannot be encoded with version %d of subject %s: %w", what, version, subject, err)
+			}
+			return nil
+		}
+		if _, _, err := deriveAvro(cs); err != nil {
+			return fmt.Errorf("the %s schema for subject %s: %w", what, subject, err)
+		}
+		return nil
+	}
+	if err := check(key, s.Key, s.KeyVersion, "key"); err != nil {
+		return err
+	}
+	return check(value, s.Value, s.ValueVersion, "value")
+}
+
+// Encode implements Encoder. It calls the registry only for a schema it has not seen yet.
+func (e *AvroEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte, err error) {
+	if ev.Key != nil {
+		w, err := e.writer(ctx, ev.Topic, ev.KeySchema, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		if key, err = w.encode(ev.Key); err != nil {
+			return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
+		}
+	}
+	if ev.Value != nil {
+		w, err := e.writer(ctx, ev.Topic, ev.ValueSchema, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if value, err = w.encode(ev.Value); err != nil {
+			return nil, nil, fmt.Errorf("value of %s: %w", ev.Topic, err)
+		}
+	}
+	return key, value, nil
+}
+
+// EncodeKey implements Encoder: a key struct in the wire format of its topic's keys, for the
+// __debezium.oldkey/newkey headers. The key schema must have been used by Encode before.
+func (e *AvroEncoder) EncodeKey(_ context.Context, s *Schema, v *Value) ([]byte, error) {
+	e.mu.Lock()
+	w := e.keyOf[s]
+	e.mu.Unlock()
+	if w == nil {
+		return nil, fmt.Errorf("avro: key schema %s was not registered", s.Name)
+	}
+	return w.encode(v)
+}
+
+func (w *avroWriter) encode(v *Value) ([]byte, error) {
+	buf := make([]byte, 5, w.size.Load()+16)
+	copy(buf, w.header[:])
+	buf, err := w.node.write(buf, v)
+	if err != nil {
+		return nil, err
+	}
+	w.size.Store(int64(len(buf)))
+	return buf, nil
+}
+
+// writer returns the compiled writer of a schema on a topic, registering the schema first
+// when needed.
+func (e *AvroEncoder) writer(ctx context.Context, topic string, s *Schema, isKey bool) (*avroWriter, error) {
+	e.mu.Lock()
+	w := e.fast[s]
+	if w == nil || w.topic != topic || w.isKey != isKey {
+		w = e.writers[writerKey{schema: s, topic: topic, key: isKey}]
+	}
+	e.mu.Unlock()
+	if w != nil {
+		return w, nil
+	}
+	k := writerKey{schema: s, topic: topic, key: isKey}
+	subs := e.Subjects(topic)
+	subject, version, what := subs.Value, subs.ValueVersion, "value"
+	if isKey {
+		subject, version, what = subs.Key, subs.KeyVersion, "key"
+	}
+	w = &avroWriter{subject: subject, topic: topic, isKey: isKey}
+	var id int
+	if version > 0 {
+		p, err := e.pin(ctx, subject, version)
+		if err != nil {
+			return nil, err
+		}
+		if w.node, err = compileAvro(p.schema, s, true); err != nil {
+			return nil, fmt.Errorf("the %s of %s cannot be encoded with version %d of subject %s: %w", what, topic, version, subject, err)
+		}
+		id = p.id
+	} else {
+		text, parsed, err := deriveAvro(s)
+		if err != nil {
+			return nil, fmt.Errorf("the %s schema of %s for subject %s: %w", what, topic, subject, err)
+		}
+		if w.node, err = compileAvro(parsed, s, false); err != nil {
+			return nil, fmt.Errorf("the %s schema of %s for subject %s: %w", what, topic, subject, err)
+		}
+		if id, err = e.register(ctx, subject, text, topic); err != nil {
+			return nil, err
+		}
+	}
+	w.header[0] = 0
+	binary.BigEndian.PutUint32(w.header[1:], uint32(id))
+	e.mu.Lock()
+	e.writers[k] = w
+	e.fast[s] = w
+	if isKey {
+		e.keyOf[s] = w
+	}
+	e.mu.Unlock()
+	return w, nil
+}
+
+// register returns the id of schema text under subject, registering it once.
+func (e *AvroEncoder) register(ctx context.Context, subject, text, topic string) (int, error) {
+	ck := subject + "\x00" + text
+	e.mu.Lock()
+	id, ok := e.ids[ck]
+	e.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := e.reg.Register(ctx, subject, text)
+	if err != nil {
+		return 0, fmt.Errorf("avro: topic %s: %w", topic, err)
+	}
+	e.log.Info("Avro schema registered", "subject", subject, "id", id, "topic", topic)
+	e.mu.Lock()
+	e.ids[ck] = id
+	e.mu.Unlock()
+	return id, nil
+}
+
+// pin fetches and parses a registered version, once.
+func (e *AvroEncoder) pin(ctx context.Context, subject string, version int) (*pinnedSchema, error) {
+	k := pinKey{subject, version}
+	e.mu.Lock()
+	p := e.pinned[k]
+	e.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	id, text, err := e.reg.SchemaByVersion(ctx, subject, version)
+	if err != nil {
+		return nil, fmt.Errorf("avro: pinned version %d of subject %s: %w", version, subject, err)
+	}
+	parsed, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, fmt.Errorf("avro: version %d of subject %s (id %d) does not parse: %w", version, subject, id, err)
+	}
+	p = &pinnedSchema{id: id, text: text, schema: parsed}
+	e.log.Info("using pinned Avro schema", "subject", subject, "version", version, "id", id)
+	e.mu.Lock()
+	e.pinned[k] = p
+	e.mu.Unlock()
+	return p, nil
+}
+
+// deriveAvro renders and parses the Avro schema of a Connect schema.
+func deriveAvro(s *Schema) (string, avro.Schema, error) {
+	text, err := AvroSchema(s)
+	if err != nil {
+		return "", nil, err
+	}
+	parsed, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+	if err != nil {
+		return "", nil, fmt.Errorf("the derived Avro schema does not parse: %w", err)
+	}
+	return text, parsed, nil
+}

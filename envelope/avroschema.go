@@ -1,0 +1,445 @@
+package envelope
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// AvroSchema renders a Connect schema as the Avro schema that Confluent's AvroConverter
+// derives from it (AvroData.fromConnectSchema with connect.meta.data=true, the default), in the
+// text Avro's Schema.toString writes:
+//
+//   - a struct is a record whose name is split at the last dot into namespace and name; a
+//     record already written is referred to by name, as short as the enclosing namespace allows;
+//   - an optional type is the union ["null", T] with field default null, or [T, "null"] with
+//     the field default being the schema's default when it has one;
+//   - the Connect metadata travels as connect.doc, connect.version, connect.parameters,
+//     connect.default, connect.name and connect.type (int8 and int16 become Avro int);
+//   - Connect's Decimal, Date, Time and Timestamp become the Avro logical types decimal, date,
+//     time-millis and timestamp-millis.
+//
+// The JSON and Avro encodings render the same *Schema; this is the second rendering.
+// Names Avro does not accept are an error that says which adjustment mode fixes them.
+func AvroSchema(s *Schema) (string, error) {
+	w := avroSchemaWriter{seen: map[string]bool{}}
+	if err := w.typ(s, "", false); err != nil {
+		return "", err
+	}
+	return string(w.buf), nil
+}
+
+const (
+	avroNamespace    = "io.confluent.connect.avro"
+	avroDefaultName  = "ConnectDefault"
+	avroMapEntryName = "MapEntry"
+	// precision AvroData gives a Decimal without connect.decimal.precision (money).
+	avroDefaultDecimalPrecision = 64
+)
+
+type avroSchemaWriter struct {
+	jsonWriter
+	seen     map[string]bool // full names of the records written so far
+	nameless int             // ConnectDefault, ConnectDefault2, ...
+}
+
+// typ writes s; ns is the namespace of the enclosing record.
+func (w *avroSchemaWriter) typ(s *Schema, ns string, ignoreOptional bool) error {
+	if s.Type == Struct && s.Optional && !ignoreOptional {
+		// AvroData: an optional struct is ["null", record], whatever its default.
+		w.buf = append(w.buf, `["null",`...)
+		if err := w.typ(s, ns, true); err != nil {
+			return err
+		}
+		w.buf = append(w.buf, ']')
+		return nil
+	}
+	optional := s.Optional && !ignoreOptional
+	withDefault := s.HasDefault && s.Default != nil
+	if optional {
+		if withDefault {
+			w.buf = append(w.buf, '[')
+		} else {
+			w.buf = append(w.buf, `["null",`...)
+		}
+	}
+	if err := w.base(s, ns); err != nil {
+		return err
+	}
+	if optional {
+		if withDefault {
+			w.buf = append(w.buf, `,"null"]`...)
+		} else {
+			w.buf = append(w.buf, ']')
+		}
+	}
+	return nil
+}
+
+// base writes the non-union form of s with its properties.
+func (w *avroSchemaWriter) base(s *Schema, ns string) error {
+	var prim string
+	switch s.Type {
+	case Boolean:
+		prim = "boolean"
+	case Int8, Int16, Int32:
+		prim = "int"
+	case Int64:
+		prim = "long"
+	case Float32:
+		prim = "float"
+	case Float64:
+		prim = "double"
+	case String:
+		prim = "string"
+	case Bytes:
+		prim = "bytes"
+	case Array:
+		w.buf = append(w.buf, `{"type":"array","items":`...)
+		if err := w.typ(s.Items, ns, false); err != nil {
+			return err
+		}
+		if err := w.props(s); err != nil {
+			return err
+		}
+		w.buf = append(w.buf, '}')
+		return nil
+	case Map:
+		if s.Keys.Type == String && !s.Keys.Optional {
+			w.buf = append(w.buf, `{"type":"map","values":`...)
+			if err := w.typ(s.Values, ns, false); err != nil {
+				return err
+			}
+		} else {
+			// Avro maps have string keys only: an array of key/value records instead.
+			w.buf = append(w.buf, `{"type":"array","items":`...)
+			entry := &Schema{Type: Struct, Name: avroNamespace + "." + avroMapEntryName, Fields: []Field{
+				{Name: "key", Schema: s.Keys}, {Name: "value", Schema: s.Values},
+			}}
+			if s.Name != "" {
+				return fmt.Errorf("named map %s with non-string keys is not supported in Avro", s.Name)
+			}
+			if err := w.record(entry, ns, false); err != nil {
+				return err
+			}
+		}
+		if err := w.props(s); err != nil {
+			return err
+		}
+		w.buf = append(w.buf, '}')
+		return nil
+	case Struct:
+		return w.record(s, ns, true)
+	default:
+		return fmt.Errorf("unknown schema type %d", s.Type)
+	}
+	if !hasAvroProps(s) {
+		w.buf = append(w.buf, '"')
+		w.buf = append(w.buf, prim...)
+		w.buf = append(w.buf, '"')
+		return nil
+	}
+	w.buf = append(w.buf, `{"type":"`...)
+	w.buf = append(w.buf, prim...)
+	w.buf = append(w.buf, '"')
+	precision, scale, isDecimal, err := decimalParams(s)
+	if err != nil {
+		return err
+	}
+	if isDecimal {
+		w.buf = append(w.buf, `,"scale":`...)
+		w.buf = strconv.AppendInt(w.buf, int64(scale), 10)
+		w.buf = append(w.buf, `,"precision":`...)
+		w.buf = strconv.AppendInt(w.buf, int64(precision), 10)
+	}
+	if err := w.props(s); err != nil {
+		return err
+	}
+	w.buf = append(w.buf, '}')
+	return nil
+}
+
+func hasAvroProps(s *Schema) bool {
+	return s.Doc != "" || s.Version != 0 || len(s.Params) > 0 || (s.HasDefault && s.Default != nil) ||
+		s.Name != "" || s.Type == Int8 || s.Type == Int16
+}
+
+// decimalParams reads the precision and scale of a Connect Decimal.
+func decimalParams(s *Schema) (precision, scale int, ok bool, err error) {
+	if s.Type != Bytes || !strings.EqualFold(s.Name, nameDecimal) {
+		return 0, 0, false, nil
+	}
+	sc, _ := s.Param("scale")
+	if scale, err = strconv.Atoi(sc); err != nil {
+		return 0, 0, false, fmt.Errorf("decimal scale %q: %v", sc, err)
+	}
+	precision = avroDefaultDecimalPrecision
+	if p, has := s.Param("connect.decimal.precision"); has {
+		if precision, err = strconv.Atoi(p); err != nil {
+			return 0, 0, false, fmt.Errorf("decimal precision %q: %v", p, err)
+		}
+	}
+	return precision, scale, true, nil
+}
+
+// props writes AvroData's metadata properties, then the logical type, in the order Avro keeps
+// them (insertion order).
+func (w *avroSchemaWriter) props(s *Schema) error {
+	if s.Doc != "" {
+		w.buf = append(w.buf, `,"connect.doc":`...)
+		w.str(s.Doc)
+	}
+	if s.Version != 0 {
+		w.buf = append(w.buf, `,"connect.version":`...)
+		w.buf = strconv.AppendInt(w.buf, int64(s.Version), 10)
+	}
+	if len(s.Params) > 0 {
+		w.buf = append(w.buf, `,"connect.parameters":{`...)
+		for i, p := range s.Params {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.str(p.Key)
+			w.buf = append(w.buf, ':')
+			w.str(p.Value)
+		}
+		w.buf = append(w.buf, '}')
+	}
+	if s.HasDefault && s.Default != nil {
+		w.buf = append(w.buf, `,"connect.default":`...)
+		if err := w.avroDefault(s, s.Default); err != nil {
+			return fmt.Errorf("default of %s: %w", s.Type, err)
+		}
+	}
+	if s.Name != "" {
+		w.buf = append(w.buf, `,"connect.name":`...)
+		w.str(s.Name)
+	}
+	switch s.Type {
+	case Int8:
+		w.buf = append(w.buf, `,"connect.type":"int8"`...)
+	case Int16:
+		w.buf = append(w.buf, `,"connect.type":"int16"`...)
+	}
+	switch {
+	case s.Type == Bytes && strings.EqualFold(s.Name, nameDecimal):
+		w.buf = append(w.buf, `,"logicalType":"decimal"`...)
+	case strings.EqualFold(s.Name, nameConnectTime):
+		w.buf = append(w.buf, `,"logicalType":"time-millis"`...)
+	case strings.EqualFold(s.Name, nameConnectTS):
+		w.buf = append(w.buf, `,"logicalType":"timestamp-millis"`...)
+	case strings.EqualFold(s.Name, nameConnectDate):
+		w.buf = append(w.buf, `,"logicalType":"date"`...)
+	}
+	return nil
+}
+
+// record writes a struct as a record, or as a reference to it when it was written before.
+func (w *avroSchemaWriter) record(s *Schema, ns string, meta bool) error {
+	full := s.Name
+	if full == "" {
+		w.nameless++
+		full = avroNamespace + "." + avroDefaultName
+		if w.nameless > 1 {
+			full += strconv.Itoa(w.nameless)
+		}
+	}
+	space, name := splitAvroName(full)
+	if err := checkAvroFullName(full); err != nil {
+		return err
+	}
+	if w.seen[full] {
+		if space == "" || space == ns {
+			w.str(name)
+		} else {
+			w.str(full)
+		}
+		return nil
+	}
+	w.seen[full] = true
+	w.buf = append(w.buf, `{"type":"record","name":`...)
+	w.str(name)
+	switch {
+	case space != "" && space != ns:
+		w.buf = append(w.buf, `,"namespace":`...)
+		w.str(space)
+	case space == "" && ns != "":
+		w.buf = append(w.buf, `,"namespace":""`...)
+	}
+	w.buf = append(w.buf, `,"fields":[`...)
+	for i, f := range s.Fields {
+		if err := checkAvroName(f.Name); err != nil {
+			return fmt.Errorf("field %q of %s: %w (set debezium.field.name.adjustment.mode: avro)", f.Name, full, err)
+		}
+		if i > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		w.buf = append(w.buf, `{"name":`...)
+		w.str(f.Name)
+		w.buf = append(w.buf, `,"type":`...)
+		if err := w.typ(f.Schema, space, false); err != nil {
+			return fmt.Errorf("field %s: %w", f.Name, err)
+		}
+		switch {
+		case f.Schema.HasDefault && f.Schema.Default != nil:
+			w.buf = append(w.buf, `,"default":`...)
+			if err := w.avroDefault(f.Schema, f.Schema.Default); err != nil {
+				return fmt.Errorf("field %s: %w", f.Name, err)
+			}
+		case f.Schema.Optional:
+			w.buf = append(w.buf, `,"default":null`...)
+		}
+		w.buf = append(w.buf, '}')
+	}
+	w.buf = append(w.buf, ']')
+	if meta {
+		if err := w.props(s); err != nil {
+			return err
+		}
+	}
+	w.buf = append(w.buf, '}')
+	return nil
+}
+
+// avroDefault writes a default value as AvroData.defaultValueFromConnect converts it: logical
+// types as their Avro form, bytes as an ISO-8859-1 string.
+func (w *avroSchemaWriter) avroDefault(s *Schema, v any) error {
+	if sv, ok := v.(*Value); ok && sv == nil {
+		v = nil
+	}
+	if v == nil {
+		w.buf = append(w.buf, "null"...)
+		return nil
+	}
+	switch s.Type {
+	case Boolean:
+		w.buf = strconv.AppendBool(w.buf, v.(bool))
+	case Int8:
+		w.buf = strconv.AppendInt(w.buf, int64(v.(int8)), 10)
+	case Int16:
+		w.buf = strconv.AppendInt(w.buf, int64(v.(int16)), 10)
+	case Int32:
+		w.buf = strconv.AppendInt(w.buf, int64(v.(int32)), 10)
+	case Int64:
+		w.buf = strconv.AppendInt(w.buf, v.(int64), 10)
+	case Float32:
+		w.number(float64(v.(float32)), 32)
+	case Float64:
+		w.number(v.(float64), 64)
+	case String:
+		w.str(v.(string))
+	case Bytes:
+		var b []byte
+		switch x := v.(type) {
+		case []byte:
+			b = x
+		case Decimal:
+			b = x.Bytes()
+		default:
+			return fmt.Errorf("bytes default holds %T", v)
+		}
+		latin1 := make([]byte, 0, len(b))
+		for _, c := range b {
+			latin1 = utf8.AppendRune(latin1, rune(c))
+		}
+		w.str(string(latin1))
+	case Array:
+		w.buf = append(w.buf, '[')
+		for i, x := range v.([]any) {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			if err := w.avroDefault(s.Items, x); err != nil {
+				return err
+			}
+		}
+		w.buf = append(w.buf, ']')
+	case Map:
+		entries := v.([]MapEntry)
+		if s.Keys.Type == String && !s.Keys.Optional {
+			w.buf = append(w.buf, '{')
+			for i, e := range entries {
+				if i > 0 {
+					w.buf = append(w.buf, ',')
+				}
+				w.str(e.Key.(string))
+				w.buf = append(w.buf, ':')
+				if err := w.avroDefault(s.Values, e.Value); err != nil {
+					return err
+				}
+			}
+			w.buf = append(w.buf, '}')
+			return nil
+		}
+		w.buf = append(w.buf, '[')
+		for i, e := range entries {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.buf = append(w.buf, '[')
+			if err := w.avroDefault(s.Keys, e.Key); err != nil {
+				return err
+			}
+			w.buf = append(w.buf, ',')
+			if err := w.avroDefault(s.Values, e.Value); err != nil {
+				return err
+			}
+			w.buf = append(w.buf, ']')
+		}
+		w.buf = append(w.buf, ']')
+	case Struct:
+		sv := v.(*Value)
+		w.buf = append(w.buf, '{')
+		for i, f := range s.Fields {
+			if i > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.str(f.Name)
+			w.buf = append(w.buf, ':')
+			x := sv.Fields[i]
+			if x == nil && f.Schema.HasDefault {
+				x = f.Schema.Default
+			}
+			if err := w.avroDefault(f.Schema, x); err != nil {
+				return err
+			}
+		}
+		w.buf = append(w.buf, '}')
+	default:
+		return fmt.Errorf("unknown schema type %d", s.Type)
+	}
+	return nil
+}
+
+// splitAvroName splits a full name at its last dot into namespace and name.
+func splitAvroName(full string) (space, name string) {
+	if i := strings.LastIndexByte(full, '.'); i >= 0 {
+		return full[:i], full[i+1:]
+	}
+	return "", full
+}
+
+// checkAvroName checks one Avro name: [A-Za-z_][A-Za-z0-9_]*.
+func checkAvroName(name string) error {
+	if name == "" {
+		return fmt.Errorf("an Avro name cannot be empty")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9') {
+			continue
+		}
+		return fmt.Errorf("%q is not a valid Avro name (letters, digits and '_', not starting with a digit)", name)
+	}
+	return nil
+}
+
+func checkAvroFullName(full string) error {
+	for _, part := range strings.Split(full, ".") {
+		if err := checkAvroName(part); err != nil {
+			return fmt.Errorf("schema name %q: %w; set debezium.schema.name.adjustment.mode: avro", full, err)
+		}
+	}
+	return nil
+}
