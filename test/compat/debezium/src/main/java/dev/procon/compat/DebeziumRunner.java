@@ -11,6 +11,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -20,6 +21,7 @@ import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
@@ -65,8 +67,9 @@ import org.apache.kafka.connect.source.SourceRecord;
  * {@code progress.interval.ms}, {@code shutdown.timeout.ms}, {@code log.level}.</li>
  * </ul>
  *
- * Stdout carries only machine-readable lines ({@code DEBEZIUM-READY}, {@code DEBEZIUM-PROGRESS
- * produced=N acked=N}); logs and errors go to stderr. Exit status: 0 after SIGTERM/SIGINT, after
+ * Stdout carries only machine-readable lines ({@code DEBEZIUM-READY}, then {@code DEBEZIUM-PROGRESS
+ * produced=N acked=N} every progress.interval.ms and once more at exit); logs go to stderr, and a
+ * fatal error as one {@code DEBEZIUM-ERROR ...} line followed by its stack trace. Exit status: 0 after SIGTERM/SIGINT, after
  * {@code max.events} or when the engine ends by itself without error; 1 on a runtime error; 2 on a
  * usage or configuration error; 3 if shutting down took longer than {@code shutdown.timeout.ms}.
  */
@@ -99,9 +102,10 @@ public final class DebeziumRunner {
     private final AtomicReference<String> stopReason = new AtomicReference<>();
     private final Set<String> knownTopics = ConcurrentHashMap.newKeySet();
     private volatile boolean stopping;
-    private volatile boolean slotQueryFailed;
     private KafkaProducer<byte[], byte[]> producer;
     private Admin admin;
+    /** Used by the readiness thread only, closed once DEBEZIUM-READY is out. */
+    private Connection readinessDb;
 
     public static void main(String[] args) {
         if (args.length != 1) {
@@ -276,12 +280,11 @@ public final class DebeziumRunner {
             closeClients();
             return 1;
         }
-        String slotActivePidAtStart = slotActivePid();
 
         engineThread = new Thread(engine, "debezium-engine");
         engineThread.start();
 
-        Thread readiness = new Thread(() -> announceReadiness(slotActivePidAtStart), "debezium-readiness");
+        Thread readiness = new Thread(this::announceReadiness, "debezium-readiness");
         readiness.setDaemon(true);
         readiness.start();
 
@@ -476,35 +479,45 @@ public final class DebeziumRunner {
      * <ol>
      * <li>the streaming metrics MBean ({@code debezium.postgres:type=connector-metrics,context=streaming,
      * server=<topic.prefix>}) reports {@code Connected=true}. ChangeEventSourceCoordinator sets it right
-     * before it starts the streaming source, i.e. after the snapshot completed;</li>
-     * <li>the replication slot is active, held by a walsender that was not holding it before we started:
-     * START_REPLICATION has been issued, so the streaming connection really is up;</li>
+     * before it starts the streaming source, i.e. after the snapshot completed, but before
+     * START_REPLICATION, which can still fail or be retried (slot busy: "active for PID");</li>
+     * <li>the slot is active and held by a walsender whose client port is one of this JVM's own TCP
+     * sockets (pg_stat_replication.client_port against /proc/self): START_REPLICATION succeeded and
+     * the stream is ours, not another runner's still holding the slot;</li>
      * <li>Kafka acknowledged as many snapshot records as the snapshot metrics MBean counted
      * ({@code TotalNumberOfEventsSeen}), or the one flagged {@code last_snapshot_record}: at (1) the
      * snapshot rows may still sit in Debezium's queue.</li>
      * </ol>
      * Changes committed after the line is printed are captured; in fact the start LSN is fixed when the
      * task starts (slot creation or the stored offset), so nothing committed after that is lost either.
-     * If the database cannot be queried for the slot, (2) is skipped.
      */
-    private void announceReadiness(String slotActivePidAtStart) {
+    private void announceReadiness() {
         String server = engineProps.getProperty("topic.prefix");
-        boolean slotCheck = true;
+        long failingSince = 0;
         while (!stopping) {
             if (streamingConnected(server)) {
-                String pid = slotCheck ? slotActivePid() : null;
-                if (slotCheck && pid == null && slotQueryFailed) {
-                    slotCheck = false;
-                    System.err.println("debezium-runner: cannot query pg_replication_slots; DEBEZIUM-READY relies on the streaming metrics only");
+                Boolean ours = slotHeldByUs();
+                if (ours == null) {
+                    // The database cannot be queried the way Debezium does (unusual driver settings?):
+                    // after 10 s of that, settle for signals (1) and (3).
+                    failingSince = failingSince == 0 ? System.nanoTime() : failingSince;
+                    if (System.nanoTime() - failingSince > 10_000_000_000L) {
+                        System.err.println("debezium-runner: cannot query pg_replication_slots; DEBEZIUM-READY relies on the streaming metrics only");
+                        ours = true;
+                    }
                 }
-                boolean streaming = !slotCheck || (pid != null && !pid.equals(slotActivePidAtStart));
-                if (streaming && (lastSnapshotRecordAcked || ackedSnapshot.get() >= snapshotEventsSeen(server))) {
+                else {
+                    failingSince = 0;
+                }
+                if (Boolean.TRUE.equals(ours) && (lastSnapshotRecordAcked || ackedSnapshot.get() >= snapshotEventsSeen(server))) {
+                    closeQuietly(readinessDb);
                     emit("DEBEZIUM-READY");
                     return;
                 }
             }
             sleep(100);
         }
+        closeQuietly(readinessDb);
     }
 
     private static boolean streamingConnected(String server) {
@@ -532,26 +545,92 @@ public final class DebeziumRunner {
         return null;
     }
 
-    /** The pid of the walsender holding our slot, or null (no slot, inactive, or the query failed). */
-    private String slotActivePid() {
-        String url = "jdbc:postgresql://" + engineProps.getProperty("database.hostname", "localhost") + ":"
-                + engineProps.getProperty("database.port", "5432") + "/" + engineProps.getProperty("database.dbname", "postgres");
-        Properties p = new Properties();
-        p.setProperty("user", engineProps.getProperty("database.user", ""));
-        p.setProperty("password", engineProps.getProperty("database.password", ""));
-        p.setProperty("sslmode", engineProps.getProperty("database.sslmode", "prefer"));
-        p.setProperty("ApplicationName", "procon-debezium-runner readiness");
-        p.setProperty("connectTimeout", "5");
-        try (Connection c = DriverManager.getConnection(url, p);
-                PreparedStatement st = c.prepareStatement("SELECT active_pid FROM pg_replication_slots WHERE slot_name = ? AND active")) {
-            st.setString(1, engineProps.getProperty("slot.name", "debezium"));
-            try (ResultSet rs = st.executeQuery()) {
-                return rs.next() ? rs.getString(1) : null;
+    /**
+     * Whether a walsender of this process holds the slot: true, false (inactive, or someone else's),
+     * or null if the database could not be queried.
+     */
+    private Boolean slotHeldByUs() {
+        try {
+            if (readinessDb == null || readinessDb.isClosed()) {
+                String url = "jdbc:postgresql://" + engineProps.getProperty("database.hostname", "localhost") + ":"
+                        + engineProps.getProperty("database.port", "5432") + "/" + engineProps.getProperty("database.dbname", "postgres");
+                Properties p = new Properties();
+                p.setProperty("user", engineProps.getProperty("database.user", ""));
+                p.setProperty("password", engineProps.getProperty("database.password", ""));
+                p.setProperty("sslmode", engineProps.getProperty("database.sslmode", "prefer"));
+                p.setProperty("ApplicationName", "procon-debezium-runner readiness");
+                p.setProperty("connectTimeout", "5");
+                readinessDb = DriverManager.getConnection(url, p);
+            }
+            try (PreparedStatement st = readinessDb.prepareStatement("SELECT r.client_port FROM pg_replication_slots s "
+                    + "JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = ?")) {
+                st.setString(1, engineProps.getProperty("slot.name", "debezium"));
+                try (ResultSet rs = st.executeQuery()) {
+                    if (!rs.next()) {
+                        return false;
+                    }
+                    int port = rs.getInt(1);
+                    Set<Integer> own = ownTcpPorts();
+                    // A Unix-socket connection (port -1) or a system without /proc cannot be told
+                    // apart: then an active slot has to do.
+                    return port <= 0 || own == null || own.contains(port);
+                }
             }
         }
         catch (SQLException e) {
-            slotQueryFailed = true;
+            closeQuietly(readinessDb);
+            readinessDb = null;
             return null;
+        }
+    }
+
+    /** Local ports of this process's TCP sockets (Linux: /proc/self/fd and /proc/net/tcp*), or null. */
+    private static Set<Integer> ownTcpPorts() {
+        try {
+            Set<String> inodes = new HashSet<>();
+            try (DirectoryStream<Path> fds = Files.newDirectoryStream(Path.of("/proc/self/fd"))) {
+                for (Path fd : fds) {
+                    try {
+                        String target = Files.readSymbolicLink(fd).toString(); // "socket:[12345]"
+                        if (target.startsWith("socket:[")) {
+                            inodes.add(target.substring(8, target.length() - 1));
+                        }
+                    }
+                    catch (IOException ignored) {
+                        // closed meanwhile
+                    }
+                }
+            }
+            Set<Integer> ports = new HashSet<>();
+            for (String table : List.of("/proc/net/tcp", "/proc/net/tcp6")) {
+                Path path = Path.of(table);
+                if (!Files.exists(path)) {
+                    continue;
+                }
+                // "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ..."
+                for (String line : Files.readAllLines(path)) {
+                    String[] f = line.trim().split("\\s+");
+                    if (f.length > 9 && inodes.contains(f[9])) {
+                        String local = f[1];
+                        ports.add(Integer.parseInt(local.substring(local.indexOf(':') + 1), 16));
+                    }
+                }
+            }
+            return ports;
+        }
+        catch (IOException | RuntimeException e) {
+            return null;
+        }
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        if (c != null) {
+            try {
+                c.close();
+            }
+            catch (Exception ignored) {
+                // nothing to do
+            }
         }
     }
 
