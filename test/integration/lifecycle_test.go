@@ -1,0 +1,108 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/test/testenv"
+)
+
+// TestGracefulShutdown sends SIGTERM: procon-cdc drains what it produced, confirms that
+// position, and exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	s := newSetup(t, `public.items: {}`, "")
+	s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY, note text)`)
+	p := s.startProcess(t)
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 5000) g`)
+	end := s.currentLSN(t)
+	testenv.WaitFor(t, time.Minute, "all rows in Kafka", func() (bool, error) {
+		return s.countIfExists(t, s.topic("items")) == 5000, nil
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.output())
+	}
+	if got := s.confirmedLSN(t); got < end {
+		t.Fatalf("confirmed %s after a clean shutdown, want at least %s (everything Kafka acknowledged)", got, end)
+	}
+	if !strings.Contains(p.output(), "confirmed position on shutdown") {
+		t.Errorf("no shutdown confirmation in the log:\n%s", p.output())
+	}
+}
+
+// TestPermanentKafkaError makes Kafka refuse a record for good (larger than the producer may
+// send): the engine stops with a clear error and the LSN stays before that transaction.
+func TestPermanentKafkaError(t *testing.T) {
+	s := newSetup(t, `public.blobs: {}`, "")
+	s.config = strings.Replace(s.config, "kafka:\n", "kafka:\n  max_record_bytes: 20000\n", 1)
+	s.db.Exec(t, `CREATE TABLE blobs (id int PRIMARY KEY, body text)`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := engine.New(ctx, s.cfg(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO blobs VALUES (1, 'small')`)
+	testenv.WaitFor(t, time.Minute, "the small row", func() (bool, error) { return s.countIfExists(t, s.topic("blobs")) == 1, nil })
+	before := s.currentLSN(t)
+	s.db.Exec(t, `INSERT INTO blobs VALUES (2, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) g))`)
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the engine did not stop on a record Kafka cannot take")
+	}
+	if err == nil || !strings.Contains(err.Error(), "max_record_bytes") {
+		t.Fatalf("got %v, want an error that says how to fix the record size", err)
+	}
+	if got := s.confirmedLSN(t); got > before {
+		t.Fatalf("confirmed %s, past the refused transaction (which starts after %s)", got, before)
+	}
+}
+
+// TestCheckCommand runs procon-cdc check on a good and a bad configuration.
+func TestCheckCommand(t *testing.T) {
+	s := newSetup(t, `public.good: {}`, "")
+	s.db.Exec(t, `CREATE TABLE good (id int PRIMARY KEY)`)
+	s.db.Exec(t, `CREATE TABLE nokey (id int)`)
+	run := func(config string) (string, error) {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(procon(t), "check", "--config", path).CombinedOutput()
+		return string(out), err
+	}
+	out, err := run(s.config)
+	if err != nil {
+		t.Fatalf("check of a good configuration: %v\n%s", err, out)
+	}
+	for _, want := range []string{"wal_level is logical", "REPLICA IDENTITY DEFAULT", "does not exist yet; run creates it", "answer"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = run(strings.Replace(s.config, "public.good: {}", "public.good: {}\n  public.nokey: {}", 1))
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "public.nokey has no primary key") {
+		t.Fatalf("check of a table without key: %v\n%s", err, out)
+	}
+	var slots int
+	_ = s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&slots)
+	if slots != 0 {
+		t.Fatal("check created a slot")
+	}
+}
