@@ -106,3 +106,17 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatal("check created a slot")
 	}
 }
+
+// TestKeylessRelation captures a table without a key when the user accepts keyless events.
+func TestKeylessRelation(t *testing.T) {
+	s := newSetup(t, `public.logs: {keyless: true}`, "")
+	s.db.Exec(t, `CREATE TABLE logs (at timestamptz, line text)`)
+	s.runEngine(t)
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO logs VALUES ('2024-01-01 00:00:00+00', 'hello')`)
+	recs := s.env.ReadN(t, s.topic("logs"), 1, time.Minute)
+	ev := decode(t, recs)[0]
+	if recs[0].Key != nil || ev.op() != "c" || ev.after()["line"] != "hello" {
+		t.Fatalf("got key %q op %s after %v, want a keyless create", recs[0].Key, ev.op(), ev.after())
+	}
+}
