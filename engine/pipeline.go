@@ -50,7 +50,9 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 		}
 		if c.Op == replication.OpBegin {
 			seq = 0
-			txHdr = txid.New(c.Tx.CommitTime, instance, uint64(c.Tx.CommitLSN)).AppendText(txHdr[:0])
+			// A new buffer each time: records of the previous transaction may still wait in the
+			// producer with theirs as their procon.tx header.
+			txHdr = txid.New(c.Tx.CommitTime, instance, uint64(c.Tx.CommitLSN)).AppendText(nil)
 		}
 		var err error
 		if events, err = e.builder.Build(c, events[:0]); err != nil {
