@@ -19,7 +19,7 @@ test-unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 test-integration: services-up
-	eval "$$(scripts/services env)" && $(GO) test -count=1 -timeout 25m ./test/...
+	eval "$$(scripts/services env)" && $(GO) test -p 1 -count=1 -timeout 25m ./test/...
 
 demo: services-up
 	scripts/demo

@@ -127,6 +127,9 @@ func (s *Stream) open(ctx context.Context) error {
 		if s.cfg.ExportSnapshot {
 			action = "EXPORT_SNAPSHOT"
 		}
+		// PostgreSQL builds a logical slot's starting point only once every transaction running
+		// in the cluster has ended: a long transaction anywhere makes this wait.
+		s.log.Info("creating replication slot; waiting for transactions running in the cluster to end", "slot", s.cfg.Slot)
 		res, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
 		if err != nil {
