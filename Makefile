@@ -24,6 +24,11 @@ test-integration: services-up
 demo: services-up
 	scripts/demo
 
+# procon-cdc against Debezium and pg_recvlogical, side by side (bench/README.md). A quick run:
+# make bench BENCH_SCALE=0.1; some scenarios: make bench SCENARIOS="drain-small steady".
+bench:
+	bench/run $(SCENARIOS)
+
 services-up:
 	scripts/services up
 

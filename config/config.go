@@ -21,6 +21,10 @@ type Config struct {
 	// InstanceNum distinguishes engines in the per-transaction id (procon.tx header).
 	// PROCON_INSTANCE overrides it; 0 to 65535, default 1234.
 	InstanceNum *int `yaml:"instance_num"`
+	// FillUnchangedToast takes an unchanged TOASTed value from the old row image when
+	// REPLICA IDENTITY FULL sends one, as Debezium does (default true); false writes
+	// debezium.unavailable.value.placeholder instead.
+	FillUnchangedToast *bool `yaml:"fill_unchanged_toast"`
 
 	Postgres       Postgres                   `yaml:"postgres"`
 	Kafka          Kafka                      `yaml:"kafka"`
@@ -185,6 +189,9 @@ func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
 	}
 	text, err := expandEnv(string(raw), lookup)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkInstanceNum(text); err != nil {
 		return nil, err
 	}
 	cfg := &Config{}

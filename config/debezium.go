@@ -10,11 +10,14 @@ type Debezium struct {
 	IntervalHandlingMode string `yaml:"interval.handling.mode"` // numeric | string
 	MoneyFractionDigits  *int   `yaml:"money.fraction.digits"`
 
-	TombstonesOnDelete          *bool      `yaml:"tombstones.on.delete"`
-	SkippedOperations           StringList `yaml:"skipped.operations"` // c, u, d, t, none
-	ProvideTransactionMetadata  bool       `yaml:"provide.transaction.metadata"`
-	UnavailableValuePlaceholder *string    `yaml:"unavailable.value.placeholder"`
-	IncludeUnknownDatatypes     bool       `yaml:"include.unknown.datatypes"`
+	TombstonesOnDelete *bool      `yaml:"tombstones.on.delete"`
+	SkippedOperations  StringList `yaml:"skipped.operations"` // c, u, d, t, none
+	// SkippedOperationsSet records that skipped.operations was given: Debezium then
+	// restricts its publication to the other operations.
+	SkippedOperationsSet        bool    `yaml:"-"`
+	ProvideTransactionMetadata  bool    `yaml:"provide.transaction.metadata"`
+	UnavailableValuePlaceholder *string `yaml:"unavailable.value.placeholder"`
+	IncludeUnknownDatatypes     bool    `yaml:"include.unknown.datatypes"`
 
 	MessagePrefixIncludeList StringList `yaml:"message.prefix.include.list"`
 	MessagePrefixExcludeList StringList `yaml:"message.prefix.exclude.list"`
@@ -69,6 +72,7 @@ func (d *Debezium) applyDefaults() {
 		d.UnavailableValuePlaceholder = &p
 	}
 	// Debezium skips truncates unless told otherwise; "none" means skip nothing.
+	d.SkippedOperationsSet = d.SkippedOperations != nil
 	switch {
 	case d.SkippedOperations == nil:
 		d.SkippedOperations = StringList{"t"}

@@ -69,10 +69,10 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		k.TopicDefaults.ReplicationFactor = 1
 	}
 	if k.MaxBufferedRecords == 0 {
-		k.MaxBufferedRecords = 100_000
+		k.MaxBufferedRecords = 10_000
 	}
 	if k.MaxBufferedBytes == 0 {
-		k.MaxBufferedBytes = 64 << 20
+		k.MaxBufferedBytes = 16 << 20
 	}
 	if k.Compression == "" {
 		k.Compression = "none"
@@ -96,11 +96,17 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		c.Log.Format = "text"
 	}
 	c.Debezium.applyDefaults()
+	if c.FillUnchangedToast == nil {
+		fill := true
+		c.FillUnchangedToast = &fill
+	}
+	c.Realtime.applyDefaults()
 
 	if v, ok := lookup("PROCON_INSTANCE"); ok && v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 || n > 65535 {
-			return &FieldError{Key: "PROCON_INSTANCE", Problem: fmt.Sprintf("%q is not an integer from 0 to 65535", v)}
+			return &FieldError{Key: "PROCON_INSTANCE", Problem: fmt.Sprintf(
+				"%q is not an integer from 0 to 65535; this environment variable overrides instance_num, the engine's number in the procon.tx transaction id", v)}
 		}
 		c.InstanceNum = &n
 	}
@@ -207,7 +213,7 @@ func (c *Config) Validate() error {
 		errs.add("kafka.max_buffered_records", "must be positive")
 	}
 	if n := *c.InstanceNum; n < 0 || n > 65535 {
-		errs.add("instance_num", "must be an integer from 0 to 65535, got %d", n)
+		errs.add("instance_num", "must be an integer from 0 to 65535, got %d; it numbers this engine in the procon.tx transaction id", n)
 	}
 	errs.oneOf("snapshot.mode", c.Snapshot.Mode, "initial", "never", "no_data", "initial_only", "when_needed", "always")
 	if c.Snapshot.Parallelism < 1 {
@@ -262,6 +268,7 @@ func (c *Config) Validate() error {
 		if rc.RTThreshold != nil && *rc.RTThreshold < 0 {
 			errs.add(at+".rt_threshold", "must be a number of milliseconds (0 or more)")
 		}
+		rc.Realtime.validate(at+".realtime", &errs)
 	}
 	if c.Serialization == "avro" {
 		needRegistry = true // heartbeat, transaction and message topics follow the top level
@@ -270,6 +277,7 @@ func (c *Config) Validate() error {
 		errs.add("schema_registry.url", "is required because a relation uses serialization: avro")
 	}
 	c.Realtime.validate(&errs)
+	c.validateRealtime(&errs)
 	return errors.Join(errs...)
 }
 

@@ -20,8 +20,10 @@ import (
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
+	"github.com/procon-cdc/procon/snapshot"
 )
 
 // Version is Procon's version, written as source.version.
@@ -35,6 +37,8 @@ type Engine struct {
 	writer  *sink.Writer
 	builder *envelope.Builder
 	enc     encoders
+	rt      *realtime.Service // nil when no realtime notification is configured
+	snap    *snapshots        // snapshot.go
 
 	// DrainTimeout bounds the wait for Kafka's acknowledgements on shutdown.
 	DrainTimeout time.Duration
@@ -61,6 +65,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	acker := ackFunc(func(tok any) {
 		if tx, ok := tok.(*replication.Tx); ok {
 			e.stream.Tracker().Ack(tx)
+		} else if a, ok := tok.(snapshot.Acker); ok {
+			a.Ack() // initial snapshot rows
+		} else {
+			e.rt.Acked(tok) // realtime notifications; nil-safe
 		}
 	})
 	if e.writer, err = sink.New(ctx, scfg, acker, e.topicSpec); err != nil {
@@ -71,6 +79,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		e.writer.Close()
 		return nil, err
 	}
+	if err := prepareRealtime(ctx, cfg, specs); err != nil {
+		e.writer.Close()
+		return nil, err
+	}
+	if e.snap, err = prepareSnapshots(ctx, cfg, log); err != nil {
+		e.writer.Close()
+		return nil, err
+	}
+	if e.snap.signal != "" {
+		specs[e.snap.signal] = replication.RelationSpec{} // published, consumed by the snapshot Controller
+	}
 	e.stream, err = replication.Open(ctx, replication.Config{
 		DSN:             cfg.Postgres.DSN,
 		Slot:            cfg.Postgres.Slot,
@@ -78,11 +97,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		PublicationMode: cfg.Postgres.PublicationAutocreate,
 		Relations:       specs,
 		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
+		ExportSnapshot:  e.snap.exportSnapshot(),
 		Logger:          log,
 	})
 	if err != nil {
+		e.snap.close()
 		e.writer.Close()
 		return nil, err
+	}
+	if err := e.snap.opened(ctx, e); err != nil {
+		return nil, e.abort(err)
 	}
 	d := &cfg.Debezium
 	skip := map[string]bool{}
@@ -102,6 +126,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		MessageTopic: config.SanitizeTopic(cfg.Name + ".message"),
 		Logger:       log,
 	}
+	bcfg.Options.FillUnchangedToast = *cfg.FillUnchangedToast
+	if d.SkippedOperationsSet && len(d.SkippedOperations) > 0 {
+		bcfg.Publish = map[string]bool{}
+		for _, op := range []string{"c", "u", "d", "t"} {
+			bcfg.Publish[op] = !skip[op]
+		}
+	}
 	if bcfg.MessageInclude, err = compileAll("debezium.message.prefix.include.list", d.MessagePrefixIncludeList); err != nil {
 		return nil, e.abort(err)
 	}
@@ -113,10 +144,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		return nil, e.abort(err)
 	}
 	e.enc = newEncoders(cfg, avroEnc)
+	if e.rt, err = e.newRealtime(); err != nil {
+		return nil, e.abort(err)
+	}
 	return e, nil
 }
 
 func (e *Engine) abort(err error) error {
+	e.snap.close()
 	e.stream.Close(context.Background())
 	e.writer.Close()
 	return err
@@ -145,10 +180,18 @@ func (e *Engine) Stream() *replication.Stream { return e.stream }
 // acknowledge what was produced and confirms the resulting position to PostgreSQL; a context
 // cancellation (a signal) returns nil.
 func (e *Engine) Run(ctx context.Context) error {
+	if done, err := e.snapshotBeforeStreaming(ctx); done {
+		return err
+	}
+	defer e.snap.close()
 	g, gctx := errgroup.WithContext(ctx)
 	changes := make(chan *replication.Change, 4096)
 	g.Go(func() error { return e.stream.Run(gctx, changes) })
 	g.Go(func() error { return e.pipeline(gctx, changes) })
+	g.Go(func() error { return e.runSnapshots(gctx) })
+	if e.rt != nil {
+		g.Go(func() error { return e.rt.Run(gctx) })
+	}
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():
@@ -157,8 +200,21 @@ func (e *Engine) Run(ctx context.Context) error {
 			return e.writer.Err()
 		}
 	})
+	// Records already handed to Kafka are drained, not dropped: the writer gives them up only
+	// at the drain deadline, which also releases a pipeline waiting for buffer space while
+	// Kafka is away.
+	stopped := make(chan struct{})
+	go func() {
+		<-gctx.Done()
+		select {
+		case <-time.After(e.DrainTimeout):
+			e.writer.Abort()
+		case <-stopped:
+		}
+	}()
+	defer close(stopped)
 	err := g.Wait()
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil || errors.Is(err, errSnapshotOnly) {
 		err = nil
 	}
 
@@ -167,6 +223,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	flushErr := e.writer.Flush(fin)
 	if flushErr != nil && err == nil {
 		e.log.Warn("not every record was acknowledged before shutdown; they will be sent again at restart", "err", flushErr)
+	}
+	if err := e.rt.Close(fin); err != nil {
+		e.log.Warn("realtime rows acknowledged by Kafka were not deleted; they will be sent again at restart", "err", err)
 	}
 	closeErr := e.stream.Close(fin)
 	e.writer.Close()

@@ -33,6 +33,8 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 		defer t.Stop()
 		heartbeat = t.C
 	}
+	action := &heartbeatAction{dsn: e.cfg.Postgres.DSN, query: e.cfg.Debezium.HeartbeatActionQuery, log: e.log}
+	defer action.close()
 	hbTopic := config.SanitizeTopic(e.cfg.Debezium.TopicHeartbeatPrefix + e.cfg.Debezium.TopicDelimiter + e.cfg.Name)
 	resume := newResume(e.writer)
 
@@ -42,6 +44,7 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-heartbeat:
+			action.run(ctx)
 			if err := e.produceHeartbeat(ctx, hbTopic); err != nil {
 				return err
 			}
@@ -52,10 +55,12 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 			seq = 0
 			// A new buffer each time: records of the previous transaction may still wait in the
 			// producer with theirs as their procon.tx header.
-			txHdr = txid.New(c.Tx.CommitTime, instance, uint64(c.Tx.CommitLSN)).AppendText(nil)
+			txHdr = txid.New(txTime(c.Tx), instance, uint64(c.Tx.CommitLSN)).AppendText(nil)
 		}
 		var err error
-		if events, err = e.builder.Build(c, events[:0]); err != nil {
+		if e.rt.Suppress(c) { // the realtime table's own rows and cleanup, realtime messages
+			events = events[:0]
+		} else if events, err = e.build(ctx, c, events[:0]); err != nil { // snapshot.go: snapshots see it first
 			return err
 		}
 		for _, ev := range events {
@@ -82,6 +87,11 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 				return err
 			}
 		}
+		// Realtime notifications follow the change's events in the transaction's positions and
+		// are counted in it before it is sealed; they are produced when their channel allows.
+		if seq, err = e.rt.Handle(ctx, c, txHdr, seq); err != nil {
+			return err
+		}
 		if c.Op == replication.OpCommit {
 			tracker.Seal(c.Tx)
 			if e.log.Enabled(ctx, slog.LevelDebug) {
@@ -89,6 +99,16 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 			}
 		}
 	}
+}
+
+// txTime is the time part of a transaction's procon.tx id: its commit time. A non-transactional
+// logical message has none (its Tx carries the time it was read), so its id uses time zero: the
+// id must be the same when the message is read again after a crash.
+func txTime(tx *replication.Tx) time.Time {
+	if tx.XID == 0 {
+		return time.UnixMilli(0)
+	}
+	return tx.CommitTime
 }
 
 // record encodes one event with its topic's encoder and adds Procon's and Debezium's headers.

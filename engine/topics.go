@@ -26,6 +26,9 @@ func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 			spec.Partitions = rc.Partitions
 		}
 	}
+	if rt := e.cfg.Realtime; topic == rt.Topic && rt.Partitions > 0 {
+		spec.Partitions = rt.Partitions
+	}
 	return spec
 }
 

@@ -54,7 +54,12 @@ type Config struct {
 
 	Tombstones bool            // tombstones.on.delete
 	Skip       map[string]bool // skipped.operations: c, u, d, t
-	TxMetadata bool            // provide.transaction.metadata
+	// Publish, when set, holds the operations (c, u, d, t) Debezium's own publication would
+	// carry: when skipped.operations is set explicitly, Debezium creates its publication with
+	// publish = the others, so PostgreSQL never sends it a transaction made only of skipped
+	// operations (no BEGIN/END, no source.sequence step). nil: all operations.
+	Publish    map[string]bool
+	TxMetadata bool // provide.transaction.metadata
 	TxTopic    string
 	// MessageTopic receives logical decoding messages; MessageInclude/Exclude are regular
 	// expressions on their prefix (message.prefix.include.list / exclude.list).
@@ -75,6 +80,11 @@ type Builder struct {
 	rels map[*replication.Relation]*relSchema
 
 	lastCommit pglogrepl.LSN
+	lastTxTime time.Time // commit time of the last transaction begun
+	// The open transaction's Begin, and whether Debezium's publication would carry any of
+	// it (Config.Publish).
+	pendingBegin *replication.Change
+	txSeen       bool
 	// per transaction, for transaction metadata
 	totalOrder int64
 	perTable   map[string]int64
@@ -101,18 +111,35 @@ func (b *Builder) Build(c *replication.Change, out []*Event) ([]*Event, error) {
 		b.totalOrder = 0
 		clear(b.perTable)
 		b.tableOrder = b.tableOrder[:0]
-		if b.cfg.TxMetadata && c.Tx.XID != 0 {
-			out = append(out, b.txEvent(c, "BEGIN"))
+		b.pendingBegin, b.txSeen = c, false
+		if b.cfg.Publish == nil {
+			out = b.seen(out)
 		}
 		return out, nil
 	case replication.OpCommit:
+		if !b.txSeen {
+			// Debezium's publication would not have carried any of it: PostgreSQL sends it
+			// no empty transaction.
+			return out, nil
+		}
 		if b.cfg.TxMetadata && c.Tx.XID != 0 {
 			out = append(out, b.txEvent(c, "END"))
 		}
 		if c.Tx.XID != 0 {
-			b.lastCommit = c.Tx.CommitLSN
+			// Debezium's lsn_commit is where the commit record ends (the position of
+			// pgoutput's Commit message).
+			b.lastCommit = c.Tx.EndLSN
 		}
 		return out, nil
+	}
+	if b.cfg.Publish != nil && c.Op != replication.OpMessage && !b.cfg.Publish[opLetters[c.Op]] {
+		// Not in Debezium's publication: not even an update that changes the key.
+		return out, nil
+	}
+	if !b.txSeen {
+		out = b.seen(out)
+	}
+	switch c.Op {
 	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
 		rs, err := b.relSchema(c.Rel)
 		if err != nil {
@@ -133,12 +160,35 @@ func (b *Builder) Build(c *replication.Change, out []*Event) ([]*Event, error) {
 		}
 		return out, nil
 	case replication.OpMessage:
+		if !c.Transactional {
+			// Debezium commits a non-transactional message's position before building it.
+			b.lastCommit = c.LSN
+		}
 		if !b.messageWanted(c.Prefix) {
 			return out, nil
 		}
 		return append(out, b.messageEvent(c)), nil
 	}
 	return out, fmt.Errorf("envelope: unexpected change %s", c.Op)
+}
+
+var opLetters = map[replication.Op]string{replication.OpInsert: "c", replication.OpUpdate: "u",
+	replication.OpDelete: "d", replication.OpTruncate: "t"}
+
+// seen marks the open transaction as one Debezium receives: its BEGIN (with transaction
+// metadata) goes out, and its commit time becomes the source time of later messages that
+// have none.
+func (b *Builder) seen(out []*Event) []*Event {
+	b.txSeen = true
+	c := b.pendingBegin
+	if c == nil || c.Tx.XID == 0 {
+		return out
+	}
+	b.lastTxTime = c.Tx.CommitTime
+	if b.cfg.TxMetadata {
+		out = append(out, b.txEvent(c, "BEGIN"))
+	}
+	return out
 }
 
 func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) ([]*Event, error) {
@@ -233,7 +283,7 @@ func (b *Builder) rowError(c *replication.Change, err error) error {
 // envelope starts an envelope value with its source block and timestamps.
 func (b *Builder) envelope(rs *relSchema, c *replication.Change, op string) *Value {
 	v := NewValue(rs.envelope)
-	v.Fields[envSource] = b.source(c, c.Rel, rs)
+	v.Fields[envSource] = b.source(c, rs.rel, rs)
 	v.Fields[envOp] = op
 	b.stamp(v, envTsMs, envTsUs, envTsNs)
 	if b.cfg.TxMetadata {
@@ -321,8 +371,10 @@ func (b *Builder) txEvent(c *replication.Change, status string) *Event {
 	v.Fields[4] = c.Tx.CommitTime.UnixMilli()
 	if status == "END" {
 		v.Fields[2] = b.totalOrder
-		cols := make([]any, len(b.tableOrder))
-		for i, t := range b.tableOrder {
+		// Debezium keeps the counts in a java.util.HashMap: they come out in its order.
+		order := javaHashMapKeyOrder(b.tableOrder)
+		cols := make([]any, len(order))
+		for i, t := range order {
 			ec := NewValue(eventCollectionSchema)
 			ec.Fields[0] = t
 			ec.Fields[1] = b.perTable[t]
@@ -371,14 +423,24 @@ func (b *Builder) messageEvent(c *replication.Change) *Event {
 	b.stamp(v, 1, -1, -1)
 	src := b.source(c, nil, nil)
 	if !c.Transactional {
-		// A non-transactional message has no commit time and no xid.
-		src.Fields[srcTsMs] = b.cfg.Now().UnixMilli()
-		src.Fields[srcTsUs] = nil
-		src.Fields[srcTsNs] = nil
+		// A non-transactional message has no commit time and no xid: Debezium's source block
+		// keeps the commit time of the last transaction it saw.
+		at := b.lastTxTime
+		if at.IsZero() {
+			at = b.cfg.Now()
+		}
+		src.Fields[srcTsMs] = at.UnixMilli()
+		src.Fields[srcTsUs] = at.UnixMicro()
+		src.Fields[srcTsNs] = at.UnixMicro() * 1000
 	}
 	v.Fields[2] = src
 	if b.cfg.TxMetadata && c.Transactional {
-		v.Fields[3] = b.txBlock(c, "LOGICAL_DECODING_MESSAGE")
+		// Debezium counts each message as a data collection of its own, named by a Java
+		// object's identity (LogicalDecodingMessageId@<identity hash>): the hash here is
+		// derived from the message's position instead.
+		id := "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId@" +
+			strconv.FormatUint(uint64(uint32(c.LSN*0x9E3779B1>>7)&0x7fffffff), 16)
+		v.Fields[3] = b.txBlock(c, id)
 	}
 	v.Fields[4] = m
 	return &Event{Kind: KindMessage, Topic: b.cfg.MessageTopic, KeySchema: messageKeySchema, Key: key, ValueSchema: vs, Value: v}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // jsonWriter renders Connect schemas and values byte for byte as Kafka's JsonConverter does
@@ -13,17 +15,36 @@ import (
 // as padded base64, and a null replaced by its schema's default.
 type jsonWriter struct {
 	buf []byte
+	// text is set for JSON that becomes the text of a string value (Debezium's hstore as
+	// JSON): Jackson's writer-based generator leaves supplementary characters as they are.
+	text bool
 }
 
 const hexDigits = "0123456789ABCDEF"
 
 // str writes a JSON string with Jackson's escapes: the two mandatory ones, short forms for
-// \b \t \n \f \r, \u00XX for other control characters, everything else as UTF-8.
+// \b \t \n \f \r, \u00XX for other control characters, characters outside the Basic
+// Multilingual Plane as their two UTF-16 surrogates (\uD834\uDD1E: Jackson's UTF-8
+// generator escapes each surrogate), everything else as UTF-8.
 func (w *jsonWriter) str(s string) {
 	w.buf = append(w.buf, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c >= 0xF0 && !w.text {
+			// A 4-byte UTF-8 sequence: a supplementary character.
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if size == 4 {
+				w.buf = append(w.buf, s[start:i]...)
+				hi, lo := utf16.EncodeRune(r)
+				for _, u := range [2]rune{hi, lo} {
+					w.buf = append(w.buf, '\\', 'u', hexDigits[u>>12&0xf], hexDigits[u>>8&0xf], hexDigits[u>>4&0xf], hexDigits[u&0xf])
+				}
+				i += size - 1
+				start = i + 1
+			}
+			continue
+		}
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
@@ -67,22 +88,43 @@ func javaFloat(f float64, bits int) string {
 		}
 		return "0.0"
 	}
-	abs := math.Abs(f)
-	if abs >= 1e-3 && abs < 1e7 {
-		s := strconv.FormatFloat(f, 'f', -1, bits)
-		if !strings.Contains(s, ".") {
-			s += ".0"
+	// The shortest decimal that rounds to f; when that has a single digit, Java picks the
+	// closest decimal of one or two digits (Double.MIN_VALUE is 4.9E-324, not 5.0E-324).
+	sci := strconv.FormatFloat(f, 'e', -1, bits)
+	mant, exp, _ := strings.Cut(sci, "e")
+	if len(strings.TrimPrefix(mant, "-")) == 1 {
+		mant, exp, _ = strings.Cut(strconv.FormatFloat(f, 'e', 1, bits), "e")
+	}
+	neg := strings.HasPrefix(mant, "-")
+	digits := strings.TrimRight(strings.ReplaceAll(strings.TrimPrefix(mant, "-"), ".", ""), "0")
+	if digits == "" {
+		digits = "0"
+	}
+	e, _ := strconv.Atoi(exp)
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	if abs := math.Abs(f); abs >= 1e-3 && abs < 1e7 {
+		// Plain notation, at least one digit after the point.
+		if e >= 0 {
+			if len(digits) <= e+1 {
+				b.WriteString(digits + strings.Repeat("0", e+1-len(digits)) + ".0")
+			} else {
+				b.WriteString(digits[:e+1] + "." + digits[e+1:])
+			}
+		} else {
+			b.WriteString("0." + strings.Repeat("0", -e-1) + digits)
 		}
-		return s
+		return b.String()
 	}
 	// Computerized scientific notation: d.dddE[-]n, at least one fraction digit.
-	s := strconv.FormatFloat(f, 'e', -1, bits)
-	mant, exp, _ := strings.Cut(s, "e")
-	if !strings.Contains(mant, ".") {
-		mant += ".0"
+	frac := digits[1:]
+	if frac == "" {
+		frac = "0"
 	}
-	n, _ := strconv.Atoi(exp)
-	return mant + "E" + strconv.Itoa(n)
+	b.WriteString(digits[:1] + "." + frac + "E" + strconv.Itoa(e))
+	return b.String()
 }
 
 // number writes a Java-formatted float; NaN and the infinities are quoted, as Jackson does by
@@ -115,21 +157,53 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 	}
 	switch s.Type {
 	case Boolean:
-		w.buf = strconv.AppendBool(w.buf, v.(bool))
+		x, ok := v.(bool)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.buf = strconv.AppendBool(w.buf, x)
 	case Int8:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int8)), 10)
+		x, ok := v.(int8)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.buf = strconv.AppendInt(w.buf, int64(x), 10)
 	case Int16:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int16)), 10)
+		x, ok := v.(int16)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.buf = strconv.AppendInt(w.buf, int64(x), 10)
 	case Int32:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int32)), 10)
+		x, ok := v.(int32)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.buf = strconv.AppendInt(w.buf, int64(x), 10)
 	case Int64:
-		w.buf = strconv.AppendInt(w.buf, v.(int64), 10)
+		x, ok := v.(int64)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.buf = strconv.AppendInt(w.buf, x, 10)
 	case Float32:
-		w.number(float64(v.(float32)), 32)
+		x, ok := v.(float32)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.number(float64(x), 32)
 	case Float64:
-		w.number(v.(float64), 64)
+		x, ok := v.(float64)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.number(x, 64)
 	case String:
-		w.str(v.(string))
+		x, ok := v.(string)
+		if !ok {
+			return mismatch(s, v)
+		}
+		w.str(x)
 	case Bytes:
 		var b []byte
 		switch x := v.(type) {
@@ -144,7 +218,10 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		w.buf = base64.StdEncoding.AppendEncode(w.buf, b)
 		w.buf = append(w.buf, '"')
 	case Array:
-		items := v.([]any)
+		items, ok := v.([]any)
+		if !ok {
+			return mismatch(s, v)
+		}
 		w.buf = append(w.buf, '[')
 		for i, x := range items {
 			if i > 0 {
@@ -156,14 +233,21 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		}
 		w.buf = append(w.buf, ']')
 	case Map:
-		entries := v.([]MapEntry)
+		entries, ok := v.([]MapEntry)
+		if !ok {
+			return mismatch(s, v)
+		}
 		if s.Keys.Type == String {
 			w.buf = append(w.buf, '{')
 			for i, e := range entries {
 				if i > 0 {
 					w.buf = append(w.buf, ',')
 				}
-				w.str(e.Key.(string))
+				k, ok := e.Key.(string)
+				if !ok {
+					return mismatch(s.Keys, e.Key)
+				}
+				w.str(k)
 				w.buf = append(w.buf, ':')
 				if err := w.value(s.Values, e.Value); err != nil {
 					return err
@@ -189,7 +273,10 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		}
 		w.buf = append(w.buf, ']')
 	case Struct:
-		sv := v.(*Value)
+		sv, ok := v.(*Value)
+		if !ok {
+			return mismatch(s, v)
+		}
 		w.buf = append(w.buf, '{')
 		for i, f := range s.Fields {
 			if i > 0 {
@@ -206,6 +293,12 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		return fmt.Errorf("unknown schema type %d", s.Type)
 	}
 	return nil
+}
+
+// mismatch is the error for a value that its schema cannot describe (Connect's DataException
+// "Invalid Java object for schema").
+func mismatch(s *Schema, v any) error {
+	return fmt.Errorf("a %T value for a %s schema", v, s.Type)
 }
 
 // schema writes s as JsonConverter.asJsonSchema does; fieldName, when not empty, is appended

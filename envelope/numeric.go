@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -111,9 +112,7 @@ func (o *Options) numericType(typmod int32) columnType {
 	precision, scale := numericTypmod(typmod)
 	switch o.DecimalMode {
 	case "double":
-		return columnType{schema: prim(Float64, false), conv: func(b []byte) (any, error) {
-			return strconv.ParseFloat(string(b), 64)
-		}}
+		return columnType{schema: prim(Float64, false), conv: convNumericDouble}
 	case "string":
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, special, err := parseDecimal(b)
@@ -143,6 +142,16 @@ func (o *Options) numericType(typmod int32) columnType {
 		}
 		return d.rescale(scale), nil
 	}}
+}
+
+// convNumericDouble converts numeric text to the nearest double, as BigDecimal.doubleValue
+// does: values beyond the double range become ±Infinity, NaN and the infinities stay.
+func convNumericDouble(b []byte) (any, error) {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil && errors.Is(err, strconv.ErrRange) {
+		err = nil
+	}
+	return f, err
 }
 
 func variableScaleSchema() *Schema {
@@ -203,4 +212,45 @@ func (o *Options) moneyType() columnType {
 		}
 		return d.rescale(int32(o.MoneyFraction)), nil
 	}}
+}
+
+// javaDecimalOf is BigDecimal.valueOf(double): the decimal of Double.toString(f).
+func javaDecimalOf(f float64) Decimal {
+	s := javaDouble(f)
+	mant, exp, _ := strings.Cut(s, "E")
+	d, _, _ := parseDecimal([]byte(mant))
+	if exp != "" {
+		e, _ := strconv.Atoi(exp)
+		d.Scale -= int32(e)
+	}
+	return d
+}
+
+// stripTrailingZeros is BigDecimal.stripTrailingZeros (zero becomes 0 with scale 0).
+func (d Decimal) stripTrailingZeros() Decimal {
+	if d.Unscaled.Sign() == 0 {
+		return Decimal{Unscaled: new(big.Int), Scale: 0}
+	}
+	u := new(big.Int).Set(d.Unscaled)
+	scale := d.Scale
+	ten := big.NewInt(10)
+	q, r := new(big.Int), new(big.Int)
+	for {
+		q.QuoRem(u, ten, r)
+		if r.Sign() != 0 {
+			break
+		}
+		u.Set(q)
+		scale--
+	}
+	return Decimal{Unscaled: u, Scale: scale}
+}
+
+// truncate lowers the scale rounding toward zero (RoundingMode.DOWN).
+func (d Decimal) truncate(scale int32) Decimal {
+	if scale >= d.Scale {
+		return d.rescale(scale)
+	}
+	div := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale-scale)), nil)
+	return Decimal{Unscaled: new(big.Int).Quo(d.Unscaled, div), Scale: scale}
 }

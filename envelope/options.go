@@ -15,7 +15,9 @@ type Options struct {
 	// FillUnchangedToast takes an unchanged TOASTed value from the old row image when the
 	// server sent one (REPLICA IDENTITY FULL) instead of writing the placeholder.
 	FillUnchangedToast bool
-	// IncludeUnknown keeps columns of types Debezium cannot map, as their text.
+	// IncludeUnknown (include.unknown.datatypes) renders columns of types Debezium cannot map
+	// as Debezium does then: the bytes of their text, per BinaryMode. Without it, Procon
+	// sends their text as a string (Debezium leaves them out).
 	IncludeUnknown bool
 	// SchemaNameAdjust is none or avro (names made Avro-safe).
 	SchemaNameAdjust string
@@ -32,23 +34,26 @@ func OptionsFrom(d *config.Debezium) Options {
 		IntervalMode:      d.IntervalHandlingMode,
 		MoneyFraction:     *d.MoneyFractionDigits,
 		Placeholder:       *d.UnavailableValuePlaceholder,
-		IncludeUnknown:    d.IncludeUnknownDatatypes,
-		SchemaNameAdjust:  d.SchemaNameAdjustmentMode,
-		FieldNameAdjust:   d.FieldNameAdjustmentMode,
+		// Debezium's behaviour; the engine applies fill_unchanged_toast.
+		FillUnchangedToast: true,
+		IncludeUnknown:     d.IncludeUnknownDatatypes,
+		SchemaNameAdjust:   d.SchemaNameAdjustmentMode,
+		FieldNameAdjust:    d.FieldNameAdjustmentMode,
 	}
 }
 
 // DefaultOptions are Debezium's defaults.
 func DefaultOptions() Options {
 	return Options{
-		DecimalMode:       "precise",
-		TimePrecisionMode: "adaptive",
-		BinaryMode:        "bytes",
-		HstoreMode:        "json",
-		IntervalMode:      "numeric",
-		MoneyFraction:     2,
-		Placeholder:       "__debezium_unavailable_value",
-		SchemaNameAdjust:  "none",
-		FieldNameAdjust:   "none",
+		DecimalMode:        "precise",
+		TimePrecisionMode:  "adaptive",
+		BinaryMode:         "bytes",
+		HstoreMode:         "json",
+		IntervalMode:       "numeric",
+		MoneyFraction:      2,
+		Placeholder:        "__debezium_unavailable_value",
+		FillUnchangedToast: true,
+		SchemaNameAdjust:   "none",
+		FieldNameAdjust:    "none",
 	}
 }

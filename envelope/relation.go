@@ -2,8 +2,11 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/procon-cdc/procon/replication"
 )
@@ -33,8 +36,11 @@ func (b *Builder) relSchema(rel *replication.Relation) (*relSchema, error) {
 	for i, c := range rs.cols {
 		if c.unknown {
 			col := rel.Columns[i]
-			b.log.Warn("Debezium cannot map this column's type; Procon sends its text form as a string",
-				"relation", rel.QualifiedName(), "column", col.Name, "type", col.Type.Name)
+			msg := "Debezium cannot map this column's type (it leaves the column out); Procon sends its text form as a string"
+			if b.cfg.Options.IncludeUnknown {
+				msg = "Debezium cannot map this column's type; with include.unknown.datatypes its text is sent as binary, as Debezium does"
+			}
+			b.log.Warn(msg, "relation", rel.QualifiedName(), "column", col.Name, "type", col.Type.Name)
 		}
 	}
 	// Relations replaced by a newer version are dropped from the cache; events in flight keep
@@ -74,7 +80,7 @@ func newRelSchema(rel *replication.Relation, topic string, o *Options) (*relSche
 		}
 		s := *ct.schema
 		s.Optional = !col.NotNull
-		if def, ok := parseDefault(col.Default, ct); ok {
+		if def, ok := parseDefault(col, ct); ok {
 			s.Default, s.HasDefault = def, true
 		}
 		ct.schema = &s
@@ -120,32 +126,36 @@ func (rs *relSchema) oldRow(tuple []replication.Datum, kind byte, o *Options) (*
 	if tuple == nil {
 		return nil, nil
 	}
-	v, err := rs.row(tuple, nil, o)
-	if err != nil || kind != 'K' {
-		return v, err
-	}
-	for i, d := range tuple {
-		if d.Kind == replication.DatumNull && v.Fields[i] == nil && !rs.value.Fields[i].Schema.Optional {
-			v.Fields[i] = zeroValue(rs.value.Fields[i].Schema)
-		}
-	}
-	return v, nil
+	return rs.row(tuple, nil, o)
 }
 
 func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) {
+	var x any
 	switch d.Kind {
 	case replication.DatumNull:
-		return nil, nil
 	case replication.DatumUnchanged:
-		return placeholder(rs.cols[i].schema, o.Placeholder), nil
-	case replication.DatumText:
-		x, err := rs.cols[i].conv(d.Data)
-		if err != nil {
-			return nil, fmt.Errorf("column %s: %w", rs.rel.Columns[i].Name, err)
+		x = o.placeholder(&rs.rel.Columns[i], rs.cols[i].schema)
+		if !fits(rs.cols[i].schema, x) {
+			// Connect rejects the placeholder for this schema (a list of numbers for
+			// date[] as ISO strings, say): Debezium logs the DataException and leaves the
+			// field null.
+			return nil, nil
 		}
 		return x, nil
+	case replication.DatumText:
+		var err error
+		if x, err = rs.cols[i].conv(d.Data); err != nil {
+			return nil, fmt.Errorf("column %s: %w", rs.rel.Columns[i].Name, err)
+		}
+	default:
+		return nil, fmt.Errorf("column %s: binary tuple data is not supported", rs.rel.Columns[i].Name)
 	}
-	return nil, fmt.Errorf("column %s: binary tuple data is not supported", rs.rel.Columns[i].Name)
+	if x == nil && !rs.cols[i].schema.Optional {
+		// Debezium's converters give a required column without a value its default, else
+		// their fallback (the non-key columns of a REPLICA IDENTITY DEFAULT old row).
+		return zeroValue(rs.cols[i].schema), nil
+	}
+	return x, nil
 }
 
 // keyOf extracts the key struct from a row value.
@@ -171,102 +181,160 @@ func keysEqual(a, b *Value) bool {
 	return bytes.Equal(wa.buf, wb.buf)
 }
 
-// placeholder is the value written for an unchanged TOASTed column, by type, as Debezium does.
-func placeholder(s *Schema, text string) any {
-	switch s.Type {
-	case String:
+// placeholder is the value Debezium writes for an unchanged TOASTed column the server did
+// not send (UnchangedToastedPlaceholder): by the column's type name, the placeholder as text,
+// as bytes, as a one-element list, as a list of its bytes as numbers, as a name-based UUID,
+// or as a one-entry hstore.
+func (o *Options) placeholder(col *replication.Column, s *Schema) any {
+	raw := o.placeholderBytes()
+	text := javaString(raw)
+	name := ""
+	if col.Type != nil {
+		name = col.Type.Name
+	}
+	switch name {
+	case "_text", "_varchar", "_bpchar", "_json", "_jsonb":
+		return []any{text}
+	case "_bytea":
+		return []any{raw}
+	case "_int4", "_date":
+		out := make([]any, len(raw))
+		for i, b := range raw {
+			out[i] = int32(int8(b))
+		}
+		return out
+	case "_int8":
+		out := make([]any, len(raw))
+		for i, b := range raw {
+			out[i] = int64(int8(b))
+		}
+		return out
+	case "_uuid":
+		return []any{javaNameUUID(raw)}
+	case "hstore":
+		if s.Type == Map {
+			return []MapEntry{{Key: text, Value: text}}
+		}
+		w := jsonWriter{text: true}
+		w.buf = append(w.buf, '{')
+		w.str(text)
+		w.buf = append(w.buf, ':')
+		w.str(text)
+		w.buf = append(w.buf, '}')
+		return string(w.buf)
+	}
+	switch {
+	case name == "bytea" && (o.BinaryMode == "base64" || o.BinaryMode == "base64-url-safe"):
+		// The base64 converters take the marker for an unexpected value: null.
+		return nil
+	case s.Type == String:
 		return text
-	case Bytes:
-		if s.Name == "" {
-			return []byte(text)
-		}
-	case Array:
-		switch s.Items.Type {
-		case String:
-			return []any{text}
-		case Bytes:
-			return []any{[]byte(text)}
-		}
-	case Map:
-		return []MapEntry{{Key: text, Value: text}}
+	case s.Type == Bytes && s.Name == "":
+		return raw
 	}
 	return nil
 }
 
-// zeroValue is the value Debezium uses for a required column the server did not send.
-func zeroValue(s *Schema) any {
-	if s.HasDefault && s.Default != nil {
-		return s.Default
+// placeholderBytes is unavailable.value.placeholder as bytes: "hex:" introduces hex digits.
+func (o *Options) placeholderBytes() []byte {
+	if h, ok := strings.CutPrefix(o.Placeholder, "hex:"); ok {
+		if b, err := hex.DecodeString(h); err == nil {
+			return b
+		}
+	}
+	return []byte(o.Placeholder)
+}
+
+// javaNameUUID is java.util.UUID.nameUUIDFromBytes(b).toString(): an MD5 (version 3) UUID.
+func javaNameUUID(b []byte) string {
+	sum := md5.Sum(b)
+	sum[6] = sum[6]&0x0f | 0x30
+	sum[8] = sum[8]&0x3f | 0x80
+	h := hex.EncodeToString(sum[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// fits reports whether Connect's ConnectSchema.validateValue accepts v for s.
+func fits(s *Schema, v any) bool {
+	if v == nil {
+		return s.Optional
 	}
 	switch s.Type {
 	case Boolean:
-		return false
+		_, ok := v.(bool)
+		return ok
 	case Int8:
-		return int8(0)
+		_, ok := v.(int8)
+		return ok
 	case Int16:
-		return int16(0)
+		_, ok := v.(int16)
+		return ok
 	case Int32:
-		return int32(0)
+		_, ok := v.(int32)
+		return ok
 	case Int64:
-		return int64(0)
+		_, ok := v.(int64)
+		return ok
 	case Float32:
-		return float32(0)
+		_, ok := v.(float32)
+		return ok
 	case Float64:
-		return float64(0)
+		_, ok := v.(float64)
+		return ok
 	case String:
-		return ""
+		_, ok := v.(string)
+		return ok
 	case Bytes:
 		if s.Name == nameDecimal {
-			return Decimal{Unscaled: bigInt(0), Scale: 0}
+			_, ok := v.(Decimal)
+			return ok
 		}
-		return []byte{}
+		_, ok := v.([]byte)
+		return ok
 	case Array:
-		return []any{}
+		items, ok := v.([]any)
+		if !ok {
+			return false
+		}
+		for _, it := range items {
+			if !fits(s.Items, it) {
+				return false
+			}
+		}
+		return true
 	case Map:
-		return []MapEntry{}
+		entries, ok := v.([]MapEntry)
+		if !ok {
+			return false
+		}
+		for _, e := range entries {
+			if !fits(s.Keys, e.Key) || !fits(s.Values, e.Value) {
+				return false
+			}
+		}
+		return true
+	case Struct:
+		sv, ok := v.(*Value)
+		return ok && sv.Schema.Name == s.Name
 	}
-	return nil
+	return false
 }
 
-// parseDefault turns a column DEFAULT expression into a schema default, for the literal forms
-// Debezium's default value converter understands: 42, -1.5, 'text'::type, true/false.
-// Expressions (nextval(), now()) give no default.
-func parseDefault(expr string, ct columnType) (any, bool) {
-	if expr == "" || ct.unknown {
-		return nil, false
+// javaString decodes bytes as Java's new String(bytes, UTF_8) does: each byte of a malformed
+// sequence becomes U+FFFD.
+func javaString(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
 	}
-	e := strings.TrimSpace(expr)
-	for strings.HasPrefix(e, "(") && strings.HasSuffix(e, ")") {
-		e = strings.TrimSpace(e[1 : len(e)-1])
-	}
-	var lit string
-	switch {
-	case strings.HasPrefix(e, "'"):
-		end := strings.Index(e[1:], "'::")
-		if end < 0 {
-			if !strings.HasSuffix(e, "'") {
-				return nil, false
-			}
-			end = len(e) - 2
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:size])
 		}
-		lit = strings.ReplaceAll(e[1:end+1], "''", "'")
-	case strings.HasPrefix(strings.ToUpper(e), "NULL"):
-		return nil, false
-	case e == "true" || e == "false":
-		lit = e
-	default:
-		// A bare or cast numeric literal.
-		lit, _, _ = strings.Cut(e, "::")
-		lit = strings.Trim(lit, "()")
-		for _, r := range lit {
-			if !(r >= '0' && r <= '9' || r == '-' || r == '.' || r == '+' || r == 'e' || r == 'E') {
-				return nil, false
-			}
-		}
+		b = b[size:]
 	}
-	v, err := ct.conv([]byte(lit))
-	if err != nil {
-		return nil, false
-	}
-	return v, true
+	return sb.String()
 }

@@ -85,7 +85,7 @@ const (
 var (
 	txKeySchema = structSchema("io.debezium.connector.common.TransactionMetadataKey", 1, false,
 		field("id", prim(String, false)))
-	eventCollectionSchema = structSchema("event.collection", 1, false,
+	eventCollectionSchema = structSchema("event.collection", 1, true,
 		field("data_collection", prim(String, false)),
 		field("event_count", prim(Int64, false)))
 	txValueSchema = structSchema("io.debezium.connector.common.TransactionMetadataValue", 1, false,

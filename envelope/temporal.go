@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -265,11 +266,13 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 
 func (o *Options) dateType(mode string) columnType {
 	days := func(b []byte) (int64, error) {
+		// Debezium's POSITIVE_INFINITY_LOCAL_DATE and NEGATIVE_INFINITY_LOCAL_DATE: dates
+		// next to int32's minimum of days (infinity is the earlier one, as in Debezium).
 		switch string(b) {
 		case "infinity":
-			return daysFromCivil(294276, 12, 31), nil
+			return daysFromCivil(-5877611, 6, 21), nil
 		case "-infinity":
-			return daysFromCivil(-4712, 1, 1), nil
+			return daysFromCivil(-5877611, 6, 22), nil
 		}
 		return parseDate(string(b))
 	}
@@ -280,9 +283,10 @@ func (o *Options) dateType(mode string) columnType {
 			return int32(d), err
 		}}
 	case "isostring":
+		// ISO_OFFSET_DATE at UTC: 2020-02-29Z.
 		return columnType{schema: named(String, nameIsoDate, 1), conv: func(b []byte) (any, error) {
 			d, err := days(b)
-			return formatISODate(d), err
+			return formatISODate(d) + "Z", err
 		}}
 	}
 	return columnType{schema: named(Int32, nameDate, 1), conv: func(b []byte) (any, error) {
@@ -299,9 +303,10 @@ func (o *Options) timeType(mode string, p int) columnType {
 			return int32(us / 1000), err
 		}}
 	case mode == "isostring":
+		// ISO_OFFSET_TIME of a LocalTime: 24:00:00 wraps to 00:00:00.
 		return columnType{schema: named(String, nameIsoTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(string(b))
-			return formatClock(us, 0, true) + "Z", err
+			return formatClock(us%microsPerDay, 0, true) + "Z", err
 		}}
 	case mode == "nanoseconds":
 		return columnType{schema: named(Int64, nameNanoTime, 1), conv: func(b []byte) (any, error) {
@@ -338,14 +343,30 @@ func (o *Options) timestampType(mode string, p int) columnType {
 	case mode == "connect":
 		return columnType{schema: named(Int64, nameConnectTS, 1), conv: millis}
 	case mode == "isostring":
+		// ISO_OFFSET_DATE_TIME at UTC, the fraction as short as it can be.
 		return columnType{schema: named(String, nameIsoTimestamp, 1), conv: func(b []byte) (any, error) {
 			us, err := micros(b)
-			return formatISOInstant(us, 6), err
+			days := floorDiv(us, microsPerDay)
+			return formatISODate(days) + "T" + formatClock(us-days*microsPerDay, 0, true) + "Z", err
 		}}
 	case mode == "nanoseconds":
+		// Infinity is Long.MAX_VALUE / MIN_VALUE; a timestamp outside 1677-2262 overflows
+		// Debezium's exact arithmetic, which leaves the field null.
 		return columnType{schema: named(Int64, nameNanoTS, 1), conv: func(b []byte) (any, error) {
+			switch string(b) {
+			case "infinity":
+				return int64(math.MaxInt64), nil
+			case "-infinity":
+				return int64(math.MinInt64), nil
+			}
 			us, err := micros(b)
-			return us * 1000, err
+			if err != nil {
+				return nil, err
+			}
+			if us > math.MaxInt64/1000 || us < math.MinInt64/1000 {
+				return nil, nil
+			}
+			return us * 1000, nil
 		}}
 	case (mode == "adaptive" || mode == "adaptive_time_microseconds") && p <= 3:
 		return columnType{schema: named(Int64, nameTimestamp, 1), conv: millis}
@@ -373,96 +394,126 @@ func convZonedTime(b []byte) (any, error) {
 	return formatClock(us, 0, true) + "Z", nil
 }
 
-// interval holds the fields of PostgreSQL's interval text (IntervalStyle postgres).
+// interval holds an interval as pgjdbc's PGInterval parses PostgreSQL's text (IntervalStyle
+// postgres): int fields, seconds as whole seconds and microseconds rounded from a double.
+// Debezium computes both of its renderings from these.
 type interval struct {
-	years, months, days, hours, minutes int64
-	micros                              int64 // seconds and fraction, in microseconds
+	years, months, days, hours, minutes int32
+	wholeSeconds, microSeconds          int32
 }
 
+// parseInterval follows PGInterval.setValue: tokens alternate value and unit, except an
+// HH:MM:SS token (with an optional sign that applies to all three).
 func parseInterval(s string) (interval, error) {
 	var iv interval
-	fields := strings.Fields(s)
-	for i := 0; i < len(fields); i++ {
-		f := fields[i]
-		if strings.Contains(f, ":") {
-			neg := strings.HasPrefix(f, "-")
-			f = strings.TrimLeft(f, "+-")
-			parts := strings.SplitN(f, ":", 3)
-			if len(parts) != 3 {
-				return iv, fmt.Errorf("invalid interval %q", s)
+	var seconds float64
+	bad := func() (interval, error) { return iv, fmt.Errorf("invalid interval %q", s) }
+	atoi := func(t string) (int32, bool) {
+		n, err := strconv.ParseInt(t, 10, 32)
+		return int32(n), err == nil
+	}
+	tokens := strings.Fields(strings.ToLower(strings.ReplaceAll(s, "+", " ")))
+	var value string
+	for i, tok := range tokens {
+		if i%2 == 0 {
+			colon := strings.IndexByte(tok, ':')
+			if colon < 0 {
+				value = tok
+				continue
 			}
-			h, err1 := strconv.ParseInt(parts[0], 10, 64)
-			m, err2 := strconv.ParseInt(parts[1], 10, 64)
-			sec, err3 := parseSecondsMicros(parts[2])
-			if err1 != nil || err2 != nil || err3 != nil {
-				return iv, fmt.Errorf("invalid interval %q", s)
+			neg := tok[0] == '-'
+			t := strings.TrimPrefix(tok, "-")
+			colon = strings.IndexByte(t, ':')
+			if len(t) < colon+3 {
+				return bad()
+			}
+			h, ok1 := atoi(t[:colon])
+			m, ok2 := atoi(t[colon+1 : colon+3])
+			if !ok1 || !ok2 {
+				return bad()
+			}
+			sec := 0.0
+			if c2 := strings.IndexByte(t[colon+1:], ':'); c2 >= 0 {
+				f, err := strconv.ParseFloat(t[colon+1+c2+1:], 64)
+				if err != nil {
+					return bad()
+				}
+				sec = f
 			}
 			if neg {
 				h, m, sec = -h, -m, -sec
 			}
-			iv.hours, iv.minutes, iv.micros = h, m, sec
+			iv.hours, iv.minutes, seconds = h, m, sec
+			value = ""
 			continue
 		}
-		if i+1 >= len(fields) {
-			return iv, fmt.Errorf("invalid interval %q", s)
-		}
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return iv, fmt.Errorf("invalid interval %q", s)
-		}
-		i++
-		switch strings.TrimSuffix(fields[i], "s") {
-		case "year":
-			iv.years = n
-		case "mon":
-			iv.months = n
-		case "day":
-			iv.days = n
+		var ok bool
+		switch {
+		case strings.HasPrefix(tok, "year"):
+			iv.years, ok = atoi(value)
+		case strings.HasPrefix(tok, "mon"):
+			iv.months, ok = atoi(value)
+		case strings.HasPrefix(tok, "day"):
+			iv.days, ok = atoi(value)
+		case strings.HasPrefix(tok, "hour"):
+			iv.hours, ok = atoi(value)
+		case strings.HasPrefix(tok, "min"):
+			iv.minutes, ok = atoi(value)
+		case strings.HasPrefix(tok, "sec"):
+			f, err := strconv.ParseFloat(value, 64)
+			seconds, ok = f, err == nil
 		default:
-			return iv, fmt.Errorf("invalid interval unit %q in %q", fields[i], s)
+			ok = true
+		}
+		if !ok {
+			return bad()
 		}
 	}
+	// PGInterval.setSeconds: micros rounded as Math.round does.
+	total := int64(math.Floor(seconds*1e6 + 0.5))
+	iv.wholeSeconds = int32(total / 1_000_000)
+	iv.microSeconds = int32(total % 1_000_000)
 	return iv, nil
 }
 
-func parseSecondsMicros(s string) (int64, error) {
-	whole, frac, _ := strings.Cut(s, ".")
-	w, err := strconv.ParseInt(whole, 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	if len(frac) > 6 {
-		frac = frac[:6]
-	}
-	f := int64(0)
-	if frac != "" {
-		if f, err = strconv.ParseInt(frac, 10, 64); err != nil {
-			return 0, err
-		}
-		for i := len(frac); i < 6; i++ {
-			f *= 10
-		}
-	}
-	return w*1_000_000 + f, nil
+// seconds is PGInterval.getSeconds.
+func (iv interval) seconds() float64 {
+	return float64(iv.wholeSeconds) + float64(iv.microSeconds)/1e6
 }
 
 // daysPerMonthAvg is Debezium's MicroDuration.DAYS_PER_MONTH_AVG.
 const daysPerMonthAvg = 365.25 / 12.0
 
-// microDuration follows Debezium's MicroDuration.durationMicros, floating point included, so
-// that month-bearing intervals give the same (approximate) number.
+// microDuration follows Debezium's MicroDuration.durationMicros, int and floating point
+// arithmetic included, so that month-bearing intervals give the same (approximate) number.
 func (iv interval) microDuration() int64 {
 	numberOfDays := float64(iv.years*12+iv.months)*daysPerMonthAvg + float64(iv.days)
-	seconds := float64(iv.micros) / 1e6
-	numberOfSeconds := ((numberOfDays*24+float64(iv.hours))*60+float64(iv.minutes))*60 + seconds
-	return int64(numberOfSeconds * 1e6)
+	numberOfSeconds := ((numberOfDays*24+float64(iv.hours))*60+float64(iv.minutes))*60 + iv.seconds()
+	return javaLong(numberOfSeconds*1e6 + 0)
 }
 
-// isoString follows Debezium's Interval.toIsoString: P<y>Y<m>M<d>DT<h>H<m>M<s>S.
+// javaLong converts as Java's (long) cast: NaN is 0, out-of-range values saturate.
+func javaLong(f float64) int64 {
+	switch {
+	case math.IsNaN(f):
+		return 0
+	case f >= math.MaxInt64:
+		return math.MaxInt64
+	case f <= math.MinInt64:
+		return math.MinInt64
+	}
+	return int64(f)
+}
+
+// isoString follows Debezium's Interval.toIsoString with BigDecimal.valueOf(getSeconds()):
+// P<y>Y<m>M<d>DT<h>H<m>M<s>S, the seconds as the double's shortest decimal form, at most nine
+// fraction digits, trailing zeros stripped.
 func (iv interval) isoString() string {
-	sec := Decimal{Unscaled: bigInt(iv.micros), Scale: 6}
-	secs := strings.TrimRight(strings.TrimRight(sec.String(), "0"), ".")
-	return fmt.Sprintf("P%dY%dM%dDT%dH%dM%sS", iv.years, iv.months, iv.days, iv.hours, iv.minutes, secs)
+	sec := javaDecimalOf(iv.seconds())
+	if sec.Scale > 9 {
+		sec = sec.truncate(9)
+	}
+	return fmt.Sprintf("P%dY%dM%dDT%dH%dM%sS", iv.years, iv.months, iv.days, iv.hours, iv.minutes, sec.stripTrailingZeros().String())
 }
 
 func (o *Options) intervalType() columnType {

@@ -3,10 +3,15 @@ package envelope
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/procon-cdc/procon/replication"
 )
@@ -74,7 +79,9 @@ func (o *Options) columnTypeOf(col *replication.Column) (columnType, error) {
 		t = t.Root()
 	}
 	if t.Category == 'A' && t.Elem != nil {
-		return o.arrayType(col.Name, t.Elem)
+		// The element gets the array column's typmod (numeric(6,2)[], time(3)[]), as
+		// Debezium's element column gets its length and scale.
+		return o.arrayType(col.Name, t.Elem, typmod)
 	}
 	return o.scalarType(t, typmod)
 }
@@ -103,8 +110,16 @@ func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, err
 		return o.numericType(typmod), nil
 	case "money":
 		return o.moneyType(), nil
-	case "text", "varchar", "bpchar", "name", "char", "citext", "isbn", "inet", "cidr", "macaddr", "macaddr8":
+	case "text", "varchar", "bpchar", "char", "citext", "isbn", "inet", "cidr", "macaddr", "macaddr8":
 		return columnType{schema: prim(String, false), conv: convString}, nil
+	case "name":
+		if o.IncludeUnknown {
+			// Debezium's value resolver reads name only as an "unknown" type's text.
+			return columnType{schema: prim(String, false), conv: convString}, nil
+		}
+		return columnType{schema: prim(String, false), conv: convNull}, nil
+	case "point":
+		return columnType{schema: pointSchema, conv: convPoint}, nil
 	case "json", "jsonb":
 		return columnType{schema: named(String, nameJSON, 1), conv: convString}, nil
 	case "xml":
@@ -124,10 +139,43 @@ func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, err
 	case "date", "time", "timestamp", "timestamptz", "timetz", "interval":
 		return o.temporalType(t.Name, typmod)
 	}
-	return columnType{schema: prim(String, false), conv: convString, unknown: true}, nil
+	ct := o.unknownType()
+	switch t.Name {
+	case "box", "circle", "line", "lseg", "path", "polygon":
+		if o.IncludeUnknown {
+			// pgjdbc parses these into PGbox, PGcircle, ... whose text Debezium sends:
+			// every coordinate as a Java double.
+			conv := ct.conv
+			ct.conv = func(b []byte) (any, error) {
+				return conv(geometricNumber.ReplaceAllFunc(b, func(n []byte) []byte {
+					f, err := strconv.ParseFloat(string(n), 64)
+					if err != nil {
+						return n
+					}
+					return []byte(javaDouble(f))
+				}))
+			}
+		}
+	}
+	return ct, nil
 }
 
-func (o *Options) arrayType(col string, elem *replication.Type) (columnType, error) {
+var geometricNumber = regexp.MustCompile(`-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|-?Infinity|NaN`)
+
+// unknownType renders a type Debezium cannot map. With include.unknown.datatypes, as Debezium
+// does: the bytes of its text, per binary.handling.mode. Without, Debezium drops the column;
+// Procon sends its text as a string (and warns at start) instead.
+func (o *Options) unknownType() columnType {
+	if !o.IncludeUnknown {
+		return columnType{schema: prim(String, false), conv: convString, unknown: true}
+	}
+	bt := o.binaryType()
+	return columnType{schema: bt.schema, unknown: true, conv: func(b []byte) (any, error) {
+		return o.binaryValue(append([]byte(nil), b...)), nil
+	}}
+}
+
+func (o *Options) arrayType(col string, elem *replication.Type, typmod int32) (columnType, error) {
 	if elem.Kind == 'd' {
 		// Debezium does not map arrays of domains.
 		return columnType{schema: prim(String, false), conv: convString, unknown: true}, nil
@@ -136,22 +184,79 @@ func (o *Options) arrayType(col string, elem *replication.Type) (columnType, err
 	case "money", "name", "interval", "varbit", "xml", "point", "refcursor":
 		return columnType{schema: prim(String, false), conv: convString, unknown: true}, nil
 	}
-	et, err := o.scalarType(elem, -1)
+	et, err := o.arrayElementType(elem, typmod)
 	if err != nil || et.unknown {
 		return columnType{schema: prim(String, false), conv: convString, unknown: true}, err
 	}
 	items := et.schema.optional()
+	if elem.Kind == 'e' {
+		// Debezium builds enum array items without making them optional.
+		items = et.schema
+	}
 	delim := byte(',')
 	if elem.Name == "box" {
 		delim = ';'
 	}
 	conv := func(text []byte) (any, error) {
-		return parseArray(text, delim, et.conv)
+		v, err := parseArray(text, delim, et.conv)
+		if err != nil {
+			return nil, err
+		}
+		// Debezium maps only the first dimension: each element of a multi-dimensional
+		// array is itself an array, which its element converter cannot read (null; or, for
+		// text, the Java array's identity, which Procon does not imitate: null too).
+		items := v.([]any)
+		for i, x := range items {
+			if _, nested := x.([]any); nested {
+				items[i] = nil
+			}
+		}
+		return items, nil
 	}
 	return columnType{schema: &Schema{Type: Array, Items: items}, conv: conv}, nil
 }
 
+// arrayElementType is how Debezium renders an array's elements. They come from pgjdbc's
+// PgArray as JDBC objects, which changes a few of them: time and timetz elements are
+// java.sql.Time, so they keep only milliseconds.
+func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (columnType, error) {
+	et, err := o.scalarType(elem, typmod)
+	if err != nil || et.unknown {
+		return et, err
+	}
+	switch elem.Name {
+	case "time":
+		conv := et.conv
+		et.conv = func(b []byte) (any, error) {
+			us, err := parseClock(string(b))
+			if err != nil {
+				return nil, err
+			}
+			return conv([]byte(formatClock(us/1000*1000, 3, false)))
+		}
+	case "timetz":
+		conv := et.conv
+		et.conv = func(b []byte) (any, error) {
+			s := string(b)
+			i := strings.LastIndexAny(s, "+-")
+			if i < 8 {
+				return nil, fmt.Errorf("invalid timetz %q", s)
+			}
+			us, err := parseClock(s[:i])
+			if err != nil {
+				return nil, err
+			}
+			return conv([]byte(formatClock(us/1000*1000, 3, false) + s[i:]))
+		}
+	}
+	return et, nil
+}
+
 func convString(b []byte) (any, error) { return string(b), nil }
+
+// convNull is the converter of a type whose value Debezium never reads from pgoutput (name:
+// its replication value resolver has no case for it): always null.
+func convNull([]byte) (any, error) { return nil, nil }
 
 func convBool(b []byte) (any, error) {
 	switch string(b) {
@@ -188,24 +293,30 @@ func convFloat64(b []byte) (any, error) {
 }
 
 func (o *Options) binaryType() columnType {
+	schema := prim(String, false)
+	if o.BinaryMode == "bytes" || o.BinaryMode == "" {
+		schema = prim(Bytes, false)
+	}
+	return columnType{schema: schema, conv: func(b []byte) (any, error) {
+		raw, err := parseBytea(b)
+		if err != nil {
+			return nil, err
+		}
+		return o.binaryValue(raw), nil
+	}}
+}
+
+// binaryValue renders bytes per binary.handling.mode.
+func (o *Options) binaryValue(raw []byte) any {
 	switch o.BinaryMode {
 	case "base64":
-		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
-			raw, err := parseBytea(b)
-			return base64.StdEncoding.EncodeToString(raw), err
-		}}
+		return base64.StdEncoding.EncodeToString(raw)
 	case "base64-url-safe":
-		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
-			raw, err := parseBytea(b)
-			return base64.URLEncoding.EncodeToString(raw), err
-		}}
+		return base64.URLEncoding.EncodeToString(raw)
 	case "hex":
-		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
-			raw, err := parseBytea(b)
-			return hex.EncodeToString(raw), err
-		}}
+		return hex.EncodeToString(raw)
 	}
-	return columnType{schema: prim(Bytes, false), conv: func(b []byte) (any, error) { return parseBytea(b) }}
+	return raw
 }
 
 // parseBytea decodes bytea's hex text output (\x0102...).
@@ -259,6 +370,7 @@ func (o *Options) hstoreType() columnType {
 			if err != nil {
 				return nil, err
 			}
+			kv = javaHashMapOrder(kv)
 			entries := make([]MapEntry, len(kv))
 			for i, e := range kv {
 				entries[i] = MapEntry{Key: e.key}
@@ -274,7 +386,8 @@ func (o *Options) hstoreType() columnType {
 		if err != nil {
 			return nil, err
 		}
-		var w jsonWriter
+		kv = javaHashMapOrder(kv)
+		w := jsonWriter{text: true}
 		w.buf = append(w.buf, '{')
 		for i, e := range kv {
 			if i > 0 {
@@ -345,4 +458,103 @@ func parseHstore(b []byte) ([]hstoreEntry, error) {
 		out = append(out, hstoreEntry{key: k, value: &v})
 	}
 	return out, nil
+}
+
+// javaHashMapOrder puts hstore entries in the order Debezium emits them: the iteration order
+// of the java.util.HashMap that pgjdbc's HStoreConverter.fromString fills, in text order.
+// That order is by bucket (the spread String.hashCode masked by the table size, which starts
+// at 16 and doubles past a load of 0.75), then by insertion within a bucket.
+func javaHashMapOrder(kv []hstoreEntry) []hstoreEntry {
+	if len(kv) < 2 {
+		return kv
+	}
+	// A later duplicate key replaces the value and keeps the first position.
+	index := map[string]int{}
+	uniq := make([]hstoreEntry, 0, len(kv))
+	for _, e := range kv {
+		if i, ok := index[e.key]; ok {
+			uniq[i].value = e.value
+			continue
+		}
+		index[e.key] = len(uniq)
+		uniq = append(uniq, e)
+	}
+	capacity := 16
+	for float64(len(uniq)) > 0.75*float64(capacity) {
+		capacity *= 2
+	}
+	bucket := func(key string) int {
+		h := javaStringHash(key)
+		h ^= int32(uint32(h) >> 16)
+		return int(h) & (capacity - 1)
+	}
+	out := make([]hstoreEntry, len(uniq))
+	copy(out, uniq)
+	sort.SliceStable(out, func(i, j int) bool { return bucket(out[i].key) < bucket(out[j].key) })
+	return out
+}
+
+// javaHashMapKeyOrder is the iteration order of a java.util.HashMap<String, ?> filled with
+// keys in the given order.
+func javaHashMapKeyOrder(keys []string) []string {
+	entries := make([]hstoreEntry, len(keys))
+	for i, k := range keys {
+		entries[i].key = k
+	}
+	entries = javaHashMapOrder(entries)
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.key
+	}
+	return out
+}
+
+// javaStringHash is java.lang.String.hashCode: s[0]*31^(n-1) + ... over UTF-16 code units.
+func javaStringHash(s string) int32 {
+	var h int32
+	for _, r := range s {
+		if r >= 0x10000 {
+			hi, lo := utf16.EncodeRune(r)
+			h = 31*h + int32(hi)
+			h = 31*h + int32(lo)
+			continue
+		}
+		h = 31*h + int32(r)
+	}
+	return h
+}
+
+// pointSchema is io.debezium.data.geometry.Point: x, y, and the point as WKB.
+var pointSchema = func() *Schema {
+	s := structSchema("io.debezium.data.geometry.Point", 1, false,
+		field("x", prim(Float64, false)),
+		field("y", prim(Float64, false)),
+		field("wkb", prim(Bytes, true)),
+		field("srid", prim(Int32, true)))
+	s.Doc = "Geometry (POINT)"
+	return s
+}()
+
+// convPoint parses point's text (x,y) as pgjdbc's PGpoint does, into Debezium's Point value,
+// whose wkb is a little-endian 2-D WKB point and whose srid is null.
+func convPoint(b []byte) (any, error) {
+	s := strings.TrimSpace(string(b))
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "("), ")")
+	xs, ys, ok := strings.Cut(s, ",")
+	if !ok {
+		return nil, fmt.Errorf("invalid point %q", b)
+	}
+	x, err1 := strconv.ParseFloat(strings.TrimSpace(xs), 64)
+	y, err2 := strconv.ParseFloat(strings.TrimSpace(ys), 64)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("invalid point %q", b)
+	}
+	wkb := make([]byte, 21)
+	wkb[0] = 1
+	binary.LittleEndian.PutUint32(wkb[1:], 1)
+	binary.LittleEndian.PutUint64(wkb[5:], math.Float64bits(x))
+	binary.LittleEndian.PutUint64(wkb[13:], math.Float64bits(y))
+	v := NewValue(pointSchema)
+	v.Fields[0], v.Fields[1], v.Fields[2] = x, y, wkb
+	return v, nil
 }

@@ -13,6 +13,8 @@ func TestJavaDouble(t *testing.T) {
 		0: "0.0", 1: "1.0", 1.5: "1.5", -2.25: "-2.25", 1e7: "1.0E7", 1.0e-3: "0.001",
 		1.0e-4: "1.0E-4", 123456789.0: "1.23456789E8", 9999999: "9999999.0", 0.1: "0.1",
 		math.Inf(1): "Infinity", math.NaN(): "NaN", 1e21: "1.0E21", -1.25e-10: "-1.25E-10",
+		// One-digit shortest forms become the closest two-digit decimal, as in Java.
+		math.SmallestNonzeroFloat64: "4.9E-324", 1e23: "1.0E23", 0.5: "0.5", 100: "100.0",
 	}
 	for in, want := range cases {
 		if got := javaDouble(in); got != want {
@@ -21,6 +23,9 @@ func TestJavaDouble(t *testing.T) {
 	}
 	if got := javaFloat(float64(float32(1.1)), 32); got != "1.1" {
 		t.Errorf("float32 1.1 = %q, want 1.1", got)
+	}
+	if got := javaFloat(float64(float32(math.SmallestNonzeroFloat32)), 32); got != "1.4E-45" {
+		t.Errorf("Float.MIN_VALUE = %q, want 1.4E-45", got)
 	}
 }
 
@@ -92,8 +97,17 @@ func TestTemporal(t *testing.T) {
 	if got := iv.isoString(); got != "P1Y2M-3DT4H5M6.5S" {
 		t.Errorf("interval iso = %s", got)
 	}
-	if got := (interval{days: 1, micros: 500_000}).microDuration(); got != 86_400_500_000 {
+	if got := (interval{days: 1, microSeconds: 500_000}).microDuration(); got != 86_400_500_000 {
 		t.Errorf("1 day 0.5s = %d µs", got)
+	}
+	// Past the int64 range, Java's (long) cast saturates.
+	iv, _ = parseInterval("178000000 years 11 mons 30 days 23:59:59.999999")
+	if got := iv.microDuration(); got != math.MaxInt64 {
+		t.Errorf("huge interval = %d µs, want %d", got, int64(math.MaxInt64))
+	}
+	iv, _ = parseInterval("-00:00:00.5")
+	if got := iv.isoString(); got != "P0Y0M0DT0H0M-0.5S" {
+		t.Errorf("negative seconds iso = %s", got)
 	}
 }
 

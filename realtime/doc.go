@@ -1,3 +1,36 @@
 // Package realtime turns committed procon_realtimes rows and logical messages into throttled
 // per-channel notifications.
+//
+// A notification says "something changed" to the browsers listening on a channel (and
+// optionally to one session of it). It comes from three places, all read from the WAL, so it
+// goes out if and only if its transaction commits:
+//
+//   - a row inserted into the realtime table (procon_realtimes: channel, session_id, metadata);
+//   - a transactional logical message, pg_logical_emit_message(true, 'procon-realtime', json);
+//   - a change of a relation with a Rule (relation_configs.<rel>.realtime).
+//
+// In the data path, the engine's pipeline goroutine calls Service.Suppress for every change
+// (the realtime table's own rows and the cleanup never become events) and Service.Handle after
+// the change's events: Handle counts each notification in its transaction (Tracker.Add) before
+// the transaction is sealed, and queues it in a throttle. Service.Run produces what the
+// throttle lets go: per channel, notifications are at least the threshold apart (spacing counted
+// from when the previous one was handed to Kafka), in order; with coalescing only the newest
+// waiting notification of a channel and session is kept. A notification is acknowledged to
+// the tracker when Kafka acknowledges it (Service.Acked, from the promise), or when coalescing
+// drops it; for a realtime table row, only once the row is deleted. So the slot's confirmed LSN
+// never passes a notification that is still waiting, and a crash loses none: the slot gives
+// the transaction again, and its notifications are sent again (consumers deduplicate on the
+// procon.tx and procon.seq headers).
+//
+// The queue is bounded: Config.MaxPending notifications per channel and Config.MaxTotal in all.
+// Past either, Handle blocks (backpressure): reading the WAL waits until the channel's oldest
+// notification goes out. A notification therefore waits at most about MaxPending times its
+// threshold, which bounds how long one hot channel holds the slot back.
+//
+// The cleanup deletes published realtime table rows in batches, each one transaction that
+// first emits a logical message with CleanupPrefix; Suppress sees that message before the
+// transaction's deletes and drops them.
+//
+// Realtime records are written out of stream order (the throttle delays some), so the engine's
+// resume-by-position does not apply to them.
 package realtime

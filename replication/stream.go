@@ -155,10 +155,7 @@ func (s *Stream) connectReplication(ctx context.Context) error {
 	}
 	// pgoutput writes values with the walsender's output functions: pin the settings that
 	// shape their text, whatever the server's defaults are.
-	for k, v := range map[string]string{
-		"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres",
-		"extra_float_digits": "3", "bytea_output": "hex", "lc_monetary": "C",
-	} {
+	for k, v := range OutputSettings() {
 		cfg.RuntimeParams[k] = v
 	}
 	if s.repl, err = pgconn.ConnectConfig(ctx, cfg); err != nil {
@@ -437,7 +434,9 @@ func pgTime(t time.Time) int64 {
 // connections. Call it after the pipeline has drained.
 func (s *Stream) Close(ctx context.Context) error {
 	var err error
-	if s.repl != nil && !s.repl.IsClosed() && s.readerDone != nil {
+	// The reader goroutine may still be receiving: only write here (pgconn's IsClosed would
+	// race with it); a closed connection just makes the write fail.
+	if s.repl != nil && s.readerDone != nil {
 		err = s.sendStatus(false)
 		if err == nil {
 			s.log.Info("confirmed position on shutdown", "slot", s.cfg.Slot, "lsn", s.tracker.Confirmed().String())

@@ -78,6 +78,12 @@ type Writer struct {
 	mu     sync.Mutex
 	topics map[string]int32 // partitions of topics known to exist
 
+	// records is the context of every produced record. kgo fails a buffered record whose
+	// context ends, so records must not carry a caller's context: on shutdown they are
+	// drained, and only Abort (the drain deadline) gives them up.
+	records context.Context
+	abort   context.CancelFunc
+
 	fatal    atomic.Pointer[error]
 	fatalCh  chan struct{}
 	fatalOne sync.Once
@@ -131,6 +137,7 @@ func New(ctx context.Context, cfg Config, acker Acker, specFn func(topic string)
 		part: kgo.StickyKeyPartitioner(nil), specFn: specFn,
 		topics: map[string]int32{}, fatalCh: make(chan struct{}),
 	}
+	w.records, w.abort = context.WithCancel(context.Background())
 	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
@@ -288,7 +295,8 @@ func (w *Writer) Partition(topic string, key []byte, partitions int32) int32 {
 }
 
 // Produce hands r to the client. It blocks while the client's buffer is full (backpressure)
-// and returns an error only when ctx ends or the writer has failed.
+// and returns an error when the writer has failed or was aborted; ctx bounds only the topic
+// lookup. Once handed over, a record is sent whatever happens to ctx, until Abort.
 func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	if err := w.Err(); err != nil {
 		return err
@@ -303,9 +311,11 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	}
 	rec := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers, Partition: part}
 	token := r.Token
-	w.cl.Produce(ctx, rec, func(rec *kgo.Record, err error) {
+	w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
 		if err != nil {
-			w.fail(fmt.Errorf("produce to %s[%d]: %w", rec.Topic, rec.Partition, describe(err)))
+			if w.records.Err() == nil {
+				w.fail(fmt.Errorf("produce to %s[%d]: %w", rec.Topic, rec.Partition, describe(err)))
+			}
 			return
 		}
 		w.acker.Ack(token)
@@ -339,8 +349,15 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return w.Err()
 }
 
+// Abort gives up the records not yet acknowledged (they are never confirmed, so they are sent
+// again after a restart) and releases a Produce waiting for buffer space.
+func (w *Writer) Abort() { w.abort() }
+
 // Close closes the client; records not yet acknowledged are abandoned (and never confirmed).
-func (w *Writer) Close() { w.cl.Close() }
+func (w *Writer) Close() {
+	w.abort()
+	w.cl.Close()
+}
 
 // Client exposes the underlying client for reading topics (tail, resume).
 func (w *Writer) Client() *kgo.Client { return w.cl }

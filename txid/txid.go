@@ -119,3 +119,36 @@ func (k Key) Compare(other Key) int {
 	}
 	return 0
 }
+
+// String returns the key as "<ULID>/<seq>", e.g. to store the keys of records already seen
+// (it does not sort like Compare: use Compare to order keys).
+func (k Key) String() string { return k.Tx.String() + "/" + strconv.Itoa(k.Seq) }
+
+// Header is the shape of a Kafka record header in the Go clients: franz-go's kgo.RecordHeader
+// and confluent-kafka-go's kafka.Header both have it, so FromRecordHeaders takes their
+// slices as they are.
+type Header interface {
+	~struct {
+		Key   string
+		Value []byte
+	}
+}
+
+// FromRecordHeaders reads the idempotency key from a record's headers, e.g. a kgo.Record's
+// Headers:
+//
+//	key, err := txid.FromRecordHeaders(rec.Headers)
+func FromRecordHeaders[H Header](headers []H) (Key, error) {
+	return FromHeaders(func(name string) (string, bool) {
+		for i := len(headers) - 1; i >= 0; i-- {
+			h := struct {
+				Key   string
+				Value []byte
+			}(headers[i])
+			if h.Key == name {
+				return string(h.Value), true
+			}
+		}
+		return "", false
+	})
+}

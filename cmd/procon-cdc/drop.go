@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/snapshot"
 )
 
 // cmdDrop removes what procon-cdc created for a configuration: the replication slot and the
@@ -32,6 +34,11 @@ func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("drop slot %s (stop the running procon-cdc first): %w", cfg.Postgres.Slot, err)
 	}
 	fmt.Fprintf(stdout, "slot %s: %d dropped\n", cfg.Postgres.Slot, tag.RowsAffected())
+	if n, err := snapshot.Forget(ctx, conn, cfg.Postgres.Slot); err != nil {
+		return err
+	} else if n > 0 {
+		fmt.Fprintf(stdout, "snapshot progress of slot %s: %d snapshot(s) forgotten\n", cfg.Postgres.Slot, n)
+	}
 	if cfg.Postgres.PublicationAutocreate != "disabled" {
 		if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{cfg.Postgres.Publication}.Sanitize()); err != nil {
 			return fmt.Errorf("drop publication %s: %w", cfg.Postgres.Publication, err)

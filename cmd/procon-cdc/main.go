@@ -5,6 +5,8 @@
 //	procon-cdc check --config FILE    check the database, the relations and Kafka; change nothing
 //	procon-cdc tail --config FILE     print the events of the configured topics as JSON lines
 //	procon-cdc drop --config FILE     drop the slot and the publication (--topics: and the topics)
+//	procon-cdc snapshot --config FILE --table T [--where C]   request an incremental snapshot
+//	procon-cdc status --config FILE   the slot's position and snapshot progress
 //	procon-cdc init-sql               print the SQL of Procon's own tables
 //	procon-cdc version
 package main
@@ -24,6 +26,7 @@ import (
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/snapshot"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,6 +39,9 @@ commands:
   check --config FILE    check PostgreSQL, the relations and Kafka; changes nothing
   tail --config FILE     print events of the configured topics as JSON lines
   drop --config FILE     drop the slot and publication (--topics: and the topics)
+  snapshot --config FILE --table T [--where COND]
+                         request an incremental snapshot of T while procon-cdc run streams
+  status --config FILE   the slot's position and the progress of snapshots (--json)
   init-sql               print the SQL that creates Procon's tables
   version                print the version
 `
@@ -79,8 +85,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdTail(ctx, args, stdout, stderr)
 	case "drop":
 		return cmdDrop(ctx, args, stdout, stderr)
+	case "snapshot":
+		return cmdSnapshot(ctx, args, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, args, stdout, stderr)
 	case "init-sql":
-		_, err := io.WriteString(stdout, initSQL)
+		_, err := io.WriteString(stdout, initSQL+"\n"+snapshot.InitSQL)
 		return err
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "procon-cdc", version)
@@ -133,6 +143,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	progress, onTerminal := newProgressWriter(stderr) // snapshot.go
+	if onTerminal {
+		stderr = progress
+	}
 	log := newLogger(cfg, stderr)
 	if pprofAddr != "" {
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(pprofAddr, nil)) }()
@@ -142,6 +156,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	e, err := engine.New(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	if onTerminal {
+		pctx, stopProgress := context.WithCancel(ctx)
+		defer stopProgress()
+		go progress.showProgress(pctx, e)
 	}
 	if err := e.Run(ctx); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,8 +119,37 @@ func Context(t testing.TB, timeout time.Duration) context.Context {
 // cleanup that starts it again so that a failing test never leaves the stack broken.
 func (e *Env) StopService(t testing.TB, name string) {
 	t.Helper()
+	// Tests of other packages (other processes) that hold the services wait for this one to
+	// end; the lock is released after the service is back (cleanups run last-in first-out).
+	lockServices(t, syscall.LOCK_EX)
 	e.runServices(t, "stop", name)
 	t.Cleanup(func() { e.runServices(t, "start", name) })
+}
+
+// HoldServices keeps every service up for the rest of the test: StopService in any test
+// process waits until this test ends. For tests that cannot ride out a service outage (the
+// Debezium comparison runs Java clients that give up).
+func (e *Env) HoldServices(t testing.TB) {
+	t.Helper()
+	lockServices(t, syscall.LOCK_SH)
+}
+
+// lockServices takes the machine-wide services lock (a flock on a file in the temp directory)
+// until the test ends.
+func lockServices(t testing.TB, how int) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "procon-services.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("testenv: services lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("testenv: services lock: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
 }
 
 // StartService starts one service again and waits until it answers.

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Realtime defaults.
+const (
+	DefaultRealtimeTopic      = "procon-realtime"
+	DefaultRealtimeTable      = "public.procon_realtimes"
+	DefaultRealtimePrefix     = "procon-realtime"
+	DefaultRTThresholdMS      = 1000
+	DefaultRealtimeMaxPending = 100
+)
+
+// RealtimeOperations are the values relation_configs.*.realtime.operations accepts.
+var RealtimeOperations = []string{"insert", "update", "delete"}
+
+// On reports whether the procon_realtimes table and the procon-realtime logical messages are
+// turned into realtime notifications (realtime.enabled).
+func (r *Realtime) On() bool { return r.Enabled != nil && *r.Enabled }
+
+// RealtimeUsed reports whether any realtime notification can be produced: the table and
+// message paths are on, or some relation builds notifications from its changes.
+func (c *Config) RealtimeUsed() bool {
+	if c.Realtime.On() {
+		return true
+	}
+	for _, rc := range c.Relations {
+		if rc != nil && rc.Realtime != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// CleanupOn reports whether published procon_realtimes rows are deleted (realtime.cleanup,
+// default true).
+func (r *Realtime) CleanupOn() bool { return r.Cleanup == nil || *r.Cleanup }
+
+func (r *Realtime) applyDefaults() {
+	if r.Topic == "" {
+		r.Topic = DefaultRealtimeTopic
+	}
+	if r.Table == "" {
+		r.Table = DefaultRealtimeTable
+	} else if !strings.Contains(r.Table, ".") {
+		r.Table = "public." + r.Table
+	}
+	if r.Prefix == "" {
+		r.Prefix = DefaultRealtimePrefix
+	}
+	if r.RTThreshold == nil {
+		n := DefaultRTThresholdMS
+		r.RTThreshold = &n
+	}
+	if r.MaxPending == 0 {
+		r.MaxPending = DefaultRealtimeMaxPending
+	}
+}
+
+// validateRealtime checks what Realtime.validate does not: names, and that the realtime topic
+// is not a relation's topic.
+func (c *Config) validateRealtime(errs *fieldErrors) {
+	r := &c.Realtime
+	if !topicName.MatchString(r.Topic) {
+		errs.add("realtime.topic", "%q is not a valid Kafka topic name", r.Topic)
+	}
+	if s, t := SplitRelation(r.Table); strings.Count(r.Table, ".") != 1 || s == "" || t == "" {
+		errs.add("realtime.table", "%q must be schema.table, e.g. public.procon_realtimes", r.Table)
+	}
+	if r.Partitions < 0 {
+		errs.add("realtime.partitions", "must be positive")
+	}
+	if !c.RealtimeUsed() {
+		return
+	}
+	for key, rc := range c.Relations {
+		if rc != nil && rc.Topic == r.Topic {
+			errs.add("realtime.topic", "%q is also the topic of %s; realtime notifications need a topic of their own", r.Topic, key)
+		}
+	}
+}
+
+func (rr *RelationRealtime) validate(at string, errs *fieldErrors) {
+	if rr == nil {
+		return
+	}
+	if rr.Channel == "" {
+		errs.add(at+".channel", "is required: a column name, or <jsonb column>.<key> such as metadata.room")
+	}
+	for _, op := range rr.Operations {
+		errs.oneOf(at+".operations", op, RealtimeOperations...)
+	}
+}
+
+// checkInstanceNum reads instance_num from the YAML text before it is decoded into an int, so
+// that a string or a fraction is refused with the key's name instead of being truncated or
+// reported as a bare YAML type error.
+func checkInstanceNum(text string) error {
+	var doc struct {
+		Instance yaml.Node `yaml:"instance_num"`
+	}
+	if yaml.Unmarshal([]byte(text), &doc) != nil {
+		return nil // the decoder reports the syntax error
+	}
+	n := doc.Instance
+	if n.Kind == 0 || (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Value == "")) {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		return nil // Validate checks the range
+	}
+	return &FieldError{Key: "instance_num", Problem: fmt.Sprintf(
+		"%q is not an integer from 0 to 65535 (line %d); it numbers this engine in the procon.tx transaction id",
+		n.Value, n.Line)}
+}

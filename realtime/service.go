@@ -1,0 +1,443 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/sink"
+	"github.com/procon-cdc/procon/txid"
+)
+
+// CleanupPrefix is the prefix of the transactional logical message that starts each cleanup
+// transaction. The pipeline sees it before the transaction's deletes and drops them, so the
+// cleanup never becomes events, even when the realtime table is also in relation_configs.
+const CleanupPrefix = "procon-realtime-cleanup"
+
+// Default bounds.
+const (
+	DefaultMaxPending = 100    // waiting notifications per channel
+	DefaultMaxTotal   = 10_000 // waiting notifications in all channels
+)
+
+// Producer is what the realtime stage needs of the Kafka writer; *sink.Writer implements it.
+type Producer interface {
+	EnsureTopic(ctx context.Context, topic string) (int32, error)
+	Partition(topic string, key []byte, partitions int32) int32
+	Produce(ctx context.Context, r *sink.Record) error
+}
+
+// Tracker counts the records of each transaction that Kafka has not acknowledged yet;
+// *replication.Tracker implements it.
+type Tracker interface {
+	Add(tx *replication.Tx, n int)
+	Ack(tx *replication.Tx)
+}
+
+// Config configures a Service.
+type Config struct {
+	// Topic receives the notifications; the key is the channel, so a channel's notifications
+	// stay in order on one partition.
+	Topic string
+	// Threshold is the least time between two notifications of one channel, for the table and
+	// message paths (a Rule has its own).
+	Threshold time.Duration
+	// Coalesce keeps only the newest waiting notification of each channel and session.
+	Coalesce bool
+	// MaxPending bounds the notifications waiting in one channel, MaxTotal those of all
+	// channels. Past either, Handle blocks until one is produced (backpressure).
+	MaxPending, MaxTotal int
+
+	// Table is the "schema.table" whose inserted rows are notifications; "" turns the table
+	// path off. TableListed says that it is also in relation_configs: its changes then become
+	// events too, except the deletes of the cleanup.
+	Table       string
+	TableListed bool
+	// Cleanup deletes the rows of Table once their notification is in Kafka, through DSN.
+	Cleanup bool
+	DSN     string
+	// Prefix is the prefix of the transactional logical messages that are notifications; ""
+	// turns the message path off.
+	Prefix string
+	// Rules build notifications from the changes of relations, by "schema.table".
+	Rules map[string]*Rule
+
+	Producer Producer
+	Encoder  envelope.Encoder
+	Tracker  Tracker
+	Logger   *slog.Logger
+	Clock    Clock // the real clock when nil
+	// CleanupInterval is how long acknowledged rows gather before a cleanup transaction
+	// deletes them (default 100ms).
+	CleanupInterval time.Duration
+}
+
+// Service derives realtime notifications from changes, spaces them per channel and produces
+// them to Kafka.
+//
+// Suppress and Handle are called by the pipeline goroutine, in stream order; Run is the
+// goroutine that produces and, with cleanup on, deletes published rows; Acked is called from
+// Kafka's promises. A notification is counted in its transaction with Tracker.Add before the
+// transaction is sealed, and acknowledged only once Kafka has it (and its row is deleted), or
+// when coalescing drops it: the slot's LSN never passes a notification still waiting.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	clock   Clock
+	cleaner *cleaner
+
+	// Pipeline goroutine state.
+	rels      map[*replication.Relation]*relInfo
+	cleanupTx *replication.Tx // the cleanup transaction being read, if any
+
+	mu           sync.Mutex
+	thr          *throttle
+	space        chan struct{} // closed and replaced when a waiting notification leaves
+	wake         chan struct{} // a notification arrived
+	lastBlockLog time.Time
+}
+
+// relInfo is what the Service knows about one relation version.
+type relInfo struct {
+	table bool // the realtime table
+	tc    tableColumns
+	tcErr error
+	rule  *Rule
+}
+
+// item is one notification on its way, or a realtime row that only needs deleting.
+type item struct {
+	n         Notification
+	commit    time.Time
+	tx        *replication.Tx
+	txHdr     []byte // procon.tx
+	seq       int    // procon.seq
+	threshold time.Duration
+	row       *rowRef // the realtime table row to delete once produced; nil otherwise
+}
+
+// rowRef identifies a realtime table row by its key.
+type rowRef struct {
+	rel *replication.Relation
+	key []string // text of rel.Key columns
+}
+
+// New returns a Service. It connects to nothing: Run does.
+func New(cfg Config) (*Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MaxTotal <= 0 {
+		cfg.MaxTotal = DefaultMaxTotal
+	}
+	if cfg.MaxTotal < cfg.MaxPending {
+		cfg.MaxTotal = cfg.MaxPending
+	}
+	if cfg.CleanupInterval <= 0 {
+		cfg.CleanupInterval = 100 * time.Millisecond
+	}
+	if cfg.Topic == "" || cfg.Producer == nil || cfg.Encoder == nil || cfg.Tracker == nil {
+		return nil, errors.New("realtime: Topic, Producer, Encoder and Tracker are required")
+	}
+	if cfg.Prefix == CleanupPrefix {
+		return nil, fmt.Errorf("realtime: the message prefix %q is reserved for the cleanup", CleanupPrefix)
+	}
+	s := &Service{
+		cfg: cfg, log: cfg.Logger, clock: cfg.Clock,
+		rels:  map[*replication.Relation]*relInfo{},
+		thr:   newThrottle(cfg.Coalesce),
+		space: make(chan struct{}),
+		wake:  make(chan struct{}, 1),
+	}
+	if cfg.Table != "" && cfg.Cleanup {
+		s.cleaner = newCleaner(cfg.DSN, cfg.Table, cfg.Tracker, cfg.CleanupInterval, cfg.Logger)
+	}
+	return s, nil
+}
+
+func (s *Service) info(rel *replication.Relation) *relInfo {
+	ri, ok := s.rels[rel]
+	if !ok {
+		name := rel.QualifiedName()
+		ri = &relInfo{rule: s.cfg.Rules[name]}
+		if s.cfg.Table != "" && name == s.cfg.Table {
+			ri.table = true
+			ri.tc, ri.tcErr = tableColumnsOf(rel)
+		}
+		s.rels[rel] = ri
+	}
+	return ri
+}
+
+// Suppress reports whether a change must not become events: changes of the realtime table
+// when relation_configs does not list it, the deletes of the cleanup in any case, logical
+// messages with the realtime or the cleanup prefix. A truncate loses the realtime table from
+// its list when it is not listed. A nil Service suppresses nothing.
+func (s *Service) Suppress(c *replication.Change) bool {
+	if s == nil {
+		return false
+	}
+	switch c.Op {
+	case replication.OpMessage:
+		if c.Prefix == CleanupPrefix {
+			if c.Transactional {
+				s.cleanupTx = c.Tx
+			}
+			return true
+		}
+		return s.cfg.Prefix != "" && c.Prefix == s.cfg.Prefix
+	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
+		if !s.info(c.Rel).table {
+			return false
+		}
+		return !s.cfg.TableListed || (c.Op == replication.OpDelete && c.Tx == s.cleanupTx)
+	case replication.OpTruncate:
+		if s.cfg.TableListed || s.cfg.Table == "" {
+			return false
+		}
+		kept := c.Truncated[:0:0]
+		for _, rel := range c.Truncated {
+			if !s.info(rel).table {
+				kept = append(kept, rel)
+			}
+		}
+		c.Truncated = kept
+		return len(kept) == 0
+	case replication.OpCommit:
+		if c.Tx == s.cleanupTx {
+			s.cleanupTx = nil
+		}
+	}
+	return false
+}
+
+// Handle derives the notification of a change, if it makes one, and queues it under the next
+// position of its transaction after seq, which it returns. It counts the notification in the
+// transaction before queueing it. It blocks while the notification's channel, or the whole
+// queue, is full, and returns an error only when ctx ends. A nil Service does nothing.
+func (s *Service) Handle(ctx context.Context, c *replication.Change, txHdr []byte, seq int) (int, error) {
+	if s == nil {
+		return seq, nil
+	}
+	var (
+		n         Notification
+		row       *rowRef
+		err       error
+		threshold = s.cfg.Threshold
+	)
+	switch c.Op {
+	case replication.OpMessage:
+		if s.cfg.Prefix == "" || c.Prefix != s.cfg.Prefix {
+			return seq, nil
+		}
+		if !c.Transactional {
+			s.log.Warn("ignoring a non-transactional realtime message: only pg_logical_emit_message(true, ...) is tied to its transaction's commit",
+				"prefix", c.Prefix, "lsn", c.LSN.String())
+			return seq, nil
+		}
+		if n, err = parseMessage(c.Content); err != nil {
+			s.log.Warn("ignoring a realtime message", "err", err, "lsn", c.LSN.String(), "xid", c.Tx.XID)
+			return seq, nil
+		}
+	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
+		ri := s.info(c.Rel)
+		switch {
+		case ri.table && c.Op == replication.OpInsert:
+			row = s.rowOf(c)
+			err = ri.tcErr
+			if err == nil {
+				n, err = fromRow(ri.tc, c.New)
+			}
+		case ri.rule != nil && ri.rule.Ops[c.Op]:
+			threshold = ri.rule.Threshold
+			if n, err = ri.rule.derive(c); err != nil && c.Op == replication.OpDelete && c.OldKind != 'O' {
+				err = fmt.Errorf("%w (a delete carries the old row's columns only with REPLICA IDENTITY FULL)", err)
+			}
+		default:
+			return seq, nil
+		}
+		if err != nil {
+			s.log.Warn("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
+				"lsn", c.LSN.String(), "xid", c.Tx.XID, "err", err)
+			if row != nil { // the row is still deleted, once what precedes it is acknowledged
+				s.cfg.Tracker.Add(c.Tx, 1)
+				s.cleaner.add(&item{tx: c.Tx, row: row})
+			}
+			return seq, nil
+		}
+	default:
+		return seq, nil
+	}
+	seq++
+	it := &item{n: n, commit: c.Tx.CommitTime, tx: c.Tx, txHdr: txHdr, seq: seq, threshold: threshold, row: row}
+	s.cfg.Tracker.Add(c.Tx, 1)
+	return seq, s.enqueue(ctx, it)
+}
+
+// rowOf returns the key of an inserted realtime table row when cleanup is on.
+func (s *Service) rowOf(c *replication.Change) *rowRef {
+	if s.cleaner == nil || len(c.Rel.Key) == 0 {
+		return nil
+	}
+	r := &rowRef{rel: c.Rel, key: make([]string, len(c.Rel.Key))}
+	for i, col := range c.Rel.Key {
+		v, ok := datumText(c.New, col)
+		if !ok {
+			return nil
+		}
+		r.key[i] = v
+	}
+	return r
+}
+
+func (s *Service) enqueue(ctx context.Context, it *item) error {
+	for {
+		s.mu.Lock()
+		if s.thr.fits(it, s.cfg.MaxPending, s.cfg.MaxTotal) {
+			dropped := s.thr.push(it, s.clock.Now())
+			s.mu.Unlock()
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+			if dropped != nil {
+				s.done(dropped) // coalesced away: it will never be produced
+			}
+			return nil
+		}
+		space := s.space
+		if now := s.clock.Now(); now.Sub(s.lastBlockLog) >= 10*time.Second {
+			s.lastBlockLog = now
+			s.log.Info("realtime queue full: reading the WAL waits until the channel's notifications go out",
+				"channel", it.n.Channel, "waiting_in_channel", s.thr.waitingIn(it.n.Channel), "waiting", s.thr.total,
+				"max_pending", s.cfg.MaxPending)
+		}
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-space:
+		}
+	}
+}
+
+// Run produces notifications as their channels' spacing allows, and deletes published rows
+// of the realtime table, until ctx ends or Kafka or PostgreSQL fail in a way retrying cannot
+// fix. Notifications still waiting when it returns are not acknowledged: the slot gives them
+// again at the next start.
+func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if s.cleaner != nil {
+		g.Go(func() error { return s.cleaner.run(gctx) })
+	}
+	g.Go(func() error { return s.produceLoop(gctx) })
+	return g.Wait()
+}
+
+func (s *Service) produceLoop(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		now := s.clock.Now()
+		it, wait := s.thr.pop(now)
+		if it != nil {
+			close(s.space) // a place in the queue is free
+			s.space = make(chan struct{})
+		}
+		s.mu.Unlock()
+		if it == nil {
+			var timer <-chan time.Time
+			if wait >= 0 {
+				timer = s.clock.Until(now.Add(wait))
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.wake:
+			case <-timer:
+			}
+			continue
+		}
+		if err := s.produce(ctx, it); err != nil {
+			return err
+		}
+		// The channel's spacing counts from after Produce returned, when the record has its
+		// timestamp: consecutive records of a channel are at least the threshold apart, even
+		// if Produce waited for room in the producer's buffer.
+		s.mu.Lock()
+		s.thr.sent(it, s.clock.Now())
+		s.mu.Unlock()
+	}
+}
+
+func (s *Service) produce(ctx context.Context, it *item) error {
+	topic := s.cfg.Topic
+	key, value, err := s.cfg.Encoder.Encode(ctx, it.event(topic))
+	if err != nil {
+		return fmt.Errorf("realtime: encode the notification of channel %q: %w", it.n.Channel, err)
+	}
+	partitions, err := s.cfg.Producer.EnsureTopic(ctx, topic)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Producer.Produce(ctx, &sink.Record{
+		Topic: topic, Key: key, Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: txid.HeaderTx, Value: it.txHdr},
+			{Key: txid.HeaderSeq, Value: strconv.AppendInt(nil, int64(it.seq), 10)},
+		},
+		Partition: s.cfg.Producer.Partition(topic, key, partitions),
+		Token:     it,
+	})
+}
+
+// Acked is called when Kafka acknowledges a record; it handles the records of the Service and
+// ignores others. It does not block.
+func (s *Service) Acked(token any) {
+	if it, ok := token.(*item); ok && s != nil {
+		s.done(it)
+	}
+}
+
+// done finishes a notification that Kafka has or that was dropped: its row goes to the
+// cleanup, which acknowledges it once deleted; without a row it is acknowledged at once.
+func (s *Service) done(it *item) {
+	if it.row != nil && s.cleaner != nil {
+		s.cleaner.add(it)
+		return
+	}
+	s.cfg.Tracker.Ack(it.tx)
+}
+
+// Close deletes the rows whose notifications Kafka acknowledged since the last cleanup, so
+// that their transactions can be confirmed, and closes the cleanup's connection. Call it after
+// Run has returned and the writer has been flushed.
+func (s *Service) Close(ctx context.Context) error {
+	if s == nil || s.cleaner == nil {
+		return nil
+	}
+	defer s.cleaner.close()
+	for {
+		n, err := s.cleaner.flush(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,809 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/procon-cdc/procon/replication"
+)
+
+// Acked is the stream's acknowledgement tracker, as far as a snapshot needs it: progress of
+// a chunk is recorded only once the confirmed position passed the chunk's high watermark,
+// that is once Kafka acknowledged the chunk's rows.
+type Acked interface {
+	Confirmed() pglogrepl.LSN
+	Changed() <-chan struct{}
+}
+
+// ControllerConfig configures in-stream snapshots.
+type ControllerConfig struct {
+	DSN   string
+	Store *Store
+	// Relations are the captured tables, in order; Specs their key settings.
+	Relations []string
+	Specs     map[string]replication.RelationSpec
+	// SignalTable is "schema.table" of the signal table, or "" when signals are off.
+	SignalTable string
+	ChunkSize   int
+	Acked       Acked
+	Logger      *slog.Logger
+	// LogInterval is the period of progress log lines (default 10s).
+	LogInterval time.Duration
+}
+
+// Controller runs in-stream snapshots (incremental, the rest of an interrupted initial
+// snapshot, always): Run is the worker goroutine that writes watermarks and reads chunks;
+// Observe is called by the pipeline for every change.
+type Controller struct {
+	cfg   ControllerConfig
+	log   *slog.Logger
+	runID string
+
+	mu        sync.Mutex
+	queue     []*job
+	cur       *job
+	win       *window
+	jobTables map[string]bool // tables of queued and running jobs
+	txs       map[uint32]pglogrepl.LSN
+	overflow  bool
+	dropped   uint32 // greatest xid forgotten on overflow
+	wake      chan struct{}
+	active    atomic.Bool
+
+	// pipeline goroutine only
+	names   map[*replication.Relation]string
+	keyIdx  map[*replication.Relation][]int
+	keyRel  *Table
+	keyBuf  []byte
+	onEmpty func()
+
+	saves []pendingSave // worker goroutine only
+}
+
+type job struct {
+	snap     *Snapshot
+	progress *Progress
+	stop     atomic.Bool
+}
+
+type pendingSave struct {
+	commit pglogrepl.LSN
+	snap   string
+	upd    RangeUpdate
+}
+
+// NewController returns a Controller with no snapshot queued.
+func NewController(cfg ControllerConfig) *Controller {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LogInterval <= 0 {
+		cfg.LogInterval = 10 * time.Second
+	}
+	return &Controller{
+		cfg: cfg, log: cfg.Logger, runID: NewSignalID(),
+		jobTables: map[string]bool{}, txs: map[uint32]pglogrepl.LSN{}, wake: make(chan struct{}, 1),
+		names: map[*replication.Relation]string{}, keyIdx: map[*replication.Relation][]int{},
+	}
+}
+
+// Enqueue queues a recorded snapshot; its ranges not done yet are read in the stream.
+func (c *Controller) Enqueue(snap *Snapshot) {
+	j := &job{snap: snap, progress: NewProgress(snap.ID, snap.Kind)}
+	for _, r := range snap.Ranges {
+		j.progress.SetTotal(r.Relation, 0)
+	}
+	for _, r := range snap.Ranges {
+		t := j.progress.table(r.Relation)
+		t.total.Add(r.Total)
+		t.rows.Add(r.Rows)
+	}
+	c.mu.Lock()
+	c.queue = append(c.queue, j)
+	for _, r := range snap.Ranges {
+		if !r.Done {
+			c.jobTables[r.Relation] = true
+		}
+	}
+	c.active.Store(true)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Progress returns the progress of the running in-stream snapshot, or nil.
+func (c *Controller) Progress() *Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return nil
+	}
+	return c.cur.progress
+}
+
+// Idle reports whether no snapshot is queued or running.
+func (c *Controller) Idle() bool { return !c.active.Load() }
+
+// Run reads the queued snapshots' chunks between watermarks until ctx ends. A snapshot
+// whose table or filter cannot be read is stopped and logged; a lost connection is retried.
+func (c *Controller) Run(ctx context.Context) error {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = conn.Close(cctx)
+			cancel()
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	for {
+		j := c.next(ctx)
+		if j == nil {
+			return nil
+		}
+		if conn == nil || conn.IsClosed() {
+			var err error
+			if conn, err = connect(ctx, c.cfg.DSN); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				c.log.Warn("snapshot: connecting to PostgreSQL; retrying", "err", err)
+				if !sleep(ctx, backoff) {
+					return ctx.Err()
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+		}
+		err := c.runJob(ctx, conn, j)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			backoff = 100 * time.Millisecond
+			c.finish(j)
+		case retriable(err):
+			c.log.Warn("snapshot: lost the connection; resuming the snapshot", "snapshot", j.snap.ID, "err", err)
+			_ = conn.Close(context.Background())
+			conn = nil
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		default:
+			c.log.Error("snapshot stopped: it cannot be read", "snapshot", j.snap.ID, "err", err)
+			if serr := c.cfg.Store.SetStatus(ctx, j.snap.ID, StatusStopped); serr != nil {
+				c.log.Warn("recording snapshot status", "snapshot", j.snap.ID, "err", serr)
+			}
+			c.finish(j)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// retriable tells a lost connection from an error of the snapshot itself (a bad filter, a
+// dropped table).
+func retriable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err)
+}
+
+// next waits for the next queued snapshot.
+func (c *Controller) next(ctx context.Context) *job {
+	for {
+		c.mu.Lock()
+		if c.cur != nil {
+			j := c.cur
+			c.mu.Unlock()
+			return j
+		}
+		if len(c.queue) > 0 {
+			c.cur = c.queue[0]
+			c.queue = c.queue[1:]
+			j := c.cur
+			c.mu.Unlock()
+			return j
+		}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.wake:
+		}
+	}
+}
+
+// finish ends the current snapshot and recomputes what the pipeline must track.
+func (c *Controller) finish(j *job) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == j {
+		c.cur = nil
+	}
+	c.jobTables = map[string]bool{}
+	for _, q := range c.queue {
+		for _, r := range q.snap.Ranges {
+			if !r.Done {
+				c.jobTables[r.Relation] = true
+			}
+		}
+	}
+	if len(c.queue) == 0 {
+		c.active.Store(false)
+		clear(c.txs)
+		c.overflow = false
+		if c.onEmpty != nil {
+			c.onEmpty()
+		}
+	}
+}
+
+// OnIdle sets a function called (under the Controller's lock, so it must not call back) each
+// time the queue empties.
+func (c *Controller) OnIdle(f func()) {
+	c.mu.Lock()
+	c.onEmpty = f
+	c.mu.Unlock()
+}
+
+func (c *Controller) runJob(ctx context.Context, conn *pgx.Conn, j *job) error {
+	snap := j.snap
+	c.log.Info("snapshot in the stream: starting", "snapshot", snap.ID, "kind", snap.Kind, "ranges", len(snap.Ranges))
+	pctx, stopLog := context.WithCancel(ctx)
+	defer stopLog()
+	go j.progress.Log(pctx, c.log, c.cfg.LogInterval)
+	start := time.Now()
+	firstTable := true
+	lastRange := -1
+	for i, r := range snap.Ranges {
+		if !r.Done {
+			lastRange = i
+		}
+	}
+	tables := map[string]*Table{}
+	for i, r := range snap.Ranges {
+		if r.Done {
+			continue
+		}
+		if j.stop.Load() {
+			break
+		}
+		if _, captured := c.cfg.Specs[r.Relation]; !captured {
+			c.log.Warn("snapshot in the stream: the table is no longer in relation_configs; skipped", "snapshot", snap.ID, "relation", r.Relation)
+			c.saves = append(c.saves, pendingSave{snap: snap.ID, upd: RangeUpdate{Relation: r.Relation, Part: r.Part, Last: r.Last, Rows: r.Rows, Done: true}})
+			r.Done = true
+			continue
+		}
+		t := tables[r.Relation]
+		if t == nil {
+			var err error
+			if t, err = DescribeTable(ctx, conn, r.Relation, c.cfg.Specs[r.Relation]); err != nil {
+				return err
+			}
+			tables[r.Relation] = t
+		}
+		if !t.Keyed() {
+			c.log.Warn("snapshot in the stream: a table without a key cannot be snapshotted while streaming; skipped",
+				"snapshot", snap.ID, "relation", r.Relation)
+			c.saves = append(c.saves, pendingSave{snap: snap.ID, upd: RangeUpdate{Relation: r.Relation, Part: r.Part, Done: true}})
+			r.Done = true
+			continue
+		}
+		if err := c.readRange(ctx, conn, j, t, r, firstTable && snap.Kind == KindAlways, i == lastRange); err != nil {
+			return err
+		}
+		firstTable = false
+		if err := c.flushSaves(ctx, false); err != nil {
+			return err
+		}
+	}
+	// Done once Kafka holds every row.
+	if err := c.flushSaves(ctx, true); err != nil {
+		return err
+	}
+	status := StatusDone
+	if j.stop.Load() {
+		status = StatusStopped
+	}
+	if err := c.cfg.Store.SetStatus(ctx, snap.ID, status); err != nil {
+		return err
+	}
+	var rows int64
+	for _, s := range j.progress.Stats() {
+		rows += s.Rows
+	}
+	c.log.Info("snapshot in the stream: "+status, "snapshot", snap.ID, "kind", snap.Kind, "rows", rows,
+		"elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// readRange reads one range chunk by chunk, each between watermarks.
+func (c *Controller) readRange(ctx context.Context, conn *pgx.Conn, j *job, t *Table, r *Range, firstInSnapshot, lastInSnapshot bool) error {
+	snap := j.snap
+	lo := r.Lo
+	if r.Last != nil {
+		lo = r.Last
+	}
+	firstInTable := r.Lo == nil && r.Last == nil
+	rows := r.Rows
+	retries := 0
+	j.progress.Add(r.Relation, 0)
+	for seq := 0; ; seq++ {
+		if j.stop.Load() {
+			return nil
+		}
+		w := &window{id: c.runID + "/" + strconv.Itoa(seq), t: t, job: j, changed: map[string]struct{}{}, done: make(chan windowResult, 1)}
+		c.mu.Lock()
+		c.win = w
+		c.mu.Unlock()
+		if err := emitWatermark(ctx, conn, "open", w.id); err != nil {
+			return err
+		}
+		buffered, lastKey, more, err := c.readChunk(ctx, conn, t, r, lo, w)
+		if err != nil {
+			c.dropWindow(w)
+			return err
+		}
+		for i := range buffered {
+			fi := firstInTable && i == 0
+			li := !more && i == len(buffered)-1 && r.Hi == nil
+			switch snap.Kind {
+			case KindIncremental:
+				buffered[i].Marker = MarkerIncremental
+			default:
+				buffered[i].Marker = marker(fi && firstInSnapshot, li && lastInSnapshot, fi, li)
+			}
+		}
+		c.mu.Lock()
+		w.rows, w.ready = buffered, true
+		c.mu.Unlock()
+		if err := emitWatermark(ctx, conn, "close", w.id); err != nil {
+			c.dropWindow(w)
+			return err
+		}
+		var res windowResult
+		select {
+		case res = <-w.done:
+		case <-ctx.Done():
+			c.dropWindow(w)
+			return ctx.Err()
+		}
+		c.dropWindow(w)
+		if res.invalid != "" {
+			retries++
+			lvl := slog.LevelDebug
+			if retries%50 == 0 {
+				lvl = slog.LevelWarn
+			}
+			c.log.Log(ctx, lvl, "snapshot chunk read again", "snapshot", snap.ID, "relation", r.Relation, "reason", res.invalid, "attempts", retries)
+			if retries > 3 && !sleep(ctx, min(time.Duration(retries)*10*time.Millisecond, time.Second)) {
+				return ctx.Err()
+			}
+			continue
+		}
+		retries = 0
+		if len(buffered) > 0 {
+			firstInTable = false
+		}
+		rows += int64(len(buffered))
+		j.progress.Add(r.Relation, int64(len(buffered)))
+		if lastKey != nil {
+			lo = lastKey
+		}
+		c.saves = append(c.saves, pendingSave{commit: res.commit, snap: snap.ID,
+			upd: RangeUpdate{Relation: r.Relation, Part: r.Part, Last: lo, Rows: rows, Done: !more}})
+		if !more {
+			r.Done = true
+			if !pending(snap, r.Relation) {
+				j.progress.Done(r.Relation)
+			}
+			return nil
+		}
+		if err := c.flushSaves(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
+// pending reports whether a relation has ranges still to read.
+func pending(s *Snapshot, rel string) bool {
+	for _, r := range s.Ranges {
+		if !r.Done && r.Relation == rel {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Controller) dropWindow(w *window) {
+	c.mu.Lock()
+	if c.win == w {
+		c.win = nil
+	}
+	c.mu.Unlock()
+}
+
+// readChunk reads the rows after lo in one REPEATABLE READ transaction whose first statement
+// records the transactions in progress, for the visibility check at the high watermark.
+func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r *Range, lo []string, w *window) (rows []BufferedRow, lastKey []string, more bool, err error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer tx.Rollback(context.Background())
+	var snapText string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snapText); err != nil {
+		return nil, nil, false, err
+	}
+	xmin, xip, ok := parseSnapshot(snapText)
+	if !ok {
+		return nil, nil, false, fmt.Errorf("unexpected pg_current_snapshot() %q", snapText)
+	}
+	sql, params := t.selectSQL(lo, r.Hi, r.Filter, c.cfg.ChunkSize+1)
+	var buf []byte
+	err = readRows(ctx, conn, sql, params, func(vals [][]byte) error {
+		if len(rows) == c.cfg.ChunkSize {
+			more = true
+			return nil
+		}
+		d := copyRow(vals)
+		buf, _ = keyID(buf, d, t.Order)
+		rows = append(rows, BufferedRow{Datums: d, key: string(buf)})
+		return nil
+	})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("read %s: %w", t.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, nil, false, err
+	}
+	if len(rows) > 0 {
+		last := rows[len(rows)-1].Datums
+		lastKey = make([]string, len(t.Order))
+		for i, ci := range t.Order {
+			lastKey[i] = string(last[ci].Data)
+		}
+	}
+	c.mu.Lock()
+	w.xip, w.xmin = xip, xmin
+	c.mu.Unlock()
+	return rows, lastKey, more, nil
+}
+
+func emitWatermark(ctx context.Context, conn *pgx.Conn, kind, id string) error {
+	_, err := conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", WatermarkPrefix, watermarkText(kind, id))
+	if err != nil {
+		return fmt.Errorf("write %s watermark: %w", kind, err)
+	}
+	return nil
+}
+
+// flushSaves records the progress of chunks that Kafka acknowledged; with wait, it waits
+// until every chunk handed over is acknowledged.
+func (c *Controller) flushSaves(ctx context.Context, wait bool) error {
+	for {
+		changed := c.cfg.Acked.Changed()
+		confirmed := c.cfg.Acked.Confirmed()
+		n := 0
+		for n < len(c.saves) && (c.saves[n].commit == 0 || c.saves[n].commit < confirmed) {
+			n++
+		}
+		if n > 0 {
+			bySnap := map[string][]RangeUpdate{}
+			var order []string
+			for _, s := range c.saves[:n] {
+				if _, ok := bySnap[s.snap]; !ok {
+					order = append(order, s.snap)
+				}
+				bySnap[s.snap] = append(bySnap[s.snap], s.upd)
+			}
+			for _, id := range order {
+				if err := c.cfg.Store.SaveProgress(ctx, id, latestPerRange(bySnap[id])); err != nil {
+					return err
+				}
+			}
+			c.saves = c.saves[n:]
+		}
+		if !wait || len(c.saves) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func latestPerRange(ups []RangeUpdate) []RangeUpdate {
+	type k struct {
+		rel  string
+		part int
+	}
+	idx := map[k]int{}
+	var out []RangeUpdate
+	for _, u := range ups {
+		if i, ok := idx[k{u.Relation, u.Part}]; ok {
+			out[i] = u
+			continue
+		}
+		idx[k{u.Relation, u.Part}] = len(out)
+		out = append(out, u)
+	}
+	return out
+}
+
+// Observe is called by the pipeline for every change, in stream order. It returns the rows
+// to emit at a high watermark (as records of the watermark's transaction) and whether the
+// change is the snapshot's own (a watermark or a signal) and must not become an event.
+func (c *Controller) Observe(ctx context.Context, ch *replication.Change) (*Emission, bool, error) {
+	switch ch.Op {
+	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
+		name := c.relName(ch.Rel)
+		if c.cfg.SignalTable != "" && name == c.cfg.SignalTable {
+			return nil, true, c.signal(ctx, ch)
+		}
+		if !c.active.Load() {
+			return nil, false, nil
+		}
+		c.mu.Lock()
+		if c.jobTables[name] {
+			c.noteTx(ch.Tx)
+		}
+		if w := c.win; w != nil && w.opened && !w.closed && w.t.Name == name {
+			c.keyBuf = w.evict(ch, c.keyIndexes(ch.Rel, w.t), c.keyBuf)
+		}
+		c.mu.Unlock()
+	case replication.OpTruncate:
+		if !c.active.Load() {
+			return nil, false, nil
+		}
+		c.mu.Lock()
+		for _, rel := range ch.Truncated {
+			name := c.relName(rel)
+			if c.jobTables[name] {
+				c.noteTx(ch.Tx)
+			}
+			if w := c.win; w != nil && w.opened && !w.closed && w.t.Name == name {
+				w.truncated = true
+			}
+		}
+		c.mu.Unlock()
+	case replication.OpMessage:
+		if ch.Prefix != WatermarkPrefix {
+			return nil, false, nil
+		}
+		return c.watermark(ch), true, nil
+	}
+	return nil, false, nil
+}
+
+func (c *Controller) watermark(ch *replication.Change) *Emission {
+	kind, id, ok := parseWatermark(ch.Content)
+	if !ok {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.win
+	if w == nil || w.id != id || w.closed {
+		return nil // a window of an earlier run, or one already decided
+	}
+	if kind == "open" {
+		if !w.opened {
+			w.opened, w.openCommit = true, ch.Tx.CommitLSN
+		}
+		return nil
+	}
+	w.closed = true
+	rows, res := w.close(ch.Tx.CommitLSN, c.txs, c.overflow)
+	// Transactions older than the read's xmin can no longer be in progress for any read.
+	for x := range c.txs {
+		if xidBefore(x, w.xmin) {
+			delete(c.txs, x)
+		}
+	}
+	if c.overflow && xidBefore(c.dropped, w.xmin) {
+		c.overflow = false
+	}
+	w.done <- res
+	if len(rows) == 0 {
+		return nil
+	}
+	return &Emission{Table: w.t, Rows: rows}
+}
+
+// noteTx remembers a transaction that changed a snapshotted table. c.mu must be held.
+func (c *Controller) noteTx(tx *replication.Tx) {
+	if tx == nil || tx.XID == 0 {
+		return
+	}
+	if _, ok := c.txs[tx.XID]; ok {
+		return
+	}
+	if len(c.txs) >= maxTrackedTxs {
+		first := !c.overflow
+		for x := range c.txs {
+			if first || xidBefore(c.dropped, x) {
+				c.dropped, first = x, false
+			}
+		}
+		c.overflow = true
+		clear(c.txs)
+		c.log.Warn("snapshot: too many transactions while a long one is open; chunks are read again until it ends")
+	}
+	c.txs[tx.XID] = tx.CommitLSN
+}
+
+func (c *Controller) relName(rel *replication.Relation) string {
+	if n, ok := c.names[rel]; ok {
+		return n
+	}
+	n := rel.QualifiedName()
+	c.names[rel] = n
+	return n
+}
+
+// keyIndexes maps the chunk table's key columns to the columns of a streamed relation.
+func (c *Controller) keyIndexes(rel *replication.Relation, t *Table) []int {
+	if c.keyRel != t {
+		clear(c.keyIdx)
+		c.keyRel = t
+	}
+	if idx, ok := c.keyIdx[rel]; ok {
+		return idx
+	}
+	idx := make([]int, len(t.Order))
+	for i, ci := range t.Order {
+		if idx[i] = rel.ColumnIndex(t.Rel.Columns[ci].Name); idx[i] < 0 {
+			idx = nil
+			break
+		}
+	}
+	c.keyIdx[rel] = idx
+	return idx
+}
+
+// signal acts on a row inserted into the signal table.
+func (c *Controller) signal(ctx context.Context, ch *replication.Change) error {
+	if ch.Op != replication.OpInsert {
+		return nil
+	}
+	col := func(name string) string {
+		i := ch.Rel.ColumnIndex(name)
+		if i < 0 || i >= len(ch.New) || ch.New[i].Kind != replication.DatumText {
+			return ""
+		}
+		return string(ch.New[i].Data)
+	}
+	id, typ, data := col("id"), col("type"), col("data")
+	log := c.log.With("signal", id, "type", typ)
+	switch typ {
+	case SignalLog:
+		var m struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal([]byte(data), &m)
+		log.Info("signal: " + m.Message)
+		return nil
+	case SignalExecuteSnapshot:
+		req, err := ParseRequest(data)
+		if err != nil {
+			log.Error("signal ignored", "err", err)
+			return nil
+		}
+		if req.Type != "" && !strings.EqualFold(req.Type, "incremental") {
+			log.Warn("signal: only incremental snapshots run while streaming; running this one as incremental", "requested", req.Type)
+		}
+		tables, filters, err := req.Resolve(c.cfg.Relations)
+		if err != nil {
+			log.Error("signal ignored", "err", err)
+			return nil
+		}
+		snap := &Snapshot{ID: "signal:" + id, Kind: KindIncremental, Status: StatusRunning}
+		conn, err := connect(ctx, c.cfg.DSN)
+		if err != nil {
+			return fmt.Errorf("snapshot: signal %s: %w", id, err)
+		}
+		defer conn.Close(context.Background())
+		for _, name := range tables {
+			t, err := DescribeTable(ctx, conn, name, c.cfg.Specs[name])
+			if err != nil {
+				log.Error("signal: table skipped", "relation", name, "err", err)
+				continue
+			}
+			total, err := estimateRows(ctx, conn, t, filters[name])
+			if err != nil {
+				log.Error("signal: table skipped: its filter does not parse", "relation", name, "filter", filters[name], "err", err)
+				continue
+			}
+			snap.Ranges = append(snap.Ranges, &Range{Relation: name, Filter: filters[name], Total: total})
+		}
+		if len(snap.Ranges) == 0 {
+			return nil
+		}
+		// Recorded before the signal's transaction can be confirmed: a crash cannot lose it,
+		// and a signal streamed again after a crash is not run twice.
+		fresh, err := c.cfg.Store.Insert(ctx, snap, true)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			log.Debug("signal already recorded")
+			return nil
+		}
+		log.Info("incremental snapshot requested", "tables", tables, "filters", filters)
+		c.Enqueue(snap)
+		return nil
+	case SignalStopSnapshot:
+		req, err := ParseRequest(data)
+		if err != nil {
+			log.Error("signal ignored", "err", err)
+			return nil
+		}
+		c.stop(req)
+		return nil
+	}
+	log.Info("signal ignored: procon-cdc does not act on this type")
+	return nil
+}
+
+// stop stops the queued and running incremental snapshots of the tables a stop-snapshot
+// signal names (all of them when it names none).
+func (c *Controller) stop(req *SnapshotRequest) {
+	tables := map[string]bool{}
+	if len(req.DataCollections) > 0 {
+		names, _, err := req.Resolve(c.cfg.Relations)
+		if err != nil {
+			c.log.Warn("stop-snapshot signal ignored", "err", err)
+			return
+		}
+		for _, n := range names {
+			tables[n] = true
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, j := range append([]*job{c.cur}, c.queue...) {
+		if j == nil || j.snap.Kind != KindIncremental {
+			continue
+		}
+		for _, r := range j.snap.Ranges {
+			if len(tables) == 0 || tables[r.Relation] {
+				j.stop.Store(true)
+			}
+		}
+		if j.stop.Load() {
+			c.log.Info("incremental snapshot stopping", "snapshot", j.snap.ID)
+		}
+	}
+}

@@ -1,0 +1,225 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/procon-cdc/procon/replication"
+)
+
+// connect opens a connection whose values render as pgoutput renders them.
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.dsn: %w", err)
+	}
+	for k, v := range replication.OutputSettings() {
+		cfg.RuntimeParams[k] = v
+	}
+	cfg.RuntimeParams["application_name"] = "procon-cdc snapshot"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	return conn, nil
+}
+
+// Table is a captured table as a snapshot reads it.
+type Table struct {
+	Name string // schema.table
+	// Rel is the table's shape: rows are read in its column order, and its Key is the record
+	// key.
+	Rel *replication.Relation
+	// Order are the columns of the key that orders and chunks the reads (the primary key,
+	// else the configured pkey); nil for a keyless table, which is read whole.
+	Order []int
+
+	from     string   // quoted schema.table
+	cols     string   // quoted column list
+	keyCols  string   // quoted key columns, comma-separated
+	keyDesc  string   // the same, each DESC
+	keyTypes []string // quoted type of each key column, for casting text bounds
+}
+
+// DescribeTable reads the shape of a captured table over conn.
+func DescribeTable(ctx context.Context, conn *pgx.Conn, name string, spec replication.RelationSpec) (*Table, error) {
+	rel, order, err := replication.DescribeTable(ctx, conn, name, spec)
+	if err != nil {
+		return nil, err
+	}
+	return newTable(name, rel, order), nil
+}
+
+func newTable(name string, rel *replication.Relation, order []int) *Table {
+	t := &Table{Name: name, Rel: rel, Order: order}
+	t.from = pgx.Identifier{rel.Schema, rel.Table}.Sanitize()
+	cols := make([]string, len(rel.Columns))
+	for i, c := range rel.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	t.cols = strings.Join(cols, ", ")
+	keys := make([]string, len(order))
+	desc := make([]string, len(order))
+	t.keyTypes = make([]string, len(order))
+	for i, ci := range order {
+		keys[i] = cols[ci]
+		desc[i] = cols[ci] + " DESC"
+		typ := rel.Columns[ci].Type
+		t.keyTypes[i] = pgx.Identifier{typ.Schema, typ.Name}.Sanitize()
+	}
+	t.keyCols = strings.Join(keys, ", ")
+	t.keyDesc = strings.Join(desc, ", ")
+	return t
+}
+
+// Keyed reports whether the table has a key to chunk by.
+func (t *Table) Keyed() bool { return len(t.Order) > 0 }
+
+// keyPredicate is "key > (bound)" or "key <= (bound)" with the bound's values as parameters
+// from $n on, each cast to its column's type.
+func (t *Table) keyPredicate(op string, n int) string {
+	var b strings.Builder
+	if len(t.Order) > 1 {
+		b.WriteString("(" + t.keyCols + ") " + op + " (")
+	} else {
+		b.WriteString(t.keyCols + " " + op + " ")
+	}
+	for i := range t.Order {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(n+i) + "::" + t.keyTypes[i])
+	}
+	if len(t.Order) > 1 {
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// selectSQL reads the rows with lo < key <= hi (nil bounds are open) that match filter, in key
+// order, at most limit of them (0: no limit). Its parameters are lo's values, then hi's.
+func (t *Table) selectSQL(lo, hi []string, filter string, limit int) (string, [][]byte) {
+	var where []string
+	var params [][]byte
+	if lo != nil {
+		where = append(where, t.keyPredicate(">", len(params)+1))
+		for _, v := range lo {
+			params = append(params, []byte(v))
+		}
+	}
+	if hi != nil {
+		where = append(where, t.keyPredicate("<=", len(params)+1))
+		for _, v := range hi {
+			params = append(params, []byte(v))
+		}
+	}
+	if filter != "" {
+		where = append(where, "("+filter+")")
+	}
+	sql := "SELECT " + t.cols + " FROM " + t.from
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	if t.Keyed() {
+		sql += " ORDER BY " + t.keyCols
+	}
+	if limit > 0 {
+		sql += " LIMIT " + strconv.Itoa(limit)
+	}
+	return sql, params
+}
+
+// readRows runs sql with text parameters and text results, calling fn with each row's values
+// (nil for NULL). The values are only valid during the call.
+func readRows(ctx context.Context, conn *pgx.Conn, sql string, params [][]byte, fn func(vals [][]byte) error) error {
+	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
+	for rr.NextRow() {
+		if err := fn(rr.Values()); err != nil {
+			_, _ = rr.Close()
+			return err
+		}
+	}
+	_, err := rr.Close()
+	return err
+}
+
+// datums turns text values into tuple data, reusing out.
+func datums(vals [][]byte, out []replication.Datum) []replication.Datum {
+	out = out[:0]
+	for _, v := range vals {
+		if v == nil {
+			out = append(out, replication.Datum{Kind: replication.DatumNull})
+		} else {
+			out = append(out, replication.Datum{Kind: replication.DatumText, Data: v})
+		}
+	}
+	return out
+}
+
+// keyOf returns the text of the key columns of a row.
+func keyOf(vals [][]byte, order []int) []string {
+	k := make([]string, len(order))
+	for i, ci := range order {
+		k[i] = string(vals[ci])
+	}
+	return k
+}
+
+// keyID is a map key for a key's text values: each length-prefixed, so that ("a,b") and
+// ("a", "b") differ. ok is false when a value is missing (NULL or unchanged TOAST).
+func keyID(buf []byte, d []replication.Datum, order []int) ([]byte, bool) {
+	buf = buf[:0]
+	for _, ci := range order {
+		if ci >= len(d) || d[ci].Kind != replication.DatumText {
+			return buf, false
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(d[ci].Data)))
+		buf = append(buf, d[ci].Data...)
+	}
+	return buf, true
+}
+
+// copyRow copies a row's values into one allocation.
+func copyRow(vals [][]byte) []replication.Datum {
+	n := 0
+	for _, v := range vals {
+		n += len(v)
+	}
+	buf := make([]byte, 0, n)
+	out := make([]replication.Datum, len(vals))
+	for i, v := range vals {
+		if v == nil {
+			out[i] = replication.Datum{Kind: replication.DatumNull}
+			continue
+		}
+		start := len(buf)
+		buf = append(buf, v...)
+		out[i] = replication.Datum{Kind: replication.DatumText, Data: buf[start:len(buf):len(buf)]}
+	}
+	return out
+}
+
+// estimateRows asks the planner how many rows of t match filter.
+func estimateRows(ctx context.Context, conn *pgx.Conn, t *Table, filter string) (int64, error) {
+	sql := "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + t.from
+	if filter != "" {
+		sql += " WHERE (" + filter + ")"
+	}
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	if err := conn.QueryRow(ctx, sql).Scan(&plan); err != nil {
+		return 0, fmt.Errorf("estimate rows of %s: %w", t.Name, err)
+	}
+	if len(plan) == 0 {
+		return 0, nil
+	}
+	return int64(plan[0].Plan.Rows), nil
+}
