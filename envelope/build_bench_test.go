@@ -10,7 +10,9 @@ import (
 
 // benchRelation is the benchmark table: bigint id, text, text, numeric(12,2), timestamptz, jsonb.
 func benchRelation() *replication.Relation {
-	typ := func(name string, cat byte) *replication.Type { return &replication.Type{Name: name, Kind: 'b', Category: cat} }
+	typ := func(name string, cat byte) *replication.Type {
+		return &replication.Type{Name: name, Kind: 'b', Category: cat}
+	}
 	return &replication.Relation{
 		ID: 1, Schema: "public", Table: "bench", ReplicaIdentity: 'd', Key: []int{0},
 		Columns: []replication.Column{

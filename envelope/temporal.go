@@ -60,55 +60,52 @@ func civilFromDays(z int64) (y, m, d int64) {
 }
 
 // parseDate parses YYYY-MM-DD[ BC] into days since the epoch.
-func parseDate(s string) (int64, error) {
-	bc := strings.HasSuffix(s, " BC")
-	s = strings.TrimSuffix(s, " BC")
-	parts := strings.SplitN(s, "-", 3)
-	if len(parts) != 3 {
-		return 0, fmt.Errorf("invalid date %q", s)
+func parseDate(b []byte) (int64, error) {
+	d, err := parseDateFast(b)
+	if err != nil {
+		return 0, fmt.Errorf("invalid date %q", b)
 	}
-	y, err1 := strconv.ParseInt(parts[0], 10, 64)
-	m, err2 := strconv.ParseInt(parts[1], 10, 64)
-	d, err3 := strconv.ParseInt(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return 0, fmt.Errorf("invalid date %q", s)
-	}
-	if bc {
-		y = 1 - y
-	}
-	return daysFromCivil(y, m, d), nil
+	return d, nil
 }
 
 // parseClock parses HH:MM:SS[.ffffff] into microseconds of the day (24:00:00 is allowed).
-func parseClock(s string) (int64, error) {
-	if len(s) < 8 || s[2] != ':' || s[5] != ':' {
-		return 0, fmt.Errorf("invalid time %q", s)
+func parseClock(b []byte) (int64, error) {
+	us, n, ok := scanClock(b)
+	if !ok || n != len(b) {
+		return 0, fmt.Errorf("invalid time %q", b)
 	}
-	h, err1 := strconv.Atoi(s[0:2])
-	m, err2 := strconv.Atoi(s[3:5])
-	sec, err3 := strconv.Atoi(s[6:8])
-	if err1 != nil || err2 != nil || err3 != nil {
-		return 0, fmt.Errorf("invalid time %q", s)
+	return us, nil
+}
+
+// parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into microseconds since the
+// epoch, UTC; infinite is ±1 for 'infinity' and '-infinity'.
+func parseTimestamp(b []byte, withZone bool) (micros int64, infinite int, err error) {
+	micros, infinite, err = parseTimestampFast(b, withZone)
+	if err != nil {
+		return 0, 0, fmt.Errorf("invalid timestamp %q", b)
 	}
-	us := int64(0)
-	if len(s) > 8 {
-		if s[8] != '.' {
-			return 0, fmt.Errorf("invalid time %q", s)
-		}
-		frac := s[9:]
-		if len(frac) > 6 {
-			frac = frac[:6]
-		}
-		f, err := strconv.Atoi(frac)
-		if err != nil {
-			return 0, fmt.Errorf("invalid time %q", s)
-		}
-		for i := len(frac); i < 6; i++ {
-			f *= 10
-		}
-		us = int64(f)
-	}
-	return (int64(h)*3600+int64(m)*60+int64(sec))*1_000_000 + us, nil
+	return micros, infinite, nil
+}
+
+// formatISOInstant writes micros since the epoch as yyyy-MM-ddTHH:mm:ss[.fraction]Z with
+// exactly digits fraction digits (0 to 6), the way Debezium's ZonedTimestamp does.
+func formatISOInstant(micros int64, digits int) string {
+	var buf [48]byte
+	return string(appendISOInstant(buf[:0], micros, digits))
+}
+
+// formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
+// for years past 9999 or before year 0.
+func formatISODate(days int64) string {
+	var buf [24]byte
+	return string(appendISODate(buf[:0], days))
+}
+
+// formatClock writes microseconds of the day as HH:mm:ss with a fraction of exactly digits
+// digits, or, when minimal, the fewest digits needed (none for whole seconds).
+func formatClock(us int64, digits int, minimal bool) string {
+	var buf [24]byte
+	return string(appendClock(buf[:0], us, digits, minimal))
 }
 
 // splitOffset splits a trailing +HH[:MM[:SS]] / -HH... UTC offset and returns it in seconds.
@@ -132,41 +129,6 @@ func splitOffset(s string) (string, int64, error) {
 	return s[:i], sign * secs, nil
 }
 
-// parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into microseconds since the
-// epoch, UTC; infinite is ±1 for 'infinity' and '-infinity'.
-func parseTimestamp(s string, withZone bool) (micros int64, infinite int, err error) {
-	switch s {
-	case "infinity":
-		return 0, 1, nil
-	case "-infinity":
-		return 0, -1, nil
-	}
-	bc := strings.HasSuffix(s, " BC")
-	s = strings.TrimSuffix(s, " BC")
-	var offset int64
-	if withZone {
-		if s, offset, err = splitOffset(s); err != nil {
-			return 0, 0, err
-		}
-	}
-	date, clock, ok := strings.Cut(s, " ")
-	if !ok {
-		return 0, 0, fmt.Errorf("invalid timestamp %q", s)
-	}
-	if bc {
-		date += " BC"
-	}
-	days, err := parseDate(date)
-	if err != nil {
-		return 0, 0, err
-	}
-	us, err := parseClock(clock)
-	if err != nil {
-		return 0, 0, err
-	}
-	return days*microsPerDay + us - offset*1_000_000, 0, nil
-}
-
 // floorDiv is division rounding toward negative infinity, as Java's Math.floorDiv.
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -174,55 +136,6 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// formatISOInstant writes micros since the epoch as yyyy-MM-ddTHH:mm:ss[.fraction]Z with
-// exactly digits fraction digits (0 to 6), the way Debezium's ZonedTimestamp does.
-func formatISOInstant(micros int64, digits int) string {
-	days := floorDiv(micros, microsPerDay)
-	us := micros - days*microsPerDay
-	var b strings.Builder
-	b.WriteString(formatISODate(days))
-	b.WriteByte('T')
-	b.WriteString(formatClock(us, digits, false))
-	b.WriteByte('Z')
-	return b.String()
-}
-
-// formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
-// for years past 9999 or before year 0.
-func formatISODate(days int64) string {
-	y, m, d := civilFromDays(days)
-	var ys string
-	switch {
-	case y > 9999:
-		ys = "+" + strconv.FormatInt(y, 10)
-	case y < 0:
-		ys = fmt.Sprintf("-%04d", -y)
-	default:
-		ys = fmt.Sprintf("%04d", y)
-	}
-	return fmt.Sprintf("%s-%02d-%02d", ys, m, d)
-}
-
-// formatClock writes microseconds of the day as HH:mm:ss with a fraction of exactly digits
-// digits, or, when minimal, the fewest digits needed (none for whole seconds).
-func formatClock(us int64, digits int, minimal bool) string {
-	secs := us / 1_000_000
-	frac := us % 1_000_000
-	s := fmt.Sprintf("%02d:%02d:%02d", secs/3600, secs/60%60, secs%60)
-	if minimal {
-		if frac == 0 {
-			return s
-		}
-		f := strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
-		return s + "." + f
-	}
-	if digits > 0 {
-		f := fmt.Sprintf("%06d", frac)[:digits]
-		return s + "." + f
-	}
-	return s
 }
 
 // temporalPrecision returns the fractional digits of a time/timestamp typmod (6 if unset).
@@ -245,7 +158,7 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 		return o.timestampType(mode, p), nil
 	case "timestamptz":
 		return columnType{schema: named(String, nameZonedTS, 1), conv: func(b []byte) (any, error) {
-			us, inf, err := parseTimestamp(string(b), true)
+			us, inf, err := parseTimestamp(b, true)
 			switch {
 			case err != nil:
 				return nil, err
@@ -274,7 +187,7 @@ func (o *Options) dateType(mode string) columnType {
 		case "-infinity":
 			return daysFromCivil(-5877611, 6, 22), nil
 		}
-		return parseDate(string(b))
+		return parseDate(b)
 	}
 	switch mode {
 	case "connect":
@@ -299,34 +212,34 @@ func (o *Options) timeType(mode string, p int) columnType {
 	switch {
 	case mode == "connect":
 		return columnType{schema: named(Int32, nameConnectTime, 1), conv: func(b []byte) (any, error) {
-			us, err := parseClock(string(b))
+			us, err := parseClock(b)
 			return int32(us / 1000), err
 		}}
 	case mode == "isostring":
 		// ISO_OFFSET_TIME of a LocalTime: 24:00:00 wraps to 00:00:00.
 		return columnType{schema: named(String, nameIsoTime, 1), conv: func(b []byte) (any, error) {
-			us, err := parseClock(string(b))
+			us, err := parseClock(b)
 			return formatClock(us%microsPerDay, 0, true) + "Z", err
 		}}
 	case mode == "nanoseconds":
 		return columnType{schema: named(Int64, nameNanoTime, 1), conv: func(b []byte) (any, error) {
-			us, err := parseClock(string(b))
+			us, err := parseClock(b)
 			return us * 1000, err
 		}}
 	case mode == "adaptive" && p <= 3:
 		return columnType{schema: named(Int32, nameTime, 1), conv: func(b []byte) (any, error) {
-			us, err := parseClock(string(b))
+			us, err := parseClock(b)
 			return int32(us / 1000), err
 		}}
 	}
 	return columnType{schema: named(Int64, nameMicroTime, 1), conv: func(b []byte) (any, error) {
-		return parseClock(string(b))
+		return parseClock(b)
 	}}
 }
 
 func (o *Options) timestampType(mode string, p int) columnType {
 	micros := func(b []byte) (int64, error) {
-		us, inf, err := parseTimestamp(string(b), false)
+		us, inf, err := parseTimestamp(b, false)
 		switch {
 		case inf > 0:
 			return timestampPosInfinityMicros, nil
@@ -382,7 +295,7 @@ func convZonedTime(b []byte) (any, error) {
 	if i < 8 {
 		return nil, fmt.Errorf("invalid timetz %q", s)
 	}
-	us, err := parseClock(s[:i])
+	us, err := parseClock([]byte(s[:i]))
 	if err != nil {
 		return nil, err
 	}

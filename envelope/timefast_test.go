@@ -3,6 +3,7 @@ package envelope
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -33,19 +34,19 @@ func TestFastTimeMatchesReference(t *testing.T) {
 			text string
 			zone bool
 		}{{s, false}, {tz, true}} {
-			want, winf, werr := parseTimestamp(c.text, c.zone)
+			want, winf, werr := refParseTimestamp(c.text, c.zone)
 			got, ginf, gerr := parseTimestampFast([]byte(c.text), c.zone)
 			if got != want || ginf != winf || (gerr == nil) != (werr == nil) {
 				t.Fatalf("%q: fast %d,%d,%v; reference %d,%d,%v", c.text, got, ginf, gerr, want, winf, werr)
 			}
 			if werr == nil {
 				for _, d := range []int{0, 3, 6} {
-					if a, b := string(appendISOInstant(nil, want, d)), formatISOInstant(want, d); a != b {
+					if a, b := string(appendISOInstant(nil, want, d)), refFormatISOInstant(want, d); a != b {
 						t.Fatalf("%q digits %d: fast %s, reference %s", c.text, d, a, b)
 					}
 				}
 				us := ((want % microsPerDay) + microsPerDay) % microsPerDay
-				if a, b := string(appendClock(nil, us, 0, true)), formatClock(us, 0, true); a != b {
+				if a, b := string(appendClock(nil, us, 0, true)), refFormatClock(us, 0, true); a != b {
 					t.Fatalf("clock %d: fast %s, reference %s", us, a, b)
 				}
 			}
@@ -54,7 +55,7 @@ func TestFastTimeMatchesReference(t *testing.T) {
 		if strings.HasSuffix(s, " BC") {
 			date += " BC"
 		}
-		wd, werr := parseDate(date)
+		wd, werr := refParseDate(date)
 		gd, gerr := parseDateFast([]byte(date))
 		if wd != gd || (werr == nil) != (gerr == nil) {
 			t.Fatalf("date %q: fast %d %v, reference %d %v", date, gd, gerr, wd, werr)
@@ -72,8 +73,8 @@ func BenchmarkTimestamptz(b *testing.B) {
 	b.Run("reference", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			us, _, _ := parseTimestamp(string(text), true)
-			_ = formatISOInstant(us, 6)
+			us, _, _ := refParseTimestamp(string(text), true)
+			_ = refFormatISOInstant(us, 6)
 		}
 	})
 	b.Run("fast", func(b *testing.B) {
@@ -85,4 +86,153 @@ func BenchmarkTimestamptz(b *testing.B) {
 			_ = string(buf)
 		}
 	})
+}
+
+func BenchmarkNumericPrecise(b *testing.B) {
+	o := DefaultOptions()
+	ct := o.numericType((12<<16 | 2) + 4)
+	text := []byte("1234.56")
+	b.ReportAllocs()
+	for b.Loop() {
+		v, _ := ct.conv(text)
+		_ = v.(Decimal).Bytes()
+	}
+}
+
+// The reference implementations, kept as the oracle of the fast ones.
+
+// parseDate parses YYYY-MM-DD[ BC] into days since the epoch.
+func refParseDate(s string) (int64, error) {
+	bc := strings.HasSuffix(s, " BC")
+	s = strings.TrimSuffix(s, " BC")
+	parts := strings.SplitN(s, "-", 3)
+	if len(parts) != 3 {
+		return 0, fmt.Errorf("invalid date %q", s)
+	}
+	y, err1 := strconv.ParseInt(parts[0], 10, 64)
+	m, err2 := strconv.ParseInt(parts[1], 10, 64)
+	d, err3 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, fmt.Errorf("invalid date %q", s)
+	}
+	if bc {
+		y = 1 - y
+	}
+	return daysFromCivil(y, m, d), nil
+}
+
+// parseClock parses HH:MM:SS[.ffffff] into microseconds of the day (24:00:00 is allowed).
+func refParseClock(s string) (int64, error) {
+	if len(s) < 8 || s[2] != ':' || s[5] != ':' {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	h, err1 := strconv.Atoi(s[0:2])
+	m, err2 := strconv.Atoi(s[3:5])
+	sec, err3 := strconv.Atoi(s[6:8])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	us := int64(0)
+	if len(s) > 8 {
+		if s[8] != '.' {
+			return 0, fmt.Errorf("invalid time %q", s)
+		}
+		frac := s[9:]
+		if len(frac) > 6 {
+			frac = frac[:6]
+		}
+		f, err := strconv.Atoi(frac)
+		if err != nil {
+			return 0, fmt.Errorf("invalid time %q", s)
+		}
+		for i := len(frac); i < 6; i++ {
+			f *= 10
+		}
+		us = int64(f)
+	}
+	return (int64(h)*3600+int64(m)*60+int64(sec))*1_000_000 + us, nil
+}
+
+// parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into microseconds since the
+// epoch, UTC; infinite is ±1 for 'infinity' and '-infinity'.
+func refParseTimestamp(s string, withZone bool) (micros int64, infinite int, err error) {
+	switch s {
+	case "infinity":
+		return 0, 1, nil
+	case "-infinity":
+		return 0, -1, nil
+	}
+	bc := strings.HasSuffix(s, " BC")
+	s = strings.TrimSuffix(s, " BC")
+	var offset int64
+	if withZone {
+		if s, offset, err = splitOffset(s); err != nil {
+			return 0, 0, err
+		}
+	}
+	date, clock, ok := strings.Cut(s, " ")
+	if !ok {
+		return 0, 0, fmt.Errorf("invalid timestamp %q", s)
+	}
+	if bc {
+		date += " BC"
+	}
+	days, err := refParseDate(date)
+	if err != nil {
+		return 0, 0, err
+	}
+	us, err := refParseClock(clock)
+	if err != nil {
+		return 0, 0, err
+	}
+	return days*microsPerDay + us - offset*1_000_000, 0, nil
+}
+
+// formatISOInstant writes micros since the epoch as yyyy-MM-ddTHH:mm:ss[.fraction]Z with
+// exactly digits fraction digits (0 to 6), the way Debezium's ZonedTimestamp does.
+func refFormatISOInstant(micros int64, digits int) string {
+	days := floorDiv(micros, microsPerDay)
+	us := micros - days*microsPerDay
+	var b strings.Builder
+	b.WriteString(refFormatISODate(days))
+	b.WriteByte('T')
+	b.WriteString(refFormatClock(us, digits, false))
+	b.WriteByte('Z')
+	return b.String()
+}
+
+// formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
+// for years past 9999 or before year 0.
+func refFormatISODate(days int64) string {
+	y, m, d := civilFromDays(days)
+	var ys string
+	switch {
+	case y > 9999:
+		ys = "+" + strconv.FormatInt(y, 10)
+	case y < 0:
+		ys = fmt.Sprintf("-%04d", -y)
+	default:
+		ys = fmt.Sprintf("%04d", y)
+	}
+	return fmt.Sprintf("%s-%02d-%02d", ys, m, d)
+}
+
+// formatClock writes microseconds of the day as HH:mm:ss with a fraction of exactly digits
+// digits, or, when minimal, the fewest digits needed (none for whole seconds).
+func refFormatClock(us int64, digits int, minimal bool) string {
+	secs := us / 1_000_000
+	frac := us % 1_000_000
+	s := fmt.Sprintf("%02d:%02d:%02d", secs/3600, secs/60%60, secs%60)
+	if minimal {
+		if frac == 0 {
+			return s
+		}
+		f := strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
+		return s + "." + f
+	}
+	if digits > 0 {
+		f := fmt.Sprintf("%06d", frac)[:digits]
+		return s + "." + f
+	}
+	return s
 }

@@ -228,7 +228,7 @@ func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (column
 	case "time":
 		conv := et.conv
 		et.conv = func(b []byte) (any, error) {
-			us, err := parseClock(string(b))
+			us, err := parseClock(b)
 			if err != nil {
 				return nil, err
 			}
@@ -242,7 +242,7 @@ func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (column
 			if i < 8 {
 				return nil, fmt.Errorf("invalid timetz %q", s)
 			}
-			us, err := parseClock(s[:i])
+			us, err := parseClock([]byte(s[:i]))
 			if err != nil {
 				return nil, err
 			}

@@ -66,7 +66,7 @@ func TestDecimalRescaleAndString(t *testing.T) {
 func TestTemporal(t *testing.T) {
 	days := map[string]int64{"1970-01-01": 0, "2000-03-01": 11017, "1969-12-31": -1, "0001-01-01": -719162, "0044-03-15 BC": -735160, "10000-01-01": 2932897}
 	for in, want := range days {
-		got, err := parseDate(in)
+		got, err := parseDate([]byte(in))
 		if err != nil || got != want {
 			t.Errorf("parseDate(%s) = %d, %v; want %d", in, got, err, want)
 		}
@@ -74,7 +74,7 @@ func TestTemporal(t *testing.T) {
 			t.Errorf("civilFromDays(%d) does not round-trip", want)
 		}
 	}
-	us, inf, err := parseTimestamp("2024-03-01 12:00:00.123456+05:30", true)
+	us, inf, err := parseTimestamp([]byte("2024-03-01 12:00:00.123456+05:30"), true)
 	if err != nil || inf != 0 {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestTemporal(t *testing.T) {
 	if got, _ := convZonedTime([]byte("10:15:30.5-02")); got != "12:15:30.5Z" {
 		t.Errorf("timetz: got %v", got)
 	}
-	if got, _ := parseClock("24:00:00"); got != 86_400_000_000 {
+	if got, _ := parseClock([]byte("24:00:00")); got != 86_400_000_000 {
 		t.Errorf("24:00:00 = %d", got)
 	}
 	iv, err := parseInterval("1 year 2 mons -3 days +04:05:06.5")
