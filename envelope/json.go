@@ -210,7 +210,8 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		case []byte:
 			b = x
 		case Decimal:
-			b = x.Bytes()
+			var scratch [16]byte
+			b = x.appendBytes(scratch[:0])
 		default:
 			return fmt.Errorf("bytes field holds %T", v)
 		}

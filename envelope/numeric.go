@@ -17,7 +17,24 @@ type Decimal struct {
 }
 
 // Bytes returns the minimal big-endian two's-complement form of the unscaled value.
-func (d Decimal) Bytes() []byte { return twosComplement(d.Unscaled) }
+func (d Decimal) Bytes() []byte { return d.appendBytes(nil) }
+
+// appendBytes appends Bytes to dst; values that fit an int64 (nearly all) take no detour
+// through big.Int.
+func (d Decimal) appendBytes(dst []byte) []byte {
+	if !d.Unscaled.IsInt64() {
+		return append(dst, twosComplement(d.Unscaled)...)
+	}
+	v := d.Unscaled.Int64()
+	size := 1
+	for size < 8 && (v < -(1<<(8*size-1)) || v >= 1<<(8*size-1)) {
+		size++
+	}
+	for i := size - 1; i >= 0; i-- {
+		dst = append(dst, byte(v>>(8*i)))
+	}
+	return dst
+}
 
 func twosComplement(n *big.Int) []byte {
 	if n.Sign() >= 0 {
@@ -63,11 +80,14 @@ func (d Decimal) String() string {
 // parseDecimal parses PostgreSQL's numeric text (digits, optional sign and point, no exponent).
 // Special values (NaN, Infinity, -Infinity) are returned as special.
 func parseDecimal(b []byte) (d Decimal, special string, err error) {
-	s := string(b)
-	switch s {
+	switch string(b) {
 	case "NaN", "Infinity", "-Infinity":
-		return Decimal{}, s, nil
+		return Decimal{}, string(b), nil
 	}
+	if n, scale, ok := parseSmallDecimal(b); ok {
+		return Decimal{Unscaled: big.NewInt(n), Scale: scale}, "", nil
+	}
+	s := string(b)
 	intPart, frac, _ := strings.Cut(s, ".")
 	n, ok := new(big.Int).SetString(intPart+frac, 10)
 	if !ok {
@@ -76,8 +96,47 @@ func parseDecimal(b []byte) (d Decimal, special string, err error) {
 	return Decimal{Unscaled: n, Scale: int32(len(frac))}, "", nil
 }
 
+// parseSmallDecimal parses numeric text of at most 18 digits without big.Int arithmetic.
+func parseSmallDecimal(b []byte) (n int64, scale int32, ok bool) {
+	i, neg := 0, false
+	if len(b) > 0 && b[0] == '-' {
+		i, neg = 1, true
+	}
+	digits, point := 0, -1
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if digits++; digits > 18 {
+				return 0, 0, false
+			}
+			n = n*10 + int64(c-'0')
+		case c == '.' && point < 0:
+			point = i
+		default:
+			return 0, 0, false
+		}
+	}
+	if digits == 0 {
+		return 0, 0, false
+	}
+	if point >= 0 {
+		scale = int32(len(b) - point - 1)
+	}
+	if neg {
+		n = -n
+	}
+	return n, scale, true
+}
+
 // rescale changes the scale, padding with zeros or rounding half up as BigDecimal.setScale.
 func (d Decimal) rescale(scale int32) Decimal {
+	if k := scale - d.Scale; k > 0 && k <= 18 && d.Unscaled.IsInt64() {
+		// Padding with zeros, in int64 when it cannot overflow.
+		if v, m := d.Unscaled.Int64(), pow10i64[k]; v > -(1<<62)/m && v < (1<<62)/m {
+			return Decimal{Unscaled: big.NewInt(v * m), Scale: scale}
+		}
+	}
 	switch {
 	case scale == d.Scale:
 		return d
@@ -96,6 +155,14 @@ func (d Decimal) rescale(scale int32) Decimal {
 	}
 	return Decimal{Unscaled: q, Scale: scale}
 }
+
+var pow10i64 = func() (p [19]int64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
 
 // numericTypmod splits numeric's typmod into precision and scale (-1, -1 when unconstrained).
 func numericTypmod(typmod int32) (precision, scale int32) {

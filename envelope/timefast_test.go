@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -235,4 +236,42 @@ func refFormatClock(us int64, digits int, minimal bool) string {
 		return s + "." + f
 	}
 	return s
+}
+
+func TestSmallDecimalMatchesBig(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 100000; i++ {
+		n := r.Int64N(1_000_000_000_000_000_000) - r.Int64N(1_000_000_000_000_000_000)
+		text := strconv.FormatInt(n, 10)
+		if k := r.IntN(len(text)); k > 0 && text[k-1] != '-' && r.IntN(3) > 0 {
+			text = text[:k] + "." + text[k:]
+		}
+		got, _, err := parseDecimal([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		intPart, frac, _ := strings.Cut(text, ".")
+		want, _ := new(big.Int).SetString(intPart+frac, 10)
+		if got.Unscaled.Cmp(want) != 0 || got.Scale != int32(len(frac)) {
+			t.Fatalf("%s: got %s e-%d", text, got.Unscaled, got.Scale)
+		}
+		for _, sc := range []int32{0, 2, 6, 20} {
+			a, b := got.rescale(sc), refRescale(got, sc)
+			if a.Unscaled.Cmp(b.Unscaled) != 0 || a.Scale != b.Scale {
+				t.Fatalf("%s rescale(%d): got %s, want %s", text, sc, a.Unscaled, b.Unscaled)
+			}
+			if x, y := a.Bytes(), twosComplement(a.Unscaled); string(x) != string(y) {
+				t.Fatalf("%s: bytes %x, want %x", a.Unscaled, x, y)
+			}
+		}
+	}
+}
+
+// refRescale is rescale with big.Int arithmetic only.
+func refRescale(d Decimal, scale int32) Decimal {
+	if scale >= d.Scale {
+		m := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale-d.Scale)), nil)
+		return Decimal{Unscaled: m.Mul(m, d.Unscaled), Scale: scale}
+	}
+	return d.rescale(scale)
 }
