@@ -91,6 +91,23 @@ type Builder struct {
 	tableOrder []string
 
 	msgBody, msgValue *Schema // logical decoding message schemas
+
+	// Values boxed once rather than per event: storing a string or an int64 in an interface
+	// allocates, and the source block repeats them in every event.
+	boxedVersion, boxedName, boxedDB any
+	txBox                            struct {
+		tx                     *replication.Tx
+		tsMs, tsUs, tsNs, txID any
+	}
+}
+
+var boxedOps = map[string]any{"c": "c", "u": "u", "d": "d", "t": "t", "r": "r", "m": "m"}
+
+func boxOp(op string) any {
+	if b, ok := boxedOps[op]; ok {
+		return b
+	}
+	return op
 }
 
 // NewBuilder returns a Builder.
@@ -156,7 +173,7 @@ func (b *Builder) Build(c *replication.Change, out []*Event) ([]*Event, error) {
 				return out, err
 			}
 			v := b.envelope(rs, c, "t")
-			out = append(out, &Event{Kind: KindData, Topic: rs.topic, ValueSchema: rs.envelope, Value: v, Relation: rel.QualifiedName()})
+			out = append(out, &Event{Kind: KindData, Topic: rs.topic, ValueSchema: rs.envelope, Value: v, Relation: rs.qualified})
 		}
 		return out, nil
 	case replication.OpMessage:
@@ -192,7 +209,7 @@ func (b *Builder) seen(out []*Event) []*Event {
 }
 
 func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) ([]*Event, error) {
-	rel := c.Rel.QualifiedName()
+	rel := rs.qualified
 	switch c.Op {
 	case replication.OpInsert:
 		if b.cfg.Skip["c"] {
@@ -259,7 +276,7 @@ func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) 
 // keyChange renders an update that changed the key as Debezium does: a delete under the old
 // key (with its tombstone), then a create under the new one, linked by headers.
 func (b *Builder) keyChange(rs *relSchema, c *replication.Change, before, after, oldKey, newKey *Value, out []*Event) []*Event {
-	rel := c.Rel.QualifiedName()
+	rel := rs.qualified
 	if !b.cfg.Skip["d"] {
 		d := b.envelope(rs, c, "d")
 		d.Fields[envBefore] = before
@@ -284,7 +301,7 @@ func (b *Builder) rowError(c *replication.Change, err error) error {
 func (b *Builder) envelope(rs *relSchema, c *replication.Change, op string) *Value {
 	v := NewValue(rs.envelope)
 	v.Fields[envSource] = b.source(c, rs.rel, rs)
-	v.Fields[envOp] = op
+	v.Fields[envOp] = boxOp(op)
 	b.stamp(v, envTsMs, envTsUs, envTsNs)
 	if b.cfg.TxMetadata {
 		v.Fields[envTransaction] = b.txBlock(c, rs.qualified)
@@ -303,26 +320,31 @@ func (b *Builder) stamp(v *Value, ms, us, ns int) {
 
 // source builds the source block of a streamed change.
 func (b *Builder) source(c *replication.Change, rel *replication.Relation, rs *relSchema) *Value {
+	if b.boxedVersion == nil {
+		b.boxedVersion, b.boxedName, b.boxedDB = b.cfg.Version, b.cfg.Name, b.cfg.Database
+	}
+	if tb := &b.txBox; tb.tx != c.Tx {
+		commit := c.Tx.CommitTime
+		tb.tx, tb.tsMs, tb.tsUs, tb.tsNs = c.Tx, commit.UnixMilli(), commit.UnixMicro(), commit.UnixMicro()*1000
+		tb.txID = nil
+		if c.Tx.XID != 0 {
+			tb.txID = int64(c.Tx.XID)
+		}
+	}
 	s := NewValue(sourceSchema)
-	s.Fields[srcVersion] = b.cfg.Version
+	s.Fields[srcVersion] = b.boxedVersion
 	s.Fields[srcConnector] = "postgresql"
-	s.Fields[srcName] = b.cfg.Name
-	commit := c.Tx.CommitTime
-	s.Fields[srcTsMs] = commit.UnixMilli()
-	s.Fields[srcTsUs] = commit.UnixMicro()
-	s.Fields[srcTsNs] = commit.UnixMicro() * 1000
-	s.Fields[srcDB] = b.cfg.Database
+	s.Fields[srcName] = b.boxedName
+	s.Fields[srcTsMs], s.Fields[srcTsUs], s.Fields[srcTsNs] = b.txBox.tsMs, b.txBox.tsUs, b.txBox.tsNs
+	s.Fields[srcDB] = b.boxedDB
 	s.Fields[srcSequence] = b.sequence(c.LSN)
 	if rs != nil {
-		s.Fields[srcSchema] = rel.Schema
-		s.Fields[srcTable] = rel.Table
+		s.Fields[srcSchema], s.Fields[srcTable] = rs.boxedSchema, rs.boxedTable
 	} else {
 		s.Fields[srcSchema] = ""
 		s.Fields[srcTable] = ""
 	}
-	if c.Tx.XID != 0 {
-		s.Fields[srcTxID] = int64(c.Tx.XID)
-	}
+	s.Fields[srcTxID] = b.txBox.txID
 	s.Fields[srcLSN] = int64(c.LSN)
 	return s
 }

@@ -15,14 +15,15 @@ import (
 // schemas of key, row and envelope, and one converter per column. JSON and Avro render these
 // same schemas.
 type relSchema struct {
-	rel       *replication.Relation
-	qualified string
-	topic     string
-	cols      []columnType
-	value     *Schema // <topic>.Value, optional
-	key       *Schema // <topic>.Key, nil when keyless
-	envelope  *Schema // <topic>.Envelope
-	keyCols   []int   // indexes into the row of the key fields
+	rel                     *replication.Relation
+	qualified               string
+	topic                   string
+	cols                    []columnType
+	value                   *Schema // <topic>.Value, optional
+	key                     *Schema // <topic>.Key, nil when keyless
+	envelope                *Schema // <topic>.Envelope
+	keyCols                 []int   // indexes into the row of the key fields
+	boxedSchema, boxedTable any     // source.schema and source.table, boxed once
 }
 
 func (b *Builder) relSchema(rel *replication.Relation) (*relSchema, error) {
@@ -69,7 +70,8 @@ func newRelSchema(rel *replication.Relation, topic string, o *Options) (*relSche
 	if topic == "" {
 		return nil, fmt.Errorf("no topic configured")
 	}
-	rs := &relSchema{rel: rel, qualified: rel.QualifiedName(), topic: topic, cols: make([]columnType, len(rel.Columns))}
+	rs := &relSchema{rel: rel, qualified: rel.QualifiedName(), topic: topic, cols: make([]columnType, len(rel.Columns)),
+		boxedSchema: rel.Schema, boxedTable: rel.Table}
 	base := o.adjustSchemaName(topic)
 	fields := make([]Field, len(rel.Columns))
 	for i := range rel.Columns {
