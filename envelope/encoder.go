@@ -46,8 +46,19 @@ func (e *JSONEncoder) EncodeKey(_ context.Context, s *Schema, v *Value) ([]byte,
 	return e.encode(s, v)
 }
 
+// scratch buffers for encoding: the result is copied out at its exact size, so each record
+// costs one allocation of the size it needs, whatever it grew through.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 func (e *JSONEncoder) encode(s *Schema, v *Value) ([]byte, error) {
-	w := jsonWriter{buf: make([]byte, 0, 512)}
+	sp := scratch.Get().(*[]byte)
+	defer func() {
+		if cap(*sp) <= 1<<20 { // do not keep a huge record's buffer around
+			scratch.Put(sp)
+		}
+	}()
+	w := jsonWriter{buf: (*sp)[:0]}
+	defer func() { *sp = w.buf[:0] }()
 	if e.Schemas {
 		w.buf = append(w.buf, `{"schema":`...)
 		rendered, err := e.schemaJSON(s)
@@ -63,7 +74,7 @@ func (e *JSONEncoder) encode(s *Schema, v *Value) ([]byte, error) {
 	if e.Schemas {
 		w.buf = append(w.buf, '}')
 	}
-	return w.buf, nil
+	return append([]byte(nil), w.buf...), nil
 }
 
 func (e *JSONEncoder) schemaJSON(s *Schema) ([]byte, error) {
