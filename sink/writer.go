@@ -72,7 +72,6 @@ type Writer struct {
 	acker Acker
 	log   *slog.Logger
 
-	part   kgo.Partitioner
 	specFn func(topic string) TopicSpec
 
 	mu     sync.Mutex
@@ -134,7 +133,7 @@ func New(ctx context.Context, cfg Config, acker Acker, specFn func(topic string)
 	w := &Writer{
 		opts: connOpts(opts),
 		cl:   cl, adm: kadm.NewClient(cl), acker: acker, log: cfg.Logger,
-		part: kgo.StickyKeyPartitioner(nil), specFn: specFn,
+		specFn: specFn,
 		topics: map[string]int32{}, fatalCh: make(chan struct{}),
 	}
 	w.records, w.abort = context.WithCancel(context.Background())
@@ -291,7 +290,41 @@ func (w *Writer) Partition(topic string, key []byte, partitions int32) int32 {
 	if key == nil || partitions <= 1 {
 		return 0
 	}
-	return int32(w.part.ForTopic(topic).Partition(&kgo.Record{Key: key}, int(partitions)))
+	// Kafka's default partitioner: murmur2 of the key, sign bit cleared, modulo the count.
+	return int32(murmur2(key)&0x7fffffff) % partitions
+}
+
+// murmur2 is the hash Kafka's Java client partitions keys with. (kgo's partitioner computes the
+// same, but asking it allocates a fresh sticky partitioner, with its random source, per call.)
+func murmur2(b []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+	)
+	h := seed ^ uint32(len(b))
+	for ; len(b) >= 4; b = b[4:] {
+		k := uint32(b[3])<<24 | uint32(b[2])<<16 | uint32(b[1])<<8 | uint32(b[0])
+		k *= m
+		k ^= k >> 24
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }
 
 // Produce hands r to the client. It blocks while the client's buffer is full (backpressure)
