@@ -226,13 +226,25 @@ func (s *Service) Suppress(c *replication.Change) bool {
 	return false
 }
 
-// Handle derives the notification of a change, if it makes one, and queues it under the next
-// position of its transaction after seq, which it returns. It counts the notification in the
-// transaction before queueing it. It blocks while the notification's channel, or the whole
-// queue, is full, and returns an error only when ctx ends. A nil Service does nothing.
+// Handle derives the notification of a change and submits it (Derive, then Submit). It
+// returns the position after the notification's. A nil Service does nothing.
 func (s *Service) Handle(ctx context.Context, c *replication.Change, txHdr []byte, seq int) (int, error) {
+	p, seq := s.Derive(c, txHdr, seq)
+	return seq, s.Submit(ctx, p)
+}
+
+// Pending is a notification derived from a change, not yet submitted.
+type Pending struct {
+	it      *item
+	cleanup bool // no notification, but the realtime table row must still be deleted
+}
+
+// Derive works out the notification a change makes, if any, under the next position of its
+// transaction after seq, which it returns. It has no effect until Submit: the pipeline derives
+// in stream order, then submits once the change's own records are produced.
+func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending, int) {
 	if s == nil {
-		return seq, nil
+		return nil, seq
 	}
 	var (
 		n         Notification
@@ -243,16 +255,16 @@ func (s *Service) Handle(ctx context.Context, c *replication.Change, txHdr []byt
 	switch c.Op {
 	case replication.OpMessage:
 		if s.cfg.Prefix == "" || c.Prefix != s.cfg.Prefix {
-			return seq, nil
+			return nil, seq
 		}
 		if !c.Transactional {
 			s.log.Warn("ignoring a non-transactional realtime message: only pg_logical_emit_message(true, ...) is tied to its transaction's commit",
 				"prefix", c.Prefix, "lsn", c.LSN.String())
-			return seq, nil
+			return nil, seq
 		}
 		if n, err = parseMessage(c.Content); err != nil {
 			s.log.Warn("ignoring a realtime message", "err", err, "lsn", c.LSN.String(), "xid", c.Tx.XID)
-			return seq, nil
+			return nil, seq
 		}
 	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
 		ri := s.info(c.Rel)
@@ -269,24 +281,36 @@ func (s *Service) Handle(ctx context.Context, c *replication.Change, txHdr []byt
 				err = fmt.Errorf("%w (a delete carries the old row's columns only with REPLICA IDENTITY FULL)", err)
 			}
 		default:
-			return seq, nil
+			return nil, seq
 		}
 		if err != nil {
 			s.log.Warn("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
 				"lsn", c.LSN.String(), "xid", c.Tx.XID, "err", err)
 			if row != nil { // the row is still deleted, once what precedes it is acknowledged
-				s.cfg.Tracker.Add(c.Tx, 1)
-				s.cleaner.add(&item{tx: c.Tx, row: row})
+				return &Pending{it: &item{tx: c.Tx, row: row}, cleanup: true}, seq
 			}
-			return seq, nil
+			return nil, seq
 		}
 	default:
-		return seq, nil
+		return nil, seq
 	}
 	seq++
-	it := &item{n: n, commit: c.Tx.CommitTime, tx: c.Tx, txHdr: txHdr, seq: seq, threshold: threshold, row: row}
-	s.cfg.Tracker.Add(c.Tx, 1)
-	return seq, s.enqueue(ctx, it)
+	return &Pending{it: &item{n: n, commit: c.Tx.CommitTime, tx: c.Tx, txHdr: txHdr, seq: seq, threshold: threshold, row: row}}, seq
+}
+
+// Submit counts a derived notification in its transaction and queues it. It blocks while the
+// notification's channel, or the whole queue, is full, and returns an error only when ctx
+// ends. A nil Pending does nothing.
+func (s *Service) Submit(ctx context.Context, p *Pending) error {
+	if s == nil || p == nil {
+		return nil
+	}
+	s.cfg.Tracker.Add(p.it.tx, 1)
+	if p.cleanup {
+		s.cleaner.add(p.it)
+		return nil
+	}
+	return s.enqueue(ctx, p.it)
 }
 
 // rowOf returns the key of an inserted realtime table row when cleanup is on.
