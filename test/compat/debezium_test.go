@@ -84,9 +84,12 @@ func startDebezium(t *testing.T, dsn string, p *pipeline, brokers []string) *deb
 		"debezium.errors.max.retries":           "0",
 		"converter.schemas.enable":              fmt.Sprint(p.schemas),
 		"kafka.bootstrap.servers":               strings.Join(brokers, ","),
-		"topic.partitions":                      fmt.Sprint(p.partitions),
-		"progress.interval.ms":                  "60000",
-		"log.level":                             "warn",
+		// Like procon-cdc's producer, never give a record up: on a loaded 2-core machine seven
+		// JVMs and the broker can stall past the default two minutes.
+		"kafka.delivery.timeout.ms": "2147483647",
+		"topic.partitions":          fmt.Sprint(p.partitions),
+		"progress.interval.ms":      "60000",
+		"log.level":                 "warn",
 	}
 	for k, v := range p.debezium {
 		props["debezium."+k] = v
