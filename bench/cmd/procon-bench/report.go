@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Target is one of issue 8's goals, checked on one procon-cdc result.
+type Target struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // PASS, FAIL or n/a (no reference to compare with)
+	Detail string `json:"detail"`
+}
+
+func target(name string, ok, known bool, detail string) Target {
+	st := "n/a"
+	if !known {
+		detail = "no reference run"
+	} else {
+		st = "FAIL"
+		if ok {
+			st = "PASS"
+		}
+	}
+	return Target{Name: name, Status: st, Detail: detail}
+}
+
+func find(res *ScenarioResult, contender string) *Result {
+	for _, r := range res.Results {
+		if r.Contender == contender && r.Complete && r.EventsPerSecond > 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// score fills in the ratios to Debezium and to the limit (pg_recvlogical, or COPY for the
+// snapshot) and checks procon-cdc's targets.
+func score(res *ScenarioResult) {
+	dbz := find(res, "debezium")
+	limit := find(res, "pg_recvlogical")
+	limitName := "pg_recvlogical"
+	if res.Name == "snapshot" {
+		limit, limitName = find(res, "copy"), "COPY"
+	}
+	for _, r := range res.Results {
+		if !r.Complete || r.EventsPerSecond == 0 {
+			continue
+		}
+		if dbz != nil {
+			r.VsDebezium = r.EventsPerSecond / dbz.EventsPerSecond
+			if dbz.CPUPerMillion > 0 {
+				r.CPUVsDebezium = r.CPUPerMillion / dbz.CPUPerMillion
+			}
+		}
+		if limit != nil {
+			r.VsLimit = r.EventsPerSecond / limit.EventsPerSecond
+		}
+	}
+	for _, r := range res.Results {
+		if !strings.HasPrefix(r.Contender, "procon") {
+			continue
+		}
+		ok := r.Complete
+		speedDbz := func() Target {
+			return target("≥5× Debezium events/s", ok && r.VsDebezium >= 5, dbz != nil || !ok, fmt.Sprintf("%.2f×", r.VsDebezium))
+		}
+		speedLimit := func() Target {
+			return target("≥0.7× "+limitName+" events/s", ok && r.VsLimit >= 0.7, limit != nil || !ok, fmt.Sprintf("%.2f×", r.VsLimit))
+		}
+		cpu := target("CPU/event ≤ ⅕ Debezium", ok && r.CPUVsDebezium > 0 && r.CPUVsDebezium <= 0.2, dbz != nil || !ok, fmt.Sprintf("%.2f×", r.CPUVsDebezium))
+		switch res.Name {
+		case "drain-small", "drain-batched":
+			r.Targets = []Target{speedDbz(), speedLimit(), cpu}
+		case "huge-tx":
+			r.Targets = []Target{
+				target("peak RSS < 100 MB", ok && r.PeakRSSMB < 100, true, fmt.Sprintf("%.0f MB", r.PeakRSSMB)),
+				speedLimit(), cpu}
+		case "steady":
+			p99 := -1.0
+			if r.Latency != nil {
+				p99 = r.Latency.P99
+			}
+			r.Targets = []Target{target("p99 < 20 ms", ok && p99 >= 0 && p99 < 20, true, fmt.Sprintf("%.0f ms", p99)), cpu}
+		default:
+			r.Targets = []Target{cpu}
+		}
+	}
+}
+
+// RunSummary is one run of a contender that ran several times (-repeat).
+type RunSummary struct {
+	Complete        bool     `json:"complete"`
+	WallSeconds     float64  `json:"wall_seconds"`
+	EventsPerSecond float64  `json:"events_per_second"`
+	CPUPerMillion   float64  `json:"cpu_seconds_per_million_events"`
+	PeakRSSMB       float64  `json:"peak_rss_mb"`
+	OtherCPU        float64  `json:"other_cpu_seconds"`
+	P99             float64  `json:"p99_ms,omitempty"`
+	Notes           []string `json:"notes,omitempty"`
+}
+
+// pickMedian returns the median run (by events/s, or by p99 latency for steady; the lower
+// middle of an even count) with every run summarised in it, or the first failed run.
+func pickMedian(runs []*Result, byLatency bool) *Result {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	var sums []RunSummary
+	var failed []*Result
+	for _, r := range runs {
+		s := RunSummary{Complete: r.Complete, WallSeconds: r.WallSeconds, EventsPerSecond: r.EventsPerSecond,
+			CPUPerMillion: r.CPUPerMillion, PeakRSSMB: r.PeakRSSMB, OtherCPU: r.OtherCPU}
+		if r.Latency != nil {
+			s.P99 = r.Latency.P99
+		}
+		for _, n := range r.Notes {
+			if !strings.HasPrefix(n, "load before") {
+				s.Notes = append(s.Notes, n)
+			}
+		}
+		if r.Error != "" {
+			s.Notes = append(s.Notes, r.Error)
+		}
+		sums = append(sums, s)
+		if !r.Complete {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) > 0 {
+		f := failed[0]
+		f.Runs = sums
+		f.Notes = append(f.Notes, fmt.Sprintf("%d of %d runs failed", len(failed), len(runs)))
+		return f
+	}
+	sorted := append([]*Result(nil), runs...)
+	key := func(r *Result) float64 {
+		if byLatency && r.Latency != nil {
+			return r.Latency.P99
+		}
+		return r.EventsPerSecond
+	}
+	sort.Slice(sorted, func(i, j int) bool { return key(sorted[i]) < key(sorted[j]) })
+	m := sorted[(len(sorted)-1)/2]
+	m.Runs = sums
+	what, unit := "events/s", "%.0f"
+	if byLatency {
+		what, unit = "p99 ms", "%.0f"
+	}
+	var all []string
+	for _, r := range sorted {
+		all = append(all, fmt.Sprintf(unit, key(r)))
+	}
+	m.Notes = append(m.Notes, fmt.Sprintf("median of %d runs by %s (%s)", len(runs), what, strings.Join(all, ", ")))
+	return m
+}
+
+// Report is the whole run: what bench/results/*.json holds.
+type Report struct {
+	RunID     string            `json:"run_id"`
+	Started   time.Time         `json:"started"`
+	Finished  time.Time         `json:"finished"`
+	Command   string            `json:"command"`
+	Scale     float64           `json:"scale"`
+	Machine   Machine           `json:"machine"`
+	Settings  map[string]string `json:"settings"`
+	Scenarios []*ScenarioResult `json:"scenarios"`
+}
+
+func (b *bench) newReport() *Report {
+	cmd := os.Getenv("BENCH_COMMAND")
+	if cmd == "" {
+		cmd = strings.Join(os.Args, " ")
+	}
+	return &Report{
+		RunID:   b.runID,
+		Started: b.start,
+		Command: cmd,
+		Scale:   b.o.scale,
+		Machine: b.machine(context.Background()),
+		Settings: map[string]string{
+			"contenders":           strings.Join(b.o.contenders, ","),
+			"writers":              fmt.Sprint(b.o.writers),
+			"steady_rate":          fmt.Sprint(b.o.steadyRate),
+			"steady_duration":      b.o.steadyFor.String(),
+			"debezium_java_opts":   b.o.javaOpts,
+			"debezium_extra_props": strings.Join(b.o.debeziumOpts, ","),
+			"pprof":                fmt.Sprint(b.o.pprof),
+			"topics":               "1 partition, RF 1, message.timestamp.type=LogAppendTime, created before each contender starts",
+			"procon":               "serialization json (no schema wrapper) or avro via PROCON_SCHEMA_REGISTRY_URL; otherwise procon-cdc's defaults (linger 0, no compression)",
+			"debezium":             "3.6.1.Final embedded, pgoutput, JsonConverter schemas.enable=false, runner's KafkaProducer acks=all idempotent; otherwise Debezium's and Kafka's defaults",
+			"pg_recvlogical":       "-o proto_version=1 -o publication_names=<pub> --endpos <end of workload> -f /dev/null -F 0",
+			"contender_order":      "one after another on the same backlog, in the order of contenders",
+			"wall_time_includes":   "process start (JVM or Go startup, connecting) up to the last record acknowledged by Kafka",
+			"cpu_includes":         "the contender's process tree, from its start (steady: from the writer's start) to done; not the walsender or the broker",
+			"other_cpu":            "machine busy CPU during the run minus contender, walsender and Kafka broker: other load on the machine",
+			"latency":              "Kafka LogAppendTime minus the event's source.ts_ms (commit time, ms precision)",
+		},
+	}
+}
+
+func (r *Report) finish() { r.Finished = time.Now() }
+
+// write saves the report as markdown and JSON, named after the start time and scale, and as
+// latest.{md,json}.
+func (r *Report) write(dir string, partial bool) (md, js string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	stem := filepath.Join(dir, fmt.Sprintf("%s-scale%g", r.Started.Format("20060102-150405"), r.Scale))
+	md, js = stem+".md", stem+".json"
+	raw, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", "", err
+	}
+	text := r.markdown()
+	for _, f := range []struct{ path, data string }{
+		{js, string(raw) + "\n"}, {md, text},
+		{filepath.Join(dir, "latest.json"), string(raw) + "\n"}, {filepath.Join(dir, "latest.md"), text},
+	} {
+		if err := os.WriteFile(f.path, []byte(f.data), 0o644); err != nil {
+			return "", "", err
+		}
+	}
+	return md, js, nil
+}
+
+func num(v float64, prec int) string {
+	if v == 0 {
+		return "–"
+	}
+	return commas(fmt.Sprintf("%.*f", prec, v))
+}
+
+// commas groups the integer part by thousands.
+func commas(s string) string {
+	intPart, frac, hasFrac := strings.Cut(s, ".")
+	neg := strings.HasPrefix(intPart, "-")
+	intPart = strings.TrimPrefix(intPart, "-")
+	var out []byte
+	for i, c := range []byte(intPart) {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, c)
+	}
+	res := string(out)
+	if neg {
+		res = "-" + res
+	}
+	if hasFrac {
+		res += "." + frac
+	}
+	return res
+}
+
+func ratio(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+func (r *Report) markdown() string {
+	var sb strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&sb, "# Procon benchmark run %s\n\n", r.RunID)
+	fmt.Fprintf(&sb, "- **When:** %s (%s)\n", r.Started.Format("2006-01-02 15:04 MST"), r.Finished.Sub(r.Started).Round(time.Second))
+	fmt.Fprintf(&sb, "- **Command:** `%s` (scale %g)\n", r.Command, r.Scale)
+	fmt.Fprintf(&sb, "- **Machine:** %d CPUs (%s), %s GiB RAM, %s; load average at start %s\n", m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.LoadAtStart)
+	fmt.Fprintf(&sb, "- **Versions:** procon %s, PostgreSQL %s, Kafka %s, Debezium %s, %s\n\n", m.Procon, m.Postgres, m.Kafka, m.Debezium, m.Go)
+
+	sb.WriteString("| scenario | contender | events | records in Kafka | wall s | events/s | × Debezium | × limit | 1st record s | CPU s / M events | CPU × Debezium | peak RSS MB | walsender CPU s | other CPU s | latency p50 / p99 / max ms | targets |\n")
+	sb.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	var notes []string
+	for _, sc := range r.Scenarios {
+		for _, x := range sc.Results {
+			inKafka := "–"
+			if x.ExpectedRecords > 0 {
+				inKafka = commas(fmt.Sprint(x.RecordsInKafka))
+				if x.RecordsInKafka != x.ExpectedRecords {
+					inKafka += fmt.Sprintf(" of %s ✗", commas(fmt.Sprint(x.ExpectedRecords)))
+				} else {
+					inKafka += " ✓"
+				}
+			} else if x.Complete {
+				inKafka = "n/a ✓"
+			}
+			lat := "–"
+			if x.Latency != nil {
+				lat = fmt.Sprintf("%.0f / %.0f / %.0f", x.Latency.P50, x.Latency.P99, x.Latency.Max)
+			}
+			var tg []string
+			for _, t := range x.Targets {
+				tg = append(tg, fmt.Sprintf("%s %s (%s)", t.Name, t.Status, t.Detail))
+			}
+			contender := x.Contender
+			if contender == "copy" {
+				contender = "COPY (limit)"
+			}
+			eps := num(x.EventsPerSecond, 0)
+			wall := num(x.WallSeconds, 1)
+			if x.Error != "" {
+				eps = "failed"
+				notes = append(notes, fmt.Sprintf("%s / %s: %s", sc.Name, x.Contender, x.Error))
+			} else if x.WallSeconds == 0 && len(x.Notes) > 0 {
+				eps = "not run"
+			}
+			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				sc.Name, contender, commas(fmt.Sprint(x.Events)), inKafka, wall, eps,
+				ratio(x.VsDebezium), ratio(x.VsLimit), num(x.FirstRecordSeconds, 1), num(x.CPUPerMillion, 1),
+				ratio(x.CPUVsDebezium), num(x.PeakRSSMB, 0), num(x.WalsenderCPU, 1), num(x.OtherCPU, 1), lat, strings.Join(tg, "<br>"))
+			for _, run := range x.Runs {
+				for _, n := range run.Notes {
+					if (strings.HasPrefix(n, "slot confirmed") || strings.HasPrefix(n, "exit status") || strings.HasPrefix(n, "replay check")) && !contains(x.Notes, n) {
+						notes = append(notes, fmt.Sprintf("%s / %s (one of the repeated runs): %s", sc.Name, x.Contender, n))
+					}
+				}
+			}
+			for _, n := range x.Notes {
+				if strings.HasPrefix(n, "load before") || strings.HasPrefix(n, "walsender CPU sampled") || strings.HasPrefix(n, "CPU is psql") {
+					continue
+				}
+				notes = append(notes, fmt.Sprintf("%s / %s: %s", sc.Name, x.Contender, n))
+			}
+			if x.Steady != nil && x.Steady.MaxBehindMs > 50 {
+				notes = append(notes, fmt.Sprintf("%s / %s: the writer reached %.0f tx/s and fell up to %.0f ms behind its schedule", sc.Name, x.Contender, x.Steady.Rate, x.Steady.MaxBehindMs))
+			}
+		}
+		if sc.Skipped != "" {
+			notes = append(notes, fmt.Sprintf("%s: %s", sc.Name, sc.Skipped))
+		}
+	}
+	sb.WriteString("\n**Scenarios.**\n\n")
+	for _, sc := range r.Scenarios {
+		fmt.Fprintf(&sb, "- **%s**: %s.", sc.Name, sc.Describe)
+		if sc.WriteSeconds > 0 {
+			fmt.Fprintf(&sb, " Written in %.1f s.", sc.WriteSeconds)
+		}
+		sb.WriteString("\n")
+	}
+	sb.WriteString(`
+**Columns.** *wall s*: from the contender's process start (startup included) until Kafka's end
+offset reached the expected record count (pg_recvlogical, COPY: until the process exited at the
+end); steady: from the writer's start. *events/s* = events / wall s. *× limit*: to
+pg_recvlogical (pgoutput into /dev/null: one slot's decode-and-transfer limit); snapshot: to
+COPY TO STDOUT into /dev/null. *1st record s*: process start to the first record in Kafka
+(startup, plus for huge-tx the walsender decoding the whole transaction). *CPU*: user + sys of the
+contender's process tree (/proc/<pid>/stat) up to done, per million events. *peak RSS*: VmHWM.
+*walsender CPU*: the PostgreSQL walsender serving the contender's slot (not in CPU). *other CPU*:
+the machine's busy CPU during the run minus contender, walsender, Kafka broker, this harness and
+(steady) the writer's backends, i.e. noise from other work on the machine. *records in Kafka*: end offsets after the contender stopped, including delete
+tombstones; ✓ = exactly the expected count. *latency*: Kafka LogAppendTime − source.ts_ms.
+`)
+	if len(notes) > 0 {
+		sb.WriteString("\n**Notes.**\n\n")
+		for _, n := range notes {
+			fmt.Fprintf(&sb, "- %s\n", n)
+		}
+	}
+	return sb.String()
+}
