@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(vars map[string]string) func(string) (string, bool) {
@@ -41,11 +42,24 @@ func TestParseDefaults(t *testing.T) {
 		{*cfg.Debezium.TombstonesOnDelete, true},
 		{cfg.Debezium.Skips("t"), true},
 		{strings.Join(cfg.RelationOrder, ","), "public.accounts,public.orders"},
+		{cfg.Kafka.Linger, DefaultLinger},
 	}
 	for i, c := range checks {
 		if c.got != c.want {
 			t.Errorf("check %d: got %v, want %v", i, c.got, c.want)
 		}
+	}
+}
+
+// An explicit zero linger means "send at once", not "use the default".
+func TestExplicitZeroLinger(t *testing.T) {
+	text := strings.Replace(minimal, "kafka:\n", "kafka:\n  linger: 0\n", 1)
+	cfg, err := Parse(strings.NewReader(text), env(map[string]string{"DSN": "postgres://x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.Linger != 0 {
+		t.Fatalf("linger = %v, want 0", time.Duration(cfg.Kafka.Linger))
 	}
 }
 
