@@ -200,6 +200,9 @@ func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
 	if err := checkInstanceNum(text); err != nil {
 		return nil, err
 	}
+	if err := checkNumbers(text); err != nil {
+		return nil, err
+	}
 	// Defaults where an explicit zero means something else are set before decoding.
 	cfg := &Config{Kafka: Kafka{Linger: DefaultLinger}}
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
@@ -208,7 +211,7 @@ func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty")
 		}
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, explainDecodeError(text, err)
 	}
 	cfg.RelationOrder = relationOrder(text)
 	if lookup == nil {

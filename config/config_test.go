@@ -70,7 +70,11 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		want       []string
 	}{
 		{"unset variable", minimal, nil, []string{"DSN is not set"}},
-		{"unknown key", minimal + "surprise: 1\n", map[string]string{"DSN": "x"}, []string{"field surprise not found"}},
+		{"unknown key", minimal + "surprise: 1\n", map[string]string{"DSN": "x"}, []string{"surprise: line 10: field surprise not found"}},
+		{"unknown nested key", strings.Replace(minimal, "kafka:\n", "kafka:\n  lingr: 5ms\n", 1), map[string]string{"DSN": "x"}, []string{"kafka.lingr: line 6: field lingr not found"}},
+		{"fraction for an integer", strings.Replace(minimal, "kafka:\n", "kafka:\n  max_buffered_records: 1.5\n", 1), map[string]string{"DSN": "x"}, []string{"kafka.max_buffered_records: \"1.5\" is not an integer (line 6)"}},
+		{"word for an integer", strings.Replace(minimal, "{}", "{rt_threshold: soon}", 1), map[string]string{"DSN": "x"}, []string{"relation_configs.public.accounts.rt_threshold: \"soon\" is not an integer"}},
+		{"word for a list", strings.Replace(minimal, "postgres:\n", "postgres:\n  status_interval: [1]\n", 1), map[string]string{"DSN": "x"}, []string{"postgres.status_interval"}},
 		{"missing name", strings.Replace(minimal, "name: demo", "", 1), map[string]string{"DSN": "x"}, []string{"name: is required"}},
 		{"several at once", strings.Replace(strings.Replace(minimal, "name: demo", "name: demo\nserialization: xml", 1), "{}", "{rt_threshold: -5}", 1),
 			map[string]string{"DSN": "x"}, []string{"serialization: \"xml\"", "relation_configs.public.accounts.rt_threshold"}},
