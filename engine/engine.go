@@ -150,9 +150,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	return e, nil
 }
 
+// abort undoes New after the stream was opened: a refused start leaves no slot behind.
 func (e *Engine) abort(err error) error {
 	e.snap.close()
-	e.stream.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if derr := e.stream.Discard(ctx); derr != nil {
+		e.log.Warn("the refused start left its new slot behind; drop it with procon-cdc drop", "err", derr)
+	}
 	e.writer.Close()
 	return err
 }
@@ -176,18 +181,32 @@ func (f ackFunc) Ack(tok any) { f(tok) }
 // Stream exposes the replication stream (for status and tests).
 func (e *Engine) Stream() *replication.Stream { return e.stream }
 
-// Run streams until ctx ends or a permanent error occurs. On the way out it waits for Kafka to
-// acknowledge what was produced and confirms the resulting position to PostgreSQL; a context
-// cancellation (a signal) returns nil.
+// Run streams until ctx ends or a permanent error occurs. When ctx ends it finishes the
+// transaction being received (up to DrainTimeout), waits for Kafka to acknowledge what was
+// produced, and confirms the resulting position to PostgreSQL; a context cancellation (a
+// signal) returns nil.
 func (e *Engine) Run(ctx context.Context) error {
 	if done, err := e.snapshotBeforeStreaming(ctx); done {
 		return err
 	}
 	defer e.snap.close()
-	g, gctx := errgroup.WithContext(ctx)
+	// The goroutines run until hard ends; ctx ending only stops the stream at the next
+	// transaction boundary, and the pipeline ends hard once it has handed over every change.
+	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHard()
+	g, gctx := errgroup.WithContext(hard)
 	changes := make(chan *replication.Change, 4096)
-	g.Go(func() error { return e.stream.Run(gctx, changes) })
-	g.Go(func() error { return e.pipeline(gctx, changes) })
+	g.Go(func() error {
+		defer close(changes)
+		return e.stream.Run(gctx, changes)
+	})
+	g.Go(func() error {
+		err := e.pipeline(gctx, changes)
+		if err == nil {
+			stopHard()
+		}
+		return err
+	})
 	g.Go(func() error { return e.runSnapshots(gctx) })
 	if e.rt != nil {
 		g.Go(func() error { return e.rt.Run(gctx) })
@@ -200,14 +219,21 @@ func (e *Engine) Run(ctx context.Context) error {
 			return e.writer.Err()
 		}
 	})
-	// Records already handed to Kafka are drained, not dropped: the writer gives them up only
-	// at the drain deadline, which also releases a pipeline waiting for buffer space while
-	// Kafka is away.
+	// A stop waits at most DrainTimeout for the open transaction and for buffer space. Records
+	// already handed to Kafka are then drained, not dropped: the writer gives them up only at
+	// the deadline, which also releases a pipeline waiting for buffer space while Kafka is away.
 	stopped := make(chan struct{})
 	go func() {
-		<-gctx.Done()
+		select {
+		case <-ctx.Done():
+			e.stream.Stop()
+		case <-gctx.Done():
+		case <-stopped:
+			return
+		}
 		select {
 		case <-time.After(e.DrainTimeout):
+			stopHard()
 			e.writer.Abort()
 		case <-stopped:
 		}

@@ -53,13 +53,19 @@ func (e *Engine) pipeline(ctx context.Context, changes <-chan *replication.Chang
 				return err
 			}
 			continue
-		case c := <-changes:
+		case c, ok := <-changes:
+			if !ok {
+				return nil // the stream stopped and everything it sent is handed over
+			}
 			batch = append(batch, c)
 		}
 	more:
 		for len(batch) < batchChanges {
 			select {
-			case c := <-changes:
+			case c, ok := <-changes:
+				if !ok {
+					break more
+				}
 				batch = append(batch, c)
 			default:
 				break more

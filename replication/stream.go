@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -50,6 +51,9 @@ type Stream struct {
 	created       bool
 	snapshotName  string
 	received      pglogrepl.LSN // highest WAL position received, reported as "written"
+
+	stopping chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
 // Open checks the server and the captured relations, creates the publication and the slot if
@@ -62,7 +66,7 @@ func Open(ctx context.Context, cfg Config) (*Stream, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Stream{cfg: cfg, log: cfg.Logger}
+	s := &Stream{cfg: cfg, log: cfg.Logger, stopping: make(chan struct{})}
 	if err := s.open(ctx); err != nil {
 		s.closeConns()
 		return nil, err
@@ -194,13 +198,17 @@ func (s *Stream) StartLSN() pglogrepl.LSN { return s.tracker.Confirmed() }
 // Run streams changes into out until ctx ends or a permanent error occurs. A broken
 // connection is retried with backoff: the transaction it cut is abandoned (the server sends it
 // again), and once every change already sent has been acknowledged, streaming restarts from the
-// confirmed position, so per-key order is kept. Run does not close out.
+// confirmed position, so per-key order is kept. After Stop, Run returns nil at the first
+// transaction boundary. Run does not close out.
 func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := s.stream(ctx, out)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errStopped) || s.stopRequested() {
+			return nil // a connection lost while stopping: the cut transaction is sent again at restart
 		}
 		if !retriable(err) {
 			return err
@@ -274,7 +282,29 @@ func retriable(err error) bool {
 	return errors.As(err, &connErr)
 }
 
-var errConnClosed = errors.New("replication connection closed")
+var (
+	errConnClosed = errors.New("replication connection closed")
+	errStopped    = errors.New("stopped between transactions")
+)
+
+// Stop asks Run to return once the transaction being received has been handed over whole, so
+// that a graceful stop right after a large transaction does not leave all of it to be sent
+// again at restart. A stream that is between transactions stops at once; one that waits for
+// the rest of a transaction stops when its Commit has been emitted (the caller bounds the wait
+// by cancelling Run's context).
+func (s *Stream) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+func (s *Stream) stopRequested() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// betweenTransactions reports whether no transaction is open in the decoder.
+func (s *Stream) betweenTransactions() bool { return s.dec.tx == nil }
 
 type rawMsg struct {
 	data []byte
@@ -324,9 +354,18 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 		}
 	}
 	for {
+		var stop <-chan struct{}
+		if s.betweenTransactions() {
+			if s.stopRequested() {
+				return errStopped
+			}
+			stop = s.stopping
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-stop:
+			return errStopped
 		case <-ticker.C:
 			// When idle, ask for a keepalive: its WAL end lets the tracker confirm past WAL
 			// that holds nothing for us, so an idle slot retains nothing.
@@ -440,6 +479,21 @@ func (s *Stream) Close(ctx context.Context) error {
 		err = s.sendStatus(false)
 		if err == nil {
 			s.log.Info("confirmed position on shutdown", "slot", s.cfg.Slot, "lsn", s.tracker.Confirmed().String())
+		}
+	}
+	s.closeConns()
+	return err
+}
+
+// Discard closes a stream that never started and drops the slot if Open created it, so that a
+// start refused after Open (a pinned Avro schema that does not match, say) leaves nothing
+// behind: nothing was read from the slot, and the next start creates it again.
+func (s *Stream) Discard(ctx context.Context) error {
+	s.closeRepl() // the replication connection holds the slot active
+	var err error
+	if s.created && s.sql != nil {
+		if _, err = s.sql.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s.cfg.Slot); err != nil {
+			err = fmt.Errorf("drop slot %s created by this start: %w", s.cfg.Slot, err)
 		}
 	}
 	s.closeConns()

@@ -41,6 +41,49 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// TestStopFinishesTheOpenTransaction stops the engine while a large transaction is still being
+// produced: the stop waits for the rest of it, so Kafka holds all of it and the slot is
+// confirmed past it, and a restart sends none of it again.
+func TestStopFinishesTheOpenTransaction(t *testing.T) {
+	const rows = 300_000
+	s := newSetup(t, `public.items: {}`, "")
+	s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY, note text)`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := engine.New(ctx, s.cfg(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, $1::int) g`, rows)
+	end := s.currentLSN(t)
+	var atStop int64
+	testenv.WaitFor(t, time.Minute, "the transaction's first records in Kafka", func() (bool, error) {
+		atStop = s.countIfExists(t, s.topic("items"))
+		return atStop > 0, nil
+	})
+	cancel()
+	if atStop >= rows {
+		t.Fatalf("all %d rows were in Kafka before the stop; the test needs a larger transaction", rows)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after the stop: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Run did not return after the stop")
+	}
+	if got := s.countIfExists(t, s.topic("items")); got != rows {
+		t.Fatalf("%d records in Kafka after the stop (%d at the stop), want the whole transaction's %d", got, atStop, rows)
+	}
+	if got := s.confirmedLSN(t); got < end {
+		t.Fatalf("confirmed %s after the stop, want at least %s: a restart would send the transaction again", got, end)
+	}
+}
+
 // TestPermanentKafkaError makes Kafka refuse a record for good (larger than the producer may
 // send): the engine stops with a clear error and the LSN stays before that transaction.
 func TestPermanentKafkaError(t *testing.T) {
