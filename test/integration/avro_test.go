@@ -606,6 +606,15 @@ func TestAvroPinnedMismatch(t *testing.T) {
 				t.Errorf("%s: error %q lacks %q", tc.name, err, want)
 			}
 		}
+		// The refused start created the slot to describe the table; it must not stay behind
+		// retaining WAL.
+		var slots int
+		if err := db.Conn(t).QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.cfg(t).Postgres.Slot).Scan(&slots); err != nil {
+			t.Fatal(err)
+		}
+		if slots != 0 {
+			t.Errorf("%s: slot %s left behind by the refused start", tc.name, s.cfg(t).Postgres.Slot)
+		}
 	}
 	s := setupOn(t, env, db, fmt.Sprintf(`public.fits: {serialization: avro, avro_value_schema: %s, avro_value_schema_version: 99}`, subject), "")
 	if _, err := engine.New(ctx, s.cfg(t), nil); err == nil || !strings.Contains(err.Error(), "version 99 of subject "+subject) {
