@@ -84,12 +84,16 @@ func startDebezium(t *testing.T, dsn string, p *pipeline, brokers []string) *deb
 		"debezium.errors.max.retries":           "0",
 		"converter.schemas.enable":              fmt.Sprint(p.schemas),
 		"kafka.bootstrap.servers":               strings.Join(brokers, ","),
-		// Like procon-cdc's producer, never give a record up: on a loaded 2-core machine seven
-		// JVMs and the broker can stall past the default two minutes.
-		"kafka.delivery.timeout.ms": "2147483647",
-		"topic.partitions":          fmt.Sprint(p.partitions),
-		"progress.interval.ms":      "60000",
-		"log.level":                 "warn",
+		// The reference must deliver every record in order however loaded the machine is (seven
+		// JVMs, seven engines and the broker on two cores): never give a record up, never time
+		// a request out under a stall, and keep one request in flight, so that a retry cannot
+		// land behind a later batch (an endless OUT_OF_ORDER_SEQUENCE_NUMBER otherwise).
+		"kafka.delivery.timeout.ms":                   "2147483647",
+		"kafka.request.timeout.ms":                    "300000",
+		"kafka.max.in.flight.requests.per.connection": "1",
+		"topic.partitions":                            fmt.Sprint(p.partitions),
+		"progress.interval.ms":                        "60000",
+		"log.level":                                   "warn",
 	}
 	for k, v := range p.debezium {
 		props["debezium."+k] = v
