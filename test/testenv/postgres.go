@@ -42,16 +42,20 @@ func (e *Env) Database(t testing.TB) *DB {
 	db := &DB{Name: name, DSN: dsn, Pool: pool}
 	t.Cleanup(func() {
 		pool.Close()
+		// A failed test's database is kept for inspection, but not its slots: they would
+		// retain WAL and use up max_replication_slots for every later run.
 		if t.Failed() {
-			t.Logf("testenv: keeping database %s of the failed test", name)
+			e.cleanDatabase(t, name, false)
+			t.Logf("testenv: keeping database %s of the failed test (its slots are dropped)", name)
 			return
 		}
-		e.dropDatabase(t, name)
+		e.cleanDatabase(t, name, true)
 	})
 	return db
 }
 
-func (e *Env) dropDatabase(t testing.TB, name string) {
+// cleanDatabase drops the slots of a test's database and, with drop, the database.
+func (e *Env) cleanDatabase(t testing.TB, name string, drop bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, e.PGDSN)
@@ -70,6 +74,9 @@ func (e *Env) dropDatabase(t testing.TB, name string) {
 	})
 	if _, err := admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, name); err != nil {
 		t.Logf("testenv: drop slots of %s: %v", name, err)
+	}
+	if !drop {
+		return
 	}
 	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		t.Logf("testenv: drop database %s: %v", name, err)
