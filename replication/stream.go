@@ -384,7 +384,9 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 }
 
 // read is the only goroutine that receives from the replication connection while streaming.
-// It copies each message, because pgconn reuses its buffer, and stops at the first error.
+// It copies each message, because pgconn reuses its buffer, and stops at the first error. Once
+// the stream loop is gone (stop), it drops what still arrives until the server ends the copy or
+// the socket is closed: Close waits for that to know its last status update was processed.
 func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
@@ -405,7 +407,6 @@ func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct
 		select {
 		case raw <- m:
 		case <-stop:
-			return
 		}
 		if m.err != nil {
 			return
@@ -478,11 +479,34 @@ func (s *Stream) Close(ctx context.Context) error {
 	if s.repl != nil && s.readerDone != nil {
 		err = s.sendStatus(false)
 		if err == nil {
+			err = s.endCopy(ctx)
+		}
+		if err == nil {
 			s.log.Info("confirmed position on shutdown", "slot", s.cfg.Slot, "lsn", s.tracker.Confirmed().String())
 		}
 	}
 	s.closeConns()
 	return err
+}
+
+// endCopy ends the replication stream with CopyDone and waits for the server's answer. Closing
+// the socket right after the last status update is not enough: with data still unread on our
+// side the close resets the connection, and the server can lose the update with it.
+func (s *Stream) endCopy(ctx context.Context) error {
+	copyDone := []byte{'c', 0, 0, 0, 4} // written raw, like sendStatus: only the reader goroutine may use pgconn's buffers
+	if err := s.repl.Frontend().SendUnbufferedEncodedCopyData(copyDone); err != nil {
+		return fmt.Errorf("end replication: %w", err)
+	}
+	// A walsender busy decoding a large transaction reads its input late; past this wait the
+	// update may be lost, and the restart resends from the previous confirmed position.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	select {
+	case <-s.readerDone: // the server's CopyDone, an error or EOF: our messages were all read
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("end replication: no answer from the server: %w", ctx.Err())
+	}
 }
 
 // Discard closes a stream that never started and drops the slot if Open created it, so that a
