@@ -80,13 +80,10 @@ func join(path, key string) string {
 
 var yamlLine = regexp.MustCompile(`^line (\d+): `)
 
-// keyAtLine names the key whose value starts on a line, so that a decoder message such as
-// "line 7: field surprise not found in type config.Kafka" can say which key it is about.
-func keyAtLine(text string, line int) string {
-	var doc yaml.Node
-	if yaml.Unmarshal([]byte(text), &doc) != nil || len(doc.Content) == 0 {
-		return ""
-	}
+// keyAtLine names the key of the document root whose value starts on a line, so that a
+// decoder message such as "line 7: field surprise not found in type config.Kafka" can say
+// which key it is about.
+func keyAtLine(root *yaml.Node, line int) string {
 	var find func(n *yaml.Node, path string) string
 	find = func(n *yaml.Node, path string) string {
 		if n.Kind != yaml.MappingNode {
@@ -104,7 +101,7 @@ func keyAtLine(text string, line int) string {
 		}
 		return ""
 	}
-	return find(doc.Content[0], "")
+	return find(root, "")
 }
 
 // explainDecodeError prefixes each of the decoder's "line N: ..." messages with the key there.
@@ -113,12 +110,16 @@ func explainDecodeError(text string, err error) error {
 	if !ok {
 		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	var doc yaml.Node
+	if yaml.Unmarshal([]byte(text), &doc) != nil || len(doc.Content) == 0 {
+		return err
+	}
 	var errs fieldErrors
 	for _, msg := range te.Errors {
 		key := "config"
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			if k := keyAtLine(text, line); k != "" {
+			if k := keyAtLine(doc.Content[0], line); k != "" {
 				key = k
 			}
 		}
