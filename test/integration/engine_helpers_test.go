@@ -102,7 +102,19 @@ func (s *setup) cfg(t *testing.T) *config.Config {
 }
 
 // runEngine runs the engine in-process until the test ends.
-func (s *setup) runEngine(t *testing.T) *engine.Engine {
+func (s *setup) runEngine(t *testing.T) *engine.Engine { return s.startEngine(t).e }
+
+// engineRun is an in-process engine that a test stops (or that stops by itself); it is stopped
+// when the test ends, and an error from Run nobody waited for fails the test.
+type engineRun struct {
+	e      *engine.Engine
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+func (s *setup) startEngine(t *testing.T) *engineRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
@@ -110,15 +122,41 @@ func (s *setup) runEngine(t *testing.T) *engine.Engine {
 		cancel()
 		t.Fatalf("engine.New: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine.Run: %v", err)
-		}
+	r := &engineRun{e: e, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- e.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *engineRun) stop(t *testing.T) {
+	r.once.Do(func() {
+		r.cancel()
+		r.err = <-r.done
 	})
-	return e
+	if r.err != nil {
+		t.Errorf("engine.Run: %v", r.err)
+	}
+}
+
+// wait returns what Run returned once it stops (by itself, or after cancel), at most timeout.
+func (r *engineRun) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.once.Do(func() {}) // the test has the error: stop neither waits nor reports it
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("the engine did not stop within %s", timeout)
+		return nil
+	}
+}
+
+// exited waits for an engine that stops by itself, without error.
+func (r *engineRun) exited(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	if err := r.wait(t, timeout); err != nil {
+		t.Fatalf("engine.Run: %v", err)
+	}
 }
 
 type testWriter struct{ t *testing.T }

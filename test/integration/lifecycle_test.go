@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -48,14 +47,7 @@ func TestStopFinishesTheOpenTransaction(t *testing.T) {
 	const rows = 300_000
 	s := newSetup(t, `public.items: {}`, "")
 	s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY, note text)`)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e, err := engine.New(ctx, s.cfg(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
+	r := s.startEngine(t)
 	s.waitSlot(t)
 	s.db.Exec(t, `INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, $1::int) g`, rows)
 	end := s.currentLSN(t)
@@ -64,17 +56,12 @@ func TestStopFinishesTheOpenTransaction(t *testing.T) {
 		atStop = s.countIfExists(t, s.topic("items"))
 		return atStop > 0, nil
 	})
-	cancel()
+	r.cancel()
 	if atStop >= rows {
 		t.Fatalf("all %d rows were in Kafka before the stop; the test needs a larger transaction", rows)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after the stop: %v", err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("Run did not return after the stop")
+	if err := r.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("Run after the stop: %v", err)
 	}
 	if got := s.countIfExists(t, s.topic("items")); got != rows {
 		t.Fatalf("%d records in Kafka after the stop (%d at the stop), want the whole transaction's %d", got, atStop, rows)
@@ -90,25 +77,13 @@ func TestPermanentKafkaError(t *testing.T) {
 	s := newSetup(t, `public.blobs: {}`, "")
 	s.config = strings.Replace(s.config, "kafka:\n", "kafka:\n  max_record_bytes: 20000\n", 1)
 	s.db.Exec(t, `CREATE TABLE blobs (id int PRIMARY KEY, body text)`)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e, err := engine.New(ctx, s.cfg(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
+	r := s.startEngine(t)
 	s.waitSlot(t)
 	s.db.Exec(t, `INSERT INTO blobs VALUES (1, 'small')`)
 	testenv.WaitFor(t, time.Minute, "the small row", func() (bool, error) { return s.countIfExists(t, s.topic("blobs")) == 1, nil })
 	before := s.currentLSN(t)
 	s.db.Exec(t, `INSERT INTO blobs VALUES (2, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) g))`)
-	select {
-	case err = <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("the engine did not stop on a record Kafka cannot take")
-	}
-	if err == nil || !strings.Contains(err.Error(), "max_record_bytes") {
+	if err := r.wait(t, time.Minute); err == nil || !strings.Contains(err.Error(), "max_record_bytes") {
 		t.Fatalf("got %v, want an error that says how to fix the record size", err)
 	}
 	if got := s.confirmedLSN(t); got > before {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -681,52 +679,6 @@ snapshot:
 		t.Errorf("%d keys have two incremental rows: the snapshot started over instead of resuming", twice)
 	}
 	t.Logf("%d incremental rows, %d keys twice", total, twice)
-}
-
-// engineRun is an in-process engine that a test stops (or that stops by itself).
-type engineRun struct {
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
-}
-
-func (s *setup) startEngine(t *testing.T) *engineRun {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	if err != nil {
-		cancel()
-		t.Fatalf("engine.New: %v", err)
-	}
-	r := &engineRun{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- e.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *engineRun) stop(t *testing.T) {
-	r.once.Do(func() {
-		r.cancel()
-		r.err = <-r.done
-	})
-	if r.err != nil {
-		t.Errorf("engine.Run: %v", r.err)
-	}
-}
-
-// exited waits for an engine that stops by itself.
-func (r *engineRun) exited(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	select {
-	case err := <-r.done:
-		r.once.Do(func() { r.err = err })
-		if err != nil {
-			t.Fatalf("engine.Run: %v", err)
-		}
-	case <-time.After(timeout):
-		t.Fatalf("the engine did not stop by itself within %s", timeout)
-	}
 }
 
 func (s *setup) withMode(mode string) *setup {
