@@ -287,19 +287,25 @@ func (o *Options) timestampType(mode string, p int) columnType {
 	return columnType{schema: named(Int64, nameMicroTS, 1), conv: func(b []byte) (any, error) { return micros(b) }}
 }
 
-// convZonedTime normalizes a timetz to UTC and writes it as ISO_OFFSET_TIME: HH:mm:ss with the
-// fewest fraction digits needed, then Z.
-func convZonedTime(b []byte) (any, error) {
+// splitTimetz splits a timetz's text into its clock in microseconds and its offset ("+02").
+func splitTimetz(b []byte) (us int64, zone string, err error) {
 	s := string(b)
 	i := strings.LastIndexAny(s, "+-")
 	if i < 8 {
-		return nil, fmt.Errorf("invalid timetz %q", s)
+		return 0, "", fmt.Errorf("invalid timetz %q", s)
 	}
-	us, err := parseClock([]byte(s[:i]))
+	us, err = parseClock([]byte(s[:i]))
+	return us, s[i:], err
+}
+
+// convZonedTime normalizes a timetz to UTC and writes it as ISO_OFFSET_TIME: HH:mm:ss with the
+// fewest fraction digits needed, then Z.
+func convZonedTime(b []byte) (any, error) {
+	us, zone, err := splitTimetz(b)
 	if err != nil {
 		return nil, err
 	}
-	_, off, err := splitOffset("0000-00-00 " + s[i:])
+	_, off, err := splitOffset("0000-00-00 " + zone)
 	if err != nil {
 		return nil, err
 	}

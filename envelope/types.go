@@ -237,16 +237,11 @@ func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (column
 	case "timetz":
 		conv := et.conv
 		et.conv = func(b []byte) (any, error) {
-			s := string(b)
-			i := strings.LastIndexAny(s, "+-")
-			if i < 8 {
-				return nil, fmt.Errorf("invalid timetz %q", s)
-			}
-			us, err := parseClock([]byte(s[:i]))
+			us, zone, err := splitTimetz(b)
 			if err != nil {
 				return nil, err
 			}
-			return conv([]byte(formatClock(us/1000*1000, 3, false) + s[i:]))
+			return conv([]byte(formatClock(us/1000*1000, 3, false) + zone))
 		}
 	}
 	return et, nil
