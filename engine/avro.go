@@ -77,6 +77,23 @@ func newAvroEncoder(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	return enc, nil
 }
 
+// CheckRegistry reports, for procon-cdc check, whether the schema registry of an Avro
+// configuration answers and has every pinned schema version; it is nil without Avro.
+func CheckRegistry(ctx context.Context, cfg *config.Config) (checked bool, err error) {
+	if !usesAvro(cfg) {
+		return false, nil
+	}
+	reg, err := RegistryClient(cfg, nil)
+	if err != nil {
+		return true, err
+	}
+	if err := reg.Ping(ctx); err != nil {
+		return true, err
+	}
+	_, err = newAvroEncoder(ctx, cfg, nil)
+	return true, err
+}
+
 // checkAvro checks every Avro relation's current shape against its serialization: pinned
 // versions must fit every column, derived schemas must be valid Avro. Nothing is registered.
 func (e *Engine) checkAvro(ctx context.Context, enc *envelope.AvroEncoder) error {

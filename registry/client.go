@@ -64,6 +64,14 @@ func New(cfg Config) (*Client, error) {
 	return &Client{sr: cl, url: cfg.URL, log: cfg.Logger, maxBackoff: cfg.MaxBackoff}, nil
 }
 
+// Ping asks the registry for its subjects once, without retrying: whether it answers now.
+func (c *Client) Ping(ctx context.Context) error {
+	if _, err := c.sr.Subjects(ctx); err != nil {
+		return fmt.Errorf("registry %s: %w", c.url, err)
+	}
+	return nil
+}
+
 // Register registers an Avro schema under subject, or finds it already registered there, and
 // returns its id: one POST /subjects/{subject}/versions. A schema the registry refuses (HTTP 409
 // for an incompatible schema, 422 for an invalid one) is an *Error.

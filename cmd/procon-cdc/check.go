@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
 )
@@ -31,6 +32,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		w.Close()
 		findings = append(findings, replication.Finding{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)})
 	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if checked, err := engine.CheckRegistry(rctx, cfg); err != nil {
+		findings = append(findings, replication.Finding{Level: "error", Subject: "schema registry", Message: err.Error() + "; check schema_registry and the pinned avro_*_schema_version keys"})
+	} else if checked {
+		findings = append(findings, replication.Finding{Level: "ok", Subject: "schema registry", Message: fmt.Sprintf("%s answers; pinned schema versions exist", cfg.SchemaRegistry.URL)})
+	}
+	cancel()
 	errs := 0
 	for _, f := range findings {
 		fmt.Fprintf(stdout, "%-5s %-24s %s\n", f.Level, f.Subject, f.Message)

@@ -123,6 +123,25 @@ func TestCheckCommand(t *testing.T) {
 	if slots != 0 {
 		t.Fatal("check created a slot")
 	}
+
+	// Avro: the registry must answer and every pinned version exist.
+	avro := func(url, pin string) string {
+		return strings.Replace(s.config, "public.good: {}", "public.good: {serialization: avro"+pin+"}", 1) +
+			"schema_registry:\n  url: " + url + "\n"
+	}
+	out, err = run(avro(s.env.RegistryURL, ""))
+	if err != nil || !strings.Contains(out, "schema registry") || !strings.Contains(out, "answers") {
+		t.Fatalf("check of an Avro configuration: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ name, config, want string }{
+		{"registry away", avro("http://127.0.0.1:1", ""), "127.0.0.1:1"},
+		{"missing pinned version", avro(s.env.RegistryURL, ", avro_value_schema: "+s.name+"-nosuch, avro_value_schema_version: 3"), s.name + "-nosuch"},
+	} {
+		out, err = run(tc.config)
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "schema registry") || !strings.Contains(out, tc.want) {
+			t.Errorf("check with the %s: %v\n%s", tc.name, err, out)
+		}
+	}
 }
 
 // TestKeylessRelation captures a table without a key when the user accepts keyless events.
