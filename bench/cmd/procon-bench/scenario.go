@@ -192,9 +192,22 @@ func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResul
 	if err := b.checkpoint(ctx); err != nil {
 		return err
 	}
+	return b.interleave(ctx, b.o.contenders, func(c string, rep int) error {
+		name := b.name(sc, c, rep)
+		r := &runSpec{sc: sc, name: name, pub: pub, endLSN: end}
+		runs[c] = append(runs[c], b.runContender(ctx, r, c))
+		// A finished run's slot would only hold WAL from here on.
+		b.dropSlot(ctx, name)
+		return nil
+	})
+}
+
+// interleave runs every contender once per repeat, in turn, settle apart, so that a repeated
+// run's contenders share the machine's slow and fast moments.
+func (b *bench) interleave(ctx context.Context, contenders []string, run func(c string, rep int) error) error {
 	first := true
 	for rep := 1; rep <= b.o.repeat; rep++ {
-		for _, c := range b.o.contenders {
+		for _, c := range contenders {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -202,11 +215,9 @@ func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResul
 				time.Sleep(b.o.settle)
 			}
 			first = false
-			name := b.name(sc, c, rep)
-			r := &runSpec{sc: sc, name: name, pub: pub, endLSN: end}
-			runs[c] = append(runs[c], b.runContender(ctx, r, c))
-			// A finished run's slot would only hold WAL from here on.
-			b.dropSlot(ctx, name)
+			if err := run(c, rep); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -297,34 +308,24 @@ func (b *bench) runSnapshot(ctx context.Context, sc *scenario, res *ScenarioResu
 	if err := b.checkpoint(ctx); err != nil {
 		return err
 	}
-	first := true
-	for rep := 1; rep <= b.o.repeat; rep++ {
-		for _, c := range contenders {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	return b.interleave(ctx, contenders, func(c string, rep int) error {
+		name := b.name(sc, c, rep)
+		if isKafka(c) {
+			t := name + ".public." + table
+			if err := b.createTopic(ctx, t); err != nil {
+				return err
 			}
-			if !first {
-				time.Sleep(b.o.settle)
-			}
-			first = false
-			name := b.name(sc, c, rep)
-			if isKafka(c) {
-				t := name + ".public." + table
-				if err := b.createTopic(ctx, t); err != nil {
-					return err
-				}
-				topics = append(topics, t)
-				slots = append(slots, name)
-			}
-			r := &runSpec{sc: sc, name: name, snapshot: true}
-			runs[c] = append(runs[c], b.runContender(ctx, r, c))
-			if c == "procon-json" || c == "procon-avro" {
-				b.proconDrop(ctx, r)
-			}
-			b.dropSlot(ctx, name)
+			topics = append(topics, t)
+			slots = append(slots, name)
 		}
-	}
-	return nil
+		r := &runSpec{sc: sc, name: name, snapshot: true}
+		runs[c] = append(runs[c], b.runContender(ctx, r, c))
+		if c == "procon-json" || c == "procon-avro" {
+			b.proconDrop(ctx, r)
+		}
+		b.dropSlot(ctx, name)
+		return nil
+	})
 }
 
 // proconDrop runs procon-cdc drop on a contender's config: whatever procon-cdc keeps for a
