@@ -1,11 +1,16 @@
-// Package engine wires procon-cdc's data path together and owns its goroutines:
+// Package engine wires procon-cdc's data path together and owns its goroutines and their
+// shutdown order:
 //
-//	replication.Stream ─changes─▶ pipeline (envelope.Builder, Encoder) ─▶ sink.Writer ─acks─▶ replication.Tracker
+//	replication.Stream ─changes─▶ pipeline.Pipeline (envelope.Builder, encoders) ─▶ sink.Writer ─acks─▶ replication.Tracker
 //
-// The stream goroutine reads the slot; the pipeline goroutine turns each change into events,
-// encodes them and hands them to Kafka; Kafka's promises acknowledge them to the tracker, and
-// the stream confirms to PostgreSQL only what the tracker allows. Run returns when the context
-// ends (after draining) or on the first permanent error.
+// New checks and prepares everything (Kafka, the schema registry, realtime and snapshot
+// tables, the publication and the slot) and builds the parts; Run starts the stream, the
+// pipeline, the in-stream snapshot worker, the realtime producer and the heartbeat under one
+// errgroup, and on the way out drains Kafka, confirms the final position and closes
+// everything. The engine itself turns no change into a record: the pipeline does.
+//
+// Concurrency: New and Run are called once, from one goroutine; SnapshotProgress and Stream
+// may be called from any goroutine while Run runs.
 package engine
 
 import (
@@ -20,10 +25,10 @@ import (
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
-	"github.com/procon-cdc/procon/snapshot"
 )
 
 // Version is Procon's version, written as source.version.
@@ -37,6 +42,7 @@ type Engine struct {
 	writer  *sink.Writer
 	builder *envelope.Builder
 	enc     encoders
+	pipe    *pipeline.Pipeline
 	rt      *realtime.Service // nil when no realtime notification is configured
 	snap    *snapshots        // snapshot.go
 
@@ -58,20 +64,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		topics[name] = rc.Topic
 	}
 
-	scfg, err := sinkConfig(cfg, log)
+	scfg, err := sink.ConfigFrom(&cfg.Kafka, log)
 	if err != nil {
 		return nil, err
 	}
-	acker := ackFunc(func(tok any) {
-		if tx, ok := tok.(*replication.Tx); ok {
-			e.stream.Tracker().Ack(tx)
-		} else if a, ok := tok.(snapshot.Acker); ok {
-			a.Ack() // initial snapshot rows
-		} else {
-			e.rt.Acked(tok) // realtime notifications; nil-safe
-		}
-	})
-	if e.writer, err = sink.New(ctx, scfg, acker, e.topicSpec); err != nil {
+	if e.writer, err = sink.New(ctx, scfg, e.topicSpec); err != nil {
 		return nil, err
 	}
 	avroEnc, err := newAvroEncoder(ctx, cfg, log)
@@ -147,6 +144,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	if e.rt, err = e.newRealtime(); err != nil {
 		return nil, e.abort(err)
 	}
+	pcfg := pipeline.Config{
+		Builder:        e.builder,
+		Encoders:       e.enc,
+		Producer:       e.writer,
+		Tails:          e.writer,
+		Tracker:        e.stream.Tracker(),
+		Snapshots:      e.snap.observer(e.builder),
+		Instance:       uint16(*cfg.InstanceNum),
+		HeartbeatTopic: config.SanitizeTopic(d.TopicHeartbeatPrefix + d.TopicDelimiter + cfg.Name),
+		Logger:         log,
+	}
+	if e.rt != nil {
+		pcfg.Notifier = e.rt
+	}
+	e.pipe = pipeline.New(pcfg)
 	return e, nil
 }
 
@@ -174,10 +186,6 @@ func compileAll(key string, patterns []string) ([]*regexp.Regexp, error) {
 	return out, nil
 }
 
-type ackFunc func(any)
-
-func (f ackFunc) Ack(tok any) { f(tok) }
-
 // Stream exposes the replication stream (for status and tests).
 func (e *Engine) Stream() *replication.Stream { return e.stream }
 
@@ -201,13 +209,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		return e.stream.Run(gctx, changes)
 	})
 	g.Go(func() error {
-		err := e.pipeline(gctx, changes)
+		err := e.pipe.Run(gctx, changes)
 		if err == nil {
 			stopHard()
 		}
 		return err
 	})
 	g.Go(func() error { return e.runSnapshots(gctx) })
+	g.Go(func() error { e.runHeartbeats(gctx); return nil })
 	if e.rt != nil {
 		g.Go(func() error { return e.rt.Run(gctx) })
 	}

@@ -8,6 +8,29 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// runHeartbeats asks the pipeline for a heartbeat record every debezium.heartbeat.interval.ms,
+// after running debezium.heartbeat.action.query, until ctx ends. The query runs here, not on
+// the pipeline goroutine: a slow or hanging query must not hold the stream up.
+func (e *Engine) runHeartbeats(ctx context.Context) {
+	ms := e.cfg.Debezium.HeartbeatIntervalMS
+	if ms <= 0 {
+		return
+	}
+	action := &heartbeatAction{dsn: e.cfg.Postgres.DSN, query: e.cfg.Debezium.HeartbeatActionQuery, log: e.log}
+	defer action.close()
+	t := time.NewTicker(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			action.run(ctx)
+			e.pipe.Heartbeat()
+		}
+	}
+}
+
 // heartbeatAction runs debezium.heartbeat.action.query before each heartbeat, as Debezium
 // does, on a connection of its own (opened on first use, reopened after an error). Procon does
 // not need it to advance an idle slot; it is there for what users make it do (a heartbeat
@@ -20,7 +43,7 @@ type heartbeatAction struct {
 }
 
 func (h *heartbeatAction) run(ctx context.Context) {
-	if h == nil || h.query == "" {
+	if h.query == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -28,7 +51,9 @@ func (h *heartbeatAction) run(ctx context.Context) {
 	if h.conn == nil {
 		conn, err := pgx.Connect(ctx, h.dsn)
 		if err != nil {
-			h.log.Warn("heartbeat.action.query: cannot connect; trying again at the next heartbeat", "err", err)
+			if ctx.Err() == nil {
+				h.log.Warn("heartbeat.action.query: cannot connect; trying again at the next heartbeat", "err", err)
+			}
 			return
 		}
 		h.conn = conn
@@ -40,7 +65,7 @@ func (h *heartbeatAction) run(ctx context.Context) {
 }
 
 func (h *heartbeatAction) close() {
-	if h != nil && h.conn != nil {
+	if h.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.conn.Close(ctx)

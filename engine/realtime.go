@@ -132,7 +132,7 @@ func (e *Engine) newRealtime() (*realtime.Service, error) {
 		MaxPending: r.MaxPending,
 		Rules:      map[string]*realtime.Rule{},
 		Producer:   e.writer,
-		Encoder:    e.enc.forTopic(r.Topic),
+		Encoder:    e.enc.ForTopic(r.Topic),
 		Tracker:    e.stream.Tracker(),
 		Logger:     e.log.With("stage", "realtime"),
 	}

@@ -5,19 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/replication"
-	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/snapshot"
 	"github.com/procon-cdc/procon/txid"
 )
@@ -49,8 +47,7 @@ type snapshots struct {
 	mu      sync.Mutex
 	initial *snapshot.Progress
 
-	seq     atomic.Int64
-	readers map[*replication.Relation]*envelope.Reader // pipeline goroutine only
+	seq atomic.Int64 // procon.seq of the initial snapshot's records
 }
 
 // prepareSnapshots runs before the slot is opened: it records what the start needs in the
@@ -58,8 +55,7 @@ type snapshots struct {
 // that exports it is created) and decides what snapshot runs, from snapshot.mode, the slot
 // and the recorded progress.
 func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger) (*snapshots, error) {
-	s := &snapshots{cfg: cfg, log: log, signal: snapshot.QualifyTable(cfg.Snapshot.SignalTable),
-		readers: map[*replication.Relation]*envelope.Reader{}, idle: make(chan struct{})}
+	s := &snapshots{cfg: cfg, log: log, signal: snapshot.QualifyTable(cfg.Snapshot.SignalTable), idle: make(chan struct{})}
 	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -290,23 +286,18 @@ func (e *Engine) snapshotEmitter(t *snapshot.Table, txHdr []byte) (snapshot.Emit
 	if err != nil {
 		return nil, err
 	}
-	topic := r.Topic()
-	enc := e.enc.forTopic(topic)
+	enc := e.enc.ForTopic(r.Topic())
 	return func(ctx context.Context, row *snapshot.Row) error {
 		ev, err := r.Read(row.Datums, envelope.ReadSource{Marker: row.Marker, Time: row.Time, TxID: row.TxID, LSN: row.LSN, SeqLSN: row.LSN})
 		if err != nil {
 			return err
 		}
-		key, value, err := enc.Encode(ctx, ev)
+		rec, err := pipeline.NewRecord(ctx, enc, ev, txHdr, int(e.snap.seq.Add(1)))
 		if err != nil {
 			return fmt.Errorf("encode snapshot row of %s: %w", t.Name, err)
 		}
-		seq := e.snap.seq.Add(1)
-		headers := []kgo.RecordHeader{
-			{Key: txid.HeaderTx, Value: txHdr},
-			{Key: txid.HeaderSeq, Value: strconv.AppendInt(nil, seq, 10)},
-		}
-		return e.writer.Produce(ctx, &sink.Record{Topic: topic, Key: key, Value: value, Headers: headers, Partition: -1, Token: row.Token})
+		rec.Ack = row.Ack
+		return e.writer.Produce(ctx, rec)
 	}, nil
 }
 
@@ -335,39 +326,50 @@ func (e *Engine) runSnapshots(ctx context.Context) error {
 	}
 }
 
-// build turns a change into events: the snapshot Controller sees it first, and may consume it
-// (watermarks, signals) or emit a chunk's rows at a high watermark.
-func (e *Engine) build(ctx context.Context, c *replication.Change, out []*envelope.Event) ([]*envelope.Event, error) {
-	if s := e.snap; s != nil && s.ctl != nil {
-		em, consumed, err := s.ctl.Observe(ctx, c)
-		if err != nil {
-			return out, err
-		}
-		if em != nil {
-			return e.emission(em, c.LSN, out)
-		}
-		if consumed {
-			return out, nil
-		}
+// observer returns what the pipeline shows every change to first, for the in-stream
+// snapshots; nil when there are none.
+func (s *snapshots) observer(b *envelope.Builder) pipeline.Snapshots {
+	if s == nil || s.ctl == nil {
+		return nil
 	}
-	return e.builder.Build(c, out)
+	return &streamSnapshots{ctl: s.ctl, builder: b, readers: map[*replication.Relation]*envelope.Reader{}}
+}
+
+// streamSnapshots implements pipeline.Snapshots: the snapshot Controller sees each change
+// first, and may take it (watermarks, signals) or emit a chunk's rows at a high watermark,
+// which become events of the watermark's transaction. Used by the pipeline goroutine only.
+type streamSnapshots struct {
+	ctl     *snapshot.Controller
+	builder *envelope.Builder
+	readers map[*replication.Relation]*envelope.Reader
+}
+
+func (s *streamSnapshots) Observe(ctx context.Context, c *replication.Change, out []*envelope.Event) ([]*envelope.Event, bool, error) {
+	em, handled, err := s.ctl.Observe(ctx, c)
+	if err != nil {
+		return out, true, err
+	}
+	if em == nil {
+		return out, handled, nil
+	}
+	out, err = s.emission(em, c.LSN, out)
+	return out, true, err
 }
 
 // emission builds the events of a chunk emitted in the stream at lsn.
-func (e *Engine) emission(em *snapshot.Emission, lsn pglogrepl.LSN, out []*envelope.Event) ([]*envelope.Event, error) {
-	s := e.snap
+func (s *streamSnapshots) emission(em *snapshot.Emission, lsn pglogrepl.LSN, out []*envelope.Event) ([]*envelope.Event, error) {
 	r := s.readers[em.Table.Rel]
 	if r == nil {
 		if len(s.readers) > 64 {
 			clear(s.readers)
 		}
 		var err error
-		if r, err = e.builder.Reader(em.Table.Rel); err != nil {
+		if r, err = s.builder.Reader(em.Table.Rel); err != nil {
 			return out, err
 		}
 		s.readers[em.Table.Rel] = r
 	}
-	src := envelope.ReadSource{Time: time.Now(), LastCommit: e.builder.LastCommit(), SeqLSN: lsn}
+	src := envelope.ReadSource{Time: time.Now(), LastCommit: s.builder.LastCommit(), SeqLSN: lsn}
 	for _, row := range em.Rows {
 		src.Marker = row.Marker
 		ev, err := r.Read(row.Datums, src)

@@ -1,12 +1,9 @@
 package engine
 
 import (
-	"crypto/tls"
-	"log/slog"
-	"time"
-
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/sink"
 )
 
@@ -32,41 +29,16 @@ func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 	return spec
 }
 
-func sinkConfig(cfg *config.Config, log *slog.Logger) (sink.Config, error) {
-	k := cfg.Kafka
-	sc := sink.Config{
-		Brokers:            k.Brokers,
-		ClientID:           k.ClientID,
-		MaxBufferedRecords: k.MaxBufferedRecords,
-		MaxBufferedBytes:   k.MaxBufferedBytes,
-		Linger:             time.Duration(k.Linger),
-		Compression:        k.Compression,
-		MaxRecordBytes:     k.MaxRecordBytes,
-		SASLMechanism:      k.SASL.Mechanism,
-		SASLUser:           k.SASL.Username,
-		SASLPass:           k.SASL.Password,
-		Logger:             log,
-	}
-	if k.TLS.Enabled {
-		var err error
-		var t *tls.Config
-		if t, err = sink.TLSConfig(k.TLS.CAFile, k.TLS.CertFile, k.TLS.KeyFile, k.TLS.InsecureSkipVerify); err != nil {
-			return sc, &config.FieldError{Key: "kafka.tls", Problem: err.Error()}
-		}
-		sc.TLS = t
-	}
-	return sc, nil
-}
-
 // encoders picks the serialization of each topic: a relation's own, else the top-level one.
+// It implements pipeline.Encoders.
 type encoders struct {
-	byTopic map[string]envelope.Encoder
-	def     envelope.Encoder
+	byTopic map[string]pipeline.Encoder
+	def     pipeline.Encoder
 }
 
 func newEncoders(cfg *config.Config, avroEnc *envelope.AvroEncoder) encoders {
 	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
-	enc := encoders{byTopic: map[string]envelope.Encoder{}, def: js}
+	enc := encoders{byTopic: map[string]pipeline.Encoder{}, def: js}
 	if cfg.Serialization == "avro" && avroEnc != nil {
 		enc.def = avroEnc // heartbeat, transaction and message topics
 	}
@@ -79,7 +51,8 @@ func newEncoders(cfg *config.Config, avroEnc *envelope.AvroEncoder) encoders {
 	return enc
 }
 
-func (e encoders) forTopic(topic string) envelope.Encoder {
+// ForTopic returns the encoder of topic.
+func (e encoders) ForTopic(topic string) pipeline.Encoder {
 	if enc, ok := e.byTopic[topic]; ok {
 		return enc
 	}

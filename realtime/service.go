@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/procon-cdc/procon/envelope"
@@ -32,7 +30,6 @@ const (
 // Producer is what the realtime stage needs of the Kafka writer; *sink.Writer implements it.
 type Producer interface {
 	EnsureTopic(ctx context.Context, topic string) (int32, error)
-	Partition(topic string, key []byte, partitions int32) int32
 	Produce(ctx context.Context, r *sink.Record) error
 }
 
@@ -84,9 +81,9 @@ type Config struct {
 // Service derives realtime notifications from changes, spaces them per channel and produces
 // them to Kafka.
 //
-// Suppress and Handle are called by the pipeline goroutine, in stream order; Run is the
-// goroutine that produces and, with cleanup on, deletes published rows; Acked is called from
-// Kafka's promises. A notification is counted in its transaction with Tracker.Add before the
+// Suppress, Derive and Submit are called by the pipeline goroutine, in stream order; Run is
+// the goroutine that produces and, with cleanup on, deletes published rows; a notification's
+// record is acknowledged (item.Ack) on Kafka's promise goroutine. A notification is counted in its transaction with Tracker.Add before the
 // transaction is sealed, and acknowledged only once Kafka has it (and its row is deleted), or
 // when coalescing drops it: the slot's LSN never passes a notification still waiting.
 type Service struct {
@@ -114,8 +111,10 @@ type relInfo struct {
 	rule  *Rule
 }
 
-// item is one notification on its way, or a realtime row that only needs deleting.
+// item is one notification on its way, or a realtime row that only needs deleting. It is the
+// acknowledgement of its notification's record.
 type item struct {
+	svc       *Service
 	n         Notification
 	commit    time.Time
 	tx        *replication.Tx
@@ -287,7 +286,7 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 			s.log.Warn("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
 				"lsn", c.LSN.String(), "xid", c.Tx.XID, "err", err)
 			if row != nil { // the row is still deleted, once what precedes it is acknowledged
-				return &Pending{it: &item{tx: c.Tx, row: row}, cleanup: true}, seq
+				return &Pending{it: &item{svc: s, tx: c.Tx, row: row}, cleanup: true}, seq
 			}
 			return nil, seq
 		}
@@ -295,7 +294,7 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 		return nil, seq
 	}
 	seq++
-	return &Pending{it: &item{n: n, commit: c.Tx.CommitTime, tx: c.Tx, txHdr: txHdr, seq: seq, threshold: threshold, row: row}}, seq
+	return &Pending{it: &item{svc: s, n: n, commit: c.Tx.CommitTime, tx: c.Tx, txHdr: txHdr, seq: seq, threshold: threshold, row: row}}, seq
 }
 
 // Submit counts a derived notification in its transaction and queues it. It blocks while the
@@ -420,22 +419,14 @@ func (s *Service) produce(ctx context.Context, it *item) error {
 	}
 	return s.cfg.Producer.Produce(ctx, &sink.Record{
 		Topic: topic, Key: key, Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: txid.HeaderTx, Value: it.txHdr},
-			{Key: txid.HeaderSeq, Value: strconv.AppendInt(nil, int64(it.seq), 10)},
-		},
-		Partition: s.cfg.Producer.Partition(topic, key, partitions),
-		Token:     it,
+		Headers:   txid.AppendHeaders(make([]sink.Header, 0, 2), it.txHdr, it.seq),
+		Partition: sink.Partition(key, partitions),
+		Ack:       it,
 	})
 }
 
-// Acked is called when Kafka acknowledges a record; it handles the records of the Service and
-// ignores others. It does not block.
-func (s *Service) Acked(token any) {
-	if it, ok := token.(*item); ok && s != nil {
-		s.done(it)
-	}
-}
+// Ack is called when Kafka acknowledges the item's notification. It does not block.
+func (it *item) Ack() { it.svc.done(it) }
 
 // done finishes a notification that Kafka has or that was dropped: its row goes to the
 // cleanup, which acknowledges it once deleted; without a row it is acknowledged at once.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"testing"
 	"time"
@@ -138,18 +137,12 @@ type produced struct {
 
 func (p *fakeProducer) EnsureTopic(context.Context, string) (int32, error) { return 4, nil }
 
-func (p *fakeProducer) Partition(_ string, key []byte, n int32) int32 {
-	h := fnv.New32a()
-	h.Write(key)
-	return int32(h.Sum32() % uint32(n))
-}
-
 func (p *fakeProducer) Produce(_ context.Context, r *sink.Record) error {
 	p.mu.Lock()
 	p.recs = append(p.recs, produced{r, p.clock.Now()})
 	p.mu.Unlock()
 	p.wg.Add(1)
-	go func() { defer p.wg.Done(); p.svc.Acked(r.Token) }()
+	go func() { defer p.wg.Done(); r.Ack.Ack() }()
 	p.produced <- struct{}{}
 	return nil
 }

@@ -64,8 +64,12 @@ type Tx struct {
 	// Changes counts the row changes and messages delivered for this transaction so far.
 	Changes int
 
-	txn *txn // the tracker's entry
+	txn *txn // the tracker's entry, set by Tracker.Begin
 }
+
+// Ack tells the transaction's tracker that Kafka acknowledged one of its records (counted
+// with Tracker.Add). It makes *Tx the acknowledgement of the records of its transaction.
+func (tx *Tx) Ack() { tx.txn.tracker.Ack(tx) }
 
 // Change is one decoded WAL message, in stream order.
 type Change struct {

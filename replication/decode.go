@@ -58,7 +58,8 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		if d.tx != nil {
 			return fmt.Errorf("begin of xid %d at %s inside xid %d", m.Xid, lsn, d.tx.XID)
 		}
-		d.tx = &Tx{XID: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime, txn: d.tracker.begin()}
+		d.tx = &Tx{XID: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
+		d.tracker.Begin(d.tx)
 		d.seq = 0
 		return emit(&Change{Op: OpBegin, Tx: d.tx, LSN: lsn})
 
@@ -107,7 +108,8 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		}
 		// A non-transactional message stands alone: it gets a transaction of its own, ended
 		// just past it, so that confirming it never skips anything else.
-		tx := &Tx{CommitLSN: lsn, EndLSN: lsn + 1, CommitTime: time.Now(), txn: d.tracker.begin()}
+		tx := &Tx{CommitLSN: lsn, EndLSN: lsn + 1, CommitTime: time.Now()}
+		d.tracker.Begin(tx)
 		c.Tx, c.Seq = tx, 1
 		tx.Changes = 1
 		if err := emit(&Change{Op: OpBegin, Tx: tx, LSN: lsn}); err != nil {

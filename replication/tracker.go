@@ -19,7 +19,8 @@ import (
 // keepalives, so that an idle slot never retains WAL.
 //
 // Begin and ServerWALEnd are called by the stream goroutine; Add, Ack and Seal by the pipeline
-// and Kafka's promise goroutines; all methods are safe for concurrent use.
+// and Kafka's promise goroutines; all methods are safe for concurrent use. A record's
+// acknowledgement reaches the tracker through its transaction: *Tx implements Ack.
 type Tracker struct {
 	mu        sync.Mutex
 	queue     []*txn // open transactions in commit order; queue[head:] are live
@@ -30,6 +31,7 @@ type Tracker struct {
 }
 
 type txn struct {
+	tracker *Tracker
 	end     pglogrepl.LSN
 	pending int
 	sealed  bool
@@ -40,13 +42,15 @@ func NewTracker(start pglogrepl.LSN) *Tracker {
 	return &Tracker{confirmed: start, changed: make(chan struct{})}
 }
 
-// begin registers a transaction whose Begin was just decoded.
-func (t *Tracker) begin() *txn {
-	x := &txn{}
+// Begin queues tx, whose Begin was just decoded, behind every transaction begun before it.
+// The stream calls it in stream order, which is commit order; so can tests that drive a
+// pipeline without a server.
+func (t *Tracker) Begin(tx *Tx) {
+	x := &txn{tracker: t}
 	t.mu.Lock()
 	t.queue = append(t.queue, x)
 	t.mu.Unlock()
-	return x
+	tx.txn = x
 }
 
 // Add counts n more records in flight for tx.

@@ -8,7 +8,9 @@ import (
 )
 
 func newTx(tr *Tracker, end pglogrepl.LSN) *Tx {
-	return &Tx{EndLSN: end, txn: tr.begin()}
+	tx := &Tx{EndLSN: end}
+	tr.Begin(tx)
+	return tx
 }
 
 func TestTrackerConfirmsOnlyAcknowledgedPrefix(t *testing.T) {

@@ -2,12 +2,9 @@ package sink
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,26 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
-
-// Config configures the Kafka writer.
-type Config struct {
-	Brokers            []string
-	ClientID           string
-	MaxBufferedRecords int
-	MaxBufferedBytes   int
-	Linger             time.Duration
-	Compression        string // none | gzip | snappy | lz4 | zstd
-	MaxRecordBytes     int
-	TLS                *tls.Config
-	SASLMechanism      string
-	SASLUser, SASLPass string
-	// ConnectTimeout bounds the reachability check at start.
-	ConnectTimeout time.Duration
-	Logger         *slog.Logger
-}
 
 // TopicSpec is how a topic is created when it is missing.
 type TopicSpec struct {
@@ -43,9 +21,18 @@ type TopicSpec struct {
 	Configs           map[string]*string
 }
 
-// Acker is told when Kafka has acknowledged a record. The replication tracker implements it.
+// Acker is a record's acknowledgement: Ack is called once, when Kafka has acknowledged the
+// record. Each owner of records implements it (a source transaction, an initial snapshot
+// chunk, a realtime notification). Ack runs on the client's promise goroutine: it must not
+// block.
 type Acker interface {
-	Ack(token any)
+	Ack()
+}
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Record is one record to produce.
@@ -53,26 +40,26 @@ type Record struct {
 	Topic   string
 	Key     []byte
 	Value   []byte // nil for a tombstone
-	Headers []kgo.RecordHeader
+	Headers []Header
 	// Partition is the partition to write to, or -1 to hash the key as Kafka's default
 	// partitioner does (murmur2), so that a key always lands where Debezium would put it.
 	Partition int32
-	// Token is handed to the Acker once Kafka acknowledges the record.
-	Token any
+	// Ack is told once Kafka acknowledges the record; nil when nothing waits for it (a
+	// heartbeat). A record that fails is never acknowledged: the writer stops instead.
+	Ack Acker
 }
 
 // Writer produces records to Kafka with an idempotent producer (acks=all), creating topics on
 // first use. Transient errors are retried by the client without limit, in order; the first
 // error that retrying cannot fix is kept and returned by Err, and nothing after it is
-// acknowledged.
+// acknowledged. All methods are safe for concurrent use; acknowledgements run on the client's
+// promise goroutine, in produce order per partition.
 type Writer struct {
-	opts  []kgo.Opt // connection options, for the short-lived readers of LastHeaders
+	cfg   Config
 	cl    *kgo.Client
 	adm   *kadm.Client
-	acker Acker
 	log   *slog.Logger
-
-	specFn func(topic string) TopicSpec
+	specs func(topic string) TopicSpec
 
 	mu     sync.Mutex
 	topics map[string]int32 // partitions of topics known to exist
@@ -88,90 +75,35 @@ type Writer struct {
 	fatalOne sync.Once
 }
 
-// New connects to Kafka and checks that a broker answers within cfg.ConnectTimeout.
-// specFn gives the settings of a topic that must be created.
-func New(ctx context.Context, cfg Config, acker Acker, specFn func(topic string) TopicSpec) (*Writer, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+// New connects to Kafka and checks that a broker answers within cfg.ConnectTimeout. specs
+// gives the settings of a topic that must be created.
+func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*Writer, error) {
+	cfg.defaults()
+	c, err := codec(cfg.Compression)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 15 * time.Second
-	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ClientID(cfg.ClientID),
+	cl, err := cfg.newClient(ctx, true,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.UnknownTopicRetries(-1),
 		// Topics are created on first use; a short metadata age lets the producer see them at once.
-		kgo.MetadataMinAge(250 * time.Millisecond),
+		kgo.MetadataMinAge(250*time.Millisecond),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)),
-	}
-	if c, err := codec(cfg.Compression); err != nil {
-		return nil, err
-	} else {
-		opts = append(opts, kgo.ProducerBatchCompression(c))
-	}
-	if cfg.TLS != nil {
-		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
-	}
-	switch cfg.SASLMechanism {
-	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASLUser, Pass: cfg.SASLPass}.AsMechanism()))
-	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUser, Pass: cfg.SASLPass}.AsSha256Mechanism()))
-	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUser, Pass: cfg.SASLPass}.AsSha512Mechanism()))
-	}
-	cl, err := kgo.NewClient(opts...)
+		kgo.ProducerBatchCompression(c),
+	)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+		return nil, err
 	}
 	w := &Writer{
-		opts: connOpts(opts),
-		cl:   cl, adm: kadm.NewClient(cl), acker: acker, log: cfg.Logger,
-		specFn: specFn,
+		cfg: cfg, cl: cl, adm: kadm.NewClient(cl), log: cfg.Logger, specs: specs,
 		topics: map[string]int32{}, fatalCh: make(chan struct{}),
 	}
 	w.records, w.abort = context.WithCancel(context.Background())
-	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	defer cancel()
-	if err := cl.Ping(pctx); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("kafka brokers %v do not answer within %s: %w", cfg.Brokers, cfg.ConnectTimeout, err)
-	}
 	return w, nil
-}
-
-// connOpts keeps the options that say how to reach the cluster (the first ones built by New,
-// before any producer setting), dropping producer-only options.
-func connOpts(opts []kgo.Opt) []kgo.Opt {
-	var out []kgo.Opt
-	for _, o := range opts {
-		if _, producer := o.(kgo.ProducerOpt); !producer {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-func codec(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "", "none":
-		return kgo.NoCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
-	}
-	return kgo.CompressionCodec{}, fmt.Errorf("unknown compression %q", name)
 }
 
 // EnsureTopic makes sure topic exists, creating it from its spec if needed, and returns its
@@ -214,7 +146,7 @@ func (w *Writer) ensureTopic(ctx context.Context, topic string) (int32, error) {
 	if d, ok := details[topic]; ok && d.Err == nil {
 		return int32(len(d.Partitions)), nil
 	}
-	spec := w.specFn(topic)
+	spec := w.specs(topic)
 	resp, err := w.adm.CreateTopic(ctx, spec.Partitions, spec.ReplicationFactor, spec.Configs, topic)
 	if err == nil {
 		err = resp.Err
@@ -242,91 +174,6 @@ func (w *Writer) ensureTopic(ctx context.Context, topic string) (int32, error) {
 	}
 }
 
-// LastHeaders returns the headers of the last record of each non-empty partition of topic,
-// read from Kafka. The engine uses them to find where a previous run stopped.
-func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]kgo.RecordHeader, error) {
-	starts, err := w.adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
-	}
-	ends, err := w.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	want := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Err == nil && o.Offset > s.Offset {
-			want[o.Partition] = kgo.NewOffset().At(o.Offset - 1)
-		}
-	})
-	out := map[int32][]kgo.RecordHeader{}
-	if len(want) == 0 {
-		return out, nil
-	}
-	cl, err := kgo.NewClient(append(w.opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}))...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	for len(out) < len(want) {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read the last records of %s: %w", topic, err)
-		}
-		for _, fe := range fs.Errors() {
-			return nil, fmt.Errorf("read the last records of %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset == want[r.Partition].EpochOffset().Offset {
-				out[r.Partition] = r.Headers
-			}
-		})
-	}
-	return out, nil
-}
-
-// Partition returns the partition Kafka's default partitioner would choose for key.
-func (w *Writer) Partition(topic string, key []byte, partitions int32) int32 {
-	if key == nil || partitions <= 1 {
-		return 0
-	}
-	// Kafka's default partitioner: murmur2 of the key, sign bit cleared, modulo the count.
-	return int32(murmur2(key)&0x7fffffff) % partitions
-}
-
-// murmur2 is the hash Kafka's Java client partitions keys with. (kgo's partitioner computes the
-// same, but asking it allocates a fresh sticky partitioner, with its random source, per call.)
-func murmur2(b []byte) uint32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-	)
-	h := seed ^ uint32(len(b))
-	for ; len(b) >= 4; b = b[4:] {
-		k := uint32(b[3])<<24 | uint32(b[2])<<16 | uint32(b[1])<<8 | uint32(b[0])
-		k *= m
-		k ^= k >> 24
-		k *= m
-		h *= m
-		h ^= k
-	}
-	switch len(b) {
-	case 3:
-		h ^= uint32(b[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(b[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(b[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
-}
-
 // Produce hands r to the client. It blocks while the client's buffer is full (backpressure)
 // and returns an error when the writer has failed or was aborted; ctx bounds only the topic
 // lookup. Once handed over, a record is sent whatever happens to ctx, until Abort.
@@ -340,10 +187,16 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	}
 	part := r.Partition
 	if part < 0 {
-		part = w.Partition(r.Topic, r.Key, n)
+		part = Partition(r.Key, n)
 	}
-	rec := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers, Partition: part}
-	token := r.Token
+	rec := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: part}
+	if len(r.Headers) > 0 {
+		rec.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			rec.Headers[i] = kgo.RecordHeader(h)
+		}
+	}
+	ack := r.Ack
 	w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
 		if err != nil {
 			if w.records.Err() == nil {
@@ -351,7 +204,9 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 			}
 			return
 		}
-		w.acker.Ack(token)
+		if ack != nil {
+			ack.Ack()
+		}
 	})
 	return nil
 }
@@ -392,9 +247,7 @@ func (w *Writer) Close() {
 	w.cl.Close()
 }
 
-// Client exposes the underlying client for reading topics (tail, resume).
-func (w *Writer) Client() *kgo.Client { return w.cl }
-
+// retriable reports whether a broker error may go away by trying again.
 func retriable(err error) bool {
 	var ke *kerr.Error
 	if errors.As(err, &ke) {
@@ -413,27 +266,4 @@ func describe(err error) error {
 		return fmt.Errorf("%w: grant the producer WRITE (and IDEMPOTENT_WRITE) on the topic", err)
 	}
 	return err
-}
-
-// TLSConfig builds a client TLS configuration from files.
-func TLSConfig(caFile, certFile, keyFile string, insecure bool) (*tls.Config, error) {
-	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // only when the user asks
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
-		}
-	}
-	if certFile != "" || keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load client certificate: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
 }

@@ -42,7 +42,8 @@ func marker(firstInSnapshot, lastInSnapshot, firstInTable, lastInTable bool) str
 	return MarkerTrue
 }
 
-// Acker is told once that Kafka acknowledged a record.
+// Acker is a record's acknowledgement: Ack is called once Kafka has the record (it is a
+// sink.Acker).
 type Acker interface{ Ack() }
 
 // Row is one snapshot row handed to an Emitter.
@@ -56,8 +57,9 @@ type Row struct {
 	Time time.Time
 	TxID int64
 	LSN  pglogrepl.LSN
-	// Token goes on the record; its Ack must be called once Kafka acknowledges the record.
-	Token Acker
+	// Ack is the record's acknowledgement: the chunk the row belongs to, which records its
+	// range's progress once all of its rows are acknowledged.
+	Ack Acker
 }
 
 // Emitter hands one row of a table to Kafka. Emitters are called from several goroutines.
@@ -511,7 +513,7 @@ func (in *Initial) hand(ctx context.Context, ts *tableState, row *Row, h *heldRo
 		}
 	}
 	row.Datums = datums(h.vals, row.Datums)
-	row.Token = h.tok
+	row.Ack = h.tok
 	if err := ts.emit(ctx, row); err != nil {
 		return err
 	}

@@ -152,3 +152,13 @@ func FromRecordHeaders[H Header](headers []H) (Key, error) {
 		return "", false
 	})
 }
+
+// AppendHeaders appends a record's procon.tx and procon.seq headers to headers: tx is the
+// text of its transaction's id (ID.AppendText), seq its position in the transaction. Every
+// record of a transaction may share the tx slice, which must not change afterwards: a Kafka
+// client keeps a record, and its headers, until the record is sent.
+func AppendHeaders[H Header](headers []H, tx []byte, seq int) []H {
+	return append(headers,
+		H{Key: HeaderTx, Value: tx},
+		H{Key: HeaderSeq, Value: strconv.AppendInt(nil, int64(seq), 10)})
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
@@ -24,12 +25,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DSN: cfg.Postgres.DSN, Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication,
 		PublicationMode: cfg.Postgres.PublicationAutocreate, Relations: specs,
 	})
-	w, err := sink.New(ctx, sink.Config{Brokers: cfg.Kafka.Brokers, ClientID: "procon-cdc-check", ConnectTimeout: 10 * time.Second,
-		MaxBufferedRecords: 1, MaxBufferedBytes: 1 << 20, MaxRecordBytes: 1 << 20}, nil, nil)
-	if err != nil {
-		findings = append(findings, replication.Finding{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers"})
+	if err := pingKafka(ctx, cfg); err != nil {
+		findings = append(findings, replication.Finding{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers, kafka.tls and kafka.sasl"})
 	} else {
-		w.Close()
 		findings = append(findings, replication.Finding{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)})
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -49,5 +47,21 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if errs > 0 {
 		return &exitError{1, fmt.Errorf("check found %d error(s)", errs)}
 	}
+	return nil
+}
+
+// pingKafka connects as procon-cdc run does (brokers, TLS, SASL) and checks that a broker
+// answers.
+func pingKafka(ctx context.Context, cfg *config.Config) error {
+	scfg, err := sink.ConfigFrom(&cfg.Kafka, nil)
+	if err != nil {
+		return err
+	}
+	scfg.ConnectTimeout = 10 * time.Second
+	adm, err := sink.NewAdmin(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	adm.Close()
 	return nil
 }

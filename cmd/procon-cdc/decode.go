@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/registry"
+	"github.com/procon-cdc/procon/sink"
 )
 
 // recordDecoder renders a record's key and value as JSON, whatever their serialization: JSON is
@@ -32,7 +31,7 @@ func newRecordDecoder(cfg *config.Config) *recordDecoder {
 	return d
 }
 
-func (d *recordDecoder) decode(ctx context.Context, r *kgo.Record) tailLine {
+func (d *recordDecoder) decode(ctx context.Context, r *sink.ConsumedRecord) tailLine {
 	line := tailLine{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 	var errs []string
 	render := func(b []byte) json.RawMessage {

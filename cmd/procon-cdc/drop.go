@@ -7,9 +7,8 @@ import (
 	"io"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/snapshot"
 )
 
@@ -48,25 +47,31 @@ func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !topics {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...))
+	scfg, err := sink.ConfigFrom(&cfg.Kafka, nil)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	adm, err := sink.NewAdmin(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	var names []string
 	for _, key := range cfg.SortedRelations() {
 		names = append(names, cfg.Relations[key].Topic)
 	}
-	resp, err := kadm.NewClient(cl).DeleteTopics(ctx, names...)
+	results, err := adm.DeleteTopics(ctx, names...)
 	if err != nil {
-		return fmt.Errorf("delete topics: %w", err)
+		return err
 	}
-	for _, r := range resp.Sorted() {
+	for _, name := range names {
 		status := "deleted"
-		if r.Err != nil {
-			status = r.Err.Error()
+		if err, ok := results[name]; !ok {
+			status = "no answer from the cluster"
+		} else if err != nil {
+			status = err.Error()
 		}
-		fmt.Fprintf(stdout, "topic %s: %s\n", r.Topic, status)
+		fmt.Fprintf(stdout, "topic %s: %s\n", name, status)
 	}
 	return nil
 }

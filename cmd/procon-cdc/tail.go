@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/procon-cdc/procon/sink"
 )
 
 func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,37 +28,33 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			topics = append(topics, cfg.Relations[name].Topic)
 		}
 	}
-	start := kgo.NewOffset().AtEnd()
-	if fromBeginning {
-		start = kgo.NewOffset().AtStart()
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(start))
+	scfg, err := sink.ConfigFrom(&cfg.Kafka, nil)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	r, err := sink.NewReader(scfg, topics, fromBeginning)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	dec := newRecordDecoder(cfg)
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		for _, fe := range fs.Errors() {
-			if errors.Is(fe.Err, context.Canceled) {
+		recs, errs, err := r.Poll(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 				return nil
 			}
-			fmt.Fprintf(stderr, "procon-cdc tail: %s[%d]: %v\n", fe.Topic, fe.Partition, fe.Err)
+			return err
 		}
-		var werr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if werr == nil {
-				werr = enc.Encode(dec.decode(ctx, r))
+		for _, err := range errs {
+			fmt.Fprintf(stderr, "procon-cdc tail: %v\n", err)
+		}
+		for i := range recs {
+			if err := enc.Encode(dec.decode(ctx, &recs[i])); err != nil {
+				return err
 			}
-		})
-		if werr != nil {
-			return werr
 		}
 	}
 }

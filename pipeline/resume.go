@@ -1,12 +1,9 @@
-package engine
+package pipeline
 
 import (
 	"context"
 	"fmt"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/txid"
 )
 
@@ -32,13 +29,13 @@ type topicPartition struct {
 // connection the slot replays transactions whose records may already be in Kafka; those are
 // skipped, so each committed change is written once and per-key order never goes backwards.
 type resume struct {
-	writer *sink.Writer
+	tails  Tails
 	loaded map[string]bool
 	last   map[topicPartition]position
 }
 
-func newResume(w *sink.Writer) *resume {
-	return &resume{writer: w, loaded: map[string]bool{}, last: map[topicPartition]position{}}
+func newResume(t Tails) *resume {
+	return &resume{tails: t, loaded: map[string]bool{}, last: map[topicPartition]position{}}
 }
 
 // written reports whether the record at pos in tp is already in Kafka; if not, it records pos
@@ -57,38 +54,16 @@ func (r *resume) written(ctx context.Context, tp topicPartition, pos position) (
 }
 
 func (r *resume) load(ctx context.Context, topic string) error {
-	tails, err := r.writer.LastHeaders(ctx, topic)
+	tails, err := r.tails.LastHeaders(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("find where the last run stopped in %s: %w", topic, err)
 	}
 	for part, headers := range tails {
-		if pos, ok := headerPosition(headers); ok {
-			r.last[topicPartition{topic, part}] = pos
+		// Records without Procon's headers (written by something else) say nothing.
+		if k, err := txid.FromRecordHeaders(headers); err == nil {
+			r.last[topicPartition{topic, part}] = position{commit: k.Tx.CommitLSN(), seq: k.Seq}
 		}
 	}
 	r.loaded[topic] = true
 	return nil
-}
-
-// headerPosition reads a record's position from its procon.tx and procon.seq headers; records
-// without them (written by something else) say nothing.
-func headerPosition(headers []kgo.RecordHeader) (position, bool) {
-	var tx, seq string
-	for _, h := range headers {
-		switch h.Key {
-		case txid.HeaderTx:
-			tx = string(h.Value)
-		case txid.HeaderSeq:
-			seq = string(h.Value)
-		}
-	}
-	id, err := txid.Parse(tx)
-	if err != nil {
-		return position{}, false
-	}
-	n, err := txid.ParseSeq(seq)
-	if err != nil {
-		return position{}, false
-	}
-	return position{commit: id.CommitLSN(), seq: n}, true
 }

@@ -1,0 +1,211 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/realtime"
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/sink"
+	"github.com/procon-cdc/procon/txid"
+)
+
+const (
+	encodeWorkers = 2  // goroutines encoding a batch's events
+	minParallel   = 32 // events below which a batch is encoded inline
+)
+
+// batch is the Run goroutine's state across batches.
+type batch struct {
+	seq   int    // position of the last record in the open transaction
+	txHdr []byte // procon.tx of the open transaction
+
+	steps  []step
+	jobs   []job
+	events []*envelope.Event
+	// newSchema records the value schemas already encoded once. An event of a schema not yet
+	// seen is encoded in the build step, in stream order, so that schema registrations (Avro)
+	// happen in the order of the relation versions.
+	newSchema map[*envelope.Schema]bool
+}
+
+// step is one change of a batch.
+type step struct {
+	c     *replication.Change
+	first int // index of its first job
+	n     int // number of its jobs (events)
+	note  *realtime.Pending
+}
+
+// job is one event of a batch and, once encoded, its record.
+type job struct {
+	ev    *envelope.Event
+	c     *replication.Change
+	txHdr []byte
+	seq   int
+	rec   *sink.Record
+	err   error
+}
+
+func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error {
+	b := &p.batch
+	b.steps, b.jobs = b.steps[:0], b.jobs[:0]
+	for _, c := range changes {
+		if c.Op == replication.OpBegin {
+			b.seq = 0
+			// A new buffer each time: records of the previous transaction may still wait in the
+			// producer with theirs as their procon.tx header.
+			b.txHdr = txid.New(txTime(c.Tx), p.cfg.Instance, uint64(c.Tx.CommitLSN)).AppendText(nil)
+		}
+		var err error
+		events := b.events[:0]
+		if p.cfg.Notifier == nil || !p.cfg.Notifier.Suppress(c) { // the realtime table's own rows and cleanup
+			if events, err = p.build(ctx, c, events); err != nil {
+				return err
+			}
+		}
+		st := step{c: c, first: len(b.jobs), n: len(events)}
+		for _, ev := range events {
+			b.seq++
+			j := job{ev: ev, c: c, txHdr: b.txHdr, seq: b.seq}
+			if ev.ValueSchema != nil && !b.newSchema[ev.ValueSchema] {
+				b.newSchema[ev.ValueSchema] = true
+				p.encode(ctx, &j)
+				if j.err != nil {
+					return j.err
+				}
+			}
+			b.jobs = append(b.jobs, j)
+		}
+		clear(events)
+		b.events = events
+		if p.cfg.Notifier != nil {
+			// Realtime notifications follow the change's events in the transaction's positions.
+			st.note, b.seq = p.cfg.Notifier.Derive(c, b.txHdr, b.seq)
+		}
+		b.steps = append(b.steps, st)
+	}
+	if err := p.encodeAll(ctx); err != nil {
+		return err
+	}
+	for _, st := range b.steps {
+		for i := st.first; i < st.first+st.n; i++ {
+			if err := p.produce(ctx, &b.jobs[i]); err != nil {
+				return err
+			}
+		}
+		if st.note != nil {
+			// Counted in the transaction before it is sealed; produced when the channel allows.
+			if err := p.cfg.Notifier.Submit(ctx, st.note); err != nil {
+				return err
+			}
+		}
+		if c := st.c; c.Op == replication.OpCommit {
+			p.cfg.Tracker.Seal(c.Tx)
+			if p.log.Enabled(ctx, slog.LevelDebug) {
+				p.log.Debug("transaction handed to kafka", "xid", c.Tx.XID, "commit_lsn", c.Tx.CommitLSN.String(), "records", b.seq)
+			}
+		}
+	}
+	clear(b.jobs) // drop references to events and records
+	return nil
+}
+
+// build turns a change into events: the in-stream snapshots see it first, and may take it
+// (watermarks, signals) or emit a chunk's rows in its place.
+func (p *Pipeline) build(ctx context.Context, c *replication.Change, out []*envelope.Event) ([]*envelope.Event, error) {
+	if p.cfg.Snapshots != nil {
+		var handled bool
+		var err error
+		if out, handled, err = p.cfg.Snapshots.Observe(ctx, c, out); err != nil || handled {
+			return out, err
+		}
+	}
+	return p.cfg.Builder.Build(c, out)
+}
+
+// encodeAll encodes the jobs not encoded yet, in parallel when there are enough of them.
+func (p *Pipeline) encodeAll(ctx context.Context) error {
+	jobs := p.batch.jobs
+	n := len(jobs)
+	if n < minParallel {
+		for i := range jobs {
+			p.encode(ctx, &jobs[i])
+		}
+	} else {
+		var wg sync.WaitGroup
+		per := (n + encodeWorkers - 1) / encodeWorkers
+		for lo := 0; lo < n; lo += per {
+			hi := min(lo+per, n)
+			wg.Go(func() {
+				for i := lo; i < hi; i++ {
+					p.encode(ctx, &jobs[i])
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i := range jobs {
+		if err := jobs[i].err; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) encode(ctx context.Context, j *job) {
+	if j.rec != nil || j.err != nil {
+		return
+	}
+	c := j.c
+	if j.rec, j.err = NewRecord(ctx, p.cfg.Encoders.ForTopic(j.ev.Topic), j.ev, j.txHdr, j.seq); j.err != nil {
+		j.err = fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, j.err)
+	}
+}
+
+// produce hands one encoded record to Kafka unless a previous run already wrote it. The
+// record is counted in its transaction before Produce: its acknowledgement can come at once.
+func (p *Pipeline) produce(ctx context.Context, j *job) error {
+	rec, tx := j.rec, j.c.Tx
+	partitions, err := p.cfg.Producer.EnsureTopic(ctx, rec.Topic)
+	if err != nil {
+		return err
+	}
+	rec.Partition = sink.Partition(rec.Key, partitions)
+	dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, position{uint64(tx.CommitLSN), j.seq})
+	if err != nil || dup {
+		return err
+	}
+	rec.Ack = tx
+	p.cfg.Tracker.Add(tx, 1)
+	return p.cfg.Producer.Produce(ctx, rec)
+}
+
+// NewRecord encodes ev with enc into a record with Procon's procon.tx and procon.seq headers
+// (txHdr, seq) and, for a key change, Debezium's __debezium.oldkey/newkey headers. The
+// record's partition is left to the producer (-1) and it has no acknowledgement yet.
+func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, txHdr []byte, seq int) (*sink.Record, error) {
+	key, value, err := enc.Encode(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	headers := txid.AppendHeaders(make([]sink.Header, 0, 4), txHdr, seq)
+	if ev.OldKey != nil {
+		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.OldKey)
+		if err != nil {
+			return nil, err
+		}
+		headers = append(headers, sink.Header{Key: "__debezium.oldkey", Value: b})
+	}
+	if ev.NewKey != nil {
+		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.NewKey)
+		if err != nil {
+			return nil, err
+		}
+		headers = append(headers, sink.Header{Key: "__debezium.newkey", Value: b})
+	}
+	return &sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1}, nil
+}

@@ -1,0 +1,157 @@
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/procon-cdc/procon/config"
+)
+
+// Config says how to reach the Kafka cluster and how to produce to it. Every Kafka client of
+// Procon is built from one Config (the producer of run, the resume reads, and the clients of
+// check, tail and drop), so TLS and SASL apply to all of them.
+type Config struct {
+	Brokers            []string
+	ClientID           string
+	TLS                *tls.Config
+	SASLMechanism      string // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512; "" for none
+	SASLUser, SASLPass string
+
+	// Producer settings; ignored by Admin and Reader.
+	MaxBufferedRecords int
+	MaxBufferedBytes   int
+	Linger             time.Duration
+	Compression        string // none | gzip | snappy | lz4 | zstd
+	MaxRecordBytes     int
+
+	// ConnectTimeout bounds the reachability check of New and NewAdmin (default 15s).
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// ConfigFrom maps the configuration's kafka section. A TLS file that cannot be read is a
+// *config.FieldError naming kafka.tls.
+func ConfigFrom(k *config.Kafka, log *slog.Logger) (Config, error) {
+	c := Config{
+		Brokers:            k.Brokers,
+		ClientID:           k.ClientID,
+		SASLMechanism:      k.SASL.Mechanism,
+		SASLUser:           k.SASL.Username,
+		SASLPass:           k.SASL.Password,
+		MaxBufferedRecords: k.MaxBufferedRecords,
+		MaxBufferedBytes:   k.MaxBufferedBytes,
+		Linger:             time.Duration(k.Linger),
+		Compression:        k.Compression,
+		MaxRecordBytes:     k.MaxRecordBytes,
+		Logger:             log,
+	}
+	if k.TLS.Enabled {
+		t, err := TLSConfig(k.TLS.CAFile, k.TLS.CertFile, k.TLS.KeyFile, k.TLS.InsecureSkipVerify)
+		if err != nil {
+			return c, &config.FieldError{Key: "kafka.tls", Problem: err.Error()}
+		}
+		c.TLS = t
+	}
+	return c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 15 * time.Second
+	}
+}
+
+// connOpts are the options that say how to reach the cluster: the one place where brokers,
+// client id, TLS and SASL become client options.
+func (c *Config) connOpts() []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.ClientID != "" {
+		opts = append(opts, kgo.ClientID(c.ClientID))
+	}
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS))
+	}
+	switch c.SASLMechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASLUser, Pass: c.SASLPass}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPass}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPass}.AsSha512Mechanism()))
+	}
+	return opts
+}
+
+// newClient builds a client from the connection options and extra (producer or consumer)
+// options, and with ping checks that a broker answers within ConnectTimeout.
+func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*kgo.Client, error) {
+	if c.SASLMechanism != "" && c.SASLMechanism != "PLAIN" && c.SASLMechanism != "SCRAM-SHA-256" && c.SASLMechanism != "SCRAM-SHA-512" {
+		return nil, fmt.Errorf("kafka.sasl.mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+	}
+	cl, err := kgo.NewClient(append(c.connOpts(), extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	if !ping {
+		return cl, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka brokers %v do not answer within %s: %w", c.Brokers, c.ConnectTimeout, err)
+	}
+	return cl, nil
+}
+
+func codec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("unknown compression %q", name)
+}
+
+// TLSConfig builds a client TLS configuration from files (also used for the schema
+// registry).
+func TLSConfig(caFile, certFile, keyFile string, insecure bool) (*tls.Config, error) {
+	c := &tls.Config{InsecureSkipVerify: insecure} //nolint:gosec // only when the user asks
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}

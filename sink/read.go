@@ -1,0 +1,151 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// LastHeaders returns the headers of the last record of each non-empty partition of topic,
+// read from Kafka. The pipeline reads them to find where a previous run stopped.
+func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]Header, error) {
+	starts, err := w.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	ends, err := w.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	want := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Err == nil && o.Offset > s.Offset {
+			want[o.Partition] = kgo.NewOffset().At(o.Offset - 1)
+		}
+	})
+	out := map[int32][]Header{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	cl, err := w.cfg.newClient(ctx, false, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	for len(out) < len(want) {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read the last records of %s: %w", topic, err)
+		}
+		for _, fe := range fs.Errors() {
+			return nil, fmt.Errorf("read the last records of %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset == want[r.Partition].EpochOffset().Offset {
+				out[r.Partition] = headersOf(r)
+			}
+		})
+	}
+	return out, nil
+}
+
+func headersOf(r *kgo.Record) []Header {
+	if len(r.Headers) == 0 {
+		return nil
+	}
+	hs := make([]Header, len(r.Headers))
+	for i, h := range r.Headers {
+		hs[i] = Header(h)
+	}
+	return hs
+}
+
+// ConsumedRecord is a record read from Kafka.
+type ConsumedRecord struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+}
+
+// Reader reads topics from their start or from their end, without a consumer group (procon-cdc
+// tail). It is used by one goroutine.
+type Reader struct {
+	cl *kgo.Client
+}
+
+// NewReader returns a Reader of topics, starting at their first record when fromStart is set
+// and at their end otherwise.
+func NewReader(cfg Config, topics []string, fromStart bool) (*Reader, error) {
+	cfg.defaults()
+	start := kgo.NewOffset().AtEnd()
+	if fromStart {
+		start = kgo.NewOffset().AtStart()
+	}
+	cl, err := cfg.newClient(context.Background(), false, kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(start))
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{cl: cl}, nil
+}
+
+// Poll waits for the next records. Errors of single partitions are returned beside the records
+// read from the others; when ctx ends it returns ctx's error.
+func (r *Reader) Poll(ctx context.Context) ([]ConsumedRecord, []error, error) {
+	fs := r.cl.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	for _, fe := range fs.Errors() {
+		if errors.Is(fe.Err, context.Canceled) {
+			return nil, nil, fe.Err
+		}
+		errs = append(errs, fmt.Errorf("%s[%d]: %w", fe.Topic, fe.Partition, fe.Err))
+	}
+	var recs []ConsumedRecord
+	fs.EachRecord(func(rec *kgo.Record) {
+		recs = append(recs, ConsumedRecord{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+			Key: rec.Key, Value: rec.Value, Headers: headersOf(rec)})
+	})
+	return recs, errs, nil
+}
+
+// Close closes the Reader's client.
+func (r *Reader) Close() { r.cl.Close() }
+
+// Admin is a client for the cluster itself: whether it answers, and deleting topics.
+type Admin struct {
+	cl *kgo.Client
+}
+
+// NewAdmin connects and checks that a broker answers within cfg.ConnectTimeout.
+func NewAdmin(ctx context.Context, cfg Config) (*Admin, error) {
+	cfg.defaults()
+	cl, err := cfg.newClient(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{cl: cl}, nil
+}
+
+// DeleteTopics deletes topics and reports, for each, nil or why it was not deleted.
+func (a *Admin) DeleteTopics(ctx context.Context, topics ...string) (map[string]error, error) {
+	resp, err := kadm.NewClient(a.cl).DeleteTopics(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("delete topics: %w", err)
+	}
+	out := map[string]error{}
+	for _, r := range resp.Sorted() {
+		out[r.Topic] = r.Err
+	}
+	return out, nil
+}
+
+// Close closes the Admin's client.
+func (a *Admin) Close() { a.cl.Close() }
