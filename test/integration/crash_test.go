@@ -19,6 +19,7 @@ import (
 type versionWriter struct {
 	pool *pgxpool.Pool
 	keys int
+	rnd  *rand.Rand
 
 	mu        sync.Mutex
 	committed map[int]int // key -> highest committed version
@@ -27,7 +28,7 @@ type versionWriter struct {
 func newVersionWriter(t *testing.T, s *setup, keys int) *versionWriter {
 	s.db.Exec(t, `CREATE TABLE versions (id int PRIMARY KEY, v int NOT NULL, pad text)`)
 	s.db.Exec(t, `INSERT INTO versions SELECT g, 0, repeat('x', 100) FROM generate_series(1, $1) g`, keys)
-	return &versionWriter{pool: s.db.Pool, keys: keys, committed: map[int]int{}}
+	return &versionWriter{pool: s.db.Pool, keys: keys, rnd: testenv.Rand(t, 1), committed: map[int]int{}}
 }
 
 // run commits until ctx ends: mostly single-row transactions, some with several rows, some
@@ -38,14 +39,14 @@ func (w *versionWriter) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		<-pace.C
 		n := 1
-		if rand.IntN(4) == 0 {
-			n = 2 + rand.IntN(5)
+		if w.rnd.IntN(4) == 0 {
+			n = 2 + w.rnd.IntN(5)
 		}
 		ids := map[int]bool{}
 		for len(ids) < n {
-			ids[1+rand.IntN(w.keys)] = true
+			ids[1+w.rnd.IntN(w.keys)] = true
 		}
-		rollback := rand.IntN(10) == 0
+		rollback := w.rnd.IntN(10) == 0
 		tx, err := w.pool.Begin(ctx)
 		if err != nil {
 			time.Sleep(50 * time.Millisecond) // PostgreSQL may be restarting
@@ -162,6 +163,7 @@ func checkVersions(t *testing.T, s *setup, final map[int]int, allowRepeats bool)
 func TestKill9(t *testing.T) {
 	s := newSetup(t, `public.versions: {}`, "")
 	w := newVersionWriter(t, s, 20)
+	rnd := testenv.Rand(t, 2) // when to kill
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var before int64
@@ -176,7 +178,7 @@ func TestKill9(t *testing.T) {
 		testenv.WaitFor(t, time.Minute, "the engine to make progress", func() (bool, error) {
 			return s.countIfExists(t, s.topic("versions")) > before, nil
 		})
-		time.Sleep(time.Duration(rand.IntN(700)) * time.Millisecond)
+		time.Sleep(time.Duration(rnd.IntN(700)) * time.Millisecond) // a random moment, not a wait for a condition
 		p.kill9(t)
 		before = s.countIfExists(t, s.topic("versions"))
 		t.Logf("kill %d: %d records in Kafka", i+1, before)

@@ -27,6 +27,7 @@ import (
 // update must carry exactly v + 1, so a gap or a duplicate at the seam shows.
 type itemWriter struct {
 	pool   *pgxpool.Pool
+	rnd    *rand.Rand // used by run only
 	tables []string
 	maxID  map[string]*atomic.Int64
 	ops    atomic.Int64
@@ -41,8 +42,8 @@ func createItems(t *testing.T, s *setup, table string, rows int) {
 	s.db.Exec(t, "ANALYZE "+table)
 }
 
-func newItemWriter(s *setup, rows map[string]int) *itemWriter {
-	w := &itemWriter{pool: s.db.Pool, maxID: map[string]*atomic.Int64{}}
+func newItemWriter(t *testing.T, s *setup, rows map[string]int) *itemWriter {
+	w := &itemWriter{pool: s.db.Pool, rnd: testenv.Rand(t, 1), maxID: map[string]*atomic.Int64{}}
 	for table, n := range rows {
 		w.tables = append(w.tables, table)
 		w.maxID[table] = &atomic.Int64{}
@@ -57,15 +58,15 @@ func newItemWriter(s *setup, rows map[string]int) *itemWriter {
 func (w *itemWriter) run(stop context.Context) {
 	ctx := context.Background()
 	for stop.Err() == nil {
-		table := w.tables[rand.IntN(len(w.tables))]
+		table := w.tables[w.rnd.IntN(len(w.tables))]
 		maxID := w.maxID[table]
 		tx, err := w.pool.Begin(ctx)
 		if err != nil {
 			continue
 		}
-		for range 1 + rand.IntN(3) {
-			id := 1 + rand.Int64N(maxID.Load())
-			switch r := rand.IntN(20); {
+		for range 1 + w.rnd.IntN(3) {
+			id := 1 + w.rnd.Int64N(maxID.Load())
+			switch r := w.rnd.IntN(20); {
 			case r == 0:
 				_, err = tx.Exec(ctx, "DELETE FROM "+table+" WHERE id = $1", id)
 			case r == 1:
@@ -77,7 +78,7 @@ func (w *itemWriter) run(stop context.Context) {
 				break
 			}
 		}
-		if err != nil || rand.IntN(10) == 0 {
+		if err != nil || w.rnd.IntN(10) == 0 {
 			_ = tx.Rollback(context.Background())
 			continue
 		}
@@ -373,7 +374,7 @@ snapshot:
 	createItems(t, s, "small", 300)
 	createItems(t, s, "empty", 0)
 	t.Logf("tables filled in %s", time.Since(t0))
-	w := newItemWriter(s, map[string]int{"big": big, "small": 300})
+	w := newItemWriter(t, s, map[string]int{"big": big, "small": 300})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -473,7 +474,7 @@ snapshot:
 	createItems(t, s, "items", rows)
 	s.runEngine(t)
 	s.waitSnapshot(t, "initial", "done", 2*time.Minute)
-	w := newItemWriter(s, map[string]int{"items": rows})
+	w := newItemWriter(t, s, map[string]int{"items": rows})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -590,7 +591,7 @@ snapshot:
   chunk_size: 2000
   parallelism: 2`)
 	createItems(t, s, "items", rows)
-	w := newItemWriter(s, map[string]int{"items": rows})
+	w := newItemWriter(t, s, map[string]int{"items": rows})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stop(); wg.Wait() })
@@ -643,7 +644,7 @@ snapshot:
 	createItems(t, s, "items", rows)
 	p := s.startProcess(t)
 	s.waitSlot(t)
-	w := newItemWriter(s, map[string]int{"items": rows})
+	w := newItemWriter(t, s, map[string]int{"items": rows})
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stop(); wg.Wait() })
