@@ -30,6 +30,9 @@ type Env struct {
 	Brokers     []string
 	RegistryURL string
 	PGBinDir    string // PostgreSQL's bin directory (pg_recvlogical), may be empty
+	// SASLBrokers is Kafka's listener that requires SASL/PLAIN as SASLUser/SASLPassword.
+	SASLBrokers            []string
+	SASLUser, SASLPassword string
 	Services    string // path of scripts/services
 }
 
@@ -46,6 +49,12 @@ func Get(t testing.TB) *Env {
 		RegistryURL: os.Getenv("PROCON_SCHEMA_REGISTRY_URL"),
 		PGBinDir:    os.Getenv("PROCON_PG_BINDIR"),
 		Services:    os.Getenv("PROCON_SERVICES"),
+
+		SASLUser:     os.Getenv("PROCON_KAFKA_SASL_USER"),
+		SASLPassword: os.Getenv("PROCON_KAFKA_SASL_PASSWORD"),
+	}
+	if b := os.Getenv("PROCON_KAFKA_SASL_BROKERS"); b != "" {
+		e.SASLBrokers = strings.Split(b, ",")
 	}
 	if b := os.Getenv("PROCON_KAFKA_BROKERS"); b != "" {
 		e.Brokers = strings.Split(b, ",")
