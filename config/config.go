@@ -186,57 +186,87 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse reads a configuration from r, expanding ${VAR} with lookup (os.LookupEnv when nil),
-// applies defaults and validates it. The error lists every problem found, each naming its key.
+// Parse reads a configuration from r, expanding ${VAR} in its values with lookup (os.LookupEnv
+// when nil), applies defaults and validates it. The error lists every problem found, each
+// naming its key, and never shows a value that came from the environment.
 func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	text, err := expandEnv(string(raw), lookup)
+	// The one parse: everything below reads or decodes this tree.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, syntaxError(raw, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, errors.New("the file is empty")
+	}
+	root := doc.Content[0]
+	x, err := expandDocument(root, lookup)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkInstanceNum(text); err != nil {
+	if err := checkInstanceNum(root, x); err != nil {
 		return nil, err
 	}
-	if err := checkNumbers(text); err != nil {
+	if err := checkTree(root, x); err != nil {
 		return nil, err
 	}
 	// Defaults where an explicit zero means something else are set before decoding.
 	cfg := &Config{Kafka: Kafka{Linger: DefaultLinger}}
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty")
-		}
-		return nil, explainDecodeError(text, err)
+	if err := root.Decode(cfg); err != nil {
+		return nil, x.redact(explainDecodeError(root, err))
 	}
-	cfg.RelationOrder = relationOrder(text)
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
+	cfg.RelationOrder = relationOrder(root)
 	if err := cfg.applyDefaults(lookup); err != nil {
-		return nil, err
+		return nil, x.redact(err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, x.redact(err)
 	}
 	return cfg, nil
 }
 
-// relationOrder recovers the order of relation_configs keys, which a Go map loses.
-func relationOrder(text string) []string {
-	var doc struct {
-		Relations yaml.Node `yaml:"relation_configs"`
+// syntaxError explains a YAML syntax error. An unquoted ${VAR} in a flow collection is one,
+// since { and } end a scalar there; it was not when variables were expanded in the text.
+func syntaxError(raw []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if bytes.Contains(raw, []byte("${")) && strings.Contains(msg, "did not find expected ',' or") {
+		msg += `; inside {...} or [...] a ${VAR} must be quoted: "${VAR}"`
 	}
-	if yaml.Unmarshal([]byte(text), &doc) != nil || doc.Relations.Kind != yaml.MappingNode {
+	return errors.New(msg)
+}
+
+// valueOf returns the value of key in the mapping n, following an alias, or nil.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			v := n.Content[i+1]
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+// relationOrder recovers the order of relation_configs keys, which a Go map loses.
+func relationOrder(root *yaml.Node) []string {
+	rel := valueOf(root, "relation_configs")
+	if rel == nil || rel.Kind != yaml.MappingNode {
 		return nil
 	}
 	var keys []string
-	for i := 0; i < len(doc.Relations.Content); i += 2 {
-		keys = append(keys, doc.Relations.Content[i].Value)
+	for i := 0; i < len(rel.Content); i += 2 {
+		keys = append(keys, rel.Content[i].Value)
 	}
 	return keys
 }

@@ -117,7 +117,7 @@ func TestInstanceFromEnvironment(t *testing.T) {
 	}
 }
 
-func TestExpandEnv(t *testing.T) {
+func TestExpandValue(t *testing.T) {
 	vars := env(map[string]string{"A": "1", "EMPTY": ""})
 	cases := map[string]string{
 		"x${A}y":        "x1y",
@@ -129,12 +129,12 @@ func TestExpandEnv(t *testing.T) {
 		"a: ${B:-x:y}":  "a: x:y",
 	}
 	for in, want := range cases {
-		got, err := expandEnv(in, vars)
+		got, _, _, err := expandValue(in, vars)
 		if err != nil || got != want {
-			t.Errorf("expandEnv(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("expandValue(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := expandEnv("${1BAD}", vars); err == nil {
+	if _, _, _, err := expandValue("${1BAD}", vars); err == nil {
 		t.Error("a bad variable name must be an error")
 	}
 }

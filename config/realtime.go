@@ -97,24 +97,18 @@ func (rr *RelationRealtime) validate(at string, errs *fieldErrors) {
 	}
 }
 
-// checkInstanceNum reads instance_num from the YAML text before it is decoded into an int, so
+// checkInstanceNum reads instance_num from the document before it is decoded into an int, so
 // that a string or a fraction is refused with the key's name instead of being truncated or
 // reported as a bare YAML type error.
-func checkInstanceNum(text string) error {
-	var doc struct {
-		Instance yaml.Node `yaml:"instance_num"`
-	}
-	if yaml.Unmarshal([]byte(text), &doc) != nil {
-		return nil // the decoder reports the syntax error
-	}
-	n := doc.Instance
-	if n.Kind == 0 || (n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Value == "")) {
+func checkInstanceNum(root *yaml.Node, x expansions) error {
+	n := valueOf(root, "instance_num")
+	if n == nil || (n.Kind == yaml.ScalarNode && (n.ShortTag() == "!!null" || n.Value == "")) {
 		return nil
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
 		return nil // Validate checks the range
 	}
 	return &FieldError{Key: "instance_num", Problem: fmt.Sprintf(
-		"%q is not an integer from 0 to 65535 (line %d); it numbers this engine in the procon.tx transaction id",
-		n.Value, n.Line)}
+		"%s is not an integer from 0 to 65535 (line %d); it numbers this engine in the procon.tx transaction id",
+		x.describe(n), n.Line)}
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -11,22 +10,38 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// checkNumbers walks the document beside the Config type and refuses, with the key's path,
-// numbers the YAML decoder would accept wrongly or report without a key: it silently truncates
-// 1.5 into an integer field, and says only "line 7: cannot unmarshal !!str `abc` into int".
-func checkNumbers(text string) error {
-	var doc yaml.Node
-	if yaml.Unmarshal([]byte(text), &doc) != nil || len(doc.Content) == 0 {
-		return nil // the decoder reports the syntax error
-	}
-	var errs fieldErrors
-	walkNumbers(doc.Content[0], reflect.TypeFor[Config](), "", &errs)
-	return errors.Join(errs...)
+// checkTree walks the document beside the Config type, before it is decoded, for what the
+// decoder would accept wrongly or report without a key: a key Config does not have (a decoder
+// given a node, not text, cannot be told to refuse them), and numbers, since it silently
+// truncates 1.5 into an integer field, and says only "line 7: cannot unmarshal !!str `abc` into
+// int". Aliases and merge keys are followed, so that a key is refused wherever it is written.
+func checkTree(root *yaml.Node, x expansions) error {
+	w := treeWalk{x: x, seen: map[walked]bool{}}
+	w.walk(root, reflect.TypeFor[Config](), "")
+	return errors.Join(w.errs...)
+}
+
+type treeWalk struct {
+	x    expansions
+	errs fieldErrors
+	seen map[walked]bool
+}
+
+// walked is a mapping already checked as a type: aliases may reach it again, or from itself.
+type walked struct {
+	n *yaml.Node
+	t reflect.Type
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
-func walkNumbers(n *yaml.Node, t reflect.Type, path string, errs *fieldErrors) {
+func (w *treeWalk) walk(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return
+		}
+		n = n.Alias
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -34,37 +49,54 @@ func walkNumbers(n *yaml.Node, t reflect.Type, path string, errs *fieldErrors) {
 		return // parses and reports its own values
 	}
 	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
+	case reflect.Struct, reflect.Map:
+		if n.Kind != yaml.MappingNode || w.seen[walked{n, t}] {
 			return
 		}
+		w.seen[walked{n, t}] = true
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			if f, ok := fieldByTag(t, key); ok {
-				walkNumbers(n.Content[i+1], f.Type, join(path, key), errs)
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				continue // the decoder reports a key that is not a string
+			}
+			if k.Value == "<<" && k.ShortTag() == "!!merge" {
+				w.merge(v, t, path)
+				continue
+			}
+			p := join(path, k.Value)
+			if t.Kind() == reflect.Map {
+				w.walk(v, t.Elem(), p)
+			} else if f, ok := fieldByTag(t, k.Value); ok {
+				w.walk(v, f.Type, p)
+			} else {
+				w.errs.add(p, "line %d: field %s not found in type %s", k.Line, k.Value, t)
 			}
 		}
-	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			walkNumbers(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), errs)
-		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!int" {
+		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" || n.ShortTag() == "!!int" {
 			return
 		}
 		if _, err := strconv.ParseInt(n.Value, 10, 64); err != nil {
-			errs.add(path, "%q is not an integer (line %d)", n.Value, n.Line)
+			w.errs.add(path, "%s is not an integer (line %d)", w.x.describe(n), n.Line)
 		}
 	}
+}
+
+// merge checks the mappings a merge key (<<: *defaults, or a list of them) adds to one of type t.
+func (w *treeWalk) merge(v *yaml.Node, t reflect.Type, path string) {
+	if v.Kind == yaml.SequenceNode {
+		for _, item := range v.Content {
+			w.walk(item, t, path)
+		}
+		return
+	}
+	w.walk(v, t, path)
 }
 
 func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key {
+		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key && name != "-" {
 			return f, true
 		}
 	}
@@ -105,21 +137,17 @@ func keyAtLine(root *yaml.Node, line int) string {
 }
 
 // explainDecodeError prefixes each of the decoder's "line N: ..." messages with the key there.
-func explainDecodeError(text string, err error) error {
-	te, ok := err.(*yaml.TypeError)
-	if !ok {
-		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	var doc yaml.Node
-	if yaml.Unmarshal([]byte(text), &doc) != nil || len(doc.Content) == 0 {
-		return err
+func explainDecodeError(root *yaml.Node, err error) error {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	if te, ok := err.(*yaml.TypeError); ok {
+		msgs = te.Errors
 	}
 	var errs fieldErrors
-	for _, msg := range te.Errors {
+	for _, msg := range msgs {
 		key := "config"
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			if k := keyAtLine(doc.Content[0], line); k != "" {
+			if k := keyAtLine(root, line); k != "" {
 				key = k
 			}
 		}
