@@ -9,4 +9,7 @@
 // string; a key that holds a string takes the text as it is. Inside {...} or [...] a ${VAR} must
 // be quoted, as a YAML plain scalar cannot contain braces there. Errors about an expanded value
 // name the reference, "the value of ${PGPASS}", instead of showing it.
+//
+// Concurrency: Load and Parse return a new *Config that nothing changes afterwards; it may be
+// read from any number of goroutines.
 package config

@@ -9,21 +9,22 @@
 //   - a transactional logical message, pg_logical_emit_message(true, 'procon-realtime', json);
 //   - a change of a relation with a Rule (relation_configs.<rel>.realtime).
 //
-// In the data path, the engine's pipeline goroutine calls Service.Suppress for every change
-// (the realtime table's own rows and the cleanup never become events) and Service.Handle after
-// the change's events: Handle counts each notification in its transaction (Tracker.Add) before
-// the transaction is sealed, and queues it in a throttle. Service.Run produces what the
+// In the data path, the pipeline goroutine calls Service.Suppress for every change (the
+// realtime table's own rows and the cleanup never become events), Service.Derive while it
+// builds the change's events (the notification takes the next procon.seq position), and
+// Service.Submit once those events are produced: Submit counts the notification in its
+// transaction (Tracker.Add) before the transaction is sealed, and queues it in a throttle. Service.Run produces what the
 // throttle lets go: per channel, notifications are at least the threshold apart (spacing counted
 // from when the previous one was handed to Kafka), in order; with coalescing only the newest
 // waiting notification of a channel and session is kept. A notification is acknowledged to
-// the tracker when Kafka acknowledges it (Service.Acked, from the promise), or when coalescing
-// drops it; for a realtime table row, only once the row is deleted. So the slot's confirmed LSN
+// the tracker when Kafka acknowledges it (the notification is its record's sink.Acker), or
+// when coalescing drops it; for a realtime table row, only once the row is deleted. So the slot's confirmed LSN
 // never passes a notification that is still waiting, and a crash loses none: the slot gives
 // the transaction again, and its notifications are sent again (consumers deduplicate on the
 // procon.tx and procon.seq headers).
 //
 // The queue is bounded: Config.MaxPending notifications per channel and Config.MaxTotal in all.
-// Past either, Handle blocks (backpressure): reading the WAL waits until the channel's oldest
+// Past either, Submit blocks (backpressure): reading the WAL waits until the channel's oldest
 // notification goes out. A notification therefore waits at most about MaxPending times its
 // threshold, which bounds how long one hot channel holds the slot back.
 //
@@ -33,4 +34,9 @@
 //
 // Realtime records are written out of stream order (the throttle delays some), so the engine's
 // resume-by-position does not apply to them.
+//
+// Concurrency: Suppress, Derive and Submit belong to the pipeline goroutine; Run (the
+// producer, and the cleanup) is one goroutine of its own; acknowledgements arrive on Kafka's
+// promise goroutine and never block; Close runs after Run has returned. The throttle is shared
+// under the Service's mutex.
 package realtime

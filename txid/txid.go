@@ -7,6 +7,8 @@
 // 80 "random" bits are the engine's instance number (16 bits) followed by the transaction's
 // commit LSN (64 bits). The same transaction re-sent after a crash gets the same id, and ids
 // sort by commit time, then instance, then commit position.
+//
+// Everything here is a pure function of its arguments and safe for concurrent use.
 package txid
 
 import (
