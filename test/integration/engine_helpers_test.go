@@ -239,11 +239,16 @@ func (s *setup) confirmedLSN(t *testing.T) pglogrepl.LSN {
 	return lsn
 }
 
+// waitSlot waits until the slot is created: from then on every commit reaches the stream. A
+// slot is listed while it is being created, but transactions that commit before it reaches its
+// consistent point (it waits for those running in the whole cluster) are not decoded; its
+// confirmed_flush_lsn is set once it has.
 func (s *setup) waitSlot(t *testing.T) {
 	t.Helper()
-	testenv.WaitFor(t, 30*time.Second, "slot "+s.slot+" to exist", func() (bool, error) {
+	testenv.WaitFor(t, time.Minute, "slot "+s.slot+" to be created", func() (bool, error) {
 		var n int
-		err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&n)
+		err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots
+			WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL`, s.slot).Scan(&n)
 		return n == 1, err
 	})
 }
