@@ -60,7 +60,13 @@ func TestPGConnectPinsOutputSettings(t *testing.T) {
 	}
 	defer repl.Close(context.Background())
 
-	for setting, want := range pg.OutputSettings() {
+	// Written out rather than taken from pg.OutputSettings, so that a setting dropped there
+	// fails here. The realtime cleanup's connection once lacked lc_monetary.
+	pinned := map[string]string{
+		"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres",
+		"extra_float_digits": "3", "bytea_output": "hex", "lc_monetary": "C",
+	}
+	for setting, want := range pinned {
 		var got string
 		if err := conn.QueryRow(ctx, "SHOW "+setting).Scan(&got); err != nil {
 			t.Fatalf("SHOW %s: %v", setting, err)
