@@ -58,14 +58,16 @@ func ConnectReplication(ctx context.Context, dsn, application string) (*pgconn.P
 	return pgconn.ConnectConfig(ctx, cfg)
 }
 
+// replicationConfig is connConfig's with replication=database. pgx's parser, not pgconn's, so
+// that pgx's own DSN keys (statement_cache_capacity, default_query_exec_mode) are taken out
+// rather than sent to the walsender as settings it does not know.
 func replicationConfig(dsn, application string) (*pgconn.Config, error) {
-	cfg, err := pgconn.ParseConfig(dsn)
+	cfg, err := connConfig(dsn, application)
 	if err != nil {
-		return nil, dsnError(err)
+		return nil, err
 	}
-	pin(cfg.RuntimeParams, application)
 	setParam(cfg.RuntimeParams, "replication", "database")
-	return cfg, nil
+	return &cfg.Config, nil
 }
 
 // pin sets the output settings and the application name in a connection's startup

@@ -20,6 +20,7 @@ func TestPinnedSettings(t *testing.T) {
 		{"host=db user=u dbname=app TimeZone=Asia/Tokyo IntervalStyle=iso_8601 extra_float_digits=0", "procon-cdc snapshot"},
 		{"postgres://u@db/app?application_name=orders-cdc", "procon-cdc"},
 		{"host=db application_name=orders-cdc", ""},
+		{"postgres://u@db/app?default_query_exec_mode=simple_protocol&statement_cache_capacity=0", "procon-cdc"}, // pgx's keys, not settings
 	} {
 		wantApp := tc.application
 		if strings.Contains(tc.dsn, "application_name=") {
