@@ -119,23 +119,7 @@ func TestPGConnectPinsOutputSettings(t *testing.T) {
 func insertedTuple(ctx context.Context, t *testing.T, repl *pgconn.PgConn) []string {
 	t.Helper()
 	for {
-		msg, err := repl.ReceiveMessage(ctx)
-		if err != nil {
-			t.Fatalf("receive: %v", err)
-		}
-		cd, ok := msg.(*pgproto3CopyData)
-		if !ok || cd.Data[0] != pglogrepl.XLogDataByteID {
-			continue
-		}
-		xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := pglogrepl.Parse(xld.WALData)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ins, ok := m.(*pglogrepl.InsertMessage); ok {
+		if ins, ok := nextWALMessage(ctx, t, repl).(*pglogrepl.InsertMessage); ok {
 			var cols []string
 			for _, c := range ins.Tuple.Columns {
 				cols = append(cols, string(c.Data))
