@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 )
 
@@ -78,7 +79,7 @@ func (c *cleaner) run(ctx context.Context) error {
 				return nil
 			}
 			if err != nil {
-				if !retriable(err) {
+				if !pg.Transient(err) {
 					return err
 				}
 				c.log.Warn("realtime cleanup failed; retrying", "table", c.table, "rows", c.pending(), "err", err)
@@ -125,7 +126,7 @@ func (c *cleaner) flush(ctx context.Context) (int, error) {
 
 func (c *cleaner) delete(ctx context.Context, items []*item) (err error) {
 	if c.conn == nil || c.conn.IsClosed() {
-		if c.conn, err = connect(ctx, c.dsn); err != nil {
+		if c.conn, err = pg.Connect(ctx, c.dsn, "procon-cdc realtime cleanup"); err != nil {
 			return fmt.Errorf("realtime cleanup: connect to PostgreSQL: %w", err)
 		}
 	}
@@ -219,7 +220,7 @@ func widenXID(xid uint32, xmax int64) int64 {
 
 func (c *cleaner) explain(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && !retriable(err) {
+	if errors.As(err, &pgErr) && !pg.Transient(err) {
 		return fmt.Errorf("realtime cleanup: delete published rows from %s: %w; grant DELETE on it to procon-cdc's role, or set realtime.cleanup: false and delete them yourself",
 			c.table, err)
 	}
@@ -243,7 +244,7 @@ func (c *cleaner) close() {
 func deleteSQL(table string, rel *replication.Relation, keys [][]string) (string, []any) {
 	var b strings.Builder
 	b.WriteString("DELETE FROM ")
-	b.WriteString(quoteQualified(table))
+	b.WriteString(pg.QuoteQualified(table))
 	b.WriteString(" AS t USING unnest(")
 	args := make([]any, len(rel.Key))
 	for j := range rel.Key {
@@ -276,46 +277,4 @@ func deleteSQL(table string, rel *replication.Relation, keys [][]string) (string
 		}
 	}
 	return b.String(), args
-}
-
-func quoteQualified(name string) string {
-	schema, table, ok := strings.Cut(name, ".")
-	if !ok {
-		return pgx.Identifier{name}.Sanitize()
-	}
-	return pgx.Identifier{schema, table}.Sanitize()
-}
-
-// connect opens the cleanup's connection with the settings the replication connection pins,
-// so that key values read from the WAL parse back the same.
-func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, errors.New("postgres.dsn does not parse") // never print the DSN: it may hold a password
-	}
-	for k, v := range map[string]string{
-		"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres",
-		"extra_float_digits": "3", "bytea_output": "hex", "application_name": "procon-cdc realtime cleanup",
-	} {
-		cfg.RuntimeParams[k] = v
-	}
-	return pgx.ConnectConfig(ctx, cfg)
-}
-
-// retriable reports whether err may go away by trying again: anything but an error reported by
-// the server, and among those the connection, shutdown, overload and concurrency ones.
-func retriable(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return true
-	}
-	switch pgErr.Code {
-	case "57P01", "57P02", "57P03", // shutdown, cannot connect now
-		"53300", "53400", // too many connections, configuration limit
-		"40001", "40P01", // serialization failure, deadlock
-		"55P03", "57014", // lock not available, statement canceled (timeouts)
-		"25006": // read-only transaction: a failover in progress
-		return true
-	}
-	return strings.HasPrefix(pgErr.Code, "08")
 }

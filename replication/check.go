@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/procon-cdc/procon/pg"
 )
 
 // Finding is one result of Check.
@@ -47,20 +49,20 @@ func Check(ctx context.Context, cfg Config) []Finding {
 			add("ok", name, "exists and has a record key")
 		}
 		var ident string
-		if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass`, quoteQualified(name)).Scan(&ident); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass`, pg.QuoteQualified(name)).Scan(&ident); err != nil {
 			add("error", name, "read replica identity: %v", err)
 			continue
 		}
 		switch ident {
 		case "d":
 			add("ok", name, "REPLICA IDENTITY DEFAULT: updates have before = null and deletes carry only the key in before; "+
-				"unchanged TOASTed values are replaced by the placeholder (ALTER TABLE %s REPLICA IDENTITY FULL for full before images)", quoteQualified(name))
+				"unchanged TOASTed values are replaced by the placeholder (ALTER TABLE %s REPLICA IDENTITY FULL for full before images)", pg.QuoteQualified(name))
 		case "f":
 			add("ok", name, "REPLICA IDENTITY FULL: before holds the whole old row of updates and deletes")
 		case "i":
 			add("ok", name, "REPLICA IDENTITY USING INDEX: before holds the index columns")
 		case "n":
-			add("warn", name, "REPLICA IDENTITY NOTHING: once published, UPDATE and DELETE on it fail; ALTER TABLE %s REPLICA IDENTITY DEFAULT", quoteQualified(name))
+			add("warn", name, "REPLICA IDENTITY NOTHING: once published, UPDATE and DELETE on it fail; ALTER TABLE %s REPLICA IDENTITY DEFAULT", pg.QuoteQualified(name))
 		}
 	}
 

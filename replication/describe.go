@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/procon-cdc/procon/pg"
 )
 
 // Describe reads a captured relation's current shape from the catalog, as the next Relation
@@ -18,7 +20,7 @@ func (s *Stream) Describe(ctx context.Context, name string) (*Relation, error) {
 	var relid uint32
 	var ident string
 	err := s.sql.QueryRow(ctx, `SELECT c.oid, c.relreplident::text FROM pg_class c WHERE c.oid = $1::regclass`,
-		quoteQualified(name)).Scan(&relid, &ident)
+		pg.QuoteQualified(name)).Scan(&relid, &ident)
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", name, err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/procon-cdc/procon/pg"
 )
 
 // Publication modes, as in the publication_autocreate setting.
@@ -67,7 +69,7 @@ func checkKeys(ctx context.Context, cat *catalog, specs map[string]RelationSpec)
 	for _, name := range sortedKeys(specs) {
 		spec := specs[name]
 		var relid uint32
-		if err := cat.conn.QueryRow(ctx, `SELECT $1::regclass::oid`, quoteQualified(name)).Scan(&relid); err != nil {
+		if err := cat.conn.QueryRow(ctx, `SELECT $1::regclass::oid`, pg.QuoteQualified(name)).Scan(&relid); err != nil {
 			return fmt.Errorf("look up %s: %w", name, err)
 		}
 		info, err := cat.table(ctx, relid)
@@ -97,7 +99,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name, mode string, r
 	pub := pgx.Identifier{name}.Sanitize()
 	tables := make([]string, len(relations))
 	for i, r := range relations {
-		tables[i] = quoteQualified(r)
+		tables[i] = pg.QuoteQualified(r)
 	}
 	const with = ` WITH (publish = 'insert, update, delete, truncate')`
 	switch {
@@ -179,14 +181,6 @@ func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotState, erro
 		}
 	}
 	return s, nil
-}
-
-func quoteQualified(name string) string {
-	schema, table, ok := strings.Cut(name, ".")
-	if !ok {
-		return pgx.Identifier{name}.Sanitize()
-	}
-	return pgx.Identifier{schema, table}.Sanitize()
 }
 
 func diff(a, b []string) []string {

@@ -8,16 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// OutputSettings are the session settings that shape the text of values: pgoutput writes
-// values with the walsender's output functions under them, and a snapshot reading rows in text
-// format must use the same ones so that both render a value identically.
-func OutputSettings() map[string]string {
-	return map[string]string{
-		"DateStyle": "ISO, MDY", "TimeZone": "UTC", "IntervalStyle": "postgres",
-		"extra_float_digits": "3", "bytea_output": "hex", "lc_monetary": "C",
-	}
-}
-
 // DescribeTable reads a captured relation's current shape over conn, as Stream.Describe does,
 // for readers that run beside the stream (snapshots). It also returns the indexes in
 // Columns of the table's primary key, which orders keyset pagination; when the table has no

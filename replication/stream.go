@@ -5,9 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/procon-cdc/procon/pg"
 )
 
 // Config says which slot to read and what to capture.
@@ -153,30 +154,11 @@ func (s *Stream) open(ctx context.Context) error {
 }
 
 func (s *Stream) connectReplication(ctx context.Context) error {
-	cfg, err := pgconn.ParseConfig(replicationDSN(s.cfg.DSN))
-	if err != nil {
-		return fmt.Errorf("postgres.dsn: %w", err)
-	}
-	// pgoutput writes values with the walsender's output functions: pin the settings that
-	// shape their text, whatever the server's defaults are.
-	for k, v := range OutputSettings() {
-		cfg.RuntimeParams[k] = v
-	}
-	if s.repl, err = pgconn.ConnectConfig(ctx, cfg); err != nil {
+	var err error
+	if s.repl, err = pg.ConnectReplication(ctx, s.cfg.DSN, "procon-cdc"); err != nil {
 		return fmt.Errorf("open replication connection: %w", err)
 	}
 	return nil
-}
-
-// replicationDSN adds replication=database to a URL or key=value DSN.
-func replicationDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		q := u.Query()
-		q.Set("replication", "database")
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return strings.TrimSpace(dsn) + " replication=database"
 }
 
 // Database is the name of the database the stream reads.
@@ -210,7 +192,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 		if errors.Is(err, errStopped) || s.stopRequested() {
 			return nil // a connection lost while stopping: the cut transaction is sent again at restart
 		}
-		if !retriable(err) {
+		if !pg.Transient(err) {
 			return err
 		}
 		s.dec.abandonOpenTx()
@@ -237,7 +219,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 			if err == nil {
 				break
 			}
-			if !retriable(err) {
+			if !pg.Transient(err) {
 				return err
 			}
 			s.log.Warn("reconnecting to PostgreSQL", "err", err)
@@ -258,32 +240,10 @@ func (s *Stream) reconnect(ctx context.Context) error {
 	return s.connectReplication(ctx)
 }
 
-// retriable reports whether err is a lost connection or a server going away rather than a
-// problem that retrying cannot fix.
-func retriable(err error) bool {
-	if err == nil {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", // admin shutdown, crash shutdown, cannot connect now
-			"55006", // object in use: the slot is still held by a walsender of a dead client
-			"53300": // too many connections
-			return true
-		}
-		return strings.HasPrefix(pgErr.Code, "08") // connection exceptions
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) || errors.Is(err, errConnClosed) {
-		return true
-	}
-	var connErr *pgconn.ConnectError
-	return errors.As(err, &connErr)
-}
-
 var (
-	errConnClosed = errors.New("replication connection closed")
+	// errConnClosed is the server ending the copy (CopyDone): the walsender is going away, as
+	// on a promotion or a shutdown, and a new connection may stream again.
+	errConnClosed = fmt.Errorf("the server ended the replication stream: %w", io.EOF)
 	errStopped    = errors.New("stopped between transactions")
 )
 

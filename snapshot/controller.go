@@ -3,10 +3,8 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +13,8 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 )
 
@@ -158,7 +156,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		if conn == nil || conn.IsClosed() {
 			var err error
-			if conn, err = connect(ctx, c.cfg.DSN); err != nil {
+			if conn, err = pg.Connect(ctx, c.cfg.DSN, applicationName); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -177,8 +175,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		case err == nil:
 			backoff = 100 * time.Millisecond
 			c.finish(j)
-		case retriable(err):
-			c.log.Warn("snapshot: lost the connection; resuming the snapshot", "snapshot", j.snap.ID, "err", err)
+		case pg.Transient(err):
+			c.log.Warn("snapshot: interrupted (a lost connection, a server restart, a conflict); resuming the snapshot", "snapshot", j.snap.ID, "err", err)
 			_ = conn.Close(context.Background())
 			conn = nil
 			if !sleep(ctx, backoff) {
@@ -202,18 +200,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
-}
-
-// retriable tells a lost connection from an error of the snapshot itself (a bad filter, a
-// dropped table).
-func retriable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
-	}
-	var netErr net.Error
-	var connErr *pgconn.ConnectError
-	return errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err)
 }
 
 // next waits for the next queued snapshot.
@@ -730,7 +716,7 @@ func (c *Controller) signal(ctx context.Context, ch *replication.Change) error {
 			return nil
 		}
 		snap := &Snapshot{ID: "signal:" + id, Kind: KindIncremental, Status: StatusRunning}
-		conn, err := connect(ctx, c.cfg.DSN)
+		conn, err := pg.Connect(ctx, c.cfg.DSN, applicationName)
 		if err != nil {
 			return fmt.Errorf("snapshot: signal %s: %w", id, err)
 		}

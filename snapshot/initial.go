@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 )
 
@@ -243,9 +244,9 @@ func (in *Initial) prepare(ctx context.Context) error {
 	in.log.Info("snapshot step 1: importing the exported snapshot", "snapshot_name", in.cfg.SnapshotName,
 		"consistent_point", in.cfg.LSN.String(), "connections", in.cfg.Parallelism)
 	for range in.cfg.Parallelism {
-		conn, err := connect(ctx, in.cfg.DSN)
+		conn, err := pg.Connect(ctx, in.cfg.DSN, applicationName)
 		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
+			return fmt.Errorf("snapshot: connect to PostgreSQL: %w", err)
 		}
 		in.conns = append(in.conns, conn)
 		if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {

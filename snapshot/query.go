@@ -12,22 +12,8 @@ import (
 	"github.com/procon-cdc/procon/replication"
 )
 
-// connect opens a connection whose values render as pgoutput renders them.
-func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("postgres.dsn: %w", err)
-	}
-	for k, v := range replication.OutputSettings() {
-		cfg.RuntimeParams[k] = v
-	}
-	cfg.RuntimeParams["application_name"] = "procon-cdc snapshot"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	return conn, nil
-}
+// applicationName names the snapshot's connections in pg_stat_activity.
+const applicationName = "procon-cdc snapshot"
 
 // Table is a captured table as a snapshot reads it.
 type Table struct {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
+
+	"github.com/procon-cdc/procon/pg"
 )
 
 // Signal types procon-cdc acts on (Debezium's names).
@@ -22,14 +24,14 @@ const (
 
 // SignalTableSQL creates a signal table with Debezium's columns.
 func SignalTableSQL(table string) string {
-	return "CREATE TABLE IF NOT EXISTS " + quoteQualified(table) +
+	return "CREATE TABLE IF NOT EXISTS " + pg.QuoteQualified(QualifyTable(table)) +
 		" (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)"
 }
 
 // EnsureSignalTable creates the signal table when it is missing.
 func EnsureSignalTable(ctx context.Context, conn *pgx.Conn, table string) error {
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, quoteQualified(table)).Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.QuoteQualified(QualifyTable(table))).Scan(&exists); err != nil {
 		return fmt.Errorf("snapshot: look up signal table %s: %w", table, err)
 	}
 	if exists {
@@ -47,14 +49,6 @@ func QualifyTable(name string) string {
 		return name
 	}
 	return "public." + name
-}
-
-func quoteQualified(name string) string {
-	schema, table, ok := strings.Cut(QualifyTable(name), ".")
-	if !ok {
-		return pgx.Identifier{name}.Sanitize()
-	}
-	return pgx.Identifier{schema, table}.Sanitize()
 }
 
 // Condition restricts the rows of the tables a pattern matches (Debezium's
@@ -146,7 +140,7 @@ func WriteSignal(ctx context.Context, conn *pgx.Conn, table, id, typ string, dat
 	if err != nil {
 		return err
 	}
-	_, err = conn.Exec(ctx, "INSERT INTO "+quoteQualified(table)+" (id, type, data) VALUES ($1, $2, $3)", id, typ, string(b))
+	_, err = conn.Exec(ctx, "INSERT INTO "+pg.QuoteQualified(QualifyTable(table))+" (id, type, data) VALUES ($1, $2, $3)", id, typ, string(b))
 	if err != nil {
 		return fmt.Errorf("write signal to %s: %w", table, err)
 	}

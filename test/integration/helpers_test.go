@@ -1,14 +1,40 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
 
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-type pgproto3CopyData = pgproto3.CopyData
+// nextWALMessage receives from a streaming replication connection up to the next XLogData and
+// returns the pgoutput message it carries.
+func nextWALMessage(ctx context.Context, t testing.TB, conn *pgconn.PgConn) pglogrepl.Message {
+	t.Helper()
+	for {
+		msg, err := conn.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		cd, ok := msg.(*pgproto3.CopyData)
+		if !ok || cd.Data[0] != pglogrepl.XLogDataByteID {
+			continue
+		}
+		xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := pglogrepl.Parse(xld.WALData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+}
 
 func jsonEqual(t testing.TB, a, b string) bool {
 	t.Helper()

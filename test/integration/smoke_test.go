@@ -43,23 +43,7 @@ func TestSmokeLogicalSlot(t *testing.T) {
 
 	var kinds []string
 	for len(kinds) < 4 {
-		msg, err := conn.ReceiveMessage(ctx)
-		if err != nil {
-			t.Fatalf("receive after %v: %v", kinds, err)
-		}
-		cd, ok := msg.(*pgproto3CopyData)
-		if !ok || cd.Data[0] != pglogrepl.XLogDataByteID {
-			continue
-		}
-		xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := pglogrepl.Parse(xld.WALData)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m := m.(type) {
+		switch m := nextWALMessage(ctx, t, conn).(type) {
 		case *pglogrepl.BeginMessage:
 			kinds = append(kinds, "begin")
 		case *pglogrepl.RelationMessage:

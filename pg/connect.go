@@ -1,0 +1,138 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// OutputSettings are the session settings that shape the text of values. pgoutput writes
+// values with the walsender's output functions under the replication connection's settings,
+// and every other connection that reads values as text (snapshots) or sends them back as text
+// (the realtime cleanup's keys) must use the same ones, or a timestamp, interval, float, bytea
+// or money value would render, or parse back, differently. A new map is returned each time.
+func OutputSettings() map[string]string {
+	return map[string]string{
+		"DateStyle":          "ISO, MDY",
+		"TimeZone":           "UTC",
+		"IntervalStyle":      "postgres",
+		"extra_float_digits": "3",
+		"bytea_output":       "hex",
+		"lc_monetary":        "C",
+	}
+}
+
+// Connect opens a connection to dsn with OutputSettings pinned, whatever the server's,
+// database's or role's defaults (and whatever the DSN says of them). application names the
+// connection in pg_stat_activity unless the DSN (or PGAPPNAME) already names it. A DSN that
+// does not parse gives an error naming postgres.dsn that never shows the DSN; connection
+// errors are pgx's.
+func Connect(ctx context.Context, dsn, application string) (*pgx.Conn, error) {
+	cfg, err := connConfig(dsn, application)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+func connConfig(dsn, application string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, dsnError(err)
+	}
+	pin(cfg.RuntimeParams, application)
+	return cfg, nil
+}
+
+// ConnectReplication opens a logical replication connection (replication=database) to dsn
+// with the same settings as Connect: the walsender renders pgoutput's values under them.
+func ConnectReplication(ctx context.Context, dsn, application string) (*pgconn.PgConn, error) {
+	cfg, err := replicationConfig(dsn, application)
+	if err != nil {
+		return nil, err
+	}
+	return pgconn.ConnectConfig(ctx, cfg)
+}
+
+// replicationConfig is connConfig's with replication=database. pgx's parser, not pgconn's, so
+// that pgx's own DSN keys (statement_cache_capacity, default_query_exec_mode) are taken out
+// rather than sent to the walsender as settings it does not know.
+func replicationConfig(dsn, application string) (*pgconn.Config, error) {
+	cfg, err := connConfig(dsn, application)
+	if err != nil {
+		return nil, err
+	}
+	setParam(cfg.RuntimeParams, "replication", "database")
+	return &cfg.Config, nil
+}
+
+// pin sets the output settings and the application name in a connection's startup
+// parameters.
+func pin(params map[string]string, application string) {
+	for k, v := range OutputSettings() {
+		setParam(params, k, v)
+	}
+	if application != "" && param(params, "application_name") == "" {
+		params["application_name"] = application
+	}
+}
+
+// setParam sets a startup parameter, replacing any spelling of it the DSN used: PostgreSQL
+// matches setting names case-insensitively, and pgconn sends its map in random order, so a
+// DSN's "timezone" beside our "TimeZone" would win half the time.
+func setParam(params map[string]string, name, value string) {
+	for k := range params {
+		if strings.EqualFold(k, name) {
+			delete(params, k)
+		}
+	}
+	params[name] = value
+}
+
+func param(params map[string]string, name string) string {
+	for k, v := range params {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// dsnReasons are the reasons pgx gives for a DSN it cannot parse that hold no part of the DSN,
+// so they can be shown. Other reasons can quote a value, and a value of a malformed DSN can be
+// a password (a missing space makes "connect_timeout=5password=…" one value), so they are left
+// out with the DSN.
+var dsnReasons = []string{
+	"failed to parse as URL",
+	"failed to parse as keyword/value",
+	"invalid port",
+	"invalid connect_timeout",
+	"invalid sslcertmode",
+	"failed to configure TLS",
+	"failed to read service",
+	"invalid require_auth",
+}
+
+// dsnError reports a DSN that does not parse without its text. pgconn's ParseConfigError masks
+// the passwords it recognises, but by its own account only on a best-effort basis: it shows
+// "password = secret" (spaces around '=', which it accepts) and a misspelt "passwrd secret"
+// verbatim.
+func dsnError(err error) error {
+	const hidden = " (the DSN is not shown: it may hold a password)"
+	var pce *pgconn.ParseConfigError
+	if errors.As(err, &pce) {
+		bare := *pce
+		bare.ConnString = ""
+		text := strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+		for _, r := range dsnReasons {
+			if text == r || strings.HasPrefix(text, r+" (") {
+				return fmt.Errorf("postgres.dsn: %s%s", r, hidden)
+			}
+		}
+	}
+	return errors.New("postgres.dsn: not a valid connection string; write a URL (postgres://user:password@host:5432/db) or key=value pairs" + hidden)
+}
