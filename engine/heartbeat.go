@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/procon-cdc/procon/pg"
 )
 
 // runHeartbeats asks the pipeline for a heartbeat record every debezium.heartbeat.interval.ms,
@@ -49,7 +50,7 @@ func (h *heartbeatAction) run(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if h.conn == nil {
-		conn, err := pgx.Connect(ctx, h.dsn)
+		conn, err := pg.Connect(ctx, h.dsn, "procon-cdc heartbeat")
 		if err != nil {
 			if ctx.Err() == nil {
 				h.log.Warn("heartbeat.action.query: cannot connect; trying again at the next heartbeat", "err", err)

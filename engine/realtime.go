@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
 )
@@ -35,7 +36,7 @@ func prepareRealtime(ctx context.Context, cfg *config.Config, specs map[string]r
 }
 
 func checkRealtime(ctx context.Context, cfg *config.Config) error {
-	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
+	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc start")
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}

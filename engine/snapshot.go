@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/snapshot"
@@ -56,7 +56,7 @@ type snapshots struct {
 // and the recorded progress.
 func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger) (*snapshots, error) {
 	s := &snapshots{cfg: cfg, log: log, signal: snapshot.QualifyTable(cfg.Snapshot.SignalTable), idle: make(chan struct{})}
-	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
+	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc start")
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // OutputSettings are the session settings that shape the text of values. pgoutput writes
@@ -135,4 +136,16 @@ func dsnError(err error) error {
 		}
 	}
 	return errors.New("postgres.dsn: not a valid connection string; write a URL (postgres://user:password@host:5432/db) or key=value pairs" + hidden)
+}
+
+// NewPool opens a pool of at most maxConns connections to dsn, each set up as Connect sets up
+// one.
+func NewPool(ctx context.Context, dsn, application string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, dsnError(err)
+	}
+	pin(cfg.ConnConfig.RuntimeParams, application)
+	cfg.MaxConns = maxConns
+	return pgxpool.NewWithConfig(ctx, cfg)
 }

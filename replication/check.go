@@ -24,7 +24,7 @@ func Check(ctx context.Context, cfg Config) []Finding {
 	add := func(level, subject, format string, args ...any) {
 		out = append(out, Finding{Level: level, Subject: subject, Message: fmt.Sprintf(format, args...)})
 	}
-	conn, err := pgx.Connect(ctx, cfg.DSN)
+	conn, err := pg.Connect(ctx, cfg.DSN, "procon-cdc check")
 	if err != nil {
 		add("error", "postgres", "cannot connect: %v; check postgres.dsn and that the server is running", err)
 		return out
@@ -94,22 +94,22 @@ func Check(ctx context.Context, cfg Config) []Finding {
 		}
 	}
 
-	slot, err := readSlot(ctx, conn, cfg.Slot)
+	slot, err := ReadSlot(ctx, conn, cfg.Slot)
 	switch {
 	case err != nil:
 		add("error", "slot", "%v", err)
-	case !slot.exists:
+	case !slot.Exists:
 		add("ok", "slot", "%s does not exist yet; run creates it", cfg.Slot)
-	case slot.plugin != "pgoutput":
-		add("error", "slot", "%s uses plugin %s, not pgoutput: drop it or choose another postgres.slot", cfg.Slot, slot.plugin)
+	case slot.Plugin != "pgoutput":
+		add("error", "slot", "%s uses plugin %s, not pgoutput: drop it or choose another postgres.slot", cfg.Slot, slot.Plugin)
 	default:
 		var retained int64
-		_ = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn() - $1::pg_lsn`, slot.confirmed.String()).Scan(&retained)
+		_ = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn() - $1::pg_lsn`, slot.Confirmed).Scan(&retained)
 		state := "inactive"
-		if slot.activePID != 0 {
-			state = fmt.Sprintf("active (server process %d)", slot.activePID)
+		if slot.ActivePID != 0 {
+			state = fmt.Sprintf("active (server process %d)", slot.ActivePID)
 		}
-		add("ok", "slot", "%s exists, %s, confirmed at %s, %d bytes of WAL behind", cfg.Slot, state, slot.confirmed, retained)
+		add("ok", "slot", "%s exists, %s, confirmed at %s, %d bytes of WAL behind", cfg.Slot, state, slot.Confirmed, retained)
 	}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/procon-cdc/procon/pg"
@@ -141,46 +140,6 @@ func publishedTables(ctx context.Context, conn *pgx.Conn, pub string) ([]string,
 		return nil, fmt.Errorf("list tables of publication %s: %w", pub, err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-// slotState is what pg_replication_slots says of a slot.
-type slotState struct {
-	exists    bool
-	plugin    string
-	database  string
-	activePID int32
-	confirmed pglogrepl.LSN
-}
-
-func readSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotState, error) {
-	var s slotState
-	var plugin, database *string
-	var pid *int32
-	var confirmed *string
-	err := conn.QueryRow(ctx, `SELECT plugin, database, active_pid, confirmed_flush_lsn::text
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &database, &pid, &confirmed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return s, nil
-	}
-	if err != nil {
-		return s, fmt.Errorf("read slot %s: %w", slot, err)
-	}
-	s.exists = true
-	if plugin != nil {
-		s.plugin = *plugin
-	}
-	if database != nil {
-		s.database = *database
-	}
-	if pid != nil {
-		s.activePID = *pid
-	}
-	if confirmed != nil {
-		if s.confirmed, err = pglogrepl.ParseLSN(*confirmed); err != nil {
-			return s, fmt.Errorf("slot %s: confirmed_flush_lsn %q: %w", slot, *confirmed, err)
-		}
-	}
-	return s, nil
 }
 
 func diff(a, b []string) []string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -44,6 +45,18 @@ type SlotInfo struct {
 	Lost bool
 	// Confirmed is the slot's confirmed_flush_lsn as text ("" when unknown).
 	Confirmed string
+}
+
+// confirmedLSN is Confirmed as an LSN (0 when unknown).
+func (s SlotInfo) confirmedLSN(slot string) (pglogrepl.LSN, error) {
+	if s.Confirmed == "" {
+		return 0, nil
+	}
+	lsn, err := pglogrepl.ParseLSN(s.Confirmed)
+	if err != nil {
+		return 0, fmt.Errorf("slot %s: confirmed_flush_lsn %q: %w", slot, s.Confirmed, err)
+	}
+	return lsn, nil
 }
 
 // ReadSlot reads the state of a slot; a missing slot is SlotInfo{Exists: false}.

@@ -77,7 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Stream, error) {
 
 func (s *Stream) open(ctx context.Context) error {
 	var err error
-	if s.sql, err = pgx.Connect(ctx, s.cfg.DSN); err != nil {
+	if s.sql, err = pg.Connect(ctx, s.cfg.DSN, "procon-cdc catalog"); err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	if err := checkServer(ctx, s.sql); err != nil {
@@ -94,30 +94,30 @@ func (s *Stream) open(ctx context.Context) error {
 	if err := checkKeys(ctx, cat, s.cfg.Relations); err != nil {
 		return err
 	}
-	slot, err := readSlot(ctx, s.sql, s.cfg.Slot)
+	slot, err := ReadSlot(ctx, s.sql, s.cfg.Slot)
 	if err != nil {
 		return err
 	}
-	if slot.exists && slot.activePID != 0 {
+	if slot.Exists && slot.ActivePID != 0 {
 		// A walsender of a client that just died lingers until it notices; give it time.
 		deadline := time.Now().Add(10 * time.Second)
-		for slot.activePID != 0 && time.Now().Before(deadline) {
+		for slot.ActivePID != 0 && time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)
-			if slot, err = readSlot(ctx, s.sql, s.cfg.Slot); err != nil {
+			if slot, err = ReadSlot(ctx, s.sql, s.cfg.Slot); err != nil {
 				return err
 			}
 		}
-		if slot.activePID != 0 {
+		if slot.ActivePID != 0 {
 			return fmt.Errorf("slot %s is used by server process %d: %w; stop the other client or choose another postgres.slot",
-				s.cfg.Slot, slot.activePID, ErrSlotActive)
+				s.cfg.Slot, slot.ActivePID, ErrSlotActive)
 		}
 	}
-	if slot.exists {
-		if slot.plugin != "pgoutput" {
-			return fmt.Errorf("slot %s uses plugin %q, not pgoutput: drop it (SELECT pg_drop_replication_slot('%s')) or choose another postgres.slot", s.cfg.Slot, slot.plugin, s.cfg.Slot)
+	if slot.Exists {
+		if slot.Plugin != "pgoutput" {
+			return fmt.Errorf("slot %s uses plugin %q, not pgoutput: drop it (SELECT pg_drop_replication_slot('%s')) or choose another postgres.slot", s.cfg.Slot, slot.Plugin, s.cfg.Slot)
 		}
-		if db := s.sql.Config().Database; slot.database != db {
-			return fmt.Errorf("slot %s belongs to database %q, not %q: choose another postgres.slot", s.cfg.Slot, slot.database, db)
+		if db := s.sql.Config().Database; slot.Database != db {
+			return fmt.Errorf("slot %s belongs to database %q, not %q: choose another postgres.slot", s.cfg.Slot, slot.Database, db)
 		}
 	}
 	if err := ensurePublication(ctx, s.sql, s.cfg.Publication, s.cfg.PublicationMode, names); err != nil {
@@ -126,8 +126,11 @@ func (s *Stream) open(ctx context.Context) error {
 	if err := s.connectReplication(ctx); err != nil {
 		return err
 	}
-	start := slot.confirmed
-	if !slot.exists {
+	start, err := slot.confirmedLSN(s.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	if !slot.Exists {
 		action := "NOEXPORT_SNAPSHOT"
 		if s.cfg.ExportSnapshot {
 			action = "EXPORT_SNAPSHOT"
@@ -230,7 +233,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 
 func (s *Stream) reconnect(ctx context.Context) error {
 	if s.sql == nil || s.sql.IsClosed() {
-		conn, err := pgx.Connect(ctx, s.cfg.DSN)
+		conn, err := pg.Connect(ctx, s.cfg.DSN, "procon-cdc catalog")
 		if err != nil {
 			return fmt.Errorf("connect to PostgreSQL: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/procon-cdc/procon/pg"
 )
 
 // StateTable is the table holding snapshot progress, in the source database.
@@ -93,12 +94,7 @@ type Store struct {
 
 // OpenStore connects to dsn (a small pool) and creates StateTable when it is missing.
 func OpenStore(ctx context.Context, dsn, slot string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: postgres.dsn: %w", err)
-	}
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pg.NewPool(ctx, dsn, "procon-cdc snapshot progress", 2)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: connect to PostgreSQL: %w", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"io"
 
 	"github.com/jackc/pgx/v5"
-
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/snapshot"
 )
@@ -23,7 +23,7 @@ func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
+	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc drop")
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}

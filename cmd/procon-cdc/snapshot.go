@@ -18,6 +18,7 @@ import (
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/snapshot"
 )
@@ -68,7 +69,7 @@ func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			req.AdditionalConditions = append(req.AdditionalConditions, snapshot.Condition{DataCollection: pattern, Filter: where})
 		}
 	}
-	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
+	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc snapshot")
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
@@ -143,7 +144,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN)
+	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc status")
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
