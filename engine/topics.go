@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/procon-cdc/procon/avro"
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/sink"
@@ -64,7 +65,7 @@ type encoders struct {
 	def     envelope.Encoder
 }
 
-func newEncoders(cfg *config.Config, avroEnc *envelope.AvroEncoder) encoders {
+func newEncoders(cfg *config.Config, avroEnc *avro.Encoder) encoders {
 	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
 	enc := encoders{byTopic: map[string]envelope.Encoder{}, def: js}
 	if cfg.Serialization == "avro" && avroEnc != nil {

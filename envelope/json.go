@@ -140,6 +140,22 @@ func (w *jsonWriter) number(f float64, bits int) {
 	w.buf = append(w.buf, s...)
 }
 
+// AppendJSONString appends s as a JSON string the way Jackson's UTF-8 generator writes it
+// (see jsonWriter.str). Avro's schema text is written by Jackson too.
+func AppendJSONString(dst []byte, s string) []byte {
+	w := jsonWriter{buf: dst}
+	w.str(s)
+	return w.buf
+}
+
+// AppendJSONFloat appends f (a float32 when bits is 32) as Jackson writes a Java float or
+// double: Java's formatting, NaN and the infinities quoted.
+func AppendJSONFloat(dst []byte, f float64, bits int) []byte {
+	w := jsonWriter{buf: dst}
+	w.number(f, bits)
+	return w.buf
+}
+
 // value writes v as described by s.
 func (w *jsonWriter) value(s *Schema, v any) error {
 	if sv, ok := v.(*Value); ok && sv == nil {

@@ -2,6 +2,9 @@ package envelope
 
 import "strings"
 
+// Name adjustment lives here, not in package avro: like Debezium, it renames the Connect
+// schemas and fields themselves, so JSON records carry the adjusted names too.
+
 // adjustSchemaName applies schema.name.adjustment.mode to a dotted schema name: in avro mode
 // the name becomes a valid Avro full name as Debezium's SchemaNameAdjuster makes it.
 func (o *Options) adjustSchemaName(name string) string {

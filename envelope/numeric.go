@@ -198,7 +198,7 @@ func (o *Options) numericType(typmod int32) columnType {
 	if scale < 0 {
 		return columnType{schema: variableScaleSchema(), conv: convVariableScale}
 	}
-	s := named(Bytes, nameDecimal, 1, Param{"scale", strconv.Itoa(int(scale))}, Param{"connect.decimal.precision", strconv.Itoa(int(precision))})
+	s := named(Bytes, LogicalDecimal, 1, Param{"scale", strconv.Itoa(int(scale))}, Param{"connect.decimal.precision", strconv.Itoa(int(precision))})
 	return columnType{schema: s, conv: func(b []byte) (any, error) {
 		d, special, err := parseDecimal(b)
 		if special != "" {
@@ -271,7 +271,7 @@ func (o *Options) moneyType() columnType {
 			return d.String(), err
 		}}
 	}
-	s := named(Bytes, nameDecimal, 1, Param{"scale", strconv.Itoa(o.MoneyFraction)})
+	s := named(Bytes, LogicalDecimal, 1, Param{"scale", strconv.Itoa(o.MoneyFraction)})
 	return columnType{schema: s, conv: func(b []byte) (any, error) {
 		d, err := parse(b)
 		if err != nil {

@@ -287,7 +287,7 @@ func fits(s *Schema, v any) bool {
 		_, ok := v.(string)
 		return ok
 	case Bytes:
-		if s.Name == nameDecimal {
+		if s.Name == LogicalDecimal {
 			_, ok := v.(Decimal)
 			return ok
 		}

@@ -191,7 +191,7 @@ func (o *Options) dateType(mode string) columnType {
 	}
 	switch mode {
 	case "connect":
-		return columnType{schema: named(Int32, nameConnectDate, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(Int32, LogicalDate, 1), conv: func(b []byte) (any, error) {
 			d, err := days(b)
 			return int32(d), err
 		}}
@@ -211,7 +211,7 @@ func (o *Options) dateType(mode string) columnType {
 func (o *Options) timeType(mode string, p int) columnType {
 	switch {
 	case mode == "connect":
-		return columnType{schema: named(Int32, nameConnectTime, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(Int32, LogicalTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return int32(us / 1000), err
 		}}
@@ -254,7 +254,7 @@ func (o *Options) timestampType(mode string, p int) columnType {
 	}
 	switch {
 	case mode == "connect":
-		return columnType{schema: named(Int64, nameConnectTS, 1), conv: millis}
+		return columnType{schema: named(Int64, LogicalTimestamp, 1), conv: millis}
 	case mode == "isostring":
 		// ISO_OFFSET_DATE_TIME at UTC, the fraction as short as it can be.
 		return columnType{schema: named(String, nameIsoTimestamp, 1), conv: func(b []byte) (any, error) {

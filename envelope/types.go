@@ -29,9 +29,8 @@ type columnType struct {
 	unknown bool
 }
 
-// Semantic type names used by Debezium.
+// Semantic type names used by Debezium (Kafka Connect's own are in schema.go).
 const (
-	nameDecimal       = "org.apache.kafka.connect.data.Decimal"
 	nameVarDecimal    = "io.debezium.data.VariableScaleDecimal"
 	nameJSON          = "io.debezium.data.Json"
 	nameXML           = "io.debezium.data.Xml"
@@ -54,9 +53,6 @@ const (
 	nameIsoDate       = "io.debezium.time.IsoDate"
 	nameIsoTime       = "io.debezium.time.IsoTime"
 	nameIsoTimestamp  = "io.debezium.time.IsoTimestamp"
-	nameConnectDate   = "org.apache.kafka.connect.data.Date"
-	nameConnectTime   = "org.apache.kafka.connect.data.Time"
-	nameConnectTS     = "org.apache.kafka.connect.data.Timestamp"
 )
 
 func named(t Type, name string, version int, params ...Param) *Schema {
