@@ -5,7 +5,7 @@ import "testing"
 // TestNameAdjustment: schema.name.adjustment.mode and field.name.adjustment.mode rename the
 // Connect schemas and fields themselves, so the JSON output carries the adjusted names too.
 func TestNameAdjustment(t *testing.T) {
-	o := Options{SchemaNameAdjust: "avro", FieldNameAdjust: "avro"}
+	o := Options{SchemaNameAdjust: AdjustAvro, FieldNameAdjust: AdjustAvro}
 	for in, want := range map[string]string{
 		"srv-1.public.my-table.Value": "srv_1.public.my_table.Value",
 		"1srv.public.t":               "_1srv.public.t",

@@ -178,9 +178,9 @@ var specialStrings = map[string]string{"NaN": "NAN", "Infinity": "POSITIVE_INFIN
 func (o *Options) numericType(typmod int32) columnType {
 	precision, scale := numericTypmod(typmod)
 	switch o.DecimalMode {
-	case "double":
+	case DecimalDouble:
 		return columnType{schema: prim(Float64, false), conv: convNumericDouble}
-	case "string":
+	case DecimalString:
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, special, err := parseDecimal(b)
 			if special != "" {
@@ -255,7 +255,7 @@ func (o *Options) moneyType() columnType {
 		return d, err
 	}
 	switch o.DecimalMode {
-	case "double":
+	case DecimalDouble:
 		return columnType{schema: prim(Float64, false), conv: func(b []byte) (any, error) {
 			d, err := parse(b)
 			if err != nil {
@@ -265,7 +265,7 @@ func (o *Options) moneyType() columnType {
 			v, _ := f.Float64()
 			return v, nil
 		}}
-	case "string":
+	case DecimalString:
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, err := parse(b)
 			return d.String(), err

@@ -226,7 +226,7 @@ func (o *Options) placeholder(col *replication.Column, s *Schema) any {
 		return string(w.buf)
 	}
 	switch {
-	case name == "bytea" && (o.BinaryMode == "base64" || o.BinaryMode == "base64-url-safe"):
+	case name == "bytea" && (o.BinaryMode == BinaryBase64 || o.BinaryMode == BinaryBase64URLSafe):
 		// The base64 converters take the marker for an unexpected value: null.
 		return nil
 	case s.Type == String:

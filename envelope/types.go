@@ -285,7 +285,7 @@ func convFloat64(b []byte) (any, error) {
 
 func (o *Options) binaryType() columnType {
 	schema := prim(String, false)
-	if o.BinaryMode == "bytes" || o.BinaryMode == "" {
+	if o.BinaryMode == BinaryBytes {
 		schema = prim(Bytes, false)
 	}
 	return columnType{schema: schema, conv: func(b []byte) (any, error) {
@@ -300,11 +300,11 @@ func (o *Options) binaryType() columnType {
 // binaryValue renders bytes per binary.handling.mode.
 func (o *Options) binaryValue(raw []byte) any {
 	switch o.BinaryMode {
-	case "base64":
+	case BinaryBase64:
 		return base64.StdEncoding.EncodeToString(raw)
-	case "base64-url-safe":
+	case BinaryBase64URLSafe:
 		return base64.URLEncoding.EncodeToString(raw)
-	case "hex":
+	case BinaryHex:
 		return hex.EncodeToString(raw)
 	}
 	return raw
@@ -354,7 +354,7 @@ func convBits(b []byte) (any, error) {
 }
 
 func (o *Options) hstoreType() columnType {
-	if o.HstoreMode == "map" {
+	if o.HstoreMode == HstoreMap {
 		s := &Schema{Type: Map, Keys: prim(String, false), Values: prim(String, true)}
 		return columnType{schema: s, conv: func(b []byte) (any, error) {
 			kv, err := parseHstore(b)
