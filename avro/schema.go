@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/procon-cdc/procon/envelope"
 )
@@ -41,7 +40,7 @@ const (
 )
 
 // schemaWriter writes the schema text; Avro's Schema.toString writes JSON through Jackson, as
-// Kafka's JsonConverter does, so strings and numbers come out as envelope writes them.
+// Kafka's JsonConverter does, so strings and default values come out as envelope writes them.
 type schemaWriter struct {
 	buf      []byte
 	seen     map[string]bool // full names of the records written so far
@@ -50,7 +49,11 @@ type schemaWriter struct {
 
 func (w *schemaWriter) str(s string) { w.buf = envelope.AppendJSONString(w.buf, s) }
 
-func (w *schemaWriter) number(f float64, bits int) { w.buf = envelope.AppendJSONFloat(w.buf, f, bits) }
+// defaultValue writes the default of s as AvroData.defaultValueFromConnect converts it.
+func (w *schemaWriter) defaultValue(s *envelope.Schema) (err error) {
+	w.buf, err = envelope.AppendAvroDefault(w.buf, s, s.Default)
+	return err
+}
 
 // typ writes s; ns is the namespace of the enclosing record.
 func (w *schemaWriter) typ(s *envelope.Schema, ns string, ignoreOptional bool) error {
@@ -216,7 +219,7 @@ func (w *schemaWriter) props(s *envelope.Schema) error {
 	}
 	if s.HasDefault && s.Default != nil {
 		w.buf = append(w.buf, `,"connect.default":`...)
-		if err := w.defaultValue(s, s.Default); err != nil {
+		if err := w.defaultValue(s); err != nil {
 			return fmt.Errorf("default of %s: %w", s.Type, err)
 		}
 	}
@@ -292,7 +295,7 @@ func (w *schemaWriter) record(s *envelope.Schema, ns string, meta bool) error {
 		switch {
 		case f.Schema.HasDefault && f.Schema.Default != nil:
 			w.buf = append(w.buf, `,"default":`...)
-			if err := w.defaultValue(f.Schema, f.Schema.Default); err != nil {
+			if err := w.defaultValue(f.Schema); err != nil {
 				return fmt.Errorf("field %s: %w", f.Name, err)
 			}
 		case f.Schema.Optional:
@@ -307,116 +310,6 @@ func (w *schemaWriter) record(s *envelope.Schema, ns string, meta bool) error {
 		}
 	}
 	w.buf = append(w.buf, '}')
-	return nil
-}
-
-// avroDefault writes a default value as AvroData.defaultValueFromConnect converts it: logical
-// types as their Avro form, bytes as an ISO-8859-1 string.
-func (w *schemaWriter) defaultValue(s *envelope.Schema, v any) error {
-	if sv, ok := v.(*envelope.Value); ok && sv == nil {
-		v = nil
-	}
-	if v == nil {
-		w.buf = append(w.buf, "null"...)
-		return nil
-	}
-	switch s.Type {
-	case envelope.Boolean:
-		w.buf = strconv.AppendBool(w.buf, v.(bool))
-	case envelope.Int8:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int8)), 10)
-	case envelope.Int16:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int16)), 10)
-	case envelope.Int32:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int32)), 10)
-	case envelope.Int64:
-		w.buf = strconv.AppendInt(w.buf, v.(int64), 10)
-	case envelope.Float32:
-		w.number(float64(v.(float32)), 32)
-	case envelope.Float64:
-		w.number(v.(float64), 64)
-	case envelope.String:
-		w.str(v.(string))
-	case envelope.Bytes:
-		var b []byte
-		switch x := v.(type) {
-		case []byte:
-			b = x
-		case envelope.Decimal:
-			b = x.Bytes()
-		default:
-			return fmt.Errorf("bytes default holds %T", v)
-		}
-		latin1 := make([]byte, 0, len(b))
-		for _, c := range b {
-			latin1 = utf8.AppendRune(latin1, rune(c))
-		}
-		w.str(string(latin1))
-	case envelope.Array:
-		w.buf = append(w.buf, '[')
-		for i, x := range v.([]any) {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			if err := w.defaultValue(s.Items, x); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, ']')
-	case envelope.Map:
-		entries := v.([]envelope.MapEntry)
-		if s.Keys.Type == envelope.String && !s.Keys.Optional {
-			w.buf = append(w.buf, '{')
-			for i, e := range entries {
-				if i > 0 {
-					w.buf = append(w.buf, ',')
-				}
-				w.str(e.Key.(string))
-				w.buf = append(w.buf, ':')
-				if err := w.defaultValue(s.Values, e.Value); err != nil {
-					return err
-				}
-			}
-			w.buf = append(w.buf, '}')
-			return nil
-		}
-		w.buf = append(w.buf, '[')
-		for i, e := range entries {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.buf = append(w.buf, '[')
-			if err := w.defaultValue(s.Keys, e.Key); err != nil {
-				return err
-			}
-			w.buf = append(w.buf, ',')
-			if err := w.defaultValue(s.Values, e.Value); err != nil {
-				return err
-			}
-			w.buf = append(w.buf, ']')
-		}
-		w.buf = append(w.buf, ']')
-	case envelope.Struct:
-		sv := v.(*envelope.Value)
-		w.buf = append(w.buf, '{')
-		for i, f := range s.Fields {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.str(f.Name)
-			w.buf = append(w.buf, ':')
-			x := sv.Fields[i]
-			if x == nil && f.Schema.HasDefault {
-				x = f.Schema.Default
-			}
-			if err := w.defaultValue(f.Schema, x); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, '}')
-	default:
-		return fmt.Errorf("unknown schema type %d", s.Type)
-	}
 	return nil
 }
 
