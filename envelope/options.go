@@ -104,12 +104,23 @@ var (
 	nameAdjustments = []string{AdjustNone: "none", AdjustAvro: "avro"}
 )
 
-func (m DecimalMode) String() string       { return modeName(decimalModes, m) }
+// String returns Debezium's name of the mode.
+func (m DecimalMode) String() string { return modeName(decimalModes, m) }
+
+// String returns Debezium's name of the mode.
 func (m TimePrecisionMode) String() string { return modeName(timePrecisions, m) }
-func (m BinaryMode) String() string        { return modeName(binaryModes, m) }
-func (m HstoreMode) String() string        { return modeName(hstoreModes, m) }
-func (m IntervalMode) String() string      { return modeName(intervalModes, m) }
-func (m NameAdjustment) String() string    { return modeName(nameAdjustments, m) }
+
+// String returns Debezium's name of the mode.
+func (m BinaryMode) String() string { return modeName(binaryModes, m) }
+
+// String returns Debezium's name of the mode.
+func (m HstoreMode) String() string { return modeName(hstoreModes, m) }
+
+// String returns Debezium's name of the mode.
+func (m IntervalMode) String() string { return modeName(intervalModes, m) }
+
+// String returns Debezium's name of the mode.
+func (m NameAdjustment) String() string { return modeName(nameAdjustments, m) }
 
 func modeName[M ~uint8](names []string, m M) string {
 	if int(m) < len(names) {
