@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/procon-cdc/procon/avro"
 	"github.com/procon-cdc/procon/config"
-	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/registry"
 	"github.com/procon-cdc/procon/sink"
 )
@@ -50,7 +50,7 @@ const registryStartTimeout = 30 * time.Second
 // newAvroEncoder builds the Avro encoder when some topic uses Avro, and fetches the pinned
 // schema versions, so that a missing subject or version stops the engine before the database
 // is touched.
-func newAvroEncoder(ctx context.Context, cfg *config.Config, log *slog.Logger) (*envelope.AvroEncoder, error) {
+func newAvroEncoder(ctx context.Context, cfg *config.Config, log *slog.Logger) (*avro.Encoder, error) {
 	if !usesAvro(cfg) {
 		return nil, nil
 	}
@@ -58,17 +58,17 @@ func newAvroEncoder(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	topics := map[string]envelope.AvroSubjects{}
+	topics := map[string]avro.Subjects{}
 	for _, rc := range cfg.Relations {
 		if rc.Serialization != "avro" {
 			continue
 		}
-		topics[rc.Topic] = envelope.AvroSubjects{
+		topics[rc.Topic] = avro.Subjects{
 			Key: rc.AvroKeySchema, Value: rc.AvroValueSchema,
 			KeyVersion: rc.AvroKeySchemaVersion, ValueVersion: rc.AvroValueSchemaVersion,
 		}
 	}
-	enc := envelope.NewAvroEncoder(envelope.AvroConfig{Registry: reg, Topics: topics, Logger: log})
+	enc := avro.NewEncoder(avro.Config{Registry: reg, Topics: topics, Logger: log})
 	fctx, cancel := context.WithTimeout(ctx, registryStartTimeout)
 	defer cancel()
 	if err := enc.FetchPinned(fctx); err != nil {
@@ -96,7 +96,7 @@ func CheckRegistry(ctx context.Context, cfg *config.Config) (checked bool, err e
 
 // checkAvro checks every Avro relation's current shape against its serialization: pinned
 // versions must fit every column, derived schemas must be valid Avro. Nothing is registered.
-func (e *Engine) checkAvro(ctx context.Context, enc *envelope.AvroEncoder) error {
+func (e *Engine) checkAvro(ctx context.Context, enc *avro.Encoder) error {
 	if enc == nil {
 		return nil
 	}

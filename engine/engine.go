@@ -110,12 +110,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	for _, op := range d.SkippedOperations {
 		skip[op] = true
 	}
+	opts, err := envelope.OptionsFrom(d)
+	if err != nil {
+		return nil, e.abort(err)
+	}
 	bcfg := envelope.Config{
 		Name:         cfg.Name,
 		Database:     e.stream.Database(),
 		Version:      Version,
 		Topics:       topics,
-		Options:      envelope.OptionsFrom(d),
+		Options:      opts,
 		Tombstones:   *d.TombstonesOnDelete,
 		Skip:         skip,
 		TxMetadata:   d.ProvideTransactionMetadata,

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/procon-cdc/procon/avro"
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/pipeline"
@@ -36,7 +37,7 @@ type encoders struct {
 	def     pipeline.Encoder
 }
 
-func newEncoders(cfg *config.Config, avroEnc *envelope.AvroEncoder) encoders {
+func newEncoders(cfg *config.Config, avroEnc *avro.Encoder) encoders {
 	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
 	enc := encoders{byTopic: map[string]pipeline.Encoder{}, def: js}
 	if cfg.Serialization == "avro" && avroEnc != nil {

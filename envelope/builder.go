@@ -480,7 +480,7 @@ func (b *Builder) Heartbeat(topic string) *Event {
 // renderBinary renders raw bytes per binary.handling.mode.
 func (o *Options) renderBinary(raw []byte) any {
 	switch o.BinaryMode {
-	case "base64", "base64-url-safe", "hex":
+	case BinaryBase64, BinaryBase64URLSafe, BinaryHex:
 		hexText := make([]byte, 0, 2+2*len(raw))
 		hexText = append(hexText, `\x`...)
 		for _, c := range raw {

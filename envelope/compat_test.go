@@ -48,7 +48,7 @@ func TestPlaceholders(t *testing.T) {
 	if got := o.placeholder(col("hstore"), named(String, nameJSON, 1)); got != `{"__debezium_unavailable_value":"__debezium_unavailable_value"}` {
 		t.Errorf("hstore placeholder = %v", got)
 	}
-	o.BinaryMode = "base64"
+	o.BinaryMode = BinaryBase64
 	if got := o.placeholder(col("bytea"), prim(String, true)); got != nil {
 		t.Errorf("bytea placeholder in base64 mode = %v, want null", got)
 	}
@@ -128,7 +128,7 @@ func TestArraysAsDebezium(t *testing.T) {
 	if v, _ := ct.conv([]byte(`{{1,2},{3,4}}`)); !reflect.DeepEqual(v, []any{nil, nil}) {
 		t.Errorf("int4[][] = %v, want each sub-array null", v)
 	}
-	days, _ := o.dateType("adaptive").conv([]byte("infinity"))
+	days, _ := o.dateType(TimeAdaptive).conv([]byte("infinity"))
 	if days != int32(-2147472692) {
 		t.Errorf("date infinity = %v", days)
 	}

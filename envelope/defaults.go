@@ -193,7 +193,7 @@ func zeroValue(s *Schema) any {
 	case String:
 		return ""
 	case Bytes:
-		if s.Name == nameDecimal {
+		if s.Name == LogicalDecimal {
 			scale, _ := s.Param("scale")
 			n, _ := strconv.Atoi(scale)
 			return Decimal{Unscaled: bigInt(0), Scale: int32(n)}

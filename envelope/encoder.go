@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// Encoder serializes events. JSONEncoder writes Kafka Connect's JsonConverter forms; the Avro
-// encoder writes Confluent's wire format through a schema registry.
+// Encoder serializes events. JSONEncoder writes Kafka Connect's JsonConverter forms; package
+// avro's Encoder writes Confluent's wire format through a schema registry. Implementations are
+// safe for concurrent use.
 type Encoder interface {
 	// Encode returns the key and value bytes of ev; a nil value is a tombstone, a nil key a
 	// record without key. It may block while a schema registry is unreachable, until ctx ends.
@@ -19,6 +20,7 @@ type Encoder interface {
 
 // JSONEncoder writes JSON as Kafka Connect's JsonConverter does, with the {"schema",
 // "payload"} wrapper when Schemas is set (schemas.enable=true) and the bare payload otherwise.
+// The zero value is ready; a JSONEncoder is safe for concurrent use once Schemas is set.
 type JSONEncoder struct {
 	Schemas bool
 

@@ -18,6 +18,9 @@ type jsonWriter struct {
 	// text is set for JSON that becomes the text of a string value (Debezium's hstore as
 	// JSON): Jackson's writer-based generator leaves supplementary characters as they are.
 	text bool
+	// avro is set for default values in Avro schemas (AppendAvroDefault), which differ from
+	// JsonConverter's values only where Avro's types do.
+	avro bool
 }
 
 const hexDigits = "0123456789ABCDEF"
@@ -140,6 +143,24 @@ func (w *jsonWriter) number(f float64, bits int) {
 	w.buf = append(w.buf, s...)
 }
 
+// AppendJSONString appends s as a JSON string the way Jackson's UTF-8 generator writes it
+// (see jsonWriter.str). Avro's schema text is written by Jackson too.
+func AppendJSONString(dst []byte, s string) []byte {
+	w := jsonWriter{buf: dst}
+	w.str(s)
+	return w.buf
+}
+
+// AppendAvroDefault appends a default value as Avro schemas carry it (Confluent's
+// AvroData.defaultValueFromConnect): the JSON that JSONEncoder writes, except that bytes are a
+// string of one ISO-8859-1 character per byte, and that a map whose keys are not required
+// strings is a list of [key, value] pairs, as it is an array of records in Avro.
+func AppendAvroDefault(dst []byte, s *Schema, v any) ([]byte, error) {
+	w := jsonWriter{buf: dst, avro: true}
+	err := w.value(s, v)
+	return w.buf, err
+}
+
 // value writes v as described by s.
 func (w *jsonWriter) value(s *Schema, v any) error {
 	if sv, ok := v.(*Value); ok && sv == nil {
@@ -215,6 +236,10 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		default:
 			return fmt.Errorf("bytes field holds %T", v)
 		}
+		if w.avro {
+			w.latin1(b)
+			return nil
+		}
 		w.buf = append(w.buf, '"')
 		w.buf = base64.StdEncoding.AppendEncode(w.buf, b)
 		w.buf = append(w.buf, '"')
@@ -238,7 +263,7 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		if !ok {
 			return mismatch(s, v)
 		}
-		if s.Keys.Type == String {
+		if s.Keys.Type == String && !(w.avro && s.Keys.Optional) {
 			w.buf = append(w.buf, '{')
 			for i, e := range entries {
 				if i > 0 {
@@ -294,6 +319,15 @@ func (w *jsonWriter) value(s *Schema, v any) error {
 		return fmt.Errorf("unknown schema type %d", s.Type)
 	}
 	return nil
+}
+
+// latin1 writes bytes as a string of the characters U+0000 to U+00FF, one per byte.
+func (w *jsonWriter) latin1(b []byte) {
+	text := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		text = utf8.AppendRune(text, rune(c))
+	}
+	w.str(string(text))
 }
 
 // mismatch is the error for a value that its schema cannot describe (Connect's DataException

@@ -2,10 +2,13 @@ package envelope
 
 import "strings"
 
+// Name adjustment lives here, not in package avro: like Debezium, it renames the Connect
+// schemas and fields themselves, so JSON records carry the adjusted names too.
+
 // adjustSchemaName applies schema.name.adjustment.mode to a dotted schema name: in avro mode
 // the name becomes a valid Avro full name as Debezium's SchemaNameAdjuster makes it.
 func (o *Options) adjustSchemaName(name string) string {
-	if o.SchemaNameAdjust != "avro" {
+	if o.SchemaNameAdjust != AdjustAvro {
 		return name
 	}
 	return avroName(name, true)
@@ -13,7 +16,7 @@ func (o *Options) adjustSchemaName(name string) string {
 
 // adjustFieldName applies field.name.adjustment.mode to a column name.
 func (o *Options) adjustFieldName(name string) string {
-	if o.FieldNameAdjust != "avro" {
+	if o.FieldNameAdjust != AdjustAvro {
 		return name
 	}
 	return avroName(name, false)

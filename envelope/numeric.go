@@ -178,9 +178,9 @@ var specialStrings = map[string]string{"NaN": "NAN", "Infinity": "POSITIVE_INFIN
 func (o *Options) numericType(typmod int32) columnType {
 	precision, scale := numericTypmod(typmod)
 	switch o.DecimalMode {
-	case "double":
+	case DecimalDouble:
 		return columnType{schema: prim(Float64, false), conv: convNumericDouble}
-	case "string":
+	case DecimalString:
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, special, err := parseDecimal(b)
 			if special != "" {
@@ -198,7 +198,7 @@ func (o *Options) numericType(typmod int32) columnType {
 	if scale < 0 {
 		return columnType{schema: variableScaleSchema(), conv: convVariableScale}
 	}
-	s := named(Bytes, nameDecimal, 1, Param{"scale", strconv.Itoa(int(scale))}, Param{"connect.decimal.precision", strconv.Itoa(int(precision))})
+	s := named(Bytes, LogicalDecimal, 1, Param{"scale", strconv.Itoa(int(scale))}, Param{"connect.decimal.precision", strconv.Itoa(int(precision))})
 	return columnType{schema: s, conv: func(b []byte) (any, error) {
 		d, special, err := parseDecimal(b)
 		if special != "" {
@@ -255,7 +255,7 @@ func (o *Options) moneyType() columnType {
 		return d, err
 	}
 	switch o.DecimalMode {
-	case "double":
+	case DecimalDouble:
 		return columnType{schema: prim(Float64, false), conv: func(b []byte) (any, error) {
 			d, err := parse(b)
 			if err != nil {
@@ -265,13 +265,13 @@ func (o *Options) moneyType() columnType {
 			v, _ := f.Float64()
 			return v, nil
 		}}
-	case "string":
+	case DecimalString:
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, err := parse(b)
 			return d.String(), err
 		}}
 	}
-	s := named(Bytes, nameDecimal, 1, Param{"scale", strconv.Itoa(o.MoneyFraction)})
+	s := named(Bytes, LogicalDecimal, 1, Param{"scale", strconv.Itoa(o.MoneyFraction)})
 	return columnType{schema: s, conv: func(b []byte) (any, error) {
 		d, err := parse(b)
 		if err != nil {

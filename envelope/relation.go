@@ -226,7 +226,7 @@ func (o *Options) placeholder(col *replication.Column, s *Schema) any {
 		return string(w.buf)
 	}
 	switch {
-	case name == "bytea" && (o.BinaryMode == "base64" || o.BinaryMode == "base64-url-safe"):
+	case name == "bytea" && (o.BinaryMode == BinaryBase64 || o.BinaryMode == BinaryBase64URLSafe):
 		// The base64 converters take the marker for an unexpected value: null.
 		return nil
 	case s.Type == String:
@@ -287,7 +287,7 @@ func fits(s *Schema, v any) bool {
 		_, ok := v.(string)
 		return ok
 	case Bytes:
-		if s.Name == nameDecimal {
+		if s.Name == LogicalDecimal {
 			_, ok := v.(Decimal)
 			return ok
 		}

@@ -21,6 +21,15 @@ const (
 	Struct
 )
 
+// Names of Kafka Connect's logical types, which every serialization knows: Avro maps them to
+// its own logical types, JSON writes the Connect value underneath.
+const (
+	LogicalDecimal   = "org.apache.kafka.connect.data.Decimal"   // Bytes: a Decimal; parameter scale
+	LogicalDate      = "org.apache.kafka.connect.data.Date"      // Int32: days since the epoch
+	LogicalTime      = "org.apache.kafka.connect.data.Time"      // Int32: milliseconds since midnight
+	LogicalTimestamp = "org.apache.kafka.connect.data.Timestamp" // Int64: milliseconds since the epoch
+)
+
 var typeNames = [...]string{
 	Boolean: "boolean", Int8: "int8", Int16: "int16", Int32: "int32", Int64: "int64",
 	Float32: "float", Float64: "double", Bytes: "bytes", String: "string",

@@ -177,7 +177,7 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 	return columnType{}, fmt.Errorf("not a temporal type: %s", name)
 }
 
-func (o *Options) dateType(mode string) columnType {
+func (o *Options) dateType(mode TimePrecisionMode) columnType {
 	days := func(b []byte) (int64, error) {
 		// Debezium's POSITIVE_INFINITY_LOCAL_DATE and NEGATIVE_INFINITY_LOCAL_DATE: dates
 		// next to int32's minimum of days (infinity is the earlier one, as in Debezium).
@@ -190,12 +190,12 @@ func (o *Options) dateType(mode string) columnType {
 		return parseDate(b)
 	}
 	switch mode {
-	case "connect":
-		return columnType{schema: named(Int32, nameConnectDate, 1), conv: func(b []byte) (any, error) {
+	case TimeConnect:
+		return columnType{schema: named(Int32, LogicalDate, 1), conv: func(b []byte) (any, error) {
 			d, err := days(b)
 			return int32(d), err
 		}}
-	case "isostring":
+	case TimeISOString:
 		// ISO_OFFSET_DATE at UTC: 2020-02-29Z.
 		return columnType{schema: named(String, nameIsoDate, 1), conv: func(b []byte) (any, error) {
 			d, err := days(b)
@@ -208,25 +208,25 @@ func (o *Options) dateType(mode string) columnType {
 	}}
 }
 
-func (o *Options) timeType(mode string, p int) columnType {
+func (o *Options) timeType(mode TimePrecisionMode, p int) columnType {
 	switch {
-	case mode == "connect":
-		return columnType{schema: named(Int32, nameConnectTime, 1), conv: func(b []byte) (any, error) {
+	case mode == TimeConnect:
+		return columnType{schema: named(Int32, LogicalTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return int32(us / 1000), err
 		}}
-	case mode == "isostring":
+	case mode == TimeISOString:
 		// ISO_OFFSET_TIME of a LocalTime: 24:00:00 wraps to 00:00:00.
 		return columnType{schema: named(String, nameIsoTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return formatClock(us%microsPerDay, 0, true) + "Z", err
 		}}
-	case mode == "nanoseconds":
+	case mode == TimeNanoseconds:
 		return columnType{schema: named(Int64, nameNanoTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return us * 1000, err
 		}}
-	case mode == "adaptive" && p <= 3:
+	case mode == TimeAdaptive && p <= 3:
 		return columnType{schema: named(Int32, nameTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return int32(us / 1000), err
@@ -237,7 +237,7 @@ func (o *Options) timeType(mode string, p int) columnType {
 	}}
 }
 
-func (o *Options) timestampType(mode string, p int) columnType {
+func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
 	micros := func(b []byte) (int64, error) {
 		us, inf, err := parseTimestamp(b, false)
 		switch {
@@ -253,16 +253,16 @@ func (o *Options) timestampType(mode string, p int) columnType {
 		return floorDiv(us, 1000), err
 	}
 	switch {
-	case mode == "connect":
-		return columnType{schema: named(Int64, nameConnectTS, 1), conv: millis}
-	case mode == "isostring":
+	case mode == TimeConnect:
+		return columnType{schema: named(Int64, LogicalTimestamp, 1), conv: millis}
+	case mode == TimeISOString:
 		// ISO_OFFSET_DATE_TIME at UTC, the fraction as short as it can be.
 		return columnType{schema: named(String, nameIsoTimestamp, 1), conv: func(b []byte) (any, error) {
 			us, err := micros(b)
 			days := floorDiv(us, microsPerDay)
 			return formatISODate(days) + "T" + formatClock(us-days*microsPerDay, 0, true) + "Z", err
 		}}
-	case mode == "nanoseconds":
+	case mode == TimeNanoseconds:
 		// Infinity is Long.MAX_VALUE / MIN_VALUE; a timestamp outside 1677-2262 overflows
 		// Debezium's exact arithmetic, which leaves the field null.
 		return columnType{schema: named(Int64, nameNanoTS, 1), conv: func(b []byte) (any, error) {
@@ -281,7 +281,7 @@ func (o *Options) timestampType(mode string, p int) columnType {
 			}
 			return us * 1000, nil
 		}}
-	case (mode == "adaptive" || mode == "adaptive_time_microseconds") && p <= 3:
+	case (mode == TimeAdaptive || mode == TimeAdaptiveTimeMicroseconds) && p <= 3:
 		return columnType{schema: named(Int64, nameTimestamp, 1), conv: millis}
 	}
 	return columnType{schema: named(Int64, nameMicroTS, 1), conv: func(b []byte) (any, error) { return micros(b) }}
@@ -436,7 +436,7 @@ func (iv interval) isoString() string {
 }
 
 func (o *Options) intervalType() columnType {
-	if o.IntervalMode == "string" {
+	if o.IntervalMode == IntervalString {
 		return columnType{schema: named(String, nameInterval, 1), conv: func(b []byte) (any, error) {
 			iv, err := parseInterval(string(b))
 			return iv.isoString(), err

@@ -29,9 +29,8 @@ type columnType struct {
 	unknown bool
 }
 
-// Semantic type names used by Debezium.
+// Semantic type names used by Debezium (Kafka Connect's own are in schema.go).
 const (
-	nameDecimal       = "org.apache.kafka.connect.data.Decimal"
 	nameVarDecimal    = "io.debezium.data.VariableScaleDecimal"
 	nameJSON          = "io.debezium.data.Json"
 	nameXML           = "io.debezium.data.Xml"
@@ -54,9 +53,6 @@ const (
 	nameIsoDate       = "io.debezium.time.IsoDate"
 	nameIsoTime       = "io.debezium.time.IsoTime"
 	nameIsoTimestamp  = "io.debezium.time.IsoTimestamp"
-	nameConnectDate   = "org.apache.kafka.connect.data.Date"
-	nameConnectTime   = "org.apache.kafka.connect.data.Time"
-	nameConnectTS     = "org.apache.kafka.connect.data.Timestamp"
 )
 
 func named(t Type, name string, version int, params ...Param) *Schema {
@@ -289,7 +285,7 @@ func convFloat64(b []byte) (any, error) {
 
 func (o *Options) binaryType() columnType {
 	schema := prim(String, false)
-	if o.BinaryMode == "bytes" || o.BinaryMode == "" {
+	if o.BinaryMode == BinaryBytes {
 		schema = prim(Bytes, false)
 	}
 	return columnType{schema: schema, conv: func(b []byte) (any, error) {
@@ -304,11 +300,11 @@ func (o *Options) binaryType() columnType {
 // binaryValue renders bytes per binary.handling.mode.
 func (o *Options) binaryValue(raw []byte) any {
 	switch o.BinaryMode {
-	case "base64":
+	case BinaryBase64:
 		return base64.StdEncoding.EncodeToString(raw)
-	case "base64-url-safe":
+	case BinaryBase64URLSafe:
 		return base64.URLEncoding.EncodeToString(raw)
-	case "hex":
+	case BinaryHex:
 		return hex.EncodeToString(raw)
 	}
 	return raw
@@ -358,7 +354,7 @@ func convBits(b []byte) (any, error) {
 }
 
 func (o *Options) hstoreType() columnType {
-	if o.HstoreMode == "map" {
+	if o.HstoreMode == HstoreMap {
 		s := &Schema{Type: Map, Keys: prim(String, false), Values: prim(String, true)}
 		return columnType{schema: s, conv: func(b []byte) (any, error) {
 			kv, err := parseHstore(b)

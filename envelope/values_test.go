@@ -151,3 +151,32 @@ func TestSchemaJSON(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", w.buf, want)
 	}
 }
+
+// TestAvroDefault pins the default values of Avro schemas: JsonConverter's JSON except bytes
+// (ISO-8859-1 text) and maps whose keys are not required strings (lists of pairs).
+func TestAvroDefault(t *testing.T) {
+	optStringKeys := &Schema{Type: Map, Keys: prim(String, true), Values: prim(Int32, false)}
+	point := structSchema("p", 0, false, field("x", &Schema{Type: Int32, HasDefault: true, Default: int32(5)}), field("y", prim(String, true)))
+	for _, c := range []struct {
+		s          *Schema
+		v          any
+		avro, json string
+	}{
+		{prim(Bytes, false), []byte{0, 0x7f, 0x80, 0xff}, `"\u0000` + "\x7f\u0080ÿ" + `"`, `"AH+A/w=="`},
+		{named(Bytes, LogicalDecimal, 1, Param{"scale", "2"}), Decimal{Unscaled: big.NewInt(314), Scale: 2}, `"\u0001:"`, `"ATo="`},
+		{optStringKeys, []MapEntry{{"a", int32(1)}}, `[["a",1]]`, `{"a":1}`},
+		{&Schema{Type: Map, Keys: prim(String, false), Values: prim(Int32, true)}, []MapEntry{{"a", int32(1)}, {"b", nil}}, `{"a":1,"b":null}`, `{"a":1,"b":null}`},
+		{&Schema{Type: Map, Keys: prim(Int16, false), Values: prim(Int32, false)}, []MapEntry{{int16(-1), int32(1)}}, `[[-1,1]]`, `[[-1,1]]`},
+		{&Schema{Type: Array, Items: prim(Float64, false)}, []any{1.0, math.NaN()}, `[1.0,"NaN"]`, `[1.0,"NaN"]`},
+		{point, &Value{Schema: point, Fields: []any{nil, nil}}, `{"x":5,"y":null}`, `{"x":5,"y":null}`},
+	} {
+		got, err := AppendAvroDefault(nil, c.s, c.v)
+		if err != nil || string(got) != c.avro {
+			t.Errorf("Avro default of %v: got %s, %v; want %s", c.v, got, err, c.avro)
+		}
+		var w jsonWriter
+		if err := w.value(c.s, c.v); err != nil || string(w.buf) != c.json {
+			t.Errorf("JSON of %v: got %s, %v; want %s", c.v, w.buf, err, c.json)
+		}
+	}
+}

@@ -5,9 +5,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hamba/avro/v2"
+	hamba "github.com/hamba/avro/v2"
 
-	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/avro"
 )
 
 // memRegistry is a schema registry in memory.
@@ -34,7 +34,7 @@ func (r *memRegistry) SchemaByVersion(context.Context, string, int) (int, string
 // topic's subjects and decodes with the registered schema.
 func TestRealtimeRecordAsAvro(t *testing.T) {
 	reg := &memRegistry{}
-	enc := envelope.NewAvroEncoder(envelope.AvroConfig{Registry: reg})
+	enc := avro.NewEncoder(avro.Config{Registry: reg})
 	session := "s1"
 	it := &item{n: Notification{Channel: "room", SessionID: &session, Metadata: []byte(`{"k":1}`)},
 		commit: t0, txHdr: []byte("01JGGVQFX00K90000000000C00")}
@@ -47,12 +47,12 @@ func TestRealtimeRecordAsAvro(t *testing.T) {
 		if !ok {
 			t.Fatalf("nothing registered under %s: %v", subject, reg.schemas)
 		}
-		schema, err := avro.Parse(text)
+		schema, err := hamba.Parse(text)
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
 		var got map[string]any
-		if err := avro.Unmarshal(schema, b[5:], &got); err != nil {
+		if err := hamba.Unmarshal(schema, b[5:], &got); err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
 		if got["channel"] != "room" {

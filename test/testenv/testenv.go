@@ -33,7 +33,7 @@ type Env struct {
 	// SASLBrokers is Kafka's listener that requires SASL/PLAIN as SASLUser/SASLPassword.
 	SASLBrokers            []string
 	SASLUser, SASLPassword string
-	Services    string // path of scripts/services
+	Services               string // path of scripts/services
 }
 
 func required() bool {

@@ -1,4 +1,4 @@
-package envelope
+package avro
 
 import (
 	"bytes"
@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2"
+	hamba "github.com/hamba/avro/v2"
 
+	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/registry"
 	"github.com/procon-cdc/procon/replication"
 )
@@ -75,20 +76,20 @@ func testRow(id int) []replication.Datum {
 	}
 }
 
-func testBuilder() *Builder {
-	return NewBuilder(Config{
+func testBuilder() *envelope.Builder {
+	return envelope.NewBuilder(envelope.Config{
 		Name: "dbserver1", Database: "shop", Version: "3.6.1.Final",
 		Topics:     map[string]string{"public.customers": testTopic},
-		Options:    DefaultOptions(),
+		Options:    envelope.DefaultOptions(),
 		Tombstones: true,
 		Now:        func() time.Time { return time.Unix(1700000000, 123456789) },
 	})
 }
 
-func testEvents(t testing.TB, b *Builder, rel *replication.Relation) []*Event {
+func testEvents(t testing.TB, b *envelope.Builder, rel *replication.Relation) []*envelope.Event {
 	t.Helper()
 	tx := &replication.Tx{XID: 777, CommitLSN: 0x1000, CommitTime: time.Unix(1700000000, 5000)}
-	var out []*Event
+	var out []*envelope.Event
 	var err error
 	changes := []*replication.Change{
 		{Op: replication.OpBegin, Tx: tx, LSN: 0x900},
@@ -140,23 +141,23 @@ func normalizeNumbers(v any) any {
 
 func fieldNames(t testing.TB, schema string, path ...string) []string {
 	t.Helper()
-	s, err := avro.ParseWithCache(schema, "", &avro.SchemaCache{})
+	s, err := hamba.ParseWithCache(schema, "", &hamba.SchemaCache{})
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
 	for _, p := range path {
-		rec := s.(*avro.RecordSchema)
+		rec := s.(*hamba.RecordSchema)
 		for _, f := range rec.Fields() {
 			if f.Name() == p {
 				s = f.Type()
 			}
 		}
-		if u, ok := s.(*avro.UnionSchema); ok {
+		if u, ok := s.(*hamba.UnionSchema); ok {
 			s = u.Types()[1]
 		}
 	}
 	var names []string
-	for _, f := range derefAvro(s).(*avro.RecordSchema).Fields() {
+	for _, f := range deref(s).(*hamba.RecordSchema).Fields() {
 		names = append(names, f.Name())
 	}
 	return names
@@ -165,16 +166,15 @@ func fieldNames(t testing.TB, schema string, path ...string) []string {
 // TestAvroSchemaGolden compares the derived key and value schemas of a representative relation
 // with golden files written by hand from Confluent's AvroData rules, and checks field order.
 func TestAvroSchemaGolden(t *testing.T) {
-	opts := DefaultOptions()
-	rs, err := newRelSchema(testRelation(), testTopic, &opts)
+	key, value, err := testBuilder().Schemas(testRelation())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		file   string
-		schema *Schema
-	}{{"testdata/customers-value.avsc", rs.envelope}, {"testdata/customers-key.avsc", rs.key}} {
-		got, err := AvroSchema(tc.schema)
+		schema *envelope.Schema
+	}{{"testdata/customers-value.avsc", value}, {"testdata/customers-key.avsc", key}} {
+		got, err := SchemaOf(tc.schema)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.file, err)
 		}
@@ -191,7 +191,7 @@ func TestAvroSchemaGolden(t *testing.T) {
 			t.Errorf("%s: field order: got %v, want %v", tc.file, gotOrder, wantOrder)
 		}
 	}
-	got, _ := AvroSchema(rs.envelope)
+	got, _ := SchemaOf(value)
 	wantRow := []string{"id", "name", "score", "price", "amount", "amount2", "created", "birthday", "tags", "flag", "data", "small", "ratio", "meta"}
 	if g := fieldNames(t, got, "before"); !reflect.DeepEqual(g, wantRow) {
 		t.Errorf("row field order: got %v, want %v", g, wantRow)
@@ -206,29 +206,44 @@ func TestAvroSchemaGolden(t *testing.T) {
 	}
 }
 
+func structSchema(name string, version int, optional bool, fields ...envelope.Field) *envelope.Schema {
+	return &envelope.Schema{Type: envelope.Struct, Name: name, Version: version, Optional: optional, Fields: fields}
+}
+
+func fieldOf(name string, s *envelope.Schema) envelope.Field {
+	return envelope.Field{Name: name, Schema: s}
+}
+
+func prim(t envelope.Type, optional bool) *envelope.Schema {
+	return &envelope.Schema{Type: t, Optional: optional}
+}
+
+func named(t envelope.Type, name string, version int) *envelope.Schema {
+	return &envelope.Schema{Type: t, Name: name, Version: version}
+}
+
 func TestAvroSchemaNames(t *testing.T) {
-	s := structSchema("srv-1.public.my-table.Value", 0, false, field("id", prim(Int32, false)))
-	if _, err := AvroSchema(s); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
+	s := structSchema("srv-1.public.my-table.Value", 0, false, fieldOf("id", prim(envelope.Int32, false)))
+	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
 		t.Fatalf("invalid record name: got %v, want an error naming schema.name.adjustment.mode", err)
 	}
-	o := Options{SchemaNameAdjust: "avro"}
-	s.Name = o.adjustSchemaName(s.Name)
-	if _, err := AvroSchema(s); err != nil {
+	s.Name = "srv_1.public.my_table.Value" // as schema.name.adjustment.mode: avro makes it
+	if _, err := SchemaOf(s); err != nil {
 		t.Fatalf("adjusted name %q: %v", s.Name, err)
 	}
-	s = structSchema("a.Value", 0, false, field("my col", prim(Int32, false)))
-	if _, err := AvroSchema(s); err == nil || !strings.Contains(err.Error(), "field.name.adjustment.mode: avro") {
+	s = structSchema("a.Value", 0, false, fieldOf("my col", prim(envelope.Int32, false)))
+	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "field.name.adjustment.mode: avro") {
 		t.Fatalf("invalid field name: got %v", err)
 	}
 	// Types that only exist in Connect.
 	s = structSchema("a.Value", 0, false,
-		field("i8", &Schema{Type: Int8, HasDefault: true, Default: int8(3)}),
-		field("m", &Schema{Type: Map, Optional: true, Keys: prim(Int16, false), Values: prim(Float64, true)}),
-		field("h", &Schema{Type: Map, Keys: prim(String, false), Values: prim(String, true)}),
-		field("d", named(Int32, nameConnectDate, 1)),
-		field("ts", named(Int64, nameConnectTS, 1)),
-		field("b", &Schema{Type: Bytes, Optional: true, HasDefault: true, Default: []byte{0, 0xe9}}))
-	got, err := AvroSchema(s)
+		fieldOf("i8", &envelope.Schema{Type: envelope.Int8, HasDefault: true, Default: int8(3)}),
+		fieldOf("m", &envelope.Schema{Type: envelope.Map, Optional: true, Keys: prim(envelope.Int16, false), Values: prim(envelope.Float64, true)}),
+		fieldOf("h", &envelope.Schema{Type: envelope.Map, Keys: prim(envelope.String, false), Values: prim(envelope.String, true)}),
+		fieldOf("d", named(envelope.Int32, envelope.LogicalDate, 1)),
+		fieldOf("ts", named(envelope.Int64, envelope.LogicalTimestamp, 1)),
+		fieldOf("b", &envelope.Schema{Type: envelope.Bytes, Optional: true, HasDefault: true, Default: []byte{0, 0xe9}}))
+	got, err := SchemaOf(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +258,7 @@ func TestAvroSchemaNames(t *testing.T) {
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	if _, err := avro.ParseWithCache(got, "", &avro.SchemaCache{}); err != nil {
+	if _, err := hamba.ParseWithCache(got, "", &hamba.SchemaCache{}); err != nil {
 		t.Errorf("does not parse: %v", err)
 	}
 }
@@ -318,12 +333,12 @@ func (f *fakeRegistry) decode(t testing.TB, b []byte) (any, int) {
 // decoder and the registered schema, and compares with the JSON rendering of the same events.
 func TestAvroRoundTrip(t *testing.T) {
 	reg := newFakeRegistry()
-	enc := NewAvroEncoder(AvroConfig{Registry: reg})
-	js := &JSONEncoder{}
+	enc := NewEncoder(Config{Registry: reg})
+	js := &envelope.JSONEncoder{}
 	ctx := context.Background()
 	b := testBuilder()
 	rel := testRelation()
-	var events []*Event
+	var events []*envelope.Event
 	for range 3 {
 		events = append(events, testEvents(t, b, rel)...)
 	}
@@ -393,7 +408,7 @@ func TestAvroRoundTrip(t *testing.T) {
 // TestAvroOldKeyHeader encodes the key header of a key change with the key's schema.
 func TestAvroOldKeyHeader(t *testing.T) {
 	reg := newFakeRegistry()
-	enc := NewAvroEncoder(AvroConfig{Registry: reg})
+	enc := NewEncoder(Config{Registry: reg})
 	b := testBuilder()
 	rel := testRelation()
 	rel.ReplicaIdentity = 'f'
@@ -442,12 +457,11 @@ func rowRecord(env map[string]any) map[string]any {
 // TestAvroPinned encodes with a registered version whose row fields are in another order, that
 // has an extra field with a default and lacks some envelope fields; then checks the refusals.
 func TestAvroPinned(t *testing.T) {
-	opts := DefaultOptions()
-	rs, err := newRelSchema(testRelation(), testTopic, &opts)
+	key, value, err := testBuilder().Schemas(testRelation())
 	if err != nil {
 		t.Fatal(err)
 	}
-	derived, err := AvroSchema(rs.envelope)
+	derived, err := SchemaOf(value)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,11 +484,11 @@ func TestAvroPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg.calls = 0
-	enc := NewAvroEncoder(AvroConfig{Registry: reg, Topics: map[string]AvroSubjects{testTopic: {ValueVersion: 1}}})
+	enc := NewEncoder(Config{Registry: reg, Topics: map[string]Subjects{testTopic: {ValueVersion: 1}}})
 	if err := enc.FetchPinned(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := enc.Check(ctx, testTopic, rs.key, rs.envelope); err != nil {
+	if err := enc.Check(ctx, testTopic, key, value); err != nil {
 		t.Fatalf("check: %v", err)
 	}
 	b := testBuilder()
@@ -501,8 +515,8 @@ func TestAvroPinned(t *testing.T) {
 		if _, err := reg.Register(ctx, "custom-value", editSchema(t, derived, edit)); err != nil {
 			t.Fatal(err)
 		}
-		enc := NewAvroEncoder(AvroConfig{Registry: reg, Topics: map[string]AvroSubjects{testTopic: {Value: "custom-value", ValueVersion: 1}}})
-		err := enc.Check(ctx, testTopic, rs.key, rs.envelope)
+		enc := NewEncoder(Config{Registry: reg, Topics: map[string]Subjects{testTopic: {Value: "custom-value", ValueVersion: 1}}})
+		err := enc.Check(ctx, testTopic, key, value)
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%s: got %v, want an error containing %q", name, err, wantErr)
 		}
@@ -529,7 +543,7 @@ func TestAvroPinned(t *testing.T) {
 		dec["scale"] = 3
 	})
 	// A missing version is reported as such.
-	enc = NewAvroEncoder(AvroConfig{Registry: newFakeRegistry(), Topics: map[string]AvroSubjects{testTopic: {ValueVersion: 4}}})
+	enc = NewEncoder(Config{Registry: newFakeRegistry(), Topics: map[string]Subjects{testTopic: {ValueVersion: 4}}})
 	if err := enc.FetchPinned(ctx); err == nil || !strings.Contains(err.Error(), "version 4 of subject "+testTopic+"-value") {
 		t.Errorf("missing version: got %v", err)
 	}
@@ -538,7 +552,7 @@ func TestAvroPinned(t *testing.T) {
 func TestAvroRegistryError(t *testing.T) {
 	reg := newFakeRegistry()
 	reg.err = errors.New("boom")
-	enc := NewAvroEncoder(AvroConfig{Registry: reg})
+	enc := NewEncoder(Config{Registry: reg})
 	ev := testEvents(t, testBuilder(), testRelation())[0]
 	if _, _, err := enc.Encode(context.Background(), ev); err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("got %v", err)
@@ -551,15 +565,30 @@ func TestAppendDecimal(t *testing.T) {
 		"18446744073709551616", "-18446744073709551616", "-18446744073709551617", "123456789012345678901234567890",
 		"-123456789012345678901234567890", "-340282366920938463463374607431768211456"} {
 		n, _ := new(big.Int).SetString(s, 10)
-		want := appendLong(nil, int64(len(twosComplement(n))))
-		want = append(want, twosComplement(n)...)
+		ref := twosComplement(n)
+		want := append(appendLong(nil, int64(len(ref))), ref...)
 		if got := appendDecimal(nil, n); !bytes.Equal(got, want) {
 			t.Errorf("%s: got % x, want % x", s, got, want)
 		}
 	}
 }
 
-func benchEvent(b *testing.B) *Event {
+// twosComplement is the reference for appendDecimal: n modulo 2^(8·size) in the fewest bytes
+// that hold n as a signed number, as Java's BigInteger.toByteArray writes it.
+func twosComplement(n *big.Int) []byte {
+	size := 1
+	for {
+		limit := new(big.Int).Lsh(big.NewInt(1), uint(8*size-1))
+		if n.Cmp(limit) < 0 && n.Cmp(new(big.Int).Neg(limit)) >= 0 {
+			break
+		}
+		size++
+	}
+	m := new(big.Int).Mod(n, new(big.Int).Lsh(big.NewInt(1), uint(8*size)))
+	return m.FillBytes(make([]byte, size))
+}
+
+func benchEvent(b *testing.B) *envelope.Event {
 	events := testEvents(b, testBuilder(), testRelation())
 	return events[0] // the insert: every column set
 }
@@ -571,11 +600,11 @@ func BenchmarkEncode(b *testing.B) {
 	ev := benchEvent(b)
 	encoders := []struct {
 		name string
-		enc  Encoder
+		enc  envelope.Encoder
 	}{
-		{"json", &JSONEncoder{}},
-		{"json-schemas", &JSONEncoder{Schemas: true}},
-		{"avro", NewAvroEncoder(AvroConfig{Registry: newFakeRegistry()})},
+		{"json", &envelope.JSONEncoder{}},
+		{"json-schemas", &envelope.JSONEncoder{Schemas: true}},
+		{"avro", NewEncoder(Config{Registry: newFakeRegistry()})},
 	}
 	for _, e := range encoders {
 		b.Run(e.name, func(b *testing.B) {
@@ -596,39 +625,19 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
-func TestAvroNameAdjustment(t *testing.T) {
-	o := Options{SchemaNameAdjust: "avro", FieldNameAdjust: "avro"}
-	for in, want := range map[string]string{
-		"srv-1.public.my-table.Value": "srv_1.public.my_table.Value",
-		"1srv.public.t":               "_1srv.public.t",
-		"ok.name_1":                   "ok.name_1",
-		"café.t":                      "caf_.t",
-		"x😀.t":                        "x__.t",
-	} {
-		if got := o.adjustSchemaName(in); got != want {
-			t.Errorf("schema name %q: got %q, want %q", in, got, want)
-		}
-	}
-	for in, want := range map[string]string{"my col": "my_col", "a.b": "a_b", "9lives": "_9lives", "ok": "ok"} {
-		if got := o.adjustFieldName(in); got != want {
-			t.Errorf("field name %q: got %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestAvroMetadataEvents writes transaction metadata, messages and heartbeats as Avro and reads
 // them back, each schema registered once however many events use it.
 func TestAvroMetadataEvents(t *testing.T) {
 	reg := newFakeRegistry()
-	enc := NewAvroEncoder(AvroConfig{Registry: reg})
-	js := &JSONEncoder{}
-	b := NewBuilder(Config{
+	enc := NewEncoder(Config{Registry: reg})
+	js := &envelope.JSONEncoder{}
+	b := envelope.NewBuilder(envelope.Config{
 		Name: "srv", Database: "db", Version: "v", Topics: map[string]string{"public.customers": testTopic},
-		Options: DefaultOptions(), TxMetadata: true, TxTopic: "srv.transaction", MessageTopic: "srv.message",
+		Options: envelope.DefaultOptions(), TxMetadata: true, TxTopic: "srv.transaction", MessageTopic: "srv.message",
 		Now: func() time.Time { return time.Unix(1700000000, 0) },
 	})
 	ctx := context.Background()
-	var events []*Event
+	var events []*envelope.Event
 	for i := range 2 {
 		tx := &replication.Tx{XID: uint32(10 + i), CommitLSN: 0x2000, CommitTime: time.Unix(1700000000, 0)}
 		for _, c := range []*replication.Change{

@@ -1,4 +1,4 @@
-package envelope
+package avro
 
 import (
 	"context"
@@ -8,7 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/hamba/avro/v2"
+	hamba "github.com/hamba/avro/v2"
+
+	"github.com/procon-cdc/procon/envelope"
 )
 
 // Registry is what the Avro encoder needs of a Confluent-compatible schema registry. Its calls
@@ -21,9 +23,9 @@ type Registry interface {
 	SchemaByVersion(ctx context.Context, subject string, version int) (int, string, error)
 }
 
-// AvroSubjects names the registry subjects of one topic's keys and values and, optionally,
+// Subjects names the registry subjects of one topic's keys and values and, optionally,
 // the registered versions to encode with.
-type AvroSubjects struct {
+type Subjects struct {
 	Key, Value string
 	// KeyVersion and ValueVersion pin a registered version of the subject: events are written
 	// with that schema (fields matched by name, defaults from it). 0 derives the schema from
@@ -31,36 +33,36 @@ type AvroSubjects struct {
 	KeyVersion, ValueVersion int
 }
 
-// AvroConfig configures an AvroEncoder.
-type AvroConfig struct {
+// Config configures an Encoder.
+type Config struct {
 	Registry Registry
 	// Topics gives the subjects of each topic; a topic not listed uses Confluent's
 	// TopicNameStrategy, <topic>-key and <topic>-value, and registers its schemas.
-	Topics map[string]AvroSubjects
+	Topics map[string]Subjects
 	Logger *slog.Logger
 }
 
-// AvroEncoder writes Confluent's wire format: a zero byte, the 4-byte big-endian schema id,
+// Encoder writes Confluent's wire format: a zero byte, the 4-byte big-endian schema id,
 // then the Avro binary body. Each Connect schema (one per relation version) is turned into an
 // Avro schema, registered and compiled into a writer once; events are then written without
 // calling the registry. A nil key or value stays nil (a tombstone stays a tombstone).
 //
-// An AvroEncoder is safe for concurrent use.
-type AvroEncoder struct {
+// An Encoder is safe for concurrent use.
+type Encoder struct {
 	reg    Registry
 	log    *slog.Logger
-	topics map[string]AvroSubjects
+	topics map[string]Subjects
 
 	mu      sync.Mutex
-	fast    map[*Schema]*avroWriter // by schema alone: each schema serves one topic and role
-	writers map[writerKey]*avroWriter
-	keyOf   map[*Schema]*avroWriter // the key writer of a key schema, for EncodeKey
+	fast    map[*envelope.Schema]*writer // by schema alone: each schema serves one topic and role
+	writers map[writerKey]*writer
+	keyOf   map[*envelope.Schema]*writer // the key writer of a key schema, for EncodeKey
 	pinned  map[pinKey]*pinnedSchema
 	ids     map[string]int // subject + "\x00" + schema text → registered id
 }
 
 type writerKey struct {
-	schema *Schema
+	schema *envelope.Schema
 	topic  string
 	key    bool
 }
@@ -73,41 +75,41 @@ type pinKey struct {
 type pinnedSchema struct {
 	id     int
 	text   string
-	schema avro.Schema
+	schema hamba.Schema
 }
 
-// avroWriter is one compiled schema with its registry id.
-type avroWriter struct {
+// writer is one compiled schema with its registry id.
+type writer struct {
 	header  [5]byte
-	node    *avroNode
+	node    *node
 	subject string
 	topic   string
 	isKey   bool
 	size    atomic.Int64 // last encoded size: the next buffer's capacity
 }
 
-// NewAvroEncoder returns an encoder; it does not contact the registry.
-func NewAvroEncoder(cfg AvroConfig) *AvroEncoder {
+// NewEncoder returns an encoder; it does not contact the registry.
+func NewEncoder(cfg Config) *Encoder {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &AvroEncoder{
+	return &Encoder{
 		reg:     cfg.Registry,
 		log:     cfg.Logger,
 		topics:  cfg.Topics,
-		fast:    map[*Schema]*avroWriter{},
-		writers: map[writerKey]*avroWriter{},
-		keyOf:   map[*Schema]*avroWriter{},
+		fast:    map[*envelope.Schema]*writer{},
+		writers: map[writerKey]*writer{},
+		keyOf:   map[*envelope.Schema]*writer{},
 		pinned:  map[pinKey]*pinnedSchema{},
 		ids:     map[string]int{},
 	}
 }
 
 // Subjects returns the subjects of a topic.
-func (e *AvroEncoder) Subjects(topic string) AvroSubjects {
+func (e *Encoder) Subjects(topic string) Subjects {
 	s, ok := e.topics[topic]
 	if !ok {
-		s = AvroSubjects{}
+		s = Subjects{}
 	}
 	if s.Key == "" {
 		s.Key = topic + "-key"
@@ -120,7 +122,7 @@ func (e *AvroEncoder) Subjects(topic string) AvroSubjects {
 
 // FetchPinned fetches every pinned version the configuration names, so that a missing
 // subject or version is reported before anything is produced.
-func (e *AvroEncoder) FetchPinned(ctx context.Context) error {
+func (e *Encoder) FetchPinned(ctx context.Context) error {
 	for topic := range e.topics {
 		s := e.Subjects(topic)
 		if s.KeyVersion > 0 {
@@ -141,9 +143,9 @@ func (e *AvroEncoder) FetchPinned(ctx context.Context) error {
 // envelope schemas are given can be encoded for topic: a derived schema must be valid Avro (its
 // names especially), and a pinned version must have a field, or a default, for every column,
 // of a type the column's values can be written as.
-func (e *AvroEncoder) Check(ctx context.Context, topic string, key, value *Schema) error {
+func (e *Encoder) Check(ctx context.Context, topic string, key, value *envelope.Schema) error {
 	s := e.Subjects(topic)
-	check := func(cs *Schema, subject string, version int, what string) error {
+	check := func(cs *envelope.Schema, subject string, version int, what string) error {
 		if cs == nil {
 			return nil
 		}
@@ -152,12 +154,12 @@ func (e *AvroEncoder) Check(ctx context.Context, topic string, key, value *Schem
 			if err != nil {
 				return err
 			}
-			if _, err := compileAvro(p.schema, cs, true); err != nil {
+			if _, err := compile(p.schema, cs, true); err != nil {
 				return fmt.Errorf("the %s cannot be encoded with version %d of subject %s: %w", what, version, subject, err)
 			}
 			return nil
 		}
-		if _, _, err := deriveAvro(cs); err != nil {
+		if _, _, err := derive(cs); err != nil {
 			return fmt.Errorf("the %s schema for subject %s: %w", what, subject, err)
 		}
 		return nil
@@ -168,10 +170,10 @@ func (e *AvroEncoder) Check(ctx context.Context, topic string, key, value *Schem
 	return check(value, s.Value, s.ValueVersion, "value")
 }
 
-// Encode implements Encoder. It calls the registry only for a schema it has not seen yet.
-func (e *AvroEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte, err error) {
+// Encode implements envelope.Encoder. It calls the registry only for a schema it has not seen yet.
+func (e *Encoder) Encode(ctx context.Context, ev *envelope.Event) (key, value []byte, err error) {
 	if ev.Key != nil {
-		w, err := e.writer(ctx, ev.Topic, ev.KeySchema, true)
+		w, err := e.writerFor(ctx, ev.Topic, ev.KeySchema, true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -180,7 +182,7 @@ func (e *AvroEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte,
 		}
 	}
 	if ev.Value != nil {
-		w, err := e.writer(ctx, ev.Topic, ev.ValueSchema, false)
+		w, err := e.writerFor(ctx, ev.Topic, ev.ValueSchema, false)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -191,9 +193,9 @@ func (e *AvroEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte,
 	return key, value, nil
 }
 
-// EncodeKey implements Encoder: a key struct in the wire format of its topic's keys, for the
+// EncodeKey implements envelope.Encoder: a key struct in the wire format of its topic's keys, for the
 // __debezium.oldkey/newkey headers. The key schema must have been used by Encode before.
-func (e *AvroEncoder) EncodeKey(_ context.Context, s *Schema, v *Value) ([]byte, error) {
+func (e *Encoder) EncodeKey(_ context.Context, s *envelope.Schema, v *envelope.Value) ([]byte, error) {
 	e.mu.Lock()
 	w := e.keyOf[s]
 	e.mu.Unlock()
@@ -203,7 +205,7 @@ func (e *AvroEncoder) EncodeKey(_ context.Context, s *Schema, v *Value) ([]byte,
 	return w.encode(v)
 }
 
-func (w *avroWriter) encode(v *Value) ([]byte, error) {
+func (w *writer) encode(v *envelope.Value) ([]byte, error) {
 	buf := make([]byte, 5, w.size.Load()+16)
 	copy(buf, w.header[:])
 	buf, err := w.node.write(buf, v)
@@ -214,9 +216,9 @@ func (w *avroWriter) encode(v *Value) ([]byte, error) {
 	return buf, nil
 }
 
-// writer returns the compiled writer of a schema on a topic, registering the schema first
+// writerFor returns the compiled writer of a schema on a topic, registering the schema first
 // when needed.
-func (e *AvroEncoder) writer(ctx context.Context, topic string, s *Schema, isKey bool) (*avroWriter, error) {
+func (e *Encoder) writerFor(ctx context.Context, topic string, s *envelope.Schema, isKey bool) (*writer, error) {
 	e.mu.Lock()
 	w := e.fast[s]
 	if w == nil || w.topic != topic || w.isKey != isKey {
@@ -232,23 +234,23 @@ func (e *AvroEncoder) writer(ctx context.Context, topic string, s *Schema, isKey
 	if isKey {
 		subject, version, what = subs.Key, subs.KeyVersion, "key"
 	}
-	w = &avroWriter{subject: subject, topic: topic, isKey: isKey}
+	w = &writer{subject: subject, topic: topic, isKey: isKey}
 	var id int
 	if version > 0 {
 		p, err := e.pin(ctx, subject, version)
 		if err != nil {
 			return nil, err
 		}
-		if w.node, err = compileAvro(p.schema, s, true); err != nil {
+		if w.node, err = compile(p.schema, s, true); err != nil {
 			return nil, fmt.Errorf("the %s of %s cannot be encoded with version %d of subject %s: %w", what, topic, version, subject, err)
 		}
 		id = p.id
 	} else {
-		text, parsed, err := deriveAvro(s)
+		text, parsed, err := derive(s)
 		if err != nil {
 			return nil, fmt.Errorf("the %s schema of %s for subject %s: %w", what, topic, subject, err)
 		}
-		if w.node, err = compileAvro(parsed, s, false); err != nil {
+		if w.node, err = compile(parsed, s, false); err != nil {
 			return nil, fmt.Errorf("the %s schema of %s for subject %s: %w", what, topic, subject, err)
 		}
 		if id, err = e.register(ctx, subject, text, topic); err != nil {
@@ -268,7 +270,7 @@ func (e *AvroEncoder) writer(ctx context.Context, topic string, s *Schema, isKey
 }
 
 // register returns the id of schema text under subject, registering it once.
-func (e *AvroEncoder) register(ctx context.Context, subject, text, topic string) (int, error) {
+func (e *Encoder) register(ctx context.Context, subject, text, topic string) (int, error) {
 	ck := subject + "\x00" + text
 	e.mu.Lock()
 	id, ok := e.ids[ck]
@@ -288,7 +290,7 @@ func (e *AvroEncoder) register(ctx context.Context, subject, text, topic string)
 }
 
 // pin fetches and parses a registered version, once.
-func (e *AvroEncoder) pin(ctx context.Context, subject string, version int) (*pinnedSchema, error) {
+func (e *Encoder) pin(ctx context.Context, subject string, version int) (*pinnedSchema, error) {
 	k := pinKey{subject, version}
 	e.mu.Lock()
 	p := e.pinned[k]
@@ -300,7 +302,7 @@ func (e *AvroEncoder) pin(ctx context.Context, subject string, version int) (*pi
 	if err != nil {
 		return nil, fmt.Errorf("avro: pinned version %d of subject %s: %w", version, subject, err)
 	}
-	parsed, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+	parsed, err := hamba.ParseWithCache(text, "", &hamba.SchemaCache{})
 	if err != nil {
 		return nil, fmt.Errorf("avro: version %d of subject %s (id %d) does not parse: %w", version, subject, id, err)
 	}
@@ -312,13 +314,13 @@ func (e *AvroEncoder) pin(ctx context.Context, subject string, version int) (*pi
 	return p, nil
 }
 
-// deriveAvro renders and parses the Avro schema of a Connect schema.
-func deriveAvro(s *Schema) (string, avro.Schema, error) {
-	text, err := AvroSchema(s)
+// derive renders and parses the Avro schema of a Connect schema.
+func derive(s *envelope.Schema) (string, hamba.Schema, error) {
+	text, err := SchemaOf(s)
 	if err != nil {
 		return "", nil, err
 	}
-	parsed, err := avro.ParseWithCache(text, "", &avro.SchemaCache{})
+	parsed, err := hamba.ParseWithCache(text, "", &hamba.SchemaCache{})
 	if err != nil {
 		return "", nil, fmt.Errorf("the derived Avro schema does not parse: %w", err)
 	}

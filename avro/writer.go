@@ -1,4 +1,4 @@
-package envelope
+package avro
 
 import (
 	"encoding/binary"
@@ -7,30 +7,32 @@ import (
 	"math/big"
 	"strings"
 
-	"github.com/hamba/avro/v2"
+	hamba "github.com/hamba/avro/v2"
+
+	"github.com/procon-cdc/procon/envelope"
 )
 
-// An avroNode is one step of a compiled Avro writer: how to write a value described by a
-// Connect schema as a given Avro type. Writers are compiled once per schema pair (a relation
-// version and the registered or pinned Avro schema) and then write *Value trees straight into
-// the output buffer, with no intermediate generic form and no per-field allocation.
-type avroNode struct {
-	op  avroOp
-	src Type // the Connect type of the values written
+// A node is one step of a compiled Avro writer: how to write a value described by a Connect
+// schema as a given Avro type. Writers are compiled once per schema pair (a relation version
+// and the registered or pinned Avro schema) and then write *envelope.Value trees straight
+// into the output buffer, with no intermediate generic form and no per-field allocation.
+type node struct {
+	op  opcode
+	src envelope.Type // the Connect type of the values written
 
-	fields []avroField // record
-	items  *avroNode   // array items, map values, map-entry values
-	keys   *avroNode   // map-entry keys (Connect maps with non-string keys)
+	fields []field // record
+	items  *node   // array items, map values, map-entry values
+	keys   *node   // map-entry keys (Connect maps with non-string keys)
 
 	// union: the branch index of null (-1 if none) and of the value.
 	nullIdx, valIdx int
-	val             *avroNode
+	val             *node
 }
 
-type avroOp uint8
+type opcode uint8
 
 const (
-	opNull avroOp = iota + 1
+	opNull opcode = iota + 1
 	opBoolean
 	opInt
 	opLong
@@ -45,46 +47,46 @@ const (
 	opUnion
 )
 
-// avroField writes one field of a record: the Connect field at src, or, when the Connect
+// field writes one field of a record: the Connect field at src, or, when the Connect
 // struct has no such field, the Avro field's default (already encoded).
-type avroField struct {
+type field struct {
 	name string
 	src  int
-	conn *Schema // the Connect field's schema, whose default replaces a null value
-	node *avroNode
+	conn *envelope.Schema // the Connect field's schema, whose default replaces a null value
+	node *node
 	def  []byte
 }
 
-// compileAvro builds the writer of Connect schema cs as Avro schema as. Record fields are
+// compile builds the writer of Connect schema cs as Avro schema as. Record fields are
 // matched by name, so a pinned schema may order fields differently, omit envelope fields the
 // relation has, or add fields that have defaults. strictRows makes a column the Avro record
 // lacks an error for the row structs (the key itself, and before/after of an envelope).
-func compileAvro(as avro.Schema, cs *Schema, strictRows bool) (*avroNode, error) {
-	c := avroCompiler{}
-	if cs.Type == Struct && strictRows {
+func compile(as hamba.Schema, cs *envelope.Schema, strictRows bool) (*node, error) {
+	c := compiler{}
+	if cs.Type == envelope.Struct && strictRows {
 		if cs.FieldIndex("before") >= 0 && cs.FieldIndex("after") >= 0 {
-			c.strict = map[*Schema]bool{cs.Fields[cs.FieldIndex("before")].Schema: true, cs.Fields[cs.FieldIndex("after")].Schema: true}
+			c.strict = map[*envelope.Schema]bool{cs.Fields[cs.FieldIndex("before")].Schema: true, cs.Fields[cs.FieldIndex("after")].Schema: true}
 		} else {
-			c.strict = map[*Schema]bool{cs: true}
+			c.strict = map[*envelope.Schema]bool{cs: true}
 		}
 	}
 	return c.compile(as, cs, "")
 }
 
-type avroCompiler struct {
-	strict map[*Schema]bool
+type compiler struct {
+	strict map[*envelope.Schema]bool
 }
 
 // compile handles nullability, then the type.
-func (c *avroCompiler) compile(as avro.Schema, cs *Schema, path string) (*avroNode, error) {
-	as = derefAvro(as)
+func (c *compiler) compile(as hamba.Schema, cs *envelope.Schema, path string) (*node, error) {
+	as = deref(as)
 	nullable := cs.Optional && !(cs.HasDefault && cs.Default != nil)
-	if u, ok := as.(*avro.UnionSchema); ok {
-		n := &avroNode{op: opUnion, src: cs.Type, nullIdx: -1, valIdx: -1}
+	if u, ok := as.(*hamba.UnionSchema); ok {
+		n := &node{op: opUnion, src: cs.Type, nullIdx: -1, valIdx: -1}
 		var firstErr error
 		for i, b := range u.Types() {
-			b = derefAvro(b)
-			if b.Type() == avro.Null {
+			b = deref(b)
+			if b.Type() == hamba.Null {
 				if n.nullIdx < 0 {
 					n.nullIdx = i
 				}
@@ -119,67 +121,67 @@ func (c *avroCompiler) compile(as avro.Schema, cs *Schema, path string) (*avroNo
 	return c.compileType(as, cs, path)
 }
 
-func (c *avroCompiler) compileType(as avro.Schema, cs *Schema, path string) (*avroNode, error) {
+func (c *compiler) compileType(as hamba.Schema, cs *envelope.Schema, path string) (*node, error) {
 	mismatch := func() error {
 		return fmt.Errorf("%s: a %s cannot be written as Avro %s", pathName(path), describe(cs), typeName(as))
 	}
 	at := as.Type()
-	n := &avroNode{src: cs.Type}
+	n := &node{src: cs.Type}
 	switch cs.Type {
-	case Boolean:
-		if at != avro.Boolean {
+	case envelope.Boolean:
+		if at != hamba.Boolean {
 			return nil, mismatch()
 		}
 		n.op = opBoolean
-	case Int8, Int16, Int32, Int64:
+	case envelope.Int8, envelope.Int16, envelope.Int32, envelope.Int64:
 		switch {
-		case at == avro.Int && cs.Type != Int64:
+		case at == hamba.Int && cs.Type != envelope.Int64:
 			n.op = opInt
-		case at == avro.Long:
+		case at == hamba.Long:
 			n.op = opLong
-		case at == avro.Float:
+		case at == hamba.Float:
 			n.op = opFloat
-		case at == avro.Double:
+		case at == hamba.Double:
 			n.op = opDouble
 		default:
 			return nil, mismatch()
 		}
-	case Float32:
+	case envelope.Float32:
 		switch at {
-		case avro.Float:
+		case hamba.Float:
 			n.op = opFloat
-		case avro.Double:
+		case hamba.Double:
 			n.op = opDouble
 		default:
 			return nil, mismatch()
 		}
-	case Float64:
-		if at != avro.Double {
+	case envelope.Float64:
+		if at != hamba.Double {
 			return nil, mismatch()
 		}
 		n.op = opDouble
-	case String:
-		if at != avro.String {
+	case envelope.String:
+		if at != hamba.String {
 			return nil, mismatch()
 		}
 		n.op = opString
-	case Bytes:
-		if at != avro.Bytes {
+	case envelope.Bytes:
+		if at != hamba.Bytes {
 			return nil, mismatch()
 		}
 		_, scale, isDecimal, err := decimalParams(cs)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", pathName(path), err)
 		}
-		if ps, ok := as.(*avro.PrimitiveSchema); ok && ps.Logical() != nil {
-			d, isAvroDecimal := ps.Logical().(*avro.DecimalLogicalSchema)
+		if ps, ok := as.(*hamba.PrimitiveSchema); ok && ps.Logical() != nil {
+			d, isAvroDecimal := ps.Logical().(*hamba.DecimalLogicalSchema)
 			if isAvroDecimal != isDecimal || (isDecimal && d.Scale() != scale) {
 				return nil, mismatch()
 			}
 		}
 		n.op = opBytes
-	case Array:
-		a, ok := as.(*avro.ArraySchema)
+	case envelope.Array:
+		a, ok := as.(*hamba.ArraySchema)
 		if !ok {
 			return nil, mismatch()
 		}
@@ -188,9 +190,9 @@ func (c *avroCompiler) compileType(as avro.Schema, cs *Schema, path string) (*av
 			return nil, err
 		}
 		n.op, n.items = opArray, items
-	case Map:
-		if cs.Keys.Type == String && !cs.Keys.Optional {
-			m, ok := as.(*avro.MapSchema)
+	case envelope.Map:
+		if cs.Keys.Type == envelope.String && !cs.Keys.Optional {
+			m, ok := as.(*hamba.MapSchema)
 			if !ok {
 				return nil, mismatch()
 			}
@@ -201,11 +203,11 @@ func (c *avroCompiler) compileType(as avro.Schema, cs *Schema, path string) (*av
 			n.op, n.items = opMap, values
 			break
 		}
-		a, ok := as.(*avro.ArraySchema)
+		a, ok := as.(*hamba.ArraySchema)
 		if !ok {
 			return nil, mismatch()
 		}
-		rec, ok := derefAvro(a.Items()).(*avro.RecordSchema)
+		rec, ok := deref(a.Items()).(*hamba.RecordSchema)
 		if !ok || len(rec.Fields()) != 2 || rec.Fields()[0].Name() != "key" || rec.Fields()[1].Name() != "value" {
 			return nil, mismatch()
 		}
@@ -218,8 +220,8 @@ func (c *avroCompiler) compileType(as avro.Schema, cs *Schema, path string) (*av
 			return nil, err
 		}
 		n.op, n.keys, n.items = opMapArray, keys, values
-	case Struct:
-		rec, ok := as.(*avro.RecordSchema)
+	case envelope.Struct:
+		rec, ok := as.(*hamba.RecordSchema)
 		if !ok {
 			return nil, mismatch()
 		}
@@ -230,11 +232,11 @@ func (c *avroCompiler) compileType(as avro.Schema, cs *Schema, path string) (*av
 	return n, nil
 }
 
-func (c *avroCompiler) record(rec *avro.RecordSchema, cs *Schema, path string) (*avroNode, error) {
-	n := &avroNode{op: opRecord, src: Struct, fields: make([]avroField, len(rec.Fields()))}
+func (c *compiler) record(rec *hamba.RecordSchema, cs *envelope.Schema, path string) (*node, error) {
+	n := &node{op: opRecord, src: envelope.Struct, fields: make([]field, len(rec.Fields()))}
 	used := make([]bool, len(cs.Fields))
 	for i, af := range rec.Fields() {
-		f := avroField{name: af.Name(), src: cs.FieldIndex(af.Name())}
+		f := field{name: af.Name(), src: cs.FieldIndex(af.Name())}
 		fpath := af.Name()
 		if path != "" {
 			fpath = path + "." + af.Name()
@@ -243,7 +245,7 @@ func (c *avroCompiler) record(rec *avro.RecordSchema, cs *Schema, path string) (
 			if !af.HasDefault() {
 				return nil, fmt.Errorf("%s: the schema has this field without a default, and the relation has no such column", pathName(fpath))
 			}
-			def, err := avro.Marshal(af.Type(), af.Default())
+			def, err := hamba.Marshal(af.Type(), af.Default())
 			if err != nil {
 				return nil, fmt.Errorf("%s: its default %v cannot be encoded: %v", pathName(fpath), af.Default(), err)
 			}
@@ -253,11 +255,11 @@ func (c *avroCompiler) record(rec *avro.RecordSchema, cs *Schema, path string) (
 		}
 		used[f.src] = true
 		f.conn = cs.Fields[f.src].Schema
-		node, err := c.compile(af.Type(), f.conn, fpath)
+		fn, err := c.compile(af.Type(), f.conn, fpath)
 		if err != nil {
 			return nil, err
 		}
-		f.node = node
+		f.node = fn
 		n.fields[i] = f
 	}
 	if c.strict[cs] {
@@ -274,25 +276,25 @@ func (c *avroCompiler) record(rec *avro.RecordSchema, cs *Schema, path string) (
 	return n, nil
 }
 
-func derefAvro(s avro.Schema) avro.Schema {
-	if r, ok := s.(*avro.RefSchema); ok {
+func deref(s hamba.Schema) hamba.Schema {
+	if r, ok := s.(*hamba.RefSchema); ok {
 		return r.Schema()
 	}
 	return s
 }
 
-func typeName(s avro.Schema) string {
-	s = derefAvro(s)
-	if n, ok := s.(avro.NamedSchema); ok {
+func typeName(s hamba.Schema) string {
+	s = deref(s)
+	if n, ok := s.(hamba.NamedSchema); ok {
 		return string(s.Type()) + " " + n.FullName()
 	}
-	if p, ok := s.(*avro.PrimitiveSchema); ok && p.Logical() != nil {
+	if p, ok := s.(*hamba.PrimitiveSchema); ok && p.Logical() != nil {
 		return string(s.Type()) + "/" + string(p.Logical().Type())
 	}
 	return string(s.Type())
 }
 
-func describe(cs *Schema) string {
+func describe(cs *envelope.Schema) string {
 	if cs.Name != "" {
 		return cs.Type.String() + " (" + cs.Name + ")"
 	}
@@ -307,8 +309,8 @@ func pathName(path string) string {
 }
 
 // write appends the Avro binary form of x to buf.
-func (n *avroNode) write(buf []byte, x any) ([]byte, error) {
-	if sv, ok := x.(*Value); ok && sv == nil {
+func (n *node) write(buf []byte, x any) ([]byte, error) {
+	if sv, ok := x.(*envelope.Value); ok && sv == nil {
 		x = nil
 	}
 	if n.op == opUnion {
@@ -383,12 +385,12 @@ func (n *avroNode) write(buf []byte, x any) ([]byte, error) {
 		case []byte:
 			buf = appendLong(buf, int64(len(v)))
 			return append(buf, v...), nil
-		case Decimal:
+		case envelope.Decimal:
 			return appendDecimal(buf, v.Unscaled), nil
 		}
 		return buf, wrongGo(n, x)
 	case opRecord:
-		sv, ok := x.(*Value)
+		sv, ok := x.(*envelope.Value)
 		if !ok {
 			return buf, wrongGo(n, x)
 		}
@@ -402,7 +404,7 @@ func (n *avroNode) write(buf []byte, x any) ([]byte, error) {
 			v := sv.Fields[f.src]
 			if v == nil && f.conn.HasDefault {
 				v = f.conn.Default
-			} else if p, ok := v.(*Value); ok && p == nil && f.conn.HasDefault {
+			} else if p, ok := v.(*envelope.Value); ok && p == nil && f.conn.HasDefault {
 				v = f.conn.Default
 			}
 			if buf, err = f.node.write(buf, v); err != nil {
@@ -426,7 +428,7 @@ func (n *avroNode) write(buf []byte, x any) ([]byte, error) {
 		}
 		return append(buf, 0), nil
 	case opMap, opMapArray:
-		entries, ok := x.([]MapEntry)
+		entries, ok := x.([]envelope.MapEntry)
 		if !ok {
 			return buf, wrongGo(n, x)
 		}
@@ -457,12 +459,12 @@ func (n *avroNode) write(buf []byte, x any) ([]byte, error) {
 // The error constructors stay out of write, whose stack frame they would otherwise grow.
 
 //go:noinline
-func wrongGo(n *avroNode, x any) error {
+func wrongGo(n *node, x any) error {
 	return fmt.Errorf("a %s field holds a Go %T", n.src, x)
 }
 
 //go:noinline
-func nullErr(n *avroNode) error {
+func nullErr(n *node) error {
 	return fmt.Errorf("null value for a required %s field", n.src)
 }
 

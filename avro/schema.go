@@ -1,13 +1,14 @@
-package envelope
+package avro
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/procon-cdc/procon/envelope"
 )
 
-// AvroSchema renders a Connect schema as the Avro schema that Confluent's AvroConverter
+// SchemaOf renders a Connect schema as the Avro schema that Confluent's AvroConverter
 // derives from it (AvroData.fromConnectSchema with connect.meta.data=true, the default), in the
 // text Avro's Schema.toString writes:
 //
@@ -22,8 +23,8 @@ import (
 //
 // The JSON and Avro encodings render the same *Schema; this is the second rendering.
 // Names Avro does not accept are an error that says which adjustment mode fixes them.
-func AvroSchema(s *Schema) (string, error) {
-	w := avroSchemaWriter{seen: map[string]bool{}}
+func SchemaOf(s *envelope.Schema) (string, error) {
+	w := schemaWriter{seen: map[string]bool{}}
 	if err := w.typ(s, "", false); err != nil {
 		return "", err
 	}
@@ -31,22 +32,32 @@ func AvroSchema(s *Schema) (string, error) {
 }
 
 const (
-	avroNamespace    = "io.confluent.connect.avro"
-	avroDefaultName  = "ConnectDefault"
-	avroMapEntryName = "MapEntry"
+	connectNamespace = "io.confluent.connect.avro"
+	defaultName      = "ConnectDefault"
+	mapEntryName     = "MapEntry"
 	// precision AvroData gives a Decimal without connect.decimal.precision (money).
-	avroDefaultDecimalPrecision = 64
+	defaultDecimalPrecision = 64
 )
 
-type avroSchemaWriter struct {
-	jsonWriter
+// schemaWriter writes the schema text; Avro's Schema.toString writes JSON through Jackson, as
+// Kafka's JsonConverter does, so strings and default values come out as envelope writes them.
+type schemaWriter struct {
+	buf      []byte
 	seen     map[string]bool // full names of the records written so far
 	nameless int             // ConnectDefault, ConnectDefault2, ...
 }
 
+func (w *schemaWriter) str(s string) { w.buf = envelope.AppendJSONString(w.buf, s) }
+
+// defaultValue writes the default of s as AvroData.defaultValueFromConnect converts it.
+func (w *schemaWriter) defaultValue(s *envelope.Schema) (err error) {
+	w.buf, err = envelope.AppendAvroDefault(w.buf, s, s.Default)
+	return err
+}
+
 // typ writes s; ns is the namespace of the enclosing record.
-func (w *avroSchemaWriter) typ(s *Schema, ns string, ignoreOptional bool) error {
-	if s.Type == Struct && s.Optional && !ignoreOptional {
+func (w *schemaWriter) typ(s *envelope.Schema, ns string, ignoreOptional bool) error {
+	if s.Type == envelope.Struct && s.Optional && !ignoreOptional {
 		// AvroData: an optional struct is ["null", record], whatever its default.
 		w.buf = append(w.buf, `["null",`...)
 		if err := w.typ(s, ns, true); err != nil {
@@ -78,24 +89,24 @@ func (w *avroSchemaWriter) typ(s *Schema, ns string, ignoreOptional bool) error 
 }
 
 // base writes the non-union form of s with its properties.
-func (w *avroSchemaWriter) base(s *Schema, ns string) error {
+func (w *schemaWriter) base(s *envelope.Schema, ns string) error {
 	var prim string
 	switch s.Type {
-	case Boolean:
+	case envelope.Boolean:
 		prim = "boolean"
-	case Int8, Int16, Int32:
+	case envelope.Int8, envelope.Int16, envelope.Int32:
 		prim = "int"
-	case Int64:
+	case envelope.Int64:
 		prim = "long"
-	case Float32:
+	case envelope.Float32:
 		prim = "float"
-	case Float64:
+	case envelope.Float64:
 		prim = "double"
-	case String:
+	case envelope.String:
 		prim = "string"
-	case Bytes:
+	case envelope.Bytes:
 		prim = "bytes"
-	case Array:
+	case envelope.Array:
 		w.buf = append(w.buf, `{"type":"array","items":`...)
 		if err := w.typ(s.Items, ns, false); err != nil {
 			return err
@@ -105,8 +116,8 @@ func (w *avroSchemaWriter) base(s *Schema, ns string) error {
 		}
 		w.buf = append(w.buf, '}')
 		return nil
-	case Map:
-		if s.Keys.Type == String && !s.Keys.Optional {
+	case envelope.Map:
+		if s.Keys.Type == envelope.String && !s.Keys.Optional {
 			w.buf = append(w.buf, `{"type":"map","values":`...)
 			if err := w.typ(s.Values, ns, false); err != nil {
 				return err
@@ -114,7 +125,7 @@ func (w *avroSchemaWriter) base(s *Schema, ns string) error {
 		} else {
 			// Avro maps have string keys only: an array of key/value records instead.
 			w.buf = append(w.buf, `{"type":"array","items":`...)
-			entry := &Schema{Type: Struct, Name: avroNamespace + "." + avroMapEntryName, Fields: []Field{
+			entry := &envelope.Schema{Type: envelope.Struct, Name: connectNamespace + "." + mapEntryName, Fields: []envelope.Field{
 				{Name: "key", Schema: s.Keys}, {Name: "value", Schema: s.Values},
 			}}
 			if s.Name != "" {
@@ -129,12 +140,12 @@ func (w *avroSchemaWriter) base(s *Schema, ns string) error {
 		}
 		w.buf = append(w.buf, '}')
 		return nil
-	case Struct:
+	case envelope.Struct:
 		return w.record(s, ns, true)
 	default:
 		return fmt.Errorf("unknown schema type %d", s.Type)
 	}
-	if !hasAvroProps(s) {
+	if !hasProps(s) {
 		w.buf = append(w.buf, '"')
 		w.buf = append(w.buf, prim...)
 		w.buf = append(w.buf, '"')
@@ -160,21 +171,21 @@ func (w *avroSchemaWriter) base(s *Schema, ns string) error {
 	return nil
 }
 
-func hasAvroProps(s *Schema) bool {
+func hasProps(s *envelope.Schema) bool {
 	return s.Doc != "" || s.Version != 0 || len(s.Params) > 0 || (s.HasDefault && s.Default != nil) ||
-		s.Name != "" || s.Type == Int8 || s.Type == Int16
+		s.Name != "" || s.Type == envelope.Int8 || s.Type == envelope.Int16
 }
 
 // decimalParams reads the precision and scale of a Connect Decimal.
-func decimalParams(s *Schema) (precision, scale int, ok bool, err error) {
-	if s.Type != Bytes || !strings.EqualFold(s.Name, nameDecimal) {
+func decimalParams(s *envelope.Schema) (precision, scale int, ok bool, err error) {
+	if s.Type != envelope.Bytes || !strings.EqualFold(s.Name, envelope.LogicalDecimal) {
 		return 0, 0, false, nil
 	}
 	sc, _ := s.Param("scale")
 	if scale, err = strconv.Atoi(sc); err != nil {
 		return 0, 0, false, fmt.Errorf("decimal scale %q: %v", sc, err)
 	}
-	precision = avroDefaultDecimalPrecision
+	precision = defaultDecimalPrecision
 	if p, has := s.Param("connect.decimal.precision"); has {
 		if precision, err = strconv.Atoi(p); err != nil {
 			return 0, 0, false, fmt.Errorf("decimal precision %q: %v", p, err)
@@ -185,7 +196,7 @@ func decimalParams(s *Schema) (precision, scale int, ok bool, err error) {
 
 // props writes AvroData's metadata properties, then the logical type, in the order Avro keeps
 // them (insertion order).
-func (w *avroSchemaWriter) props(s *Schema) error {
+func (w *schemaWriter) props(s *envelope.Schema) error {
 	if s.Doc != "" {
 		w.buf = append(w.buf, `,"connect.doc":`...)
 		w.str(s.Doc)
@@ -208,7 +219,7 @@ func (w *avroSchemaWriter) props(s *Schema) error {
 	}
 	if s.HasDefault && s.Default != nil {
 		w.buf = append(w.buf, `,"connect.default":`...)
-		if err := w.avroDefault(s, s.Default); err != nil {
+		if err := w.defaultValue(s); err != nil {
 			return fmt.Errorf("default of %s: %w", s.Type, err)
 		}
 	}
@@ -217,36 +228,36 @@ func (w *avroSchemaWriter) props(s *Schema) error {
 		w.str(s.Name)
 	}
 	switch s.Type {
-	case Int8:
+	case envelope.Int8:
 		w.buf = append(w.buf, `,"connect.type":"int8"`...)
-	case Int16:
+	case envelope.Int16:
 		w.buf = append(w.buf, `,"connect.type":"int16"`...)
 	}
 	switch {
-	case s.Type == Bytes && strings.EqualFold(s.Name, nameDecimal):
+	case s.Type == envelope.Bytes && strings.EqualFold(s.Name, envelope.LogicalDecimal):
 		w.buf = append(w.buf, `,"logicalType":"decimal"`...)
-	case strings.EqualFold(s.Name, nameConnectTime):
+	case strings.EqualFold(s.Name, envelope.LogicalTime):
 		w.buf = append(w.buf, `,"logicalType":"time-millis"`...)
-	case strings.EqualFold(s.Name, nameConnectTS):
+	case strings.EqualFold(s.Name, envelope.LogicalTimestamp):
 		w.buf = append(w.buf, `,"logicalType":"timestamp-millis"`...)
-	case strings.EqualFold(s.Name, nameConnectDate):
+	case strings.EqualFold(s.Name, envelope.LogicalDate):
 		w.buf = append(w.buf, `,"logicalType":"date"`...)
 	}
 	return nil
 }
 
 // record writes a struct as a record, or as a reference to it when it was written before.
-func (w *avroSchemaWriter) record(s *Schema, ns string, meta bool) error {
+func (w *schemaWriter) record(s *envelope.Schema, ns string, meta bool) error {
 	full := s.Name
 	if full == "" {
 		w.nameless++
-		full = avroNamespace + "." + avroDefaultName
+		full = connectNamespace + "." + defaultName
 		if w.nameless > 1 {
 			full += strconv.Itoa(w.nameless)
 		}
 	}
-	space, name := splitAvroName(full)
-	if err := checkAvroFullName(full); err != nil {
+	space, name := splitName(full)
+	if err := checkFullName(full); err != nil {
 		return err
 	}
 	if w.seen[full] {
@@ -269,7 +280,7 @@ func (w *avroSchemaWriter) record(s *Schema, ns string, meta bool) error {
 	}
 	w.buf = append(w.buf, `,"fields":[`...)
 	for i, f := range s.Fields {
-		if err := checkAvroName(f.Name); err != nil {
+		if err := checkName(f.Name); err != nil {
 			return fmt.Errorf("field %q of %s: %w (set debezium.field.name.adjustment.mode: avro)", f.Name, full, err)
 		}
 		if i > 0 {
@@ -284,7 +295,7 @@ func (w *avroSchemaWriter) record(s *Schema, ns string, meta bool) error {
 		switch {
 		case f.Schema.HasDefault && f.Schema.Default != nil:
 			w.buf = append(w.buf, `,"default":`...)
-			if err := w.avroDefault(f.Schema, f.Schema.Default); err != nil {
+			if err := w.defaultValue(f.Schema); err != nil {
 				return fmt.Errorf("field %s: %w", f.Name, err)
 			}
 		case f.Schema.Optional:
@@ -302,126 +313,16 @@ func (w *avroSchemaWriter) record(s *Schema, ns string, meta bool) error {
 	return nil
 }
 
-// avroDefault writes a default value as AvroData.defaultValueFromConnect converts it: logical
-// types as their Avro form, bytes as an ISO-8859-1 string.
-func (w *avroSchemaWriter) avroDefault(s *Schema, v any) error {
-	if sv, ok := v.(*Value); ok && sv == nil {
-		v = nil
-	}
-	if v == nil {
-		w.buf = append(w.buf, "null"...)
-		return nil
-	}
-	switch s.Type {
-	case Boolean:
-		w.buf = strconv.AppendBool(w.buf, v.(bool))
-	case Int8:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int8)), 10)
-	case Int16:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int16)), 10)
-	case Int32:
-		w.buf = strconv.AppendInt(w.buf, int64(v.(int32)), 10)
-	case Int64:
-		w.buf = strconv.AppendInt(w.buf, v.(int64), 10)
-	case Float32:
-		w.number(float64(v.(float32)), 32)
-	case Float64:
-		w.number(v.(float64), 64)
-	case String:
-		w.str(v.(string))
-	case Bytes:
-		var b []byte
-		switch x := v.(type) {
-		case []byte:
-			b = x
-		case Decimal:
-			b = x.Bytes()
-		default:
-			return fmt.Errorf("bytes default holds %T", v)
-		}
-		latin1 := make([]byte, 0, len(b))
-		for _, c := range b {
-			latin1 = utf8.AppendRune(latin1, rune(c))
-		}
-		w.str(string(latin1))
-	case Array:
-		w.buf = append(w.buf, '[')
-		for i, x := range v.([]any) {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			if err := w.avroDefault(s.Items, x); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, ']')
-	case Map:
-		entries := v.([]MapEntry)
-		if s.Keys.Type == String && !s.Keys.Optional {
-			w.buf = append(w.buf, '{')
-			for i, e := range entries {
-				if i > 0 {
-					w.buf = append(w.buf, ',')
-				}
-				w.str(e.Key.(string))
-				w.buf = append(w.buf, ':')
-				if err := w.avroDefault(s.Values, e.Value); err != nil {
-					return err
-				}
-			}
-			w.buf = append(w.buf, '}')
-			return nil
-		}
-		w.buf = append(w.buf, '[')
-		for i, e := range entries {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.buf = append(w.buf, '[')
-			if err := w.avroDefault(s.Keys, e.Key); err != nil {
-				return err
-			}
-			w.buf = append(w.buf, ',')
-			if err := w.avroDefault(s.Values, e.Value); err != nil {
-				return err
-			}
-			w.buf = append(w.buf, ']')
-		}
-		w.buf = append(w.buf, ']')
-	case Struct:
-		sv := v.(*Value)
-		w.buf = append(w.buf, '{')
-		for i, f := range s.Fields {
-			if i > 0 {
-				w.buf = append(w.buf, ',')
-			}
-			w.str(f.Name)
-			w.buf = append(w.buf, ':')
-			x := sv.Fields[i]
-			if x == nil && f.Schema.HasDefault {
-				x = f.Schema.Default
-			}
-			if err := w.avroDefault(f.Schema, x); err != nil {
-				return err
-			}
-		}
-		w.buf = append(w.buf, '}')
-	default:
-		return fmt.Errorf("unknown schema type %d", s.Type)
-	}
-	return nil
-}
-
-// splitAvroName splits a full name at its last dot into namespace and name.
-func splitAvroName(full string) (space, name string) {
+// splitName splits a full name at its last dot into namespace and name.
+func splitName(full string) (space, name string) {
 	if i := strings.LastIndexByte(full, '.'); i >= 0 {
 		return full[:i], full[i+1:]
 	}
 	return "", full
 }
 
-// checkAvroName checks one Avro name: [A-Za-z_][A-Za-z0-9_]*.
-func checkAvroName(name string) error {
+// checkName checks one Avro name: [A-Za-z_][A-Za-z0-9_]*.
+func checkName(name string) error {
 	if name == "" {
 		return fmt.Errorf("an Avro name cannot be empty")
 	}
@@ -435,9 +336,9 @@ func checkAvroName(name string) error {
 	return nil
 }
 
-func checkAvroFullName(full string) error {
+func checkFullName(full string) error {
 	for _, part := range strings.Split(full, ".") {
-		if err := checkAvroName(part); err != nil {
+		if err := checkName(part); err != nil {
 			return fmt.Errorf("schema name %q: %w; set debezium.schema.name.adjustment.mode: avro", full, err)
 		}
 	}
