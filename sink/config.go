@@ -95,7 +95,8 @@ func (c *Config) connOpts() []kgo.Opt {
 }
 
 // newClient builds a client from the connection options and extra (producer or consumer)
-// options, and with ping checks that a broker answers within ConnectTimeout.
+// options, and with ping checks within ConnectTimeout that the cluster answers a metadata
+// request (which needs authentication to succeed).
 func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*kgo.Client, error) {
 	if c.SASLMechanism != "" && c.SASLMechanism != "PLAIN" && c.SASLMechanism != "SCRAM-SHA-256" && c.SASLMechanism != "SCRAM-SHA-512" {
 		return nil, fmt.Errorf("kafka.sasl.mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)

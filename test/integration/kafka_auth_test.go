@@ -25,9 +25,9 @@ func TestKafkaSASLEverywhere(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	plain := strings.Join(s.env.Brokers, ",")
+	plain, original := strings.Join(s.env.Brokers, ","), s.config
 	withAuth := func(password string) string {
-		return strings.Replace(s.config, "brokers: "+plain, "brokers: "+strings.Join(s.env.SASLBrokers, ",")+
+		return strings.Replace(original, "brokers: "+plain, "brokers: "+strings.Join(s.env.SASLBrokers, ",")+
 			"\n  sasl: {mechanism: PLAIN, username: "+s.env.SASLUser+", password: "+password+"}", 1)
 	}
 	s.config = withAuth(s.env.SASLPassword)
@@ -44,6 +44,7 @@ func TestKafkaSASLEverywhere(t *testing.T) {
 		return string(out), err
 	}
 	ctx := context.Background()
+	s.db.Exec(t, `CREATE TABLE secured (id int PRIMARY KEY, note text)`)
 
 	if out, err := command(ctx, "check", "--config", good); err != nil || !strings.Contains(out, "ok    kafka") {
 		t.Fatalf("check with the right password: %v\n%s", err, out)
@@ -53,7 +54,6 @@ func TestKafkaSASLEverywhere(t *testing.T) {
 		t.Fatalf("check with the wrong password passed: %v\n%s", err, out)
 	}
 
-	s.db.Exec(t, `CREATE TABLE secured (id int PRIMARY KEY, note text)`)
 	run := s.startEngine(t) // in-process, from the same configuration
 	s.db.Exec(t, `INSERT INTO secured SELECT g, 'n' || g FROM generate_series(1, 3) g`)
 	testenv.WaitFor(t, time.Minute, "3 records on the secured listener", func() (bool, error) {
