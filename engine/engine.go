@@ -57,13 +57,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: log, DrainTimeout: 30 * time.Second}
-	specs := map[string]replication.RelationSpec{}
-	topics := map[string]string{}
-	for name, rc := range cfg.Relations {
-		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
-		topics[name] = rc.Topic
-	}
+	specs := RelationSpecs(cfg)
 
+	// Configuration the validation cannot see (handling modes, regular expressions) is refused
+	// before anything is touched.
+	bcfg, err := builderConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	scfg, err := sink.ConfigFrom(&cfg.Kafka, log)
 	if err != nil {
 		return nil, err
@@ -105,41 +106,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	if err := e.snap.opened(ctx, e); err != nil {
 		return nil, e.abort(err)
 	}
-	d := &cfg.Debezium
-	skip := map[string]bool{}
-	for _, op := range d.SkippedOperations {
-		skip[op] = true
-	}
-	opts, err := envelope.OptionsFrom(d)
-	if err != nil {
-		return nil, e.abort(err)
-	}
-	bcfg := envelope.Config{
-		Name:         cfg.Name,
-		Database:     e.stream.Database(),
-		Version:      Version,
-		Topics:       topics,
-		Options:      opts,
-		Tombstones:   *d.TombstonesOnDelete,
-		Skip:         skip,
-		TxMetadata:   d.ProvideTransactionMetadata,
-		TxTopic:      config.SanitizeTopic(cfg.Name + d.TopicDelimiter + d.TopicTransaction),
-		MessageTopic: config.SanitizeTopic(cfg.Name + ".message"),
-		Logger:       log,
-	}
-	bcfg.Options.FillUnchangedToast = *cfg.FillUnchangedToast
-	if d.SkippedOperationsSet && len(d.SkippedOperations) > 0 {
-		bcfg.Publish = map[string]bool{}
-		for _, op := range []string{"c", "u", "d", "t"} {
-			bcfg.Publish[op] = !skip[op]
-		}
-	}
-	if bcfg.MessageInclude, err = compileAll("debezium.message.prefix.include.list", d.MessagePrefixIncludeList); err != nil {
-		return nil, e.abort(err)
-	}
-	if bcfg.MessageExclude, err = compileAll("debezium.message.prefix.exclude.list", d.MessagePrefixExcludeList); err != nil {
-		return nil, e.abort(err)
-	}
+	bcfg.Database = e.stream.Database()
 	e.builder = envelope.NewBuilder(bcfg)
 	if err := e.checkAvro(ctx, avroEnc); err != nil {
 		return nil, e.abort(err)
@@ -156,7 +123,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Tracker:        e.stream.Tracker(),
 		Snapshots:      e.snap.observer(e.builder),
 		Instance:       uint16(*cfg.InstanceNum),
-		HeartbeatTopic: config.SanitizeTopic(d.TopicHeartbeatPrefix + d.TopicDelimiter + cfg.Name),
+		HeartbeatTopic: config.SanitizeTopic(cfg.Debezium.TopicHeartbeatPrefix + cfg.Debezium.TopicDelimiter + cfg.Name),
 		Logger:         log,
 	}
 	if e.rt != nil {
@@ -176,6 +143,58 @@ func (e *Engine) abort(err error) error {
 	}
 	e.writer.Close()
 	return err
+}
+
+// RelationSpecs are the captured relations of cfg as the replication stream takes them.
+func RelationSpecs(cfg *config.Config) map[string]replication.RelationSpec {
+	specs := map[string]replication.RelationSpec{}
+	for name, rc := range cfg.Relations {
+		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
+	}
+	return specs
+}
+
+// builderConfig maps the configuration to the event builder's, all but the database name.
+func builderConfig(cfg *config.Config, log *slog.Logger) (envelope.Config, error) {
+	d := &cfg.Debezium
+	opts, err := envelope.OptionsFrom(d)
+	if err != nil {
+		return envelope.Config{}, err
+	}
+	opts.FillUnchangedToast = *cfg.FillUnchangedToast
+	skip := map[string]bool{}
+	for _, op := range d.SkippedOperations {
+		skip[op] = true
+	}
+	topics := map[string]string{}
+	for name, rc := range cfg.Relations {
+		topics[name] = rc.Topic
+	}
+	bcfg := envelope.Config{
+		Name:         cfg.Name,
+		Version:      Version,
+		Topics:       topics,
+		Options:      opts,
+		Tombstones:   *d.TombstonesOnDelete,
+		Skip:         skip,
+		TxMetadata:   d.ProvideTransactionMetadata,
+		TxTopic:      config.SanitizeTopic(cfg.Name + d.TopicDelimiter + d.TopicTransaction),
+		MessageTopic: config.SanitizeTopic(cfg.Name + ".message"),
+		Logger:       log,
+	}
+	if d.SkippedOperationsSet && len(d.SkippedOperations) > 0 {
+		bcfg.Publish = map[string]bool{}
+		for _, op := range []string{"c", "u", "d", "t"} {
+			bcfg.Publish[op] = !skip[op]
+		}
+	}
+	if bcfg.MessageInclude, err = compileAll("debezium.message.prefix.include.list", d.MessagePrefixIncludeList); err != nil {
+		return bcfg, err
+	}
+	if bcfg.MessageExclude, err = compileAll("debezium.message.prefix.exclude.list", d.MessagePrefixExcludeList); err != nil {
+		return bcfg, err
+	}
+	return bcfg, nil
 }
 
 func compileAll(key string, patterns []string) ([]*regexp.Regexp, error) {

@@ -136,10 +136,7 @@ func (s *snapshots) opened(ctx context.Context, e *Engine) error {
 	if s.decision.Export && !st.Created() {
 		return fmt.Errorf("slot %s appeared while procon-cdc was creating it: is another procon-cdc using it?", s.cfg.Postgres.Slot)
 	}
-	specs := map[string]replication.RelationSpec{}
-	for name, rc := range s.cfg.Relations {
-		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
-	}
+	specs := RelationSpecs(s.cfg)
 	s.ctl = snapshot.NewController(snapshot.ControllerConfig{
 		DSN: s.cfg.Postgres.DSN, Store: s.store, Relations: s.cfg.SortedRelations(), Specs: specs,
 		SignalTable: s.signal, ChunkSize: s.cfg.Snapshot.ChunkSize, Acked: st.Tracker(), Logger: s.log,
@@ -226,10 +223,7 @@ func (e *Engine) snapshotBeforeStreaming(ctx context.Context) (done bool, err er
 	if s == nil || s.store == nil {
 		return false, nil
 	}
-	specs := map[string]replication.RelationSpec{}
-	for name, rc := range e.cfg.Relations {
-		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
-	}
+	specs := RelationSpecs(e.cfg)
 	icfg := snapshot.InitialConfig{
 		DSN: e.cfg.Postgres.DSN, Specs: specs, ChunkSize: e.cfg.Snapshot.ChunkSize,
 		Parallelism: e.cfg.Snapshot.Parallelism, Store: s.store, Logger: e.log,

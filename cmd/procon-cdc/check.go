@@ -17,10 +17,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	specs := map[string]replication.RelationSpec{}
-	for name, rc := range cfg.Relations {
-		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
-	}
+	specs := engine.RelationSpecs(cfg)
 	findings := replication.Check(ctx, replication.Config{
 		DSN: cfg.Postgres.DSN, Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication,
 		PublicationMode: cfg.Postgres.PublicationAutocreate, Relations: specs,
