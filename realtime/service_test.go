@@ -122,7 +122,6 @@ func (f *fakeTracker) open(tx *replication.Tx) int {
 // from another goroutine, as Kafka's promises do.
 type fakeProducer struct {
 	clock *fakeClock
-	svc   *Service
 
 	mu       sync.Mutex
 	recs     []produced
@@ -174,7 +173,7 @@ func start(t *testing.T, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.svc, h.prod.svc = svc, svc
+	h.svc = svc
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- svc.Run(ctx) }()
