@@ -123,6 +123,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Tracker:        e.stream.Tracker(),
 		Snapshots:      e.snap.observer(e.builder),
 		Instance:       uint16(*cfg.InstanceNum),
+		Source:         []byte(e.stream.Source()),
+		WALAtOpen:      uint64(e.stream.WALAtOpen()),
 		HeartbeatTopic: config.SanitizeTopic(cfg.Debezium.TopicHeartbeatPrefix + cfg.Debezium.TopicDelimiter + cfg.Name),
 		Logger:         log,
 	}

@@ -161,7 +161,7 @@ func (p *Pipeline) encode(ctx context.Context, j *job) {
 		return
 	}
 	c := j.c
-	if j.rec, j.err = NewRecord(ctx, p.cfg.Encoders.ForTopic(j.ev.Topic), j.ev, j.txHdr, j.seq); j.err != nil {
+	if j.rec, j.err = NewRecord(ctx, p.cfg.Encoders.ForTopic(j.ev.Topic), j.ev, p.cfg.Source, j.txHdr, j.seq); j.err != nil {
 		j.err = fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, j.err)
 	}
 }
@@ -184,15 +184,15 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 	return p.cfg.Producer.Produce(ctx, rec)
 }
 
-// NewRecord encodes ev with enc into a record with Procon's procon.tx and procon.seq headers
-// (txHdr, seq) and, for a key change, Debezium's __debezium.oldkey/newkey headers. The
+// NewRecord encodes ev with enc into a record with Procon's procon.source, procon.tx and
+// procon.seq headers (source, txHdr, seq) and, for a key change, Debezium's __debezium.oldkey/newkey headers. The
 // record's partition is left to the producer (-1) and it has no acknowledgement yet.
-func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, txHdr []byte, seq int) (*sink.Record, error) {
+func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txHdr []byte, seq int) (*sink.Record, error) {
 	key, value, err := enc.Encode(ctx, ev)
 	if err != nil {
 		return nil, err
 	}
-	headers := txid.AppendHeaders(make([]sink.Header, 0, 4), txHdr, seq)
+	headers := txid.AppendHeaders(make([]sink.Header, 0, 5), source, txHdr, seq)
 	if ev.OldKey != nil {
 		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.OldKey)
 		if err != nil {

@@ -99,6 +99,12 @@ type Config struct {
 	Notifier  Notifier
 	// Instance is the instance_num in each transaction's procon.tx id.
 	Instance uint16
+	// Source names this pipeline (replication.Stream.Source); it goes on every record as
+	// procon.source, and only records carrying it tell the resume check where to start.
+	Source []byte
+	// WALAtOpen is the server's WAL position when the stream opened: no record of a previous
+	// run can lie ahead of it.
+	WALAtOpen uint64
 	// HeartbeatTopic receives the records that Heartbeat asks for.
 	HeartbeatTopic string
 	Logger         *slog.Logger
@@ -121,7 +127,7 @@ func New(cfg Config) *Pipeline {
 	return &Pipeline{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		resume:    newResume(cfg.Tails),
+		resume:    newResume(cfg, cfg.Logger),
 		heartbeat: make(chan struct{}, 1),
 		batch:     batch{newSchema: map[*envelope.Schema]bool{}},
 	}

@@ -155,9 +155,13 @@ func newTestPipeline(t *testing.T, k *fakeKafka, tr *replication.Tracker) *Pipel
 		Tails:          k,
 		Tracker:        tr,
 		Instance:       7,
+		Source:         []byte(testSource),
+		WALAtOpen:      1 << 40,
 		HeartbeatTopic: "hb",
 	})
 }
+
+const testSource = "7400000000000000001/shop/procon_shop"
 
 // runAll feeds every change through a channel, closes it, and waits for Run.
 func runAll(t *testing.T, p *Pipeline, changes []*replication.Change) {
@@ -291,48 +295,79 @@ func TestClosedStreamIsHandedOverWhole(t *testing.T) {
 	}
 }
 
-// Replayed records that Kafka already holds are skipped per partition; what comes after the
-// tail is written; records another producer left (no Procon headers) say nothing.
-func TestResumeSkipsWhatKafkaHolds(t *testing.T) {
+// Replayed records that Kafka already holds are skipped per partition, but only where the
+// partition's last record is this pipeline's own: another pipeline's record, or one whose
+// headers claim a position ahead of the server's WAL, must not make real changes be skipped.
+func TestResumeSkipsOnlyWhatThisPipelineWrote(t *testing.T) {
 	tr := replication.NewTracker(10)
 	s := &stream{tracker: tr}
-	for range 3 {
-		s.tx(4) // ids 1-4 at 1000, 5-8 at 2000, 9-12 at 3000
+	for range 5 {
+		s.tx(8) // ids 1-8 commit at 1000, 9-16 at 2000, ... 33-40 at 5000
 	}
-	tail := func(commit uint64, seq int) []sink.Header {
-		tx := txid.New(time.UnixMilli(0), 1, commit).AppendText(nil)
-		return txid.AppendHeaders([]sink.Header{{Key: "other", Value: []byte("x")}}, tx, seq)
+	tail := func(source string, instance uint16, commit uint64, seq int) []sink.Header {
+		tx := txid.New(time.UnixMilli(0), instance, commit).AppendText(nil)
+		var src []byte
+		if source != "" {
+			src = []byte(source)
+		}
+		return txid.AppendHeaders([]sink.Header{{Key: "other", Value: []byte("x")}}, src, tx, seq)
 	}
-	k := &fakeKafka{partitions: 3, tails: map[string]map[int32][]sink.Header{"t": {
-		0: tail(2000, 2),                                        // older than the stream's end: skip up to it
-		1: tail(9000, 1),                                        // newer than everything: skip all
-		2: {{Key: "written-by", Value: []byte("someone else")}}, // foreign: write all
-	}}}
-	runAll(t, newTestPipeline(t, k, tr), s.changes)
+	const wal = 10_000
+	never := position{commit: 1<<64 - 1, seq: 1<<31 - 1}
+	cases := []struct {
+		what   string
+		tail   []sink.Header
+		skipTo position // records at or before it are skipped
+	}{
+		{"own tail in the middle of the stream", tail(testSource, 7, 3000, 2), position{3000, 2}},
+		{"own tail past the replayed stream", tail(testSource, 7, 9000, 1), never},
+		{"a record without Procon's headers", []sink.Header{{Key: "written-by", Value: []byte("someone else")}}, position{}},
+		{"another pipeline's record with maximal positions", tail("7400000000000000002/other/procon_other", 7, 1<<64-1, 1<<31-1), position{}},
+		{"this pipeline's source and a position ahead of the WAL", tail(testSource, 7, wal+1, 1), position{}},
+		{"another instance_num", tail(testSource, 8, 4000, 1), position{}},
+		{"no procon.source (written before it existed)", tail("", 7, 4000, 1), position{}},
+	}
+	n := int32(len(cases))
+	tails := map[int32][]sink.Header{}
+	for i, c := range cases {
+		tails[int32(i)] = c.tail
+	}
+	k := &fakeKafka{partitions: n, tails: map[string]map[int32][]sink.Header{"t": tails}}
+	p := newTestPipeline(t, k, tr)
+	p.resume.walAtOpen = wal
+	runAll(t, p, s.changes)
 
-	var want, got []string
-	for id := 1; id <= 12; id++ {
+	written := map[string]bool{}
+	for _, r := range k.records() {
+		written[string(r.Key)] = true
+	}
+	seen := make([]struct{ written, skipped int }, n)
+	for id := 1; id <= s.nextID; id++ {
 		key := []byte(strconv.Itoa(id))
-		commit, seq := uint64(1000*((id-1)/4+1)), (id-1)%4+1
-		switch sink.Partition(key, 3) {
-		case 0:
-			if commit > 2000 || commit == 2000 && seq > 2 {
-				want = append(want, string(key))
-			}
-		case 2:
-			want = append(want, string(key))
+		part := sink.Partition(key, n)
+		c := cases[part]
+		pos := position{commit: uint64(1000 * ((id-1)/8 + 1)), seq: (id-1)%8 + 1}
+		if want := pos.after(c.skipTo); written[string(key)] != want {
+			t.Errorf("%s (partition %d): record %d at %v written = %v, want %v", c.what, part, id, pos, written[string(key)], want)
+		}
+		if written[string(key)] {
+			seen[part].written++
+		} else {
+			seen[part].skipped++
 		}
 	}
-	for _, r := range k.records() {
-		got = append(got, string(r.Key))
+	if seen[0].written == 0 || seen[0].skipped == 0 {
+		t.Fatalf("partition 0 got %+v: the workload must put records on both sides of its tail", seen[0])
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("written %v, want %v", got, want)
+	for i := range cases[1:] {
+		if seen[i+1].written+seen[i+1].skipped == 0 {
+			t.Fatalf("no record went to partition %d (%s): the case tests nothing", i+1, cases[i+1].what)
+		}
 	}
 	// Skipped records are not counted: the tracker confirms everything once the written ones
 	// are acknowledged.
 	k.ackUpTo(len(k.records()))
-	if got, want := tr.Confirmed(), s.txs[2].EndLSN; got != want {
+	if got, want := tr.Confirmed(), s.txs[len(s.txs)-1].EndLSN; got != want {
 		t.Fatalf("confirmed %s, want %s", got, want)
 	}
 }

@@ -1,9 +1,13 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 
+	"github.com/jackc/pglogrepl"
+	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/txid"
 )
 
@@ -28,14 +32,27 @@ type topicPartition struct {
 // what Kafka holds (the tail of each partition, read once per topic). After a crash or a lost
 // connection the slot replays transactions whose records may already be in Kafka; those are
 // skipped, so each committed change is written once and per-key order never goes backwards.
+//
+// A tail counts only when this pipeline wrote it: its procon.source names this pipeline's
+// server, database and slot, its procon.tx this instance_num, and its commit position is not
+// ahead of the server's WAL. Anything else at a tail (another pipeline sharing the topic, any
+// producer setting Procon's headers) could otherwise make real changes be skipped and their
+// LSN confirmed; ignoring it costs at most records written twice.
 type resume struct {
-	tails  Tails
-	loaded map[string]bool
-	last   map[topicPartition]position
+	tails     Tails
+	source    []byte
+	instance  uint16
+	walAtOpen uint64
+	log       *slog.Logger
+
+	loaded  map[string]bool
+	last    map[topicPartition]position
+	skipped map[topicPartition]int // records skipped since the last one written
 }
 
-func newResume(t Tails) *resume {
-	return &resume{tails: t, loaded: map[string]bool{}, last: map[topicPartition]position{}}
+func newResume(cfg Config, log *slog.Logger) *resume {
+	return &resume{tails: cfg.Tails, source: cfg.Source, instance: cfg.Instance, walAtOpen: cfg.WALAtOpen, log: log,
+		loaded: map[string]bool{}, last: map[topicPartition]position{}, skipped: map[topicPartition]int{}}
 }
 
 // written reports whether the record at pos in tp is already in Kafka; if not, it records pos
@@ -47,7 +64,13 @@ func (r *resume) written(ctx context.Context, tp topicPartition, pos position) (
 		}
 	}
 	if last, ok := r.last[tp]; ok && !pos.after(last) {
+		r.skipped[tp]++
 		return true, nil
+	}
+	if n := r.skipped[tp]; n > 0 {
+		r.log.Info("resume: skipped records that Kafka already has from the previous run", "topic", tp.topic,
+			"partition", tp.partition, "skipped", n, "first_written_commit_lsn", pglogrepl.LSN(pos.commit).String(), "seq", pos.seq)
+		delete(r.skipped, tp)
 	}
 	r.last[tp] = pos
 	return false, nil
@@ -59,11 +82,31 @@ func (r *resume) load(ctx context.Context, topic string) error {
 		return fmt.Errorf("find where the last run stopped in %s: %w", topic, err)
 	}
 	for part, headers := range tails {
-		// Records without Procon's headers (written by something else) say nothing.
-		if k, err := txid.FromRecordHeaders(headers); err == nil {
-			r.last[topicPartition{topic, part}] = position{commit: k.Tx.CommitLSN(), seq: k.Seq}
+		if pos, ok := r.own(topic, part, headers); ok {
+			r.last[topicPartition{topic, part}] = pos
 		}
 	}
 	r.loaded[topic] = true
 	return nil
+}
+
+// own returns the position of a partition's last record if this pipeline wrote it.
+func (r *resume) own(topic string, part int32, headers []sink.Header) (position, bool) {
+	k, err := txid.FromRecordHeaders(headers)
+	if err != nil {
+		return position{}, false // not Procon's: nothing to resume from
+	}
+	source, _ := txid.HeaderValue(headers, txid.HeaderSource)
+	pos := position{commit: k.Tx.CommitLSN(), seq: k.Seq}
+	switch {
+	case !bytes.Equal(source, r.source) || k.Tx.Instance() != r.instance:
+		r.log.Info("resume: the last record of the partition was written by another pipeline; not skipping anything there",
+			"topic", topic, "partition", part, "its_source", string(source), "its_instance", k.Tx.Instance(), "source", string(r.source))
+		return position{}, false
+	case pos.commit > r.walAtOpen:
+		r.log.Warn("resume: the last record of the partition claims a position ahead of the server's WAL; ignoring it",
+			"topic", topic, "partition", part, "commit_lsn", pglogrepl.LSN(pos.commit).String(), "wal", pglogrepl.LSN(r.walAtOpen).String())
+		return position{}, false
+	}
+	return pos, true
 }

@@ -68,6 +68,9 @@ type Config struct {
 	// Rules build notifications from the changes of relations, by "schema.table".
 	Rules map[string]*Rule
 
+	// Source names the pipeline, for each notification's procon.source header.
+	Source []byte
+
 	Producer Producer
 	Encoder  envelope.Encoder
 	Tracker  Tracker
@@ -419,7 +422,7 @@ func (s *Service) produce(ctx context.Context, it *item) error {
 	}
 	return s.cfg.Producer.Produce(ctx, &sink.Record{
 		Topic: topic, Key: key, Value: value,
-		Headers:   txid.AppendHeaders(make([]sink.Header, 0, 2), it.txHdr, it.seq),
+		Headers:   txid.AppendHeaders(make([]sink.Header, 0, 3), s.cfg.Source, it.txHdr, it.seq),
 		Partition: sink.Partition(key, partitions),
 		Ack:       it,
 	})

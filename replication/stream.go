@@ -49,6 +49,7 @@ type Stream struct {
 	dec        *decoder
 
 	serverVersion int
+	system        pglogrepl.IdentifySystemResult // at Open
 	created       bool
 	snapshotName  string
 	received      pglogrepl.LSN // highest WAL position received, reported as "written"
@@ -126,6 +127,9 @@ func (s *Stream) open(ctx context.Context) error {
 	if err := s.connectReplication(ctx); err != nil {
 		return err
 	}
+	if s.system, err = pglogrepl.IdentifySystem(ctx, s.repl); err != nil {
+		return fmt.Errorf("identify the server: %w", err)
+	}
 	start, err := slot.confirmedLSN(s.cfg.Slot)
 	if err != nil {
 		return err
@@ -166,6 +170,17 @@ func (s *Stream) connectReplication(ctx context.Context) error {
 
 // Database is the name of the database the stream reads.
 func (s *Stream) Database() string { return s.sql.Config().Database }
+
+// Source names what this stream reads, for records to say where they come from: the server's
+// system identifier, the database and the slot ("7400012345678901234/shop/procon_shop"). Two
+// pipelines never share it.
+func (s *Stream) Source() string {
+	return s.system.SystemID + "/" + s.sql.Config().Database + "/" + s.cfg.Slot
+}
+
+// WALAtOpen is the server's WAL flush position when Open identified it: every transaction a
+// previous run of this slot can have written to Kafka committed before it.
+func (s *Stream) WALAtOpen() pglogrepl.LSN { return s.system.XLogPos }
 
 // Tracker returns the acknowledgement tracker of this stream.
 func (s *Stream) Tracker() *Tracker { return s.tracker }

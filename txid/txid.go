@@ -24,6 +24,10 @@ import (
 const (
 	HeaderTx  = "procon.tx"
 	HeaderSeq = "procon.seq"
+	// HeaderSource names the pipeline that wrote the record: the source server's system
+	// identifier, its database and the slot. Procon trusts a partition's last record to tell
+	// where its previous run stopped only when the record is its own.
+	HeaderSource = "procon.source"
 )
 
 // ID is a transaction id.
@@ -142,25 +146,35 @@ type Header interface {
 //	key, err := txid.FromRecordHeaders(rec.Headers)
 func FromRecordHeaders[H Header](headers []H) (Key, error) {
 	return FromHeaders(func(name string) (string, bool) {
-		for i := len(headers) - 1; i >= 0; i-- {
-			h := struct {
-				Key   string
-				Value []byte
-			}(headers[i])
-			if h.Key == name {
-				return string(h.Value), true
-			}
-		}
-		return "", false
+		v, ok := HeaderValue(headers, name)
+		return string(v), ok
 	})
 }
 
-// AppendHeaders appends a record's procon.tx and procon.seq headers to headers: tx is the
-// text of its transaction's id (ID.AppendText), seq its position in the transaction. Every
-// record of a transaction may share the tx slice, which must not change afterwards: a Kafka
-// client keeps a record, and its headers, until the record is sent.
-func AppendHeaders[H Header](headers []H, tx []byte, seq int) []H {
+// AppendHeaders appends a record's procon.source, procon.tx and procon.seq headers to
+// headers: source names the pipeline (nil leaves the header out), tx is the text of the
+// record's transaction id (ID.AppendText), seq its position in the transaction. Every record of
+// a transaction may share the tx slice, which must not change afterwards: a Kafka client keeps
+// a record, and its headers, until the record is sent.
+func AppendHeaders[H Header](headers []H, source, tx []byte, seq int) []H {
+	if source != nil {
+		headers = append(headers, H{Key: HeaderSource, Value: source})
+	}
 	return append(headers,
 		H{Key: HeaderTx, Value: tx},
 		H{Key: HeaderSeq, Value: strconv.AppendInt(nil, int64(seq), 10)})
+}
+
+// HeaderValue returns the value of the last header named name.
+func HeaderValue[H Header](headers []H, name string) ([]byte, bool) {
+	for i := len(headers) - 1; i >= 0; i-- {
+		h := struct {
+			Key   string
+			Value []byte
+		}(headers[i])
+		if h.Key == name {
+			return h.Value, true
+		}
+	}
+	return nil, false
 }

@@ -3,15 +3,19 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/procon-cdc/procon/test/testenv"
+	"github.com/procon-cdc/procon/txid"
 )
 
 // versionWriter commits numbered versions of rows: each committed UPDATE sets v to the next
@@ -188,4 +192,59 @@ func TestKill9(t *testing.T) {
 	final := w.finalVersions(t)
 	s.startProcess(t)
 	checkVersions(t, s, final, false)
+}
+
+// TestResumeIgnoresForeignTail puts a record that claims the greatest position at the tail of
+// the topic before procon-cdc first writes it: once from another pipeline (another database
+// writing the same topic, any producer setting Procon's headers), once with this pipeline's
+// own procon.source but a position ahead of the server's WAL. The resume check must not take
+// either as where a previous run stopped: every change is written, none skipped.
+func TestResumeIgnoresForeignTail(t *testing.T) {
+	for _, tc := range []struct{ name, source string }{
+		{"another pipeline", "7400000000000000002/elsewhere/procon_elsewhere"},
+		{"own source ahead of the WAL", ""}, // filled in with this pipeline's source
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSetup(t, `public.items: {}`, "")
+			s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY, note text)`)
+			source := tc.source
+			if source == "" {
+				var sysid string
+				if err := s.db.Pool.QueryRow(context.Background(), `SELECT system_identifier::text FROM pg_control_system()`).Scan(&sysid); err != nil {
+					t.Fatal(err)
+				}
+				source = sysid + "/" + s.db.Name + "/" + s.slot
+			}
+			topic := s.topic("items")
+			cl := s.env.Kafka(t)
+			ctx := context.Background()
+			if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+				t.Fatal(err)
+			}
+			tx := txid.New(time.Now(), 1234, 1<<64-1).AppendText(nil) // instance_num's default
+			forged := &kgo.Record{Topic: topic, Key: []byte(`{"id":1}`), Value: []byte(`{}`),
+				Headers: txid.AppendHeaders([]kgo.RecordHeader(nil), []byte(source), tx, 1<<31-1)}
+			if err := cl.ProduceSync(ctx, forged).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+
+			s.startEngine(t)
+			s.db.Exec(t, `INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 50) g`)
+			s.db.Exec(t, `UPDATE items SET note = 'changed' WHERE id <= 10`)
+			recs := s.env.ReadN(t, topic, 61, time.Minute) // the forged record, 50 inserts, 10 updates
+			ids := map[string]int{}
+			for _, e := range decode(t, recs[1:]) {
+				ids[fmt.Sprint(e.after()["id"])]++
+			}
+			for id := 1; id <= 50; id++ {
+				want := 1
+				if id <= 10 {
+					want = 2
+				}
+				if got := ids[strconv.Itoa(id)]; got != want {
+					t.Fatalf("row %d has %d events, want %d: the forged tail made the engine skip changes", id, got, want)
+				}
+			}
+		})
+	}
 }
