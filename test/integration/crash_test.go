@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,12 +105,17 @@ func (w *versionWriter) finalVersions(t *testing.T) map[int]int {
 // every version 1..final of every key is there, in increasing order per key.
 func checkVersions(t *testing.T, s *setup, final map[int]int, allowRepeats bool) {
 	t.Helper()
-	topic := s.topic("versions")
+	checkVersionsIn(t, s, s.topic("versions"), func(*kgo.Record) bool { return true }, final, allowRepeats)
+}
+
+// checkVersionsIn is checkVersions for the records of topic that mine selects.
+func checkVersionsIn(t *testing.T, s *setup, topic string, mine func(*kgo.Record) bool, final map[int]int, allowRepeats bool) {
+	t.Helper()
 	last, scanned := map[int]int{}, 0
 	recs, err := s.env.ReadUntil(topic, 3*time.Minute, func(recs []*kgo.Record) bool {
 		for _, r := range recs[scanned:] {
 			var ev struct{ After struct{ ID, V int } }
-			if r.Value != nil && json.Unmarshal(r.Value, &ev) == nil && ev.After.V > last[ev.After.ID] {
+			if mine(r) && r.Value != nil && json.Unmarshal(r.Value, &ev) == nil && ev.After.V > last[ev.After.ID] {
 				last[ev.After.ID] = ev.After.V
 			}
 		}
@@ -126,7 +132,7 @@ func checkVersions(t *testing.T, s *setup, final map[int]int, allowRepeats bool)
 	}
 	perKey := map[int][]int{}
 	for _, r := range recs {
-		if r.Value == nil {
+		if r.Value == nil || !mine(r) {
 			continue
 		}
 		var ev struct {
@@ -246,5 +252,51 @@ func TestResumeIgnoresForeignTail(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKill9TwoPipelinesOneTopic runs two procon-cdc, each on its own database, writing the same
+// one-partition topic, so that the last record of the partition is often the other one's. Both
+// are killed with kill -9 at random moments and restarted; neither may lose a committed
+// version (repeats are allowed: a foreign tail gives nothing to resume from).
+func TestKill9TwoPipelinesOneTopic(t *testing.T) {
+	a := newSetup(t, `public.versions: {}`, "")
+	shared := a.name + ".shared"
+	a.config = strings.Replace(a.config, "public.versions: {}", "public.versions: {topic: "+shared+"}", 1)
+	b := newSetup(t, "public.versions: {topic: "+shared+"}", "")
+	setups := []*setup{a, b}
+	writers := []*versionWriter{newVersionWriter(t, a, 10), newVersionWriter(t, b, 10)}
+	procs := []*process{a.startProcess(t), b.startProcess(t)}
+	a.waitSlot(t)
+	b.waitSlot(t)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(ctx) }()
+	}
+	rnd := testenv.Rand(t, 3) // which one to kill, and when
+	var before int64
+	for i := range 8 {
+		testenv.WaitFor(t, time.Minute, "both engines to make progress", func() (bool, error) {
+			return a.countIfExists(t, shared) > before+20, nil
+		})
+		time.Sleep(time.Duration(rnd.IntN(500)) * time.Millisecond) // a random moment, not a wait for a condition
+		victim := rnd.IntN(2)
+		procs[victim].kill9(t)
+		procs[victim] = setups[victim].startProcess(t)
+		before = a.countIfExists(t, shared)
+		t.Logf("kill %d: pipeline %d; %d records in Kafka", i+1, victim, before)
+	}
+	stop()
+	wg.Wait()
+	for i, s := range setups {
+		source := "/" + s.db.Name + "/" + s.slot
+		mine := func(r *kgo.Record) bool {
+			v, _ := txid.HeaderValue(r.Headers, txid.HeaderSource)
+			return strings.HasSuffix(string(v), source)
+		}
+		t.Logf("pipeline %d", i)
+		checkVersionsIn(t, s, shared, mine, writers[i].finalVersions(t), true)
 	}
 }
