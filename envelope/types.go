@@ -419,6 +419,9 @@ func parseHstore(b []byte) ([]hstoreEntry, error) {
 			s = append(s, b[i])
 			i++
 		}
+		if i >= len(b) {
+			return "", fmt.Errorf("invalid hstore %q: unterminated quoted string", b)
+		}
 		i++
 		return string(s), nil
 	}

@@ -180,3 +180,13 @@ func TestAvroDefault(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseHstore: hstore text of any shape parses or is refused; it never panics.
+func FuzzParseHstore(f *testing.F) {
+	for _, s := range []string{`"a"=>"1", "b"=>NULL`, `"k\"q"=>"v\\"`, `"`, `"a"=>`, `"a`, ``, `  ,  `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = parseHstore(b)
+	})
+}

@@ -85,10 +85,16 @@ func stripLogical(v any) {
 	}
 }
 
+// decoding bounds what a body from Kafka can make the decoder allocate: a few bytes can claim
+// a string or an array of any length. A record is at most Kafka's message size (procon-cdc
+// writes up to kafka.max_record_bytes), so a string or bytes value is bounded by it, and an
+// array or map by a million entries.
+var decoding = avro.Config{MaxByteSliceSize: 64 << 20, MaxSliceAllocSize: 1 << 20}.Freeze()
+
 // DecodeJSON decodes an Avro body (no framing) written with schema s into JSON text.
 func DecodeJSON(s avro.Schema, body []byte) (json.RawMessage, error) {
 	var v any
-	if err := avro.Unmarshal(s, body, &v); err != nil {
+	if err := decoding.Unmarshal(s, body, &v); err != nil {
 		return nil, err
 	}
 	var w jsonOut

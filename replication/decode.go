@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +37,15 @@ func newDecoder(specs map[string]RelationSpec, cat *catalog, tracker *Tracker, l
 }
 
 // decode handles one pgoutput message that started at lsn, calling emit for each Change.
-func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, emit func(*Change) error) error {
+//
+// A message the parsers cannot take (pglogrepl's panic on some truncated ones) becomes an
+// error naming its LSN: the stream stops there without confirming it, instead of crashing.
+func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, emit func(*Change) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed pgoutput message %q of %d bytes at %s: %v", firstByte(data), len(data), lsn, r)
+		}
+	}()
 	if len(data) == 0 {
 		return errors.New("empty pgoutput message")
 	}
@@ -48,6 +57,13 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		}
 		op := map[byte]Op{'I': OpInsert, 'U': OpUpdate, 'D': OpDelete}[data[0]]
 		return d.row(lsn, op, m.relID, m.oldKind, m.old, m.new, emit)
+	}
+	if data[0] == 'T' {
+		// pglogrepl allocates the relation list before reading it: check the count it claims
+		// against the bytes there are (Int32 count, Int8 options, Int32 per relation).
+		if len(data) < 6 || uint64(len(data)) != 6+4*uint64(binary.BigEndian.Uint32(data[1:5])) {
+			return fmt.Errorf("truncate message of %d bytes at %s: its relation count does not fit", len(data), lsn)
+		}
 	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
@@ -194,4 +210,11 @@ func (d *decoder) abandonOpenTx() {
 		d.tracker.abandon(d.tx.txn)
 		d.tx = nil
 	}
+}
+
+func firstByte(b []byte) byte {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0]
 }

@@ -393,6 +393,9 @@ func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct
 }
 
 func (s *Stream) handle(ctx context.Context, data []byte, emit func(*Change) error) error {
+	if len(data) == 0 {
+		return errors.New("empty CopyData message from the server")
+	}
 	switch data[0] {
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])

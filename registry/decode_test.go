@@ -1,0 +1,43 @@
+package registry
+
+import (
+	"testing"
+)
+
+// fuzzSchema has every kind of value a Debezium record's Avro schema holds.
+const fuzzSchema = `{"type":"record","name":"V","fields":[
+ {"name":"s","type":"string"},
+ {"name":"b","type":["null","bytes"],"default":null},
+ {"name":"a","type":{"type":"array","items":["null","long"]}},
+ {"name":"m","type":{"type":"map","values":"double"}},
+ {"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+ {"name":"r","type":["null",{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}],"default":null}]}`
+
+// A few bytes from a Kafka topic must not make tail allocate without bound: a body that
+// claims a huge array or string is refused.
+func TestDecodeJSONBoundsAllocations(t *testing.T) {
+	s, err := ParseRaw(fuzzSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{
+		"string of 2^62 bytes": {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f},
+		"array of 2^40 items":  {0x00, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40},
+	} {
+		if _, err := DecodeJSON(s, body); err == nil {
+			t.Errorf("%s: decoded, want an error", name)
+		}
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	s, err := ParseRaw(fuzzSchema)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte{0x02, 'x', 0x00, 0x02, 0x02, 0x04, 0x00, 0x00, 0x04, 0x01, 0x02, 0x00})
+	f.Add([]byte{0x00, 0x02, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, _ = DecodeJSON(s, body) // an error or JSON, never a panic or an unbounded allocation
+	})
+}
