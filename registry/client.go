@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -24,10 +25,20 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
+// RedactedURL returns u as it may be shown: a password in it (https://user:password@host) is
+// replaced by "xxxxx".
+func RedactedURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(a schema_registry.url that does not parse)"
+	}
+	return p.Redacted()
+}
+
 // Client is a schema registry client that retries transient failures.
 type Client struct {
 	sr         *sr.Client
-	url        string
+	url        string // redacted: it goes into logs and errors
 	log        *slog.Logger
 	maxBackoff time.Duration
 }
@@ -61,7 +72,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	return &Client{sr: cl, url: cfg.URL, log: cfg.Logger, maxBackoff: cfg.MaxBackoff}, nil
+	return &Client{sr: cl, url: RedactedURL(cfg.URL), log: cfg.Logger, maxBackoff: cfg.MaxBackoff}, nil
 }
 
 // Ping asks the registry for its subjects once, without retrying: whether it answers now.

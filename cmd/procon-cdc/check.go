@@ -8,6 +8,7 @@ import (
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/registry"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
 )
@@ -31,7 +32,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if checked, err := engine.CheckRegistry(rctx, cfg); err != nil {
 		findings = append(findings, replication.Finding{Level: "error", Subject: "schema registry", Message: err.Error() + "; check schema_registry and the pinned avro_*_schema_version keys"})
 	} else if checked {
-		findings = append(findings, replication.Finding{Level: "ok", Subject: "schema registry", Message: fmt.Sprintf("%s answers; pinned schema versions exist", cfg.SchemaRegistry.URL)})
+		findings = append(findings, replication.Finding{Level: "ok", Subject: "schema registry", Message: fmt.Sprintf("%s answers; pinned schema versions exist", registry.RedactedURL(cfg.SchemaRegistry.URL))})
 	}
 	cancel()
 	errs := 0
