@@ -155,6 +155,11 @@ func (s *Stream) open(ctx context.Context) error {
 	} else {
 		s.log.Info("resuming replication slot", "slot", s.cfg.Slot, "confirmed_flush_lsn", start.String())
 	}
+	if start > s.system.XLogPos {
+		// A slot created just now starts past the position IDENTIFY_SYSTEM gave before it
+		// existed; an initial snapshot's records sit just below its consistent point.
+		s.system.XLogPos = start
+	}
 	s.tracker = NewTracker(start)
 	s.dec = newDecoder(s.cfg.Relations, cat, s.tracker, s.log)
 	return nil
@@ -178,8 +183,9 @@ func (s *Stream) Source() string {
 	return s.system.SystemID + "/" + s.sql.Config().Database + "/" + s.cfg.Slot
 }
 
-// WALAtOpen is the server's WAL flush position when Open identified it: every transaction a
-// previous run of this slot can have written to Kafka committed before it.
+// WALAtOpen is the server's WAL flush position when Open identified it, or the slot's start if
+// that is later: every transaction a previous run of this slot (or this run's initial
+// snapshot) can have written to Kafka committed before it.
 func (s *Stream) WALAtOpen() pglogrepl.LSN { return s.system.XLogPos }
 
 // Tracker returns the acknowledgement tracker of this stream.

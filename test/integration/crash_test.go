@@ -36,12 +36,15 @@ func newVersionWriter(t *testing.T, s *setup, keys int) *versionWriter {
 	return &versionWriter{pool: s.db.Pool, keys: keys, rnd: testenv.Rand(t, 1), committed: map[int]int{}}
 }
 
-// run commits until ctx ends: mostly single-row transactions, some with several rows, some
-// rolled back. Errors while PostgreSQL restarts are retried.
-func (w *versionWriter) run(ctx context.Context) {
+// run commits until stop ends: mostly single-row transactions, some with several rows, some
+// rolled back. Errors while PostgreSQL restarts are retried. stop only says when to stop,
+// between transactions: cancelling a COMMIT in flight would leave its outcome unknown, and the
+// table (the final check's truth) could show it only after the check has read it.
+func (w *versionWriter) run(stop context.Context) {
+	ctx := context.Background()
 	pace := time.NewTicker(2 * time.Millisecond) // a steady load, not a flood
 	defer pace.Stop()
-	for ctx.Err() == nil {
+	for stop.Err() == nil {
 		<-pace.C
 		n := 1
 		if w.rnd.IntN(4) == 0 {
