@@ -43,6 +43,7 @@ type Engine struct {
 	builder *envelope.Builder
 	enc     encoders
 	pipe    *pipeline.Pipeline
+	source  []byte            // procon.source of every record: the stream's server, database and slot
 	rt      *realtime.Service // nil when no realtime notification is configured
 	snap    *snapshots        // snapshot.go
 
@@ -103,6 +104,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		e.writer.Close()
 		return nil, err
 	}
+	e.source = []byte(e.stream.Source())
 	if err := e.snap.opened(ctx, e); err != nil {
 		return nil, e.abort(err)
 	}
@@ -123,7 +125,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Tracker:        e.stream.Tracker(),
 		Snapshots:      e.snap.observer(e.builder),
 		Instance:       uint16(*cfg.InstanceNum),
-		Source:         []byte(e.stream.Source()),
+		Source:         e.source,
 		WALAtOpen:      uint64(e.stream.WALAtOpen()),
 		HeartbeatTopic: config.SanitizeTopic(cfg.Debezium.TopicHeartbeatPrefix + cfg.Debezium.TopicDelimiter + cfg.Name),
 		Logger:         log,

@@ -281,13 +281,12 @@ func (e *Engine) snapshotEmitter(t *snapshot.Table, txHdr []byte) (snapshot.Emit
 		return nil, err
 	}
 	enc := e.enc.ForTopic(r.Topic())
-	source := []byte(e.stream.Source())
 	return func(ctx context.Context, row *snapshot.Row) error {
 		ev, err := r.Read(row.Datums, envelope.ReadSource{Marker: row.Marker, Time: row.Time, TxID: row.TxID, LSN: row.LSN, SeqLSN: row.LSN})
 		if err != nil {
 			return err
 		}
-		rec, err := pipeline.NewRecord(ctx, enc, ev, source, txHdr, int(e.snap.seq.Add(1)))
+		rec, err := pipeline.NewRecord(ctx, enc, ev, e.source, txHdr, int(e.snap.seq.Add(1)))
 		if err != nil {
 			return fmt.Errorf("encode snapshot row of %s: %w", t.Name, err)
 		}

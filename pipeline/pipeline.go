@@ -127,7 +127,7 @@ func New(cfg Config) *Pipeline {
 	return &Pipeline{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		resume:    newResume(cfg, cfg.Logger),
+		resume:    newResume(cfg),
 		heartbeat: make(chan struct{}, 1),
 		batch:     batch{newSchema: map[*envelope.Schema]bool{}},
 	}

@@ -50,8 +50,8 @@ type resume struct {
 	skipped map[topicPartition]int // records skipped since the last one written
 }
 
-func newResume(cfg Config, log *slog.Logger) *resume {
-	return &resume{tails: cfg.Tails, source: cfg.Source, instance: cfg.Instance, walAtOpen: cfg.WALAtOpen, log: log,
+func newResume(cfg Config) *resume {
+	return &resume{tails: cfg.Tails, source: cfg.Source, instance: cfg.Instance, walAtOpen: cfg.WALAtOpen, log: cfg.Logger,
 		loaded: map[string]bool{}, last: map[topicPartition]position{}, skipped: map[topicPartition]int{}}
 }
 

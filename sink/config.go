@@ -75,7 +75,7 @@ func (c *Config) defaults() {
 
 // connOpts are the options that say how to reach the cluster: the one place where brokers,
 // client id, TLS and SASL become client options.
-func (c *Config) connOpts() []kgo.Opt {
+func (c *Config) connOpts() ([]kgo.Opt, error) {
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
 	if c.ClientID != "" {
 		opts = append(opts, kgo.ClientID(c.ClientID))
@@ -90,18 +90,22 @@ func (c *Config) connOpts() []kgo.Opt {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPass}.AsSha256Mechanism()))
 	case "SCRAM-SHA-512":
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPass}.AsSha512Mechanism()))
+	case "":
+	default:
+		return nil, fmt.Errorf("kafka.sasl.mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
 	}
-	return opts
+	return opts, nil
 }
 
 // newClient builds a client from the connection options and extra (producer or consumer)
 // options, and with ping checks within ConnectTimeout that the cluster answers a metadata
 // request (which needs authentication to succeed).
 func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*kgo.Client, error) {
-	if c.SASLMechanism != "" && c.SASLMechanism != "PLAIN" && c.SASLMechanism != "SCRAM-SHA-256" && c.SASLMechanism != "SCRAM-SHA-512" {
-		return nil, fmt.Errorf("kafka.sasl.mechanism %q: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+	opts, err := c.connOpts()
+	if err != nil {
+		return nil, err
 	}
-	cl, err := kgo.NewClient(append(c.connOpts(), extra...)...)
+	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
