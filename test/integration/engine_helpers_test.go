@@ -175,10 +175,7 @@ type process struct {
 
 func (s *setup) startProcess(t *testing.T) *process {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "procon.yaml")
-	if err := os.WriteFile(path, []byte(s.config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfig(t, s.config)
 	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}}
 	p.cmd = exec.Command(procon(t), "run", "--config", path)
 	w := lockedWriter{p.mu, p.out}
@@ -298,4 +295,33 @@ func (e event) after() map[string]any {
 func (e event) before() map[string]any {
 	m, _ := e.Value["before"].(map[string]any)
 	return m
+}
+
+// writeConfig writes a configuration file for the test and returns its path.
+func writeConfig(t *testing.T, config string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "procon.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// requireSASL skips the test (fails it under CI) when Kafka has no SASL listener.
+func (s *setup) requireSASL(t *testing.T) {
+	t.Helper()
+	if len(s.env.SASLBrokers) == 0 {
+		msg := "PROCON_KAFKA_SASL_BROKERS is not set: restart Kafka with this tree's scripts/services (stop kafka, up)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// withSASL returns config, written by newSetup, reaching Kafka through its SASL listener with
+// password.
+func (s *setup) withSASL(config, password string) string {
+	return strings.Replace(config, "brokers: "+strings.Join(s.env.Brokers, ","), "brokers: "+strings.Join(s.env.SASLBrokers, ",")+
+		"\n  sasl: {mechanism: PLAIN, username: "+s.env.SASLUser+", password: "+password+"}", 1)
 }

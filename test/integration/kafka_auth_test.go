@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,27 +17,10 @@ import (
 // (check, tail and drop used to connect without it), and the wrong password must be refused.
 func TestKafkaSASLEverywhere(t *testing.T) {
 	s := newSetup(t, `public.secured: {}`, "")
-	if len(s.env.SASLBrokers) == 0 {
-		msg := "PROCON_KAFKA_SASL_BROKERS is not set: restart Kafka with this tree's scripts/services (stop kafka, up)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	plain, original := strings.Join(s.env.Brokers, ","), s.config
-	withAuth := func(password string) string {
-		return strings.Replace(original, "brokers: "+plain, "brokers: "+strings.Join(s.env.SASLBrokers, ",")+
-			"\n  sasl: {mechanism: PLAIN, username: "+s.env.SASLUser+", password: "+password+"}", 1)
-	}
-	s.config = withAuth(s.env.SASLPassword)
-	write := func(config string) string {
-		path := filepath.Join(t.TempDir(), "procon.yaml")
-		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	good, bad := write(s.config), write(withAuth("wrong-"+s.env.SASLPassword))
+	s.requireSASL(t)
+	original := s.config
+	s.config = s.withSASL(original, s.env.SASLPassword)
+	good, bad := writeConfig(t, s.config), writeConfig(t, s.withSASL(original, "wrong-"+s.env.SASLPassword))
 	command := func(ctx context.Context, args ...string) (string, error) {
 		out, err := exec.CommandContext(ctx, procon(t), args...).CombinedOutput()
 		return string(out), err

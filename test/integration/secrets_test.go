@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +19,7 @@ import (
 // everything procon-cdc prints and logs: there must be none.
 func TestNoSecretInAnyOutput(t *testing.T) {
 	s := newSetup(t, `public.secret_items: {serialization: avro}`, "")
-	if len(s.env.SASLBrokers) == 0 {
-		t.Skip("PROCON_KAFKA_SASL_BROKERS is not set: restart Kafka with this tree's scripts/services")
-	}
+	s.requireSASL(t)
 	ctx := context.Background()
 	s.db.Exec(t, `CREATE TABLE secret_items (id int PRIMARY KEY, note text)`)
 
@@ -51,22 +48,13 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 
 	base := s.config
 	config := func(dsn, password string) string {
-		c := strings.Replace(base, "dsn: "+s.db.DSN, "dsn: '"+dsn+"'", 1)
-		c = strings.Replace(c, "brokers: "+strings.Join(s.env.Brokers, ","), "brokers: "+strings.Join(s.env.SASLBrokers, ",")+
-			"\n  sasl: {mechanism: PLAIN, username: "+s.env.SASLUser+", password: "+password+"}", 1)
+		c := s.withSASL(strings.Replace(base, "dsn: "+s.db.DSN, "dsn: '"+dsn+"'", 1), password)
 		return c + "schema_registry:\n  url: " + reg.String() + "\ndebezium:\n  schema.name.adjustment.mode: avro\n"
 	}
 	good := config(dsn.String(), s.env.SASLPassword)
 	badPort := *dsn
 	badPort.Host = "127.0.0.1:1"
 	spaced := "host=127.0.0.1 port=1 user=" + role + " password = " + pgPassword + " dbname=" + s.db.Name
-	write := func(c string) string {
-		path := filepath.Join(t.TempDir(), "procon.yaml")
-		if err := os.WriteFile(path, []byte(c), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
 	var outputs []string
 	runCmd := func(path string, args ...string) {
 		cctx, cancel := context.WithTimeout(ctx, 40*time.Second)
@@ -78,7 +66,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		t.Logf("procon-cdc %s: %v, last line: %s", strings.Join(args, " "), err, lastLine(string(out)))
 	}
 
-	goodPath := write(good)
+	goodPath := writeConfig(t, good)
 	runCmd(goodPath, "check")
 	s.config = good
 	p := s.startProcess(t)
@@ -103,11 +91,11 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	_ = p.cmd.Wait()
 	outputs = append(outputs, "run: "+p.output())
 
-	runCmd(write(config(dsn.String(), "wrong-"+s.env.SASLPassword)), "check") // Kafka refuses
-	runCmd(write(config(badPort.String(), s.env.SASLPassword)), "check")      // PostgreSQL unreachable
-	runCmd(write(config(badPort.String(), s.env.SASLPassword)), "run")
-	runCmd(write(config(spaced, s.env.SASLPassword)), "run")
-	runCmd(write(config(spaced+" connect_timeout=x", s.env.SASLPassword)), "status") // a DSN that does not parse
+	runCmd(writeConfig(t, config(dsn.String(), "wrong-"+s.env.SASLPassword)), "check") // Kafka refuses
+	runCmd(writeConfig(t, config(badPort.String(), s.env.SASLPassword)), "check")      // PostgreSQL unreachable
+	runCmd(writeConfig(t, config(badPort.String(), s.env.SASLPassword)), "run")
+	runCmd(writeConfig(t, config(spaced, s.env.SASLPassword)), "run")
+	runCmd(writeConfig(t, config(spaced+" connect_timeout=x", s.env.SASLPassword)), "status") // a DSN that does not parse
 	runCmd(goodPath, "drop", "--topics")
 
 	for _, o := range outputs {

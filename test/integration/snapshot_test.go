@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -414,10 +412,7 @@ snapshot:
 // proconCmd runs a procon-cdc subcommand with the test's configuration and returns its output.
 func (s *setup) proconCmd(t *testing.T, cmd string, args ...string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "procon.yaml")
-	if err := os.WriteFile(path, []byte(s.config), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfig(t, s.config)
 	out, err := exec.Command(procon(t), append([]string{cmd, "--config", path}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("procon-cdc %s: %v\n%s", cmd, err, out)
