@@ -29,7 +29,6 @@ const (
 
 // Producer is what the realtime stage needs of the Kafka writer; *sink.Writer implements it.
 type Producer interface {
-	EnsureTopic(ctx context.Context, topic string) (int32, error)
 	Produce(ctx context.Context, r *sink.Record) error
 }
 
@@ -416,14 +415,11 @@ func (s *Service) produce(ctx context.Context, it *item) error {
 	if err != nil {
 		return fmt.Errorf("realtime: encode the notification of channel %q: %w", it.n.Channel, err)
 	}
-	partitions, err := s.cfg.Producer.EnsureTopic(ctx, topic)
-	if err != nil {
-		return err
-	}
+	// The writer creates the topic and partitions by the key (the channel), as Kafka would.
 	return s.cfg.Producer.Produce(ctx, &sink.Record{
 		Topic: topic, Key: key, Value: value,
 		Headers:   txid.AppendHeaders(make([]sink.Header, 0, 3), s.cfg.Source, it.txHdr, it.seq),
-		Partition: sink.Partition(key, partitions),
+		Partition: -1,
 		Ack:       it,
 	})
 }

@@ -134,8 +134,6 @@ type produced struct {
 	at  time.Time
 }
 
-func (p *fakeProducer) EnsureTopic(context.Context, string) (int32, error) { return 4, nil }
-
 func (p *fakeProducer) Produce(_ context.Context, r *sink.Record) error {
 	p.mu.Lock()
 	p.recs = append(p.recs, produced{r, p.clock.Now()})
