@@ -82,6 +82,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad instance", minimal + "instance_num: 70000\n", map[string]string{"DSN": "x"}, []string{"instance_num: must be an integer from 0 to 65535"}},
 		{"bad PROCON_INSTANCE", minimal, map[string]string{"DSN": "x", "PROCON_INSTANCE": "abc"}, []string{"PROCON_INSTANCE"}},
 		{"avro without registry", minimal + "serialization: avro\n", map[string]string{"DSN": "x"}, []string{"schema_registry.url"}},
+		{"TLS with an http registry", minimal + "schema_registry:\n  url: http://user:pw@registry:8081\n  tls: {enabled: true}\n", map[string]string{"DSN": "x"},
+			[]string{"schema_registry.tls.enabled: is true but schema_registry.url is http://; use an https:// URL"}},
+		{"registry URL without a scheme", minimal + "schema_registry:\n  url: registry:8081\n", map[string]string{"DSN": "x"}, []string{"schema_registry.url: must be an http:// or https:// URL"}},
 		{"duplicate topic", strings.Replace(minimal, "public.accounts: {}", "public.accounts: {topic: demo-orders}", 1), map[string]string{"DSN": "x"}, []string{"also the topic of"}},
 	}
 	for _, tc := range cases {

@@ -245,7 +245,7 @@ kafka:
     enabled: true
     ca_file: ${CA}
 schema_registry:
-  url: http://r
+  url: https://r
   tls:
     <<: *tls
     insecure_skip_verify: true

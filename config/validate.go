@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -276,9 +277,27 @@ func (c *Config) Validate() error {
 	if needRegistry && c.SchemaRegistry.URL == "" {
 		errs.add("schema_registry.url", "is required because a relation uses serialization: avro")
 	}
+	c.SchemaRegistry.validate(&errs)
 	c.Realtime.validate(&errs)
 	c.validateRealtime(&errs)
 	return errors.Join(errs...)
+}
+
+func (r *SchemaRegistry) validate(errs *fieldErrors) {
+	if r.URL == "" {
+		return
+	}
+	u, err := url.Parse(r.URL)
+	switch {
+	case err != nil || u.Host == "":
+		errs.add("schema_registry.url", "must be an http:// or https:// URL")
+	case u.Scheme == "http" && r.TLS.Enabled:
+		// The settings say TLS but the URL would send everything, basic-auth passwords
+		// included, in clear: refuse rather than guess which was meant.
+		errs.add("schema_registry.tls.enabled", "is true but schema_registry.url is http://; use an https:// URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		errs.add("schema_registry.url", "must be an http:// or https:// URL")
+	}
 }
 
 func (r *Realtime) validate(errs *fieldErrors) {

@@ -35,6 +35,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		findings = append(findings, replication.Finding{Level: "ok", Subject: "schema registry", Message: fmt.Sprintf("%s answers; pinned schema versions exist", registry.RedactedURL(cfg.SchemaRegistry.URL))})
 	}
 	cancel()
+	for _, w := range transportWarnings(cfg) {
+		findings = append(findings, replication.Finding{Level: "warn", Subject: "transport", Message: w})
+	}
 	errs := 0
 	for _, f := range findings {
 		fmt.Fprintf(stdout, "%-5s %-24s %s\n", f.Level, f.Subject, f.Message)

@@ -153,6 +153,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("starting procon-cdc", "version", version, "name", cfg.Name, "slot", cfg.Postgres.Slot,
 		"publication", cfg.Postgres.Publication, "relations", len(cfg.Relations))
+	for _, w := range transportWarnings(cfg) {
+		log.Warn("unprotected connection", "problem", w)
+	}
 	e, err := engine.New(ctx, cfg, log)
 	if err != nil {
 		return err

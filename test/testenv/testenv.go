@@ -33,7 +33,13 @@ type Env struct {
 	// SASLBrokers is Kafka's listener that requires SASL/PLAIN as SASLUser/SASLPassword.
 	SASLBrokers            []string
 	SASLUser, SASLPassword string
-	Services               string // path of scripts/services
+	// TLSBrokers is Kafka's listener that requires TLS and SASL/SCRAM-SHA-512 as the same
+	// user; RegistryTLSURL the registry's HTTPS address. Both, and PostgreSQL's TLS, present
+	// a certificate for 127.0.0.1 signed by the CA in the PEM file TLSCA.
+	TLSBrokers     []string
+	RegistryTLSURL string
+	TLSCA          string
+	Services       string // path of scripts/services
 }
 
 func required() bool {
@@ -52,6 +58,12 @@ func Get(t testing.TB) *Env {
 
 		SASLUser:     os.Getenv("PROCON_KAFKA_SASL_USER"),
 		SASLPassword: os.Getenv("PROCON_KAFKA_SASL_PASSWORD"),
+
+		RegistryTLSURL: os.Getenv("PROCON_SCHEMA_REGISTRY_TLS_URL"),
+		TLSCA:          os.Getenv("PROCON_TLS_CA"),
+	}
+	if b := os.Getenv("PROCON_KAFKA_TLS_BROKERS"); b != "" {
+		e.TLSBrokers = strings.Split(b, ",")
 	}
 	if b := os.Getenv("PROCON_KAFKA_SASL_BROKERS"); b != "" {
 		e.SASLBrokers = strings.Split(b, ",")
