@@ -645,3 +645,114 @@ func TestInstanceNumRefused(t *testing.T) {
 		}
 	}
 }
+
+// emitRealtime emits a transactional realtime message in a transaction of its own and returns
+// the WAL range that holds it: from before the call to the end of the message's record.
+func emitRealtime(t *testing.T, s *setup, content string) (from, to pglogrepl.LSN) {
+	t.Helper()
+	from = currentLSN(t, s)
+	var end string
+	if err := s.db.Pool.QueryRow(context.Background(),
+		`SELECT pg_logical_emit_message(true, 'procon-realtime', $1::text)::text`, content).Scan(&end); err != nil {
+		t.Fatal(err)
+	}
+	to, err := pglogrepl.ParseLSN(end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return from, to
+}
+
+// loggedDrops returns the log lines of notifications dropped for their size, by channel.
+func loggedDrops(logs string) map[string][]string {
+	out := map[string][]string{}
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "over realtime.max_notification_bytes") {
+			continue
+		}
+		_, rest, _ := strings.Cut(l, " channel=")
+		channel, _, _ := strings.Cut(rest, " ")
+		out[channel] = append(out[channel], l)
+	}
+	return out
+}
+
+// logField returns the value of key=value in a text log line.
+func logField(line, key string) string {
+	_, rest, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return v
+}
+
+// TestRealtimeOverCapNotificationsAreDropped: ~1 MiB realtime messages and a realtime table row
+// with a 20 kB metadata, all over realtime.max_notification_bytes (default 8000), are dropped
+// with a warning naming the channel, the LSN and the size; they neither stop the stream nor
+// hold the slot; the row is still cleaned up; the notifications after them arrive.
+func TestRealtimeOverCapNotificationsAreDropped(t *testing.T) {
+	s := newSetup(t, `public.accounts: {}`, "")
+	s.db.Exec(t, `CREATE TABLE accounts (id int PRIMARY KEY)`)
+	createRealtimeTable(t, s)
+	withRealtime(s, "enabled: true", "rt_threshold: 0", "partitions: 1")
+	run := s.startEngine(t)
+	s.waitSlot(t)
+
+	type emitted struct{ from, to pglogrepl.LSN }
+	var bigs []emitted
+	pad := strings.Repeat("x", 1<<20)
+	for range 5 {
+		from, to := emitRealtime(t, s, `{"channel": "big", "metadata": {"pad": "`+pad+`"}}`)
+		bigs = append(bigs, emitted{from, to})
+	}
+	s.db.Exec(t, `INSERT INTO procon_realtimes (channel, metadata) VALUES ('bigrow', jsonb_build_object('pad', repeat('y', 20000)))`)
+	emitRealtime(t, s, `{"channel": "after", "metadata": {"pad": "`+strings.Repeat("z", 7000)+`"}}`) // just under the cap
+	commit(t, s.db.Conn(t), `INSERT INTO accounts VALUES (1)`, `INSERT INTO procon_realtimes (channel) VALUES ('after-row')`)
+	end := currentLSN(t, s)
+
+	got := readRealtime(t, s, time.Minute, func(rs []rtRecord) bool { return hasChannel("after-row")(rs) })
+	var channels []string
+	for _, r := range got {
+		channels = append(channels, r.Channel)
+	}
+	if fmt.Sprint(channels) != "[after after-row]" {
+		t.Fatalf("got notifications in %v, want [after after-row]: over-cap ones are dropped, later ones arrive", channels)
+	}
+	s.env.ReadN(t, s.topic("accounts"), 1, time.Minute)
+	testenv.WaitFor(t, 30*time.Second, "the slot to confirm past the dropped notifications", func() (bool, error) {
+		return s.confirmedLSN(t) >= end, nil
+	})
+	testenv.WaitFor(t, 30*time.Second, "the over-cap row to be deleted too", func() (bool, error) {
+		return realtimeRows(t, s) == 0, nil
+	})
+
+	drops := loggedDrops(run.logs())
+	if len(drops["big"]) != 5 || len(drops["bigrow"]) != 1 || len(drops) != 2 {
+		t.Fatalf("got drop warnings %v, want 5 for big and 1 for bigrow", drops)
+	}
+	for _, l := range append(drops["big"], drops["bigrow"]...) {
+		if !strings.Contains(l, "level=WARN") {
+			t.Errorf("a dropped notification must be a warning: %s", l)
+		}
+		if size, _ := strconv.Atoi(logField(l, "size")); size <= 8000 {
+			t.Errorf("the warning must give the notification's size: %s", l)
+		}
+	}
+	// Each message's warning names its own LSN.
+	seen := map[int]bool{}
+	for _, l := range drops["big"] {
+		lsn, err := pglogrepl.ParseLSN(logField(l, "lsn"))
+		if err != nil {
+			t.Fatalf("no lsn in %s: %v", l, err)
+		}
+		for k, b := range bigs {
+			if lsn >= b.from && lsn < b.to {
+				seen[k] = true
+			}
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("the warnings name the LSNs of %d of the 5 messages", len(seen))
+	}
+}
