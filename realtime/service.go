@@ -367,6 +367,7 @@ func (s *Service) droppedTooLarge(c *replication.Change, err error) bool {
 	return true
 }
 
+// isTooLarge reports whether err says that a notification is over the size bound.
 func isTooLarge(err error) bool {
 	var tl *tooLargeError
 	return errors.As(err, &tl)
