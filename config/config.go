@@ -144,6 +144,10 @@ type Realtime struct {
 	Cleanup     *bool  `yaml:"cleanup"`
 	MaxPending  int    `yaml:"max_pending"`
 	Partitions  int32  `yaml:"partitions"`
+	// Messages turns the message path on (default) or off while the table path stays on.
+	Messages             *bool `yaml:"messages"`
+	MaxNotificationBytes int   `yaml:"max_notification_bytes"` // default 8000
+	MaxQueueBytes        int   `yaml:"max_queue_bytes"`        // default 16 MiB
 }
 
 // RelationRealtime builds a notification from each change of a relation.

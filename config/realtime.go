@@ -14,6 +14,12 @@ const (
 	DefaultRealtimePrefix     = "procon-realtime"
 	DefaultRTThresholdMS      = 1000
 	DefaultRealtimeMaxPending = 100
+	// A notification says that something changed; PostgreSQL's NOTIFY takes payloads under
+	// 8000 bytes for the same job.
+	DefaultRealtimeMaxNotificationBytes = 8000
+	MaxRealtimeMaxNotificationBytes     = 1 << 20
+	DefaultRealtimeMaxQueueBytes        = 16 << 20
+	MaxRealtimeMaxQueueBytes            = 1 << 30
 )
 
 // RealtimeOperations are the values relation_configs.*.realtime.operations accepts.
@@ -22,6 +28,10 @@ var RealtimeOperations = []string{"insert", "update", "delete"}
 // On reports whether the procon_realtimes table and the procon-realtime logical messages are
 // turned into realtime notifications (realtime.enabled).
 func (r *Realtime) On() bool { return r.Enabled != nil && *r.Enabled }
+
+// MessagesOn reports whether realtime.message_prefix messages are turned into notifications:
+// realtime.enabled, unless realtime.messages is false.
+func (r *Realtime) MessagesOn() bool { return r.On() && (r.Messages == nil || *r.Messages) }
 
 // RealtimeUsed reports whether any realtime notification can be produced: the table and
 // message paths are on, or some relation builds notifications from its changes.
@@ -60,10 +70,16 @@ func (r *Realtime) applyDefaults() {
 	if r.MaxPending == 0 {
 		r.MaxPending = DefaultRealtimeMaxPending
 	}
+	if r.MaxNotificationBytes == 0 {
+		r.MaxNotificationBytes = DefaultRealtimeMaxNotificationBytes
+	}
+	if r.MaxQueueBytes == 0 {
+		r.MaxQueueBytes = DefaultRealtimeMaxQueueBytes
+	}
 }
 
-// validateRealtime checks what Realtime.validate does not: names, and that the realtime topic
-// is not a relation's topic.
+// validateRealtime checks what Realtime.validate does not: names, the message switch, the byte
+// bounds, and that the realtime topic is not a relation's topic.
 func (c *Config) validateRealtime(errs *fieldErrors) {
 	r := &c.Realtime
 	if !topicName.MatchString(r.Topic) {
@@ -74,6 +90,19 @@ func (c *Config) validateRealtime(errs *fieldErrors) {
 	}
 	if r.Partitions < 0 {
 		errs.add("realtime.partitions", "must be positive")
+	}
+	if r.Messages != nil && *r.Messages && !r.On() {
+		errs.add("realtime.messages", "is true but realtime.enabled is not: the message path is part of realtime.enabled; set realtime.enabled: true, or remove realtime.messages")
+	}
+	n, q := r.MaxNotificationBytes, r.MaxQueueBytes
+	if n < 0 || n > MaxRealtimeMaxNotificationBytes {
+		errs.add("realtime.max_notification_bytes", "must be from 1 to %d (1 MiB), got %d: a notification says that something changed, the consumer reads the data itself", MaxRealtimeMaxNotificationBytes, n)
+	}
+	switch {
+	case q < 0 || q > MaxRealtimeMaxQueueBytes:
+		errs.add("realtime.max_queue_bytes", "must be from 1 to %d (1 GiB), got %d", MaxRealtimeMaxQueueBytes, q)
+	case q < n:
+		errs.add("realtime.max_queue_bytes", "%d is less than realtime.max_notification_bytes (%d): the queue must hold at least one notification", q, n)
 	}
 	if !c.RealtimeUsed() {
 		return

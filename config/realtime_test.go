@@ -21,6 +21,9 @@ func TestRealtimeDefaults(t *testing.T) {
 		{r.RTCoalesce, false},
 		{r.CleanupOn(), true},
 		{r.MaxPending, 100},
+		{r.MessagesOn(), true},
+		{r.MaxNotificationBytes, 8000},
+		{r.MaxQueueBytes, 16 << 20},
 	}
 	for i, c := range checks {
 		if c.got != c.want {
@@ -30,6 +33,10 @@ func TestRealtimeDefaults(t *testing.T) {
 	cfg, err = Parse(strings.NewReader(minimal), env(map[string]string{"DSN": "x"}))
 	if err != nil || cfg.RealtimeUsed() {
 		t.Fatalf("realtime must be off by default: %v", err)
+	}
+	cfg, err = Parse(strings.NewReader(minimal+"realtime: {enabled: true, messages: false}\n"), env(map[string]string{"DSN": "x"}))
+	if err != nil || !cfg.Realtime.On() || cfg.Realtime.MessagesOn() {
+		t.Fatalf("messages: false turns the message path off and leaves the table path on: %v", err)
 	}
 	withRule := strings.Replace(minimal, "public.accounts: {}", "public.accounts: {realtime: {channel: room}}", 1)
 	cfg, err = Parse(strings.NewReader(withRule), env(map[string]string{"DSN": "x"}))
@@ -49,6 +56,14 @@ func TestRealtimeAndInstanceErrors(t *testing.T) {
 		{"negative threshold", minimal + "realtime: {rt_threshold: -1}\n", "realtime.rt_threshold"},
 		{"topic taken", minimal + "realtime: {enabled: true, topic: demo-orders}\n", `realtime.topic: "demo-orders" is also the topic of public.orders`},
 		{"bad table", minimal + "realtime: {enabled: true, table: a.b.c}\n", "realtime.table"},
+		{"messages without enabled", minimal + "realtime: {messages: true}\n", "realtime.messages: is true but realtime.enabled is not"},
+		{"messages not a boolean", minimal + "realtime:\n  enabled: true\n  messages: sometimes\n", "realtime.messages: line"},
+		{"negative notification bytes", minimal + "realtime: {max_notification_bytes: -1}\n", "realtime.max_notification_bytes: must be from 1 to 1048576 (1 MiB), got -1"},
+		{"notification bytes too large", minimal + "realtime: {max_notification_bytes: 2000000}\n", "realtime.max_notification_bytes: must be from 1 to 1048576"},
+		{"queue bytes too large", minimal + "realtime: {max_queue_bytes: 2000000000}\n", "realtime.max_queue_bytes: must be from 1 to 1073741824 (1 GiB)"},
+		{"queue smaller than a notification", minimal + "realtime: {max_notification_bytes: 9000, max_queue_bytes: 8000}\n",
+			"realtime.max_queue_bytes: 8000 is less than realtime.max_notification_bytes (9000)"},
+		{"queue smaller than the default notification", minimal + "realtime: {max_queue_bytes: 100}\n", "realtime.max_queue_bytes: 100 is less than realtime.max_notification_bytes (8000)"},
 		{"instance string", minimal + "instance_num: abc\n", `instance_num: "abc" is not an integer from 0 to 65535`},
 		{"instance fraction", minimal + "instance_num: 1.5\n", `instance_num: "1.5" is not an integer from 0 to 65535`},
 	}

@@ -119,6 +119,10 @@ func tableShape(ctx context.Context, conn *pgx.Conn, name string) ([]string, boo
 	return cols, pkey, nil
 }
 
+// RealtimeStats returns what the realtime stage holds and has dropped; zero when realtime
+// notifications are not configured.
+func (e *Engine) RealtimeStats() realtime.Stats { return e.rt.Stats() }
+
 // newRealtime builds the realtime stage when the configuration uses it; nil otherwise.
 func (e *Engine) newRealtime() (*realtime.Service, error) {
 	cfg := e.cfg
@@ -127,20 +131,25 @@ func (e *Engine) newRealtime() (*realtime.Service, error) {
 	}
 	r := cfg.Realtime
 	rc := realtime.Config{
-		Topic:      r.Topic,
-		Threshold:  time.Duration(*r.RTThreshold) * time.Millisecond,
-		Coalesce:   r.RTCoalesce,
-		MaxPending: r.MaxPending,
-		Rules:      map[string]*realtime.Rule{},
-		Producer:   e.writer,
-		Encoder:    e.enc.ForTopic(r.Topic),
-		Tracker:    e.stream.Tracker(),
-		Source:     e.source,
-		Logger:     e.log.With("stage", "realtime"),
+		Topic:                r.Topic,
+		Threshold:            time.Duration(*r.RTThreshold) * time.Millisecond,
+		Coalesce:             r.RTCoalesce,
+		MaxPending:           r.MaxPending,
+		MaxQueueBytes:        r.MaxQueueBytes,
+		MaxNotificationBytes: r.MaxNotificationBytes,
+		Rules:                map[string]*realtime.Rule{},
+		Producer:             e.writer,
+		Encoder:              e.enc.ForTopic(r.Topic),
+		Tracker:              e.stream.Tracker(),
+		Source:               e.source,
+		Logger:               e.log.With("stage", "realtime"),
 	}
 	if r.On() {
-		rc.Table, rc.Prefix, rc.DSN, rc.Cleanup = r.Table, r.Prefix, cfg.Postgres.DSN, r.CleanupOn()
+		rc.Table, rc.DSN, rc.Cleanup = r.Table, cfg.Postgres.DSN, r.CleanupOn()
 		_, rc.TableListed = cfg.Relations[r.Table]
+	}
+	if r.MessagesOn() {
+		rc.Prefix = r.Prefix
 	}
 	for name, relc := range cfg.Relations {
 		rr := relc.Realtime

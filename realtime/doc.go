@@ -23,10 +23,16 @@
 // the transaction again, and its notifications are sent again (consumers deduplicate on the
 // procon.tx and procon.seq headers).
 //
-// The queue is bounded: Config.MaxPending notifications per channel and Config.MaxTotal in all.
-// Past either, Submit blocks (backpressure): reading the WAL waits until the channel's oldest
-// notification goes out. A notification therefore waits at most about MaxPending times its
-// threshold, which bounds how long one hot channel holds the slot back.
+// Whoever can write the realtime table or emit a logical message chooses a notification's
+// size and channel, so both are bounded. A notification whose channel, session id and metadata
+// are over Config.MaxNotificationBytes (as written, before the metadata is parsed, and as it
+// would be sent) is dropped where it is derived, with a warning and a count (Stats.TooLarge):
+// it takes no position, never holds its transaction, and a realtime table row is still
+// deleted. The queue is bounded: Config.MaxPending notifications per channel, Config.MaxTotal
+// in all, and Config.MaxQueueBytes, which counts the waiting notifications and every channel
+// the throttle remembers for its spacing. Past a bound, Submit blocks (backpressure): reading
+// the WAL waits until a notification goes out, which takes at most the largest threshold, since
+// the oldest idle channels are forgotten when their room is needed. Nothing waiting is dropped.
 //
 // The cleanup deletes published realtime table rows in batches, each one transaction that
 // first emits a logical message with CleanupPrefix; Suppress sees that message before the

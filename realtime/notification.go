@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/procon-cdc/procon/replication"
 )
@@ -22,6 +23,51 @@ type Notification struct {
 	Metadata []byte
 }
 
+// size is what Config.MaxNotificationBytes bounds: the bytes of the channel, the session id
+// and the metadata.
+func (n *Notification) size() int {
+	size := len(n.Channel) + len(n.Metadata)
+	if n.SessionID != nil {
+		size += len(*n.SessionID)
+	}
+	return size
+}
+
+// tooLargeError says that a notification is over Config.MaxNotificationBytes.
+type tooLargeError struct {
+	channel     string
+	size, limit int
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("the notification of channel %q has %d bytes of channel, session_id and metadata, over realtime.max_notification_bytes (%d)",
+		shortened(e.channel), e.size, e.limit)
+}
+
+// checkSize refuses a notification over limit. It is checked once on the text as written,
+// before the metadata is parsed (so a huge metadata is never turned into a tree), and once on
+// the compact notification that would be sent.
+func checkSize(channel string, size, limit int) error {
+	if size > limit {
+		return &tooLargeError{channel: channel, size: size, limit: limit}
+	}
+	return nil
+}
+
+// shortened bounds a value written into a log line or an error: a channel can be as long as
+// whoever wrote it wanted.
+func shortened(s string) string {
+	const most = 100
+	if len(s) <= most {
+		return s
+	}
+	cut := most
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 // messageBody is the content of a procon-realtime logical message.
 type messageBody struct {
 	Channel   *string         `json:"channel"`
@@ -33,8 +79,9 @@ type messageBody struct {
 //
 //	{"channel": "room:42", "session_id": "abc", "metadata": {"kind": "chat"}}
 //
-// session_id and metadata may be absent or null.
-func parseMessage(content []byte) (Notification, error) {
+// session_id and metadata may be absent or null. A notification over limit is a
+// *tooLargeError.
+func parseMessage(content []byte, limit int) (Notification, error) {
 	var body messageBody
 	dec := json.NewDecoder(bytes.NewReader(content))
 	if err := dec.Decode(&body); err != nil {
@@ -43,11 +90,16 @@ func parseMessage(content []byte) (Notification, error) {
 	if body.Channel == nil || *body.Channel == "" {
 		return Notification{}, errors.New(`content has no "channel"`)
 	}
-	meta, err := metadataObject(body.Metadata)
+	n := Notification{Channel: *body.Channel, SessionID: body.SessionID, Metadata: bytes.TrimSpace(body.Metadata)}
+	if err := checkSize(n.Channel, n.size(), limit); err != nil {
+		return Notification{}, err
+	}
+	meta, err := metadataObject(n.Metadata)
 	if err != nil {
 		return Notification{}, err
 	}
-	return Notification{Channel: *body.Channel, SessionID: body.SessionID, Metadata: render(meta)}, nil
+	n.Metadata = render(meta)
+	return n, checkSize(n.Channel, n.size(), limit)
 }
 
 // metadataObject parses a JSON object; null or nothing is the empty object.
@@ -64,9 +116,26 @@ func metadataObject(text []byte) (map[string]any, error) {
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("metadata must be a JSON object, not %s", text)
+		return nil, fmt.Errorf("metadata must be a JSON object, not %s", jsonKind(v))
 	}
 	return m, nil
+}
+
+// jsonKind names the kind of a decoded JSON value, for errors that must not repeat the value.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	}
+	return "an object"
 }
 
 // render writes a JSON object compactly with sorted keys and no HTML escaping.
@@ -93,8 +162,9 @@ func tableColumnsOf(rel *replication.Relation) (tableColumns, error) {
 	return tc, nil
 }
 
-// fromRow reads the notification of an inserted procon_realtimes row.
-func fromRow(tc tableColumns, row []replication.Datum) (Notification, error) {
+// fromRow reads the notification of an inserted procon_realtimes row. A notification over
+// limit is a *tooLargeError.
+func fromRow(tc tableColumns, row []replication.Datum, limit int) (Notification, error) {
 	channel, ok := datumText(row, tc.channel)
 	if !ok || channel == "" {
 		return Notification{}, errors.New("row has no channel")
@@ -103,16 +173,18 @@ func fromRow(tc tableColumns, row []replication.Datum) (Notification, error) {
 	if s, ok := datumText(row, tc.session); ok {
 		n.SessionID = &s
 	}
-	var text []byte
 	if tc.metadata >= 0 && tc.metadata < len(row) && row[tc.metadata].Kind == replication.DatumText {
-		text = row[tc.metadata].Data
+		n.Metadata = row[tc.metadata].Data
 	}
-	meta, err := metadataObject(text)
+	if err := checkSize(n.Channel, n.size(), limit); err != nil {
+		return Notification{}, err
+	}
+	meta, err := metadataObject(n.Metadata)
 	if err != nil {
 		return Notification{}, err
 	}
 	n.Metadata = render(meta)
-	return n, nil
+	return n, checkSize(n.Channel, n.size(), limit)
 }
 
 // datumText returns column i of row as text; false when the column is absent or NULL.
@@ -144,8 +216,10 @@ var opNames = map[replication.Op]string{replication.OpInsert: "insert", replicat
 
 // derive builds the notification of one change. An update reads the new row, falling back to
 // the old one (REPLICA IDENTITY FULL) for unchanged TOASTed values; a delete reads the old row,
-// which holds every column only with REPLICA IDENTITY FULL.
-func (r *Rule) derive(c *replication.Change) (Notification, error) {
+// which holds every column only with REPLICA IDENTITY FULL. A notification over limit is a
+// *tooLargeError; only the notification as it would be sent is measured, since the columns
+// it is read from belong to a captured change that becomes events anyway.
+func (r *Rule) derive(c *replication.Change, limit int) (Notification, error) {
 	rows := [][]replication.Datum{c.New}
 	if c.Op == replication.OpDelete {
 		rows = [][]replication.Datum{c.Old}
@@ -188,7 +262,7 @@ func (r *Rule) derive(c *replication.Change) (Notification, error) {
 		}
 	}
 	n.Metadata = render(meta)
-	return n, nil
+	return n, checkSize(n.Channel, n.size(), limit)
 }
 
 // lookup reads a column, or a key of a JSON column ("col.key"), as text. A JSON string gives

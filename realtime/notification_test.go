@@ -21,12 +21,16 @@ func TestParseMessage(t *testing.T) {
 		{content: `{"channel":""}`, err: `no "channel"`},
 		{content: `{"channel":"c","metadata":[1]}`, err: "must be a JSON object"},
 		{content: `{"channel":7}`, err: "not a JSON object"},
+		{content: `{"channel":"c","metadata":"secret"}`, err: "must be a JSON object, not a string"},
 	}
 	for _, tc := range cases {
-		n, err := parseMessage([]byte(tc.content))
+		n, err := parseMessage([]byte(tc.content), DefaultMaxNotificationBytes)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: got error %v, want one containing %q", tc.content, err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s: the error %q repeats the metadata: a log line must not carry what anyone wrote", tc.content, err)
 			}
 			continue
 		}
@@ -50,7 +54,7 @@ func TestRuleDerive(t *testing.T) {
 	rule := &Rule{Channel: "room", SessionID: "meta.user", Metadata: "meta"}
 	row := []replication.Datum{text("1"), text("r1"), text(`{"user": 42, "op": "mine"}`), text(`{"ignored": true}`)}
 
-	n, err := rule.derive(&replication.Change{Op: replication.OpInsert, Rel: rel, New: row})
+	n, err := rule.derive(&replication.Change{Op: replication.OpInsert, Rel: rel, New: row}, DefaultMaxNotificationBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,26 +67,26 @@ func TestRuleDerive(t *testing.T) {
 
 	// An update whose TOASTed JSON column is unchanged reads it from the old row (FULL).
 	upd := []replication.Datum{text("1"), text("r1"), {Kind: replication.DatumUnchanged}, null}
-	n, err = rule.derive(&replication.Change{Op: replication.OpUpdate, Rel: rel, New: upd, OldKind: 'O', Old: row})
+	n, err = rule.derive(&replication.Change{Op: replication.OpUpdate, Rel: rel, New: upd, OldKind: 'O', Old: row}, DefaultMaxNotificationBytes)
 	if err != nil || n.SessionID == nil || *n.SessionID != "42" {
 		t.Fatalf("got %+v, %v", n, err)
 	}
 
 	// A delete reads the old row; without REPLICA IDENTITY FULL it lacks the channel.
-	if _, err := rule.derive(&replication.Change{Op: replication.OpDelete, Rel: rel, OldKind: 'K', Old: []replication.Datum{text("1"), null, null, null}}); err == nil {
+	if _, err := rule.derive(&replication.Change{Op: replication.OpDelete, Rel: rel, OldKind: 'K', Old: []replication.Datum{text("1"), null, null, null}}, DefaultMaxNotificationBytes); err == nil {
 		t.Fatal("want an error: no channel in a key-only old row")
 	}
-	n, err = rule.derive(&replication.Change{Op: replication.OpDelete, Rel: rel, OldKind: 'O', Old: row})
+	n, err = rule.derive(&replication.Change{Op: replication.OpDelete, Rel: rel, OldKind: 'O', Old: row}, DefaultMaxNotificationBytes)
 	if err != nil || n.Channel != "r1" || !strings.Contains(string(n.Metadata), `"op":"mine"`) {
 		t.Fatalf("got %+v, %v", n, err)
 	}
 
 	// Without a Metadata setting, a column named metadata is merged.
-	n, err = (&Rule{Channel: "room"}).derive(&replication.Change{Op: replication.OpDelete, Rel: rel, OldKind: 'O', Old: row})
+	n, err = (&Rule{Channel: "room"}).derive(&replication.Change{Op: replication.OpDelete, Rel: rel, OldKind: 'O', Old: row}, DefaultMaxNotificationBytes)
 	if err != nil || string(n.Metadata) != `{"ignored":true,"op":"delete","relation":"public.docs"}` {
 		t.Fatalf("got %s, %v", n.Metadata, err)
 	}
-	if _, err := (&Rule{Channel: "nope"}).derive(&replication.Change{Op: replication.OpInsert, Rel: rel, New: row}); err == nil ||
+	if _, err := (&Rule{Channel: "nope"}).derive(&replication.Change{Op: replication.OpInsert, Rel: rel, New: row}, DefaultMaxNotificationBytes); err == nil ||
 		!strings.Contains(err.Error(), `column "nope" does not exist`) {
 		t.Fatalf("got %v, want a missing column error", err)
 	}

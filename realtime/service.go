@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -23,8 +24,10 @@ const CleanupPrefix = "procon-realtime-cleanup"
 
 // Default bounds.
 const (
-	DefaultMaxPending = 100    // waiting notifications per channel
-	DefaultMaxTotal   = 10_000 // waiting notifications in all channels
+	DefaultMaxPending           = 100      // waiting notifications per channel
+	DefaultMaxTotal             = 10_000   // waiting notifications in all channels
+	DefaultMaxQueueBytes        = 16 << 20 // bytes the queue holds
+	DefaultMaxNotificationBytes = 8000     // channel, session id and metadata of one notification, as PostgreSQL's NOTIFY payload
 )
 
 // Producer is what the realtime stage needs of the Kafka writer; *sink.Writer implements it.
@@ -50,8 +53,14 @@ type Config struct {
 	// Coalesce keeps only the newest waiting notification of each channel and session.
 	Coalesce bool
 	// MaxPending bounds the notifications waiting in one channel, MaxTotal those of all
-	// channels. Past either, Handle blocks until one is produced (backpressure).
-	MaxPending, MaxTotal int
+	// channels, and MaxQueueBytes the bytes the queue holds (the waiting notifications and the
+	// channels remembered for their spacing, with their bookkeeping). Past any of them, Submit
+	// blocks until a notification is produced (backpressure).
+	MaxPending, MaxTotal, MaxQueueBytes int
+	// MaxNotificationBytes bounds one notification's channel, session id and metadata. A larger
+	// one is dropped with a warning when it is derived; it never holds its transaction (a
+	// realtime table row is still deleted).
+	MaxNotificationBytes int
 
 	// Table is the "schema.table" whose inserted rows are notifications; "" turns the table
 	// path off. TableListed says that it is also in relation_configs: its changes then become
@@ -98,11 +107,41 @@ type Service struct {
 	rels      map[*replication.Relation]*relInfo
 	cleanupTx *replication.Tx // the cleanup transaction being read, if any
 
-	mu           sync.Mutex
-	thr          *throttle
-	space        chan struct{} // closed and replaced when a waiting notification leaves
-	wake         chan struct{} // a notification arrived
-	lastBlockLog time.Time
+	tooLarge atomic.Int64 // notifications dropped for their size
+
+	mu            sync.Mutex
+	thr           *throttle
+	space         chan struct{} // closed and replaced when a waiting notification leaves
+	wake          chan struct{} // a notification arrived
+	lastBlockLog  time.Time
+	lastForgetLog time.Time
+}
+
+// Stats is what the realtime stage holds and has dropped.
+type Stats struct {
+	// Waiting is the number of notifications waiting for their channel's spacing.
+	Waiting int
+	// QueueBytes is what the queue holds, as Config.MaxQueueBytes counts it, and
+	// PeakQueueBytes the most it has held.
+	QueueBytes, PeakQueueBytes int
+	// TooLarge counts the notifications dropped for being over Config.MaxNotificationBytes.
+	TooLarge int64
+	// ChannelsForgotten counts idle channels forgotten before their spacing ran out to make
+	// room in the queue: the next notification of such a channel may follow its previous one
+	// sooner than the threshold.
+	ChannelsForgotten int64
+}
+
+// Stats returns the stage's counters. It is safe to call from any goroutine; a nil Service
+// has none.
+func (s *Service) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Waiting: s.thr.total, QueueBytes: s.thr.bytes, PeakQueueBytes: s.thr.peak,
+		TooLarge: s.tooLarge.Load(), ChannelsForgotten: s.thr.forgotten}
 }
 
 // relInfo is what the Service knows about one relation version.
@@ -148,6 +187,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxTotal < cfg.MaxPending {
 		cfg.MaxTotal = cfg.MaxPending
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if cfg.MaxNotificationBytes <= 0 {
+		cfg.MaxNotificationBytes = DefaultMaxNotificationBytes
 	}
 	if cfg.CleanupInterval <= 0 {
 		cfg.CleanupInterval = 100 * time.Millisecond
@@ -263,8 +308,10 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 				"prefix", c.Prefix, "lsn", c.LSN.String())
 			return nil, seq
 		}
-		if n, err = parseMessage(c.Content); err != nil {
-			s.log.Warn("ignoring a realtime message", "err", err, "lsn", c.LSN.String(), "xid", c.Tx.XID)
+		if n, err = parseMessage(c.Content, s.cfg.MaxNotificationBytes); err != nil {
+			if !s.droppedTooLarge(c, err) {
+				s.log.Warn("ignoring a realtime message", "err", err, "lsn", c.LSN.String(), "xid", c.Tx.XID)
+			}
 			return nil, seq
 		}
 	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
@@ -274,19 +321,21 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 			row = s.rowOf(c)
 			err = ri.tcErr
 			if err == nil {
-				n, err = fromRow(ri.tc, c.New)
+				n, err = fromRow(ri.tc, c.New, s.cfg.MaxNotificationBytes)
 			}
 		case ri.rule != nil && ri.rule.Ops[c.Op]:
 			threshold = ri.rule.Threshold
-			if n, err = ri.rule.derive(c); err != nil && c.Op == replication.OpDelete && c.OldKind != 'O' {
+			if n, err = ri.rule.derive(c, s.cfg.MaxNotificationBytes); err != nil && c.Op == replication.OpDelete && c.OldKind != 'O' && !isTooLarge(err) {
 				err = fmt.Errorf("%w (a delete carries the old row's columns only with REPLICA IDENTITY FULL)", err)
 			}
 		default:
 			return nil, seq
 		}
 		if err != nil {
-			s.log.Warn("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
-				"lsn", c.LSN.String(), "xid", c.Tx.XID, "err", err)
+			if !s.droppedTooLarge(c, err) {
+				s.log.Warn("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
+					"lsn", c.LSN.String(), "xid", c.Tx.XID, "err", err)
+			}
 			if row != nil { // the row is still deleted, once what precedes it is acknowledged
 				return &Pending{it: &item{svc: s, tx: c.Tx, row: row}, cleanup: true}, seq
 			}
@@ -297,6 +346,31 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 	}
 	seq++
 	return &Pending{it: &item{svc: s, n: n, commit: c.Tx.CommitTime, tx: c.Tx, txHdr: txHdr, seq: seq, threshold: threshold, row: row}}, seq
+}
+
+// droppedTooLarge reports whether err says that c's notification is over the size bound, and
+// if so counts it and says so. Such a notification is dropped where it is derived: it never
+// enters the queue nor holds its transaction, so the slot's LSN moves past it.
+func (s *Service) droppedTooLarge(c *replication.Change, err error) bool {
+	var tl *tooLargeError
+	if !errors.As(err, &tl) {
+		return false
+	}
+	dropped := s.tooLarge.Add(1)
+	source := "message " + c.Prefix
+	if c.Rel != nil {
+		source = c.Op.String() + " of " + c.Rel.QualifiedName()
+	}
+	s.log.Warn("dropping a realtime notification over realtime.max_notification_bytes",
+		"channel", shortened(tl.channel), "lsn", c.LSN.String(), "xid", c.Tx.XID, "source", source,
+		"size", tl.size, "max_notification_bytes", tl.limit, "dropped_total", dropped)
+	return true
+}
+
+// isTooLarge reports whether err says that a notification is over the size bound.
+func isTooLarge(err error) bool {
+	var tl *tooLargeError
+	return errors.As(err, &tl)
 }
 
 // Submit counts a derived notification in its transaction and queues it. It blocks while the
@@ -331,9 +405,14 @@ func (s *Service) rowOf(c *replication.Change) *rowRef {
 }
 
 func (s *Service) enqueue(ctx context.Context, it *item) error {
+	lim := limits{perChannel: s.cfg.MaxPending, total: s.cfg.MaxTotal, bytes: s.cfg.MaxQueueBytes}
 	for {
 		s.mu.Lock()
-		if s.thr.fits(it, s.cfg.MaxPending, s.cfg.MaxTotal) {
+		forgotten := s.thr.forgotten
+		if s.thr.admit(it, lim, s.clock.Now()) {
+			if s.thr.forgotten > forgotten {
+				s.logForgotten()
+			}
 			dropped := s.thr.push(it, s.clock.Now())
 			s.mu.Unlock()
 			select {
@@ -348,9 +427,9 @@ func (s *Service) enqueue(ctx context.Context, it *item) error {
 		space := s.space
 		if now := s.clock.Now(); now.Sub(s.lastBlockLog) >= 10*time.Second {
 			s.lastBlockLog = now
-			s.log.Info("realtime queue full: reading the WAL waits until the channel's notifications go out",
-				"channel", it.n.Channel, "waiting_in_channel", s.thr.waitingIn(it.n.Channel), "waiting", s.thr.total,
-				"max_pending", s.cfg.MaxPending)
+			s.log.Info("realtime queue full: reading the WAL waits until notifications go out",
+				"channel", shortened(it.n.Channel), "waiting_in_channel", s.thr.waitingIn(it.n.Channel), "waiting", s.thr.total,
+				"queue_bytes", s.thr.bytes, "max_pending", s.cfg.MaxPending, "max_queue_bytes", s.cfg.MaxQueueBytes)
 		}
 		s.mu.Unlock()
 		select {
@@ -358,6 +437,16 @@ func (s *Service) enqueue(ctx context.Context, it *item) error {
 			return ctx.Err()
 		case <-space:
 		}
+	}
+}
+
+// logForgotten says that idle channels were forgotten early, at most every 10 seconds; the
+// caller holds s.mu.
+func (s *Service) logForgotten() {
+	if now := s.clock.Now(); now.Sub(s.lastForgetLog) >= 10*time.Second {
+		s.lastForgetLog = now
+		s.log.Warn("realtime queue full of idle channels: forgetting the oldest before their spacing ran out; their next notification may come sooner than rt_threshold",
+			"forgotten_total", s.thr.forgotten, "channels", len(s.thr.chans), "max_queue_bytes", s.cfg.MaxQueueBytes)
 	}
 }
 

@@ -1,9 +1,12 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -483,5 +486,122 @@ func TestWidenXID(t *testing.T) {
 		if got := widenXID(c.xid, c.xmax); got != c.want {
 			t.Errorf("widenXID(%d, %#x) = %#x, want %#x", c.xid, c.xmax, got, c.want)
 		}
+	}
+}
+
+// TestServiceDropsOverCapNotifications: a message or a rule's notification over
+// MaxNotificationBytes is dropped where it is derived, with a warning naming its channel, LSN
+// and size; it takes no position and holds no transaction; later ones go out.
+func TestServiceDropsOverCapNotifications(t *testing.T) {
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	orders := &replication.Relation{Schema: "public", Table: "orders", Key: []int{0},
+		Columns: []replication.Column{{Name: "id"}, {Name: "account"}, {Name: "metadata"}}}
+	h := start(t, Config{MaxNotificationBytes: 100, Logger: slog.New(slog.NewTextHandler(lockedBuffer{&logMu, &logs}, nil)),
+		Rules: map[string]*Rule{"public.orders": {Channel: "account", Ops: map[replication.Op]bool{replication.OpInsert: true}}}})
+	tx := newTx(4)
+	hdr := txHeader(tx)
+	big := message(tx, `{"channel":"big","metadata":{"pad":"`+strings.Repeat("x", 100)+`"}}`)
+	big.LSN = 0x4242
+	// Pretty-printed content counts as written: over the bound before it is parsed.
+	spaces := message(tx, `{"channel":"spaces","metadata":{"a":1`+strings.Repeat(" ", 200)+`}}`)
+	// Compact, but the notification as sent is over the bound.
+	row := &replication.Change{Op: replication.OpInsert, Tx: tx, Rel: orders, LSN: 0x4343,
+		New: []replication.Datum{text("1"), text("acct"), text(`{"pad":"` + strings.Repeat("y", 90) + `"}`)}}
+	small := message(tx, `{"channel":"small","metadata":{"pad":"`+strings.Repeat("z", 80)+`"}}`)
+	seq := 0
+	for _, c := range []*replication.Change{big, spaces, row, small} {
+		var err error
+		if seq, err = h.svc.Handle(context.Background(), c, hdr, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seq != 1 {
+		t.Fatalf("got %d positions taken, want 1: dropped notifications take none", seq)
+	}
+	recs := h.waitProduced(t, 1)
+	if v := decodeValue(t, recs[0]); v.Channel != "small" {
+		t.Fatalf("got a notification in %s, want small", v.Channel)
+	}
+	h.prod.wg.Wait()
+	if n := h.tracker.open(tx); n != 0 {
+		t.Fatalf("the transaction has %d records open, want 0: dropped notifications must not hold it", n)
+	}
+	if st := h.svc.Stats(); st.TooLarge != 3 {
+		t.Fatalf("got %+v, want 3 too large", st)
+	}
+	logMu.Lock()
+	text := logs.String()
+	logMu.Unlock()
+	for _, want := range []string{
+		"level=WARN msg=\"dropping a realtime notification over realtime.max_notification_bytes\" channel=big lsn=0/4242 xid=4 source=\"message procon-realtime\" size=113",
+		"channel=spaces", "channel=acct lsn=0/4343 xid=4 source=\"insert of public.orders\" size=",
+		"dropped_total=3",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the log does not say %q:\n%s", want, text)
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// TestServiceBlocksPastTheQueueBytes: notifications of several channels fill MaxQueueBytes;
+// the next Submit waits until one goes out, and the queue never holds more than its bound.
+func TestServiceBlocksPastTheQueueBytes(t *testing.T) {
+	const limit = 8 << 10
+	h := start(t, Config{Threshold: time.Second, MaxQueueBytes: limit, MaxNotificationBytes: 4000})
+	tx := newTx(1)
+	hdr := txHeader(tx)
+	seq := 0
+	handle := func(channel string) error {
+		var err error
+		seq, err = h.svc.Handle(context.Background(), message(tx, `{"channel":"`+channel+`","metadata":{"pad":"`+strings.Repeat("x", 3000)+`"}}`), hdr, seq)
+		return err
+	}
+	if err := handle("a"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitProduced(t, 1) // a#1 goes at once, its channel now waits a second
+	for range 2 {
+		if err := handle("a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- handle("a") }()
+	select {
+	case err := <-blocked:
+		t.Fatalf("Handle returned %v with %d of %d bytes held", err, h.svc.Stats().QueueBytes, limit)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if st := h.svc.Stats(); st.Waiting != 2 || st.QueueBytes > limit {
+		t.Fatalf("got %+v, want 2 waiting within %d bytes", st, limit)
+	}
+	h.clock.fireNext(t) // a#2 goes: room for a#4
+	select {
+	case err := <-blocked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Handle still blocked after a notification left the queue")
+	}
+	h.waitProduced(t, 2)
+	for n := 2; n < 4; n++ {
+		h.clock.fireNext(t)
+		h.waitProduced(t, n+1)
+	}
+	if st := h.svc.Stats(); st.PeakQueueBytes > limit || st.PeakQueueBytes < limit/2 || st.Waiting != 0 {
+		t.Fatalf("got %+v, want a peak within %d bytes", st, limit)
 	}
 }

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"container/heap"
+	"container/list"
 	"time"
 )
 
@@ -13,6 +14,12 @@ import (
 // With coalesce set, a channel and session has at most one waiting notification: a newer one
 // takes the place of the older, which is returned to the caller as dropped.
 //
+// The throttle counts the bytes it holds (bytes): the waiting notifications and every channel
+// it knows, including the idle ones it remembers only for their spacing, so that a bound on
+// bytes bounds its memory however many channels are written to. Idle channels are forgotten
+// once the largest threshold has passed since their last notification; admit forgets the
+// oldest ones sooner when their room is needed.
+//
 // A throttle is not safe for concurrent use; Service guards it with its mutex.
 type throttle struct {
 	coalesce bool
@@ -23,18 +30,34 @@ type throttle struct {
 	arrivals uint64
 
 	maxThreshold time.Duration // the largest threshold seen: idle channels older than it are forgotten
-	sweepAt      int
+	idle         list.List     // of *channel: idle channels, in the order they went idle (by last)
+
+	bytes     int   // what the waiting notifications and the known channels cost (itemCost, channelCost)
+	idleBytes int   // the part of bytes that idle channels cost
+	peak      int   // the most bytes held
+	forgotten int64 // idle channels forgotten before their spacing ran out, to make room
 }
+
+// The bookkeeping a waiting notification and a known channel cost beyond their own bytes (the
+// structs, their places in the maps, queues and lists), counted in throttle.bytes.
+const (
+	itemOverhead    = 256
+	channelOverhead = 256
+)
+
+func itemCost(it *item) int       { return it.n.size() + itemOverhead }
+func channelCost(name string) int { return len(name) + channelOverhead }
 
 // channel is one channel's queue and the time its previous notification was produced.
 type channel struct {
 	name    string
 	queue   []*slot // waiting, oldest first, from head
 	head    int
-	last    time.Time // when the previous notification was produced; zero if never (or forgotten)
-	sending bool      // its head was popped and is being produced
-	next    time.Time // when queue[head] may go
-	index   int       // position in the ready heap, -1 when not in it
+	last    time.Time     // when the previous notification was produced; zero if never
+	sending bool          // its head was popped and is being produced
+	next    time.Time     // when queue[head] may go
+	index   int           // position in the ready heap, -1 when not in it
+	idle    *list.Element // its place in throttle.idle while nothing waits and nothing is sent
 }
 
 // slot is a place in a channel's queue; coalescing replaces the item in it.
@@ -57,24 +80,80 @@ func keyOf(it *item) sessionKey {
 }
 
 func newThrottle(coalesce bool) *throttle {
-	return &throttle{coalesce: coalesce, chans: map[string]*channel{}, sessions: map[sessionKey]*slot{}, sweepAt: 1024}
+	return &throttle{coalesce: coalesce, chans: map[string]*channel{}, sessions: map[sessionKey]*slot{}}
 }
 
 func (c *channel) waiting() int { return len(c.queue) - c.head }
 
-// fits reports whether it can be pushed without going past maxPerChannel waiting notifications
-// in its channel or maxTotal in all. A notification that replaces a waiting one always fits.
-func (t *throttle) fits(it *item, maxPerChannel, maxTotal int) bool {
+// limits bound what a throttle holds.
+type limits struct {
+	perChannel int // waiting notifications in one channel
+	total      int // waiting notifications in all channels
+	bytes      int // throttle.bytes
+}
+
+// admit reports whether it can be pushed at now without going past the limits. To make room in
+// bytes, it forgets idle channels, oldest first, if that is enough. A notification that
+// replaces a waiting one (coalescing) fits the counts, and an empty queue takes any
+// notification, so that none can be too large to ever go.
+func (t *throttle) admit(it *item, lim limits, now time.Time) bool {
+	t.expire(now)
 	if t.coalesce {
-		if _, ok := t.sessions[keyOf(it)]; ok {
-			return true
+		if s, ok := t.sessions[keyOf(it)]; ok {
+			return t.makeRoom(itemCost(it)-itemCost(s.it), lim.bytes)
 		}
 	}
-	if t.total >= maxTotal {
+	if t.total >= lim.total {
 		return false
 	}
-	c, ok := t.chans[it.n.Channel]
-	return !ok || c.waiting() < maxPerChannel
+	need := itemCost(it)
+	switch c, ok := t.chans[it.n.Channel]; {
+	case !ok:
+		need += channelCost(it.n.Channel)
+	case c.waiting() >= lim.perChannel:
+		return false
+	case c.idle != nil: // making room may forget it: count it as new
+		need += channelCost(it.n.Channel)
+	}
+	return t.makeRoom(need, lim.bytes)
+}
+
+// makeRoom reports whether need more bytes fit under limit, forgetting idle channels (oldest
+// first) if that makes them fit or if nothing waits.
+func (t *throttle) makeRoom(need, limit int) bool {
+	if t.bytes+need <= limit {
+		return true
+	}
+	if t.total > 0 && t.bytes-t.idleBytes+need > limit {
+		return false // forgetting every idle channel would not be enough
+	}
+	for t.bytes+need > limit && t.idle.Len() > 0 {
+		t.forget(t.idle.Front().Value.(*channel))
+		t.forgotten++
+	}
+	return true
+}
+
+// expire forgets the idle channels whose previous notification is older than any threshold:
+// they no longer constrain anything, and a busy system sees many channels come and go.
+func (t *throttle) expire(now time.Time) {
+	for e := t.idle.Front(); e != nil; e = t.idle.Front() {
+		c := e.Value.(*channel)
+		if now.Sub(c.last) < t.maxThreshold {
+			return
+		}
+		t.forget(c)
+	}
+}
+
+// forget drops an idle channel.
+func (t *throttle) forget(c *channel) {
+	t.idle.Remove(c.idle)
+	c.idle = nil
+	delete(t.chans, c.name)
+	cost := channelCost(c.name)
+	t.bytes -= cost
+	t.idleBytes -= cost
 }
 
 // push adds it at the end of its channel's queue, or, when coalescing, in place of the waiting
@@ -86,6 +165,7 @@ func (t *throttle) push(it *item, now time.Time) (dropped *item) {
 	if t.coalesce {
 		if s, ok := t.sessions[keyOf(it)]; ok {
 			dropped, s.it = s.it, it
+			t.grow(itemCost(it) - itemCost(dropped))
 			if c.index >= 0 && c.queue[c.head] == s && it.threshold != dropped.threshold {
 				c.next = t.readyAt(c, now)
 				heap.Fix(&t.ready, c.index)
@@ -93,14 +173,21 @@ func (t *throttle) push(it *item, now time.Time) (dropped *item) {
 			return dropped
 		}
 	}
-	if c == nil {
+	switch {
+	case c == nil:
 		c = &channel{name: it.n.Channel, index: -1}
 		t.chans[c.name] = c
+		t.grow(channelCost(c.name))
+	case c.idle != nil:
+		t.idle.Remove(c.idle)
+		c.idle = nil
+		t.idleBytes -= channelCost(c.name)
 	}
 	t.arrivals++
 	s := &slot{it: it, arrival: t.arrivals}
 	c.queue = append(c.queue, s)
 	t.total++
+	t.grow(itemCost(it))
 	if t.coalesce {
 		t.sessions[keyOf(it)] = s
 	}
@@ -109,6 +196,12 @@ func (t *throttle) push(it *item, now time.Time) (dropped *item) {
 		heap.Push(&t.ready, c)
 	}
 	return nil
+}
+
+// grow adds to the bytes held.
+func (t *throttle) grow(n int) {
+	t.bytes += n
+	t.peak = max(t.peak, t.bytes)
 }
 
 // readyAt is when the head of c may go: its threshold after the channel's previous
@@ -144,6 +237,7 @@ func (t *throttle) pop(now time.Time) (*item, time.Duration) {
 		c.queue, c.head = c.queue[:n], 0
 	}
 	t.total--
+	t.bytes -= itemCost(s.it) // from now on, the producer's buffer holds it
 	if t.coalesce {
 		if k := keyOf(s.it); t.sessions[k] == s {
 			delete(t.sessions, k)
@@ -162,21 +256,11 @@ func (t *throttle) sent(it *item, now time.Time) {
 	if c.waiting() > 0 {
 		c.next = t.readyAt(c, now)
 		heap.Push(&t.ready, c)
+	} else {
+		c.idle = t.idle.PushBack(c)
+		t.idleBytes += channelCost(c.name)
 	}
-	if len(t.chans) >= t.sweepAt {
-		t.sweep(now)
-	}
-}
-
-// sweep forgets idle channels whose previous notification is older than any threshold: they
-// no longer constrain anything, and a busy system sees many channels come and go.
-func (t *throttle) sweep(now time.Time) {
-	for name, c := range t.chans {
-		if c.waiting() == 0 && !c.sending && now.Sub(c.last) >= t.maxThreshold {
-			delete(t.chans, name)
-		}
-	}
-	t.sweepAt = max(1024, 2*len(t.chans))
+	t.expire(now)
 }
 
 // waitingIn returns the number of notifications waiting in a channel.

@@ -2,8 +2,11 @@ package realtime
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/procon-cdc/procon/test/testenv"
 )
 
 var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -170,22 +173,22 @@ func TestThrottleCoalesceKeepsTheNewestPerChannelAndSession(t *testing.T) {
 func TestThrottleBounds(t *testing.T) {
 	thr := newThrottle(false)
 	for i := range 3 {
-		if !thr.fits(note("hot", i), 3, 5) {
+		if !thr.admit(note("hot", i), limits{3, 5, 1 << 20}, t0) {
 			t.Fatalf("notification %d must fit", i)
 		}
 		thr.push(note("hot", i), t0)
 	}
-	if thr.fits(note("hot", 4), 3, 5) {
+	if thr.admit(note("hot", 4), limits{3, 5, 1 << 20}, t0) {
 		t.Fatal("a fourth notification in a channel bounded to 3 must not fit")
 	}
 	thr.push(note("b", 5), t0)
 	thr.push(note("c", 6), t0)
-	if thr.fits(note("d", 7), 3, 5) {
+	if thr.admit(note("d", 7), limits{3, 5, 1 << 20}, t0) {
 		t.Fatal("a sixth notification in a queue bounded to 5 must not fit")
 	}
 	c := newThrottle(true)
 	c.push(withSession(note("hot", 1), "s"), t0)
-	if !c.fits(withSession(note("hot", 2), "s"), 1, 1) {
+	if !c.admit(withSession(note("hot", 2), "s"), limits{1, 1, 1 << 20}, t0) {
 		t.Fatal("with coalescing, a notification that replaces a waiting one always fits")
 	}
 }
@@ -218,5 +221,116 @@ func TestThrottleForgetsIdleChannels(t *testing.T) {
 	thr.push(spaced(note("ch4999", 1), time.Second), now)
 	if it, wait := thr.pop(now); it != nil || wait <= 0 {
 		t.Fatalf("got %v, wait %v: a channel sent 1ms ago must wait", it, wait)
+	}
+}
+
+// sized is a notification of channel with n bytes of metadata.
+func sized(channel string, i, n int) *item {
+	it := note(channel, i)
+	it.n.Metadata = []byte(`"` + strings.Repeat("x", n-2) + `"`)
+	return it
+}
+
+func TestThrottleBoundsBytes(t *testing.T) {
+	thr := newThrottle(false)
+	lim := limits{perChannel: 100, total: 100, bytes: 10_000}
+	one := itemCost(sized("a", 0, 3000)) + channelCost("a") // a notification in a new channel
+	for i, ch := range []string{"a", "b"} {
+		if !thr.admit(sized(ch, i, 3000), lim, t0) {
+			t.Fatalf("notification %d must fit: %d of %d bytes held", i, thr.bytes, lim.bytes)
+		}
+		thr.push(spaced(sized(ch, i, 3000), time.Second), t0)
+	}
+	if thr.bytes != 2*one {
+		t.Fatalf("got %d bytes held, want %d", thr.bytes, 2*one)
+	}
+	if thr.admit(sized("c", 2, 3000), lim, t0) {
+		t.Fatalf("a third notification of 3000 bytes must not fit in 10000 (%d held)", thr.bytes)
+	}
+	if !thr.admit(sized("c", 2, 1000), lim, t0) {
+		t.Fatal("a smaller one fits")
+	}
+	if thr.admit(sized("a", 2, 3000), lim, t0) {
+		t.Fatal("nor in a channel it already knows")
+	}
+	thr.sent(mustPop(t, thr, t0), t0) // a goes: its bytes are the producer's now
+	if !thr.admit(sized("c", 2, 3000), lim, t0) {
+		t.Fatalf("after one went, a third fits (%d held)", thr.bytes)
+	}
+	if thr.peak > lim.bytes {
+		t.Fatalf("peak %d over the bound %d", thr.peak, lim.bytes)
+	}
+
+	// An empty queue takes any notification, so that none waits for ever.
+	empty := newThrottle(false)
+	if !empty.admit(sized("huge", 0, 20_000), lim, t0) {
+		t.Fatal("an empty queue must take a notification larger than its bound")
+	}
+
+	// Coalescing: a larger replacement must fit in bytes too.
+	c := newThrottle(true)
+	c.push(withSession(sized("a", 1, 3000), "s"), t0)
+	c.push(withSession(sized("b", 2, 3000), "s"), t0)
+	if c.admit(withSession(sized("a", 3, 8000), "s"), lim, t0) {
+		t.Fatal("a replacement that makes the queue go past its bytes must not fit")
+	}
+	if !c.admit(withSession(sized("a", 3, 4000), "s"), lim, t0) {
+		t.Fatal("a replacement within the bytes fits")
+	}
+	c.push(withSession(sized("a", 3, 4000), "s"), t0)
+	if want := 2*one + 2 + 1000; c.bytes != want { // + the sessions' bytes
+		t.Fatalf("got %d bytes held after the replacement, want %d", c.bytes, want)
+	}
+}
+
+// TestThrottleManyChannelsStayWithinBytes: notifications to ever new channels, each sent at
+// once and remembered for its spacing, never make the throttle hold more than its bound; the
+// oldest idle channels are forgotten to make room, and counted.
+func TestThrottleManyChannelsStayWithinBytes(t *testing.T) {
+	rng := testenv.Rand(t, 0)
+	thr := newThrottle(false)
+	lim := limits{perChannel: 100, total: 10_000, bytes: 64 << 10}
+	now := t0
+	for i := range 3000 {
+		name := fmt.Sprintf("ch%d-%s", i, strings.Repeat("n", rng.IntN(2000)))
+		it := spaced(sized(name, i, 2+rng.IntN(2000)), time.Hour)
+		if !thr.admit(it, lim, now) {
+			t.Fatalf("notification %d does not fit while nothing waits (%d bytes held)", i, thr.bytes)
+		}
+		thr.push(it, now)
+		thr.sent(mustPop(t, thr, now), now)
+		if thr.bytes > lim.bytes {
+			t.Fatalf("after %d channels the throttle holds %d bytes, over its bound %d", i+1, thr.bytes, lim.bytes)
+		}
+		now = now.Add(time.Millisecond)
+	}
+	if thr.peak > lim.bytes || thr.forgotten == 0 {
+		t.Fatalf("peak %d (bound %d), %d channels forgotten early: want within the bound, some forgotten", thr.peak, lim.bytes, thr.forgotten)
+	}
+	if thr.idle.Len() != len(thr.chans) {
+		t.Fatalf("%d channels known, %d of them idle: want all idle", len(thr.chans), thr.idle.Len())
+	}
+	// The newest channel is still remembered, and still spaced.
+	last := "ch2999-"
+	for name := range thr.chans {
+		if strings.HasPrefix(name, last) {
+			last = name
+		}
+	}
+	thr.push(spaced(note(last, 1), time.Hour), now)
+	if it, wait := thr.pop(now); it != nil || wait <= 0 {
+		t.Fatalf("got %v, wait %v: the channel sent 1ms ago must wait", it, wait)
+	}
+	// Waiting notifications are never forgotten: a queue of waiting ones refuses more.
+	full := newThrottle(false)
+	for i := 0; ; i++ {
+		it := spaced(sized(fmt.Sprint("w", i), i, 1000), time.Hour)
+		if !full.admit(it, lim, now) {
+			break
+		}
+		full.push(it, now)
+	}
+	if full.total == 0 || full.bytes > lim.bytes || full.forgotten != 0 {
+		t.Fatalf("%d waiting in %d bytes, %d forgotten", full.total, full.bytes, full.forgotten)
 	}
 }

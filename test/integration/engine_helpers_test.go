@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -112,17 +113,19 @@ type engineRun struct {
 	done   chan error
 	once   sync.Once
 	err    error
+	log    lockedWriter // what the engine logged (Info and up), also in the test's log
 }
 
 func (s *setup) startEngine(t *testing.T) *engineRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	logged := lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}
+	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logged), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		cancel()
 		t.Fatalf("engine.New: %v", err)
 	}
-	r := &engineRun{e: e, cancel: cancel, done: make(chan error, 1)}
+	r := &engineRun{e: e, cancel: cancel, done: make(chan error, 1), log: logged}
 	go func() { r.done <- e.Run(ctx) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
@@ -157,6 +160,13 @@ func (r *engineRun) exited(t *testing.T, timeout time.Duration) {
 	if err := r.wait(t, timeout); err != nil {
 		t.Fatalf("engine.Run: %v", err)
 	}
+}
+
+// logs returns what the engine logged so far.
+func (r *engineRun) logs() string {
+	r.log.mu.Lock()
+	defer r.log.mu.Unlock()
+	return r.log.w.String()
 }
 
 type testWriter struct{ t *testing.T }

@@ -645,3 +645,198 @@ func TestInstanceNumRefused(t *testing.T) {
 		}
 	}
 }
+
+// emitRealtime emits a transactional realtime message in a transaction of its own and returns
+// the LSN pg_logical_emit_message gives it.
+func emitRealtime(t *testing.T, s *setup, content string) pglogrepl.LSN {
+	t.Helper()
+	var text string
+	if err := s.db.Pool.QueryRow(context.Background(),
+		`SELECT pg_logical_emit_message(true, 'procon-realtime', $1::text)::text`, content).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+// loggedDrops returns the log lines of notifications dropped for their size, by channel.
+func loggedDrops(logs string) map[string][]string {
+	out := map[string][]string{}
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "over realtime.max_notification_bytes") {
+			continue
+		}
+		_, rest, _ := strings.Cut(l, " channel=")
+		channel, _, _ := strings.Cut(rest, " ")
+		out[channel] = append(out[channel], l)
+	}
+	return out
+}
+
+// logField returns the value of key=value in a text log line.
+func logField(line, key string) string {
+	_, rest, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return v
+}
+
+// TestRealtimeOverCapNotificationsAreDropped: ~1 MiB realtime messages and a realtime table row
+// with a 20 kB metadata, all over realtime.max_notification_bytes (default 8000), are dropped
+// with a warning naming the channel, the LSN and the size; they neither stop the stream nor
+// hold the slot; the row is still cleaned up; the notifications after them arrive.
+func TestRealtimeOverCapNotificationsAreDropped(t *testing.T) {
+	s := newSetup(t, `public.accounts: {}`, "")
+	s.db.Exec(t, `CREATE TABLE accounts (id int PRIMARY KEY)`)
+	createRealtimeTable(t, s)
+	withRealtime(s, "enabled: true", "rt_threshold: 0", "partitions: 1")
+	run := s.startEngine(t)
+	s.waitSlot(t)
+
+	bigs := map[pglogrepl.LSN]bool{} // what pg_logical_emit_message returned: the message's LSN in the stream
+	pad := strings.Repeat("x", 1<<20)
+	for range 5 {
+		bigs[emitRealtime(t, s, `{"channel": "big", "metadata": {"pad": "`+pad+`"}}`)] = true
+	}
+	s.db.Exec(t, `INSERT INTO procon_realtimes (channel, metadata) VALUES ('bigrow', jsonb_build_object('pad', repeat('y', 20000)))`)
+	emitRealtime(t, s, `{"channel": "after", "metadata": {"pad": "`+strings.Repeat("z", 7000)+`"}}`) // just under the cap
+	commit(t, s.db.Conn(t), `INSERT INTO accounts VALUES (1)`, `INSERT INTO procon_realtimes (channel) VALUES ('after-row')`)
+	end := currentLSN(t, s)
+
+	got := readRealtime(t, s, time.Minute, func(rs []rtRecord) bool { return hasChannel("after-row")(rs) })
+	var channels []string
+	for _, r := range got {
+		channels = append(channels, r.Channel)
+	}
+	if fmt.Sprint(channels) != "[after after-row]" {
+		t.Fatalf("got notifications in %v, want [after after-row]: over-cap ones are dropped, later ones arrive", channels)
+	}
+	s.env.ReadN(t, s.topic("accounts"), 1, time.Minute)
+	testenv.WaitFor(t, 30*time.Second, "the slot to confirm past the dropped notifications", func() (bool, error) {
+		return s.confirmedLSN(t) >= end, nil
+	})
+	testenv.WaitFor(t, 30*time.Second, "the over-cap row to be deleted too", func() (bool, error) {
+		return realtimeRows(t, s) == 0, nil
+	})
+	if st := run.e.RealtimeStats(); st.TooLarge != 6 || st.PeakQueueBytes > 10_000 {
+		t.Fatalf("got %+v: want 6 notifications dropped, none of them queued", st)
+	}
+
+	drops := loggedDrops(run.logs())
+	if len(drops["big"]) != 5 || len(drops["bigrow"]) != 1 || len(drops) != 2 {
+		t.Fatalf("got drop warnings %v, want 5 for big and 1 for bigrow", drops)
+	}
+	for _, l := range append(drops["big"], drops["bigrow"]...) {
+		if !strings.Contains(l, "level=WARN") {
+			t.Errorf("a dropped notification must be a warning: %s", l)
+		}
+		if size, _ := strconv.Atoi(logField(l, "size")); size <= 8000 {
+			t.Errorf("the warning must give the notification's size: %s", l)
+		}
+	}
+	// Each message's warning names its own LSN.
+	for _, l := range drops["big"] {
+		lsn, err := pglogrepl.ParseLSN(logField(l, "lsn"))
+		if err != nil {
+			t.Fatalf("no lsn in %s: %v", l, err)
+		}
+		if !bigs[lsn] {
+			t.Fatalf("the warning names LSN %s, not one of the messages' %v: %s", lsn, bigs, l)
+		}
+		delete(bigs, lsn)
+	}
+}
+
+// TestRealtimeQueueBytesBound: with notifications of up to 1 MiB allowed, a burst of ~700 kB
+// messages in two spaced channels fills realtime.max_queue_bytes and no more: reading the WAL
+// waits (backpressure) instead of queueing them all; every one arrives, in order per channel,
+// and the slot moves past them.
+func TestRealtimeQueueBytesBound(t *testing.T) {
+	const queueBytes = 3 << 20
+	s := newSetup(t, `public.accounts: {}`, "")
+	s.db.Exec(t, `CREATE TABLE accounts (id int PRIMARY KEY)`)
+	createRealtimeTable(t, s)
+	withRealtime(s, "enabled: true", "rt_threshold: 300", "partitions: 1",
+		"max_notification_bytes: 1048576", fmt.Sprintf("max_queue_bytes: %d", queueBytes))
+	run := s.startEngine(t)
+	s.waitSlot(t)
+
+	const n = 12
+	pad := strings.Repeat("x", 700_000)
+	for i := 1; i <= n; i++ {
+		emitRealtime(t, s, fmt.Sprintf(`{"channel": "big%d", "metadata": {"i": %d, "pad": "%s"}}`, i%2, i, pad))
+	}
+	s.db.Exec(t, `INSERT INTO accounts VALUES (1)`)
+	end := currentLSN(t, s)
+
+	got := readRealtime(t, s, 2*time.Minute, func(rs []rtRecord) bool { return len(rs) >= n })
+	last := map[string]int{}
+	for _, r := range got {
+		if i := r.i(t); i <= last[r.Channel] {
+			t.Fatalf("channel %s: notification %d after %d", r.Channel, i, last[r.Channel])
+		}
+		last[r.Channel] = r.i(t)
+	}
+	if len(got) != n {
+		t.Fatalf("got %d notifications, want %d", len(got), n)
+	}
+	s.env.ReadN(t, s.topic("accounts"), 1, time.Minute)
+	testenv.WaitFor(t, 30*time.Second, "the slot to confirm past the burst", func() (bool, error) {
+		return s.confirmedLSN(t) >= end, nil
+	})
+	st := run.e.RealtimeStats()
+	t.Logf("realtime stats: %+v", st)
+	if st.PeakQueueBytes > queueBytes {
+		t.Fatalf("the queue held up to %d bytes, over realtime.max_queue_bytes (%d)", st.PeakQueueBytes, queueBytes)
+	}
+	if st.PeakQueueBytes < queueBytes-800_000 {
+		t.Fatalf("the queue held at most %d bytes: the burst (%d bytes) must have filled it", st.PeakQueueBytes, n*len(pad))
+	}
+	if st.Waiting != 0 || st.TooLarge != 0 {
+		t.Fatalf("got %+v: nothing waits, nothing dropped", st)
+	}
+}
+
+// TestRealtimeMessagesOff: with realtime.messages: false, a realtime message makes no
+// notification (it is an ordinary logical message event) while realtime table rows still do.
+func TestRealtimeMessagesOff(t *testing.T) {
+	s := newSetup(t, `public.accounts: {}`, "")
+	s.db.Exec(t, `CREATE TABLE accounts (id int PRIMARY KEY)`)
+	createRealtimeTable(t, s)
+	withRealtime(s, "enabled: true", "messages: false", "rt_threshold: 0", "partitions: 1")
+	s.runEngine(t)
+	s.waitSlot(t)
+	conn := s.db.Conn(t)
+	commit(t, conn, `INSERT INTO accounts VALUES (1)`,
+		`SELECT pg_logical_emit_message(true, 'procon-realtime', '{"channel": "msg"}')`,
+		`INSERT INTO procon_realtimes (channel) VALUES ('row')`)
+	commit(t, conn, `SELECT pg_logical_emit_message(true, 'procon-realtime', '{"channel": "msg2"}')`)
+	commit(t, conn, `INSERT INTO procon_realtimes (channel) VALUES ('end')`)
+	end := currentLSN(t, s)
+
+	got := readRealtime(t, s, time.Minute, hasChannel("end"))
+	var channels []string
+	for _, r := range got {
+		channels = append(channels, r.Channel)
+	}
+	if fmt.Sprint(channels) != "[row end]" {
+		t.Fatalf("got notifications in %v, want [row end]: with messages off only the table's rows notify", channels)
+	}
+	msgs := decode(t, s.env.ReadN(t, s.name+".message", 2, time.Minute))
+	for _, m := range msgs {
+		if p := m.Value["message"].(map[string]any)["prefix"]; p != "procon-realtime" {
+			t.Fatalf("got a message event with prefix %v", p)
+		}
+	}
+	testenv.WaitFor(t, 30*time.Second, "the slot to confirm past the messages", func() (bool, error) {
+		return s.confirmedLSN(t) >= end, nil
+	})
+	testenv.WaitFor(t, 30*time.Second, "published rows to be deleted", func() (bool, error) {
+		return realtimeRows(t, s) == 0, nil
+	})
+}
