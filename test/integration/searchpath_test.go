@@ -253,6 +253,13 @@ func TestWrittenTablesWithForeignCodeRefused(t *testing.T) {
 		},
 		want: []string{`rule "keep"`, "public.procon_realtimes"},
 	}, {
+		name: "realtime table foreign key action",
+		as: func(string) []string {
+			return []string{logIt, `CREATE TABLE public.seen (rt bigint REFERENCES public.procon_realtimes ON DELETE CASCADE)`,
+				`CREATE TRIGGER relay AFTER DELETE ON public.seen FOR EACH ROW EXECUTE FUNCTION public.log_it()`}
+		},
+		want: []string{`foreign key "seen_rt_fkey" of public.seen`, "public.procon_realtimes"},
+	}, {
 		name:  "signal table trigger",
 		extra: "snapshot:\n  signal_table: public.procon_signal\n",
 		as: func(string) []string {
