@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/procon-cdc/procon/pg"
 )
 
@@ -60,7 +62,12 @@ func (h *heartbeatAction) run(ctx context.Context) {
 		h.conn = conn
 	}
 	if _, err := h.conn.Exec(ctx, h.query); err != nil {
-		h.log.Warn("heartbeat.action.query failed; trying again at the next heartbeat", "err", err)
+		msg := "heartbeat.action.query failed; trying again at the next heartbeat"
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42883" || pgErr.Code == "42704") {
+			msg += "; it runs with search_path " + pg.SearchPath + ": name tables, functions and types with their schema (public.heartbeat)"
+		}
+		h.log.Warn(msg, "err", err)
 		h.close()
 	}
 }

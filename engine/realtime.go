@@ -14,6 +14,7 @@ import (
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/snapshot"
 )
 
 // prepareRealtime checks the realtime table and the columns that relations' realtime settings
@@ -60,6 +61,11 @@ func checkRealtime(ctx context.Context, cfg *config.Config) error {
 					"table %s has no primary key: the cleanup deletes published rows by key, and PostgreSQL refuses deletes on a published table without one", t)})
 			}
 		}
+		if cols != nil {
+			if err := checkRealtimeWrites(ctx, conn, cfg); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	for _, name := range cfg.SortedRelations() {
 		rr := cfg.Relations[name].Realtime
@@ -89,16 +95,54 @@ func checkRealtime(ctx context.Context, cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// checkRealtimeWrites refuses a realtime table on which the cleanup's deletes would run
+// another role's code (the cleanup looks again before each delete).
+func checkRealtimeWrites(ctx context.Context, conn *pgx.Conn, cfg *config.Config) error {
+	if !cfg.Realtime.On() || !cfg.Realtime.CleanupOn() {
+		return nil
+	}
+	if err := pg.CheckWrites(ctx, conn, cfg.Realtime.Table, pg.Delete); err != nil {
+		return &config.FieldError{Key: "realtime.table", Problem: err.Error() + " (or set realtime.cleanup: false and delete the rows yourself)"}
+	}
+	return nil
+}
+
+// CheckWrittenTables refuses, without changing anything, the tables procon-cdc writes on
+// which its writes would run another role's code: the realtime table (the cleanup deletes from
+// it), the signal table (procon-cdc snapshot inserts into it) and the snapshot progress table
+// with its schema (procon-cdc's own, which only its roles may own). run refuses the same at
+// start; check reports it.
+func CheckWrittenTables(ctx context.Context, cfg *config.Config) error {
+	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc check")
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var errs []error
+	if err := checkRealtimeWrites(ctx, conn, cfg); err != nil {
+		errs = append(errs, err)
+	}
+	if signal := snapshot.QualifyTable(cfg.Snapshot.SignalTable); signal != "" {
+		if err := pg.CheckWrites(ctx, conn, signal, pg.Insert); err != nil {
+			errs = append(errs, &config.FieldError{Key: "snapshot.signal_table", Problem: err.Error()})
+		}
+	}
+	if err := snapshot.CheckState(ctx, conn, cfg.Postgres.Slot); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // tableShape returns the columns of a table and whether it has a primary key; nil columns when
 // the table does not exist.
 func tableShape(ctx context.Context, conn *pgx.Conn, name string) ([]string, bool, error) {
 	schema, table := config.SplitRelation(name)
 	rows, err := conn.Query(ctx, `
 		SELECT a.attname,
-		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
-		FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 		WHERE n.nspname = $1 AND c.relname = $2
 		ORDER BY a.attnum`, schema, table)
 	if err != nil {

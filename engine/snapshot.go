@@ -73,7 +73,7 @@ func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	if slot.Exists && (slot.Database != conn.Config().Database || slot.Plugin != "pgoutput") {
 		return s, nil // not ours: replication.Open explains
 	}
-	if s.store, err = snapshot.OpenStore(ctx, cfg.Postgres.DSN, cfg.Postgres.Slot); err != nil {
+	if s.store, err = snapshot.OpenStore(ctx, cfg.Postgres.DSN, cfg.Postgres.Slot, log); err != nil {
 		m := cfg.Snapshot.Mode
 		if (m == snapshot.ModeNever || m == snapshot.ModeNoData) && s.signal == "" {
 			log.Warn("snapshot progress cannot be recorded: snapshots are off", "err", err)
@@ -93,7 +93,7 @@ func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger)
 			s.close()
 			return nil, fmt.Errorf("slot %s must be recreated but server process %d uses it: %w", cfg.Postgres.Slot, slot.ActivePID, replication.ErrSlotActive)
 		}
-		if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, cfg.Postgres.Slot); err != nil {
+		if _, err := conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, cfg.Postgres.Slot); err != nil {
 			s.close()
 			return nil, fmt.Errorf("drop slot %s: %w", cfg.Postgres.Slot, err)
 		}

@@ -27,8 +27,26 @@ func OutputSettings() map[string]string {
 	}
 }
 
-// Connect opens a connection to dsn with OutputSettings pinned, whatever the server's,
-// database's or role's defaults (and whatever the DSN says of them). application names the
+// SearchPath is the search_path of every session Procon opens: the catalog, then the
+// session's own temporary schema (named last, or it would be searched first for tables and
+// types). No other role can create anything there, so no function, operator, type or table
+// another role made can stand in for the catalog's (a public.unnest(bigint[]) would otherwise
+// win over pg_catalog.unnest(anyarray) as the closer match). Procon's SQL names every other
+// relation with its schema.
+const SearchPath = "pg_catalog, pg_temp"
+
+// guardSettings are pinned on every connection beside OutputSettings, for safety rather than
+// rendering: SearchPath, and row_security off, which makes a statement that a row security
+// policy would filter fail instead (naming the table): a policy would silently hide rows from
+// a snapshot or a cleanup, and run its expressions with Procon's role.
+func guardSettings() map[string]string {
+	return map[string]string{"search_path": SearchPath, "row_security": "off"}
+}
+
+// Connect opens a connection to dsn with OutputSettings and SearchPath pinned, whatever the
+// server's, database's or role's defaults (and whatever the DSN says of them, in its own
+// parameters or in options: PostgreSQL applies options first, then the other startup
+// parameters). application names the
 // connection in pg_stat_activity unless the DSN (or PGAPPNAME) already names it. A DSN that
 // does not parse gives an error naming postgres.dsn that never shows the DSN; connection
 // errors are pgx's.
@@ -71,10 +89,13 @@ func replicationConfig(dsn, application string) (*pgconn.Config, error) {
 	return &cfg.Config, nil
 }
 
-// pin sets the output settings and the application name in a connection's startup
-// parameters.
+// pin sets the output settings, the guard settings and the application name in a
+// connection's startup parameters.
 func pin(params map[string]string, application string) {
 	for k, v := range OutputSettings() {
+		setParam(params, k, v)
+	}
+	for k, v := range guardSettings() {
 		setParam(params, k, v)
 	}
 	if application != "" && param(params, "application_name") == "" {

@@ -8,11 +8,15 @@ import (
 )
 
 // TestPinnedSettings checks the startup parameters of both kinds of connection: the output
-// settings win over any spelling of them in the DSN (PostgreSQL matches names
-// case-insensitively and pgconn sends its map in random order), and the DSN's own
-// application_name is kept.
+// settings, search_path and row_security win over any spelling of them in the DSN
+// (PostgreSQL matches names case-insensitively and pgconn sends its map in random order), and
+// the DSN's own application_name is kept. A DSN's options are kept as they are: the server
+// applies them before the startup parameters, so the pinned ones still win (the integration
+// test TestPGConnectPinsSearchPath shows it on a real server).
 func TestPinnedSettings(t *testing.T) {
 	want := OutputSettings()
+	want["search_path"] = "pg_catalog, pg_temp"
+	want["row_security"] = "off"
 	for _, tc := range []struct {
 		dsn, application string
 	}{
@@ -21,6 +25,8 @@ func TestPinnedSettings(t *testing.T) {
 		{"postgres://u@db/app?application_name=orders-cdc", "procon-cdc"},
 		{"host=db application_name=orders-cdc", ""},
 		{"postgres://u@db/app?default_query_exec_mode=simple_protocol&statement_cache_capacity=0", "procon-cdc"}, // pgx's keys, not settings
+		{"postgres://u@db/app?search_path=public&Row_Security=on", "procon-cdc"},
+		{"host=db SEARCH_PATH='$user,public' row_security=on", "procon-cdc"},
 	} {
 		wantApp := tc.application
 		if strings.Contains(tc.dsn, "application_name=") {

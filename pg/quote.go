@@ -17,3 +17,14 @@ func QuoteQualified(name string) string {
 	}
 	return pgx.Identifier{name}.Sanitize()
 }
+
+// Operator writes op as the operator of schema, OPERATOR("schema".op), so that no operator
+// found through search_path can stand in for it; schema "" is pg_catalog. A row comparison
+// takes it too: (a, b) OPERATOR(pg_catalog.>) (x, y) compares with each column's operator of
+// that schema.
+func Operator(schema, op string) string {
+	if schema == "" {
+		schema = "pg_catalog"
+	}
+	return "OPERATOR(" + pgx.Identifier{schema}.Sanitize() + "." + op + ")"
+}

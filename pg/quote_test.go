@@ -39,3 +39,16 @@ func TestQuoteQualifiedSplitsAsTheConfiguration(t *testing.T) {
 		}
 	}
 }
+
+func TestOperator(t *testing.T) {
+	for _, tc := range []struct{ schema, op, want string }{
+		{"", ">", `OPERATOR("pg_catalog".>)`},
+		{"pg_catalog", "<=", `OPERATOR("pg_catalog".<=)`},
+		{"ext", "=", `OPERATOR("ext".=)`},
+		{`we"ird`, "=", `OPERATOR("we""ird".=)`},
+	} {
+		if got := pg.Operator(tc.schema, tc.op); got != tc.want {
+			t.Errorf("Operator(%q, %q) = %s, want %s", tc.schema, tc.op, got, tc.want)
+		}
+	}
+}

@@ -143,7 +143,16 @@ func (c *cleaner) delete(ctx context.Context, items []*item) (err error) {
 		return fmt.Errorf("realtime cleanup: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, '')`, CleanupPrefix); err != nil {
+	// The lock the deletes take, taken first: adding a trigger, a rule or a row security
+	// policy waits for it, so what the check below finds is what the deletes would fire. The
+	// table's owner is not procon-cdc's role, and can add one while procon-cdc runs.
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pg.QuoteQualified(c.table)+" IN ROW EXCLUSIVE MODE"); err != nil {
+		return c.explain(err)
+	}
+	if err := pg.CheckWrites(ctx, tx, c.table, pg.Delete); err != nil {
+		return fmt.Errorf("realtime cleanup: %w", err) // stops procon-cdc, unless the lookup itself failed transiently
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_logical_emit_message(true, $1, '')`, CleanupPrefix); err != nil {
 		return fmt.Errorf("realtime cleanup: emit the cleanup marker: %w", err)
 	}
 	// One statement per relation version: a schema change between rows changes nothing here
@@ -175,7 +184,7 @@ func (c *cleaner) delete(ctx context.Context, items []*item) (err error) {
 // the 64-bit ids nearest to the current snapshot's xmax.
 func (c *cleaner) awaitVisible(ctx context.Context, items []*item) error {
 	var xmax int64
-	if err := c.conn.QueryRow(ctx, `SELECT txid_snapshot_xmax(txid_current_snapshot())`).Scan(&xmax); err != nil {
+	if err := c.conn.QueryRow(ctx, `SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())`).Scan(&xmax); err != nil {
 		return fmt.Errorf("realtime cleanup: read the current snapshot: %w", err)
 	}
 	seen := map[uint32]bool{}
@@ -189,8 +198,8 @@ func (c *cleaner) awaitVisible(ctx context.Context, items []*item) error {
 	wait, deadline := time.Millisecond, time.Now().Add(time.Minute)
 	for {
 		var running int
-		err := c.conn.QueryRow(ctx, `SELECT count(*) FROM unnest($1::bigint[]) AS x
-			WHERE NOT txid_visible_in_snapshot(x, txid_current_snapshot())`, xids).Scan(&running)
+		err := c.conn.QueryRow(ctx, `SELECT pg_catalog.count(*) FROM pg_catalog.unnest($1::pg_catalog.int8[]) AS x
+			WHERE NOT pg_catalog.txid_visible_in_snapshot(x, pg_catalog.txid_current_snapshot())`, xids).Scan(&running)
 		if err != nil {
 			return fmt.Errorf("realtime cleanup: wait for the inserting transactions: %w", err)
 		}
@@ -237,21 +246,21 @@ func (c *cleaner) close() {
 }
 
 // deleteSQL deletes rows of table by the key columns of rel, given as text and cast to each
-// column's type:
+// column's type, compared with the operator of the type's own btree class:
 //
-//	DELETE FROM "public"."procon_realtimes" AS t USING unnest($1::text[]) AS k(c0)
-//	WHERE t."id" = k.c0::"pg_catalog"."int8"
+//	DELETE FROM "public"."procon_realtimes" AS t USING pg_catalog.unnest($1::pg_catalog.text[]) AS k(c0)
+//	WHERE t."id" OPERATOR("pg_catalog".=) k.c0::"pg_catalog"."int8"
 func deleteSQL(table string, rel *replication.Relation, keys [][]string) (string, []any) {
 	var b strings.Builder
 	b.WriteString("DELETE FROM ")
 	b.WriteString(pg.QuoteQualified(table))
-	b.WriteString(" AS t USING unnest(")
+	b.WriteString(" AS t USING pg_catalog.unnest(")
 	args := make([]any, len(rel.Key))
 	for j := range rel.Key {
 		if j > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("$" + strconv.Itoa(j+1) + "::text[]")
+		b.WriteString("$" + strconv.Itoa(j+1) + "::pg_catalog.text[]")
 		col := make([]string, len(keys))
 		for i, k := range keys {
 			col[i] = k[j]
@@ -271,7 +280,11 @@ func deleteSQL(table string, rel *replication.Relation, keys [][]string) (string
 			b.WriteString(" AND ")
 		}
 		col := rel.Columns[ci]
-		b.WriteString("t." + pgx.Identifier{col.Name}.Sanitize() + " = k.c" + strconv.Itoa(j))
+		schema := ""
+		if col.Type != nil {
+			schema = col.Type.OperatorSchema()
+		}
+		b.WriteString("t." + pgx.Identifier{col.Name}.Sanitize() + " " + pg.Operator(schema, "=") + " k.c" + strconv.Itoa(j))
 		if col.Type != nil {
 			b.WriteString("::" + pgx.Identifier{col.Type.Schema, col.Type.Name}.Sanitize())
 		}

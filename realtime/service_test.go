@@ -447,17 +447,24 @@ func TestSuppressCleanupDeletesOfAListedTable(t *testing.T) {
 	}
 }
 
+// TestDeleteSQL: the cleanup's delete names the catalog's unnest and, for each key column,
+// the = of the column type's own btree class (an extension type's, through a domain too), so
+// that nothing found through search_path stands in for them.
 func TestDeleteSQL(t *testing.T) {
-	rel := &replication.Relation{Key: []int{1, 0}, Columns: []replication.Column{
+	citext := &replication.Type{Schema: "ext", Name: "citext", Kind: 'b', Operators: "ext"}
+	rel := &replication.Relation{Key: []int{1, 0, 2}, Columns: []replication.Column{
 		{Name: "id", Type: &replication.Type{Schema: "pg_catalog", Name: "int8"}},
 		{Name: "Tenant", Type: &replication.Type{Schema: "pg_catalog", Name: "text"}},
+		{Name: "email", Type: &replication.Type{Schema: "app", Name: "email", Kind: 'd', Base: citext}},
 	}}
-	sql, args := deleteSQL("app.rt", rel, [][]string{{"t1", "1"}, {"t2", "2"}})
-	want := `DELETE FROM "app"."rt" AS t USING unnest($1::text[], $2::text[]) AS k(c0, c1) WHERE t."Tenant" = k.c0::"pg_catalog"."text" AND t."id" = k.c1::"pg_catalog"."int8"`
+	sql, args := deleteSQL("app.rt", rel, [][]string{{"t1", "1", "a@x"}, {"t2", "2", "b@x"}})
+	want := `DELETE FROM "app"."rt" AS t USING pg_catalog.unnest($1::pg_catalog.text[], $2::pg_catalog.text[], $3::pg_catalog.text[]) AS k(c0, c1, c2) WHERE ` +
+		`t."Tenant" OPERATOR("pg_catalog".=) k.c0::"pg_catalog"."text" AND t."id" OPERATOR("pg_catalog".=) k.c1::"pg_catalog"."int8" AND ` +
+		`t."email" OPERATOR("ext".=) k.c2::"app"."email"`
 	if sql != want {
 		t.Fatalf("got  %s\nwant %s", sql, want)
 	}
-	if fmt.Sprint(args) != "[[t1 t2] [1 2]]" {
+	if fmt.Sprint(args) != "[[t1 t2] [1 2] [a@x b@x]]" {
 		t.Fatalf("got args %v", args)
 	}
 }

@@ -49,9 +49,20 @@ func Check(ctx context.Context, cfg Config) []Finding {
 			add("ok", name, "exists and has a record key")
 		}
 		var ident string
-		if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass`, pg.QuoteQualified(name)).Scan(&ident); err != nil {
+		var rowSecurity bool
+		var role string
+		if err := conn.QueryRow(ctx, `SELECT c.relreplident::text, u.rolname::text,
+				c.relrowsecurity AND NOT (u.rolsuper OR u.rolbypassrls) AND (c.relowner <> u.oid OR c.relforcerowsecurity)
+			FROM pg_catalog.pg_class c, pg_catalog.pg_roles u WHERE c.oid = $1::pg_catalog.regclass AND u.rolname = current_user`,
+			pg.QuoteQualified(name)).Scan(&ident, &role, &rowSecurity); err != nil {
 			add("error", name, "read replica identity: %v", err)
 			continue
+		}
+		if rowSecurity {
+			// pgoutput sends every row; a snapshot would see only those the policies let
+			// through. procon-cdc reads with row_security off, so the snapshot fails instead.
+			add("warn", name, "row level security applies to procon-cdc's role: a snapshot of it fails rather than miss rows; "+
+				"ALTER ROLE %s BYPASSRLS, or ALTER TABLE %s DISABLE ROW LEVEL SECURITY", pgx.Identifier{role}.Sanitize(), pg.QuoteQualified(name))
 		}
 		switch ident {
 		case "d":
@@ -67,7 +78,7 @@ func Check(ctx context.Context, cfg Config) []Finding {
 	}
 
 	var allTables bool
-	err = conn.QueryRow(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, cfg.Publication).Scan(&allTables)
+	err = conn.QueryRow(ctx, `SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1`, cfg.Publication).Scan(&allTables)
 	switch {
 	case err == pgx.ErrNoRows && cfg.PublicationMode == PublicationDisabled:
 		add("error", "publication", "%s does not exist and publication_autocreate is disabled: create it or set publication_autocreate: filtered", cfg.Publication)
@@ -104,7 +115,7 @@ func Check(ctx context.Context, cfg Config) []Finding {
 		add("error", "slot", "%s uses plugin %s, not pgoutput: drop it or choose another postgres.slot", cfg.Slot, slot.Plugin)
 	default:
 		var retained int64
-		_ = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn() - $1::pg_lsn`, slot.Confirmed).Scan(&retained)
+		_ = conn.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_lsn() - $1::pg_catalog.pg_lsn`, slot.Confirmed).Scan(&retained)
 		state := "inactive"
 		if slot.ActivePID != 0 {
 			state = fmt.Sprintf("active (server process %d)", slot.ActivePID)

@@ -19,12 +19,12 @@ func (s *Stream) Describe(ctx context.Context, name string) (*Relation, error) {
 	}
 	var relid uint32
 	var ident string
-	err := s.sql.QueryRow(ctx, `SELECT c.oid, c.relreplident::text FROM pg_class c WHERE c.oid = $1::regclass`,
+	err := s.sql.QueryRow(ctx, `SELECT c.oid, c.relreplident::text FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass`,
 		pg.QuoteQualified(name)).Scan(&relid, &ident)
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", name, err)
 	}
-	rows, err := s.sql.Query(ctx, `SELECT attname, atttypid, atttypmod FROM pg_attribute
+	rows, err := s.sql.Query(ctx, `SELECT attname, atttypid, atttypmod FROM pg_catalog.pg_attribute
 		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`, relid)
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s: %w", name, err)

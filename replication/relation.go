@@ -65,6 +65,23 @@ type Type struct {
 	// Elem is the element type of an array; nil otherwise.
 	Elem       *Type
 	EnumLabels []string
+	// Operators is the schema of the comparison operators of the type's default btree
+	// operator class (the order ORDER BY uses), when that class is for this very type and not
+	// the catalog's: citext's operators live where the extension was installed. Empty
+	// otherwise; see OperatorSchema.
+	Operators string
+}
+
+// OperatorSchema is the schema whose =, <, <=, >, >= compare values of t as ORDER BY orders
+// them: Operators after resolving domains, else pg_catalog (built-in types, and types compared
+// as another: varchar as text, enums, arrays, ranges, composites). Procon's sessions search
+// only pg_catalog, so SQL comparing such values names this schema (pg.Operator), or an
+// extension type would be compared as text, in another order than its index's.
+func (t *Type) OperatorSchema() string {
+	if r := t.Root(); r.Operators != "" {
+		return r.Operators
+	}
+	return "pg_catalog"
 }
 
 // Root returns the type after resolving domains.
@@ -105,9 +122,9 @@ type columnInfo struct {
 
 func (c *catalog) table(ctx context.Context, relid uint32) (*tableInfo, error) {
 	rows, err := c.conn.Query(ctx, `
-		SELECT a.attname, a.attnotnull, coalesce(pg_get_expr(d.adbin, d.adrelid), '')
-		FROM pg_attribute a
-		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		SELECT a.attname, a.attnotnull, coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+		FROM pg_catalog.pg_attribute a
+		LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, relid)
 	if err != nil {
 		return nil, fmt.Errorf("read columns of relation %d: %w", relid, err)
@@ -131,9 +148,9 @@ func (c *catalog) table(ctx context.Context, relid uint32) (*tableInfo, error) {
 func (c *catalog) primaryKey(ctx context.Context, relid uint32) ([]string, error) {
 	rows, err := c.conn.Query(ctx, `
 		SELECT a.attname
-		FROM pg_index i
-		CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		FROM pg_catalog.pg_index i
+		CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indrelid = $1 AND i.indisprimary
 		ORDER BY k.ord`, relid)
 	if err != nil {
@@ -164,9 +181,17 @@ func (c *catalog) typ(ctx context.Context, oid uint32) (*Type, error) {
 	err := c.conn.QueryRow(ctx, `
 		SELECT t.typname, n.nspname, t.typtype, t.typcategory, t.typbasetype, t.typtypmod,
 		       CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE 0 END,
-		       CASE WHEN t.typtype = 'e' THEN array(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END
-		FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-		WHERE t.oid = $1`, oid).Scan(&t.Name, &t.Schema, &kind, &cat, &base, &baseMod, &elem, &labels)
+		       CASE WHEN t.typtype = 'e' THEN array(SELECT e.enumlabel FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END,
+		       coalesce((SELECT opn.nspname
+		                 FROM pg_catalog.pg_opclass oc
+		                 JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+		                 JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 3
+		                      AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
+		                 JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+		                 JOIN pg_catalog.pg_namespace opn ON opn.oid = o.oprnamespace
+		                 WHERE oc.opcdefault AND oc.opcintype = t.oid AND opn.nspname <> 'pg_catalog'), '')
+		FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+		WHERE t.oid = $1`, oid).Scan(&t.Name, &t.Schema, &kind, &cat, &base, &baseMod, &elem, &labels, &t.Operators)
 	if err != nil {
 		return nil, fmt.Errorf("read type %d: %w", oid, err)
 	}

@@ -32,7 +32,7 @@ func checkServer(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
 	}
 	var canReplicate bool
-	err := conn.QueryRow(ctx, `SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
+	err := conn.QueryRow(ctx, `SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&canReplicate)
 	if err != nil {
 		return fmt.Errorf("read role attributes: %w", err)
 	}
@@ -48,7 +48,7 @@ func checkRelations(ctx context.Context, conn *pgx.Conn, names []string) error {
 	for _, name := range names {
 		schema, table, _ := strings.Cut(name, ".")
 		var kind string
-		err := conn.QueryRow(ctx, `SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		err := conn.QueryRow(ctx, `SELECT c.relkind::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = $1 AND c.relname = $2`, schema, table).Scan(&kind)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
@@ -68,7 +68,7 @@ func checkKeys(ctx context.Context, cat *catalog, specs map[string]RelationSpec)
 	for _, name := range sortedKeys(specs) {
 		spec := specs[name]
 		var relid uint32
-		if err := cat.conn.QueryRow(ctx, `SELECT $1::regclass::oid`, pg.QuoteQualified(name)).Scan(&relid); err != nil {
+		if err := cat.conn.QueryRow(ctx, `SELECT $1::pg_catalog.regclass::pg_catalog.oid`, pg.QuoteQualified(name)).Scan(&relid); err != nil {
 			return fmt.Errorf("look up %s: %w", name, err)
 		}
 		info, err := cat.table(ctx, relid)
@@ -90,7 +90,7 @@ func checkKeys(ctx context.Context, cat *catalog, specs map[string]RelationSpec)
 // ensurePublication creates or updates the publication according to mode.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, name, mode string, relations []string) error {
 	var allTables bool
-	err := conn.QueryRow(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, name).Scan(&allTables)
+	err := conn.QueryRow(ctx, `SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1`, name).Scan(&allTables)
 	exists := err == nil
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("look up publication %s: %w", name, err)
@@ -135,7 +135,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name, mode string, r
 }
 
 func publishedTables(ctx context.Context, conn *pgx.Conn, pub string) ([]string, error) {
-	rows, err := conn.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1`, pub)
+	rows, err := conn.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_catalog.pg_publication_tables WHERE pubname = $1`, pub)
 	if err != nil {
 		return nil, fmt.Errorf("list tables of publication %s: %w", pub, err)
 	}

@@ -65,7 +65,7 @@ func ReadSlot(ctx context.Context, conn *pgx.Conn, slot string) (SlotInfo, error
 	var plugin, database, walStatus, confirmed *string
 	var pid *int32
 	err := conn.QueryRow(ctx, `SELECT plugin, database, active_pid, wal_status, confirmed_flush_lsn::text
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &database, &pid, &walStatus, &confirmed)
+		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&plugin, &database, &pid, &walStatus, &confirmed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, nil
 	}

@@ -84,7 +84,7 @@ func (s *Stream) open(ctx context.Context) error {
 	if err := checkServer(ctx, s.sql); err != nil {
 		return err
 	}
-	if err := s.sql.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&s.serverVersion); err != nil {
+	if err := s.sql.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int / 10000").Scan(&s.serverVersion); err != nil {
 		return fmt.Errorf("read server version: %w", err)
 	}
 	names := sortedKeys(s.cfg.Relations)
@@ -503,7 +503,7 @@ func (s *Stream) Discard(ctx context.Context) error {
 	s.closeRepl() // the replication connection holds the slot active
 	var err error
 	if s.created && s.sql != nil {
-		if _, err = s.sql.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, s.cfg.Slot); err != nil {
+		if _, err = s.sql.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot($1)`, s.cfg.Slot); err != nil {
 			err = fmt.Errorf("drop slot %s created by this start: %w", s.cfg.Slot, err)
 		}
 	}

@@ -446,7 +446,7 @@ func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r 
 	}
 	defer tx.Rollback(context.Background())
 	var snapText string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snapText); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_current_snapshot()::text").Scan(&snapText); err != nil {
 		return nil, nil, false, err
 	}
 	xmin, xip, ok := parseSnapshot(snapText)
@@ -485,7 +485,7 @@ func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r 
 }
 
 func emitWatermark(ctx context.Context, conn *pgx.Conn, kind, id string) error {
-	_, err := conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", WatermarkPrefix, watermarkText(kind, id))
+	_, err := conn.Exec(ctx, "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)", WatermarkPrefix, watermarkText(kind, id))
 	if err != nil {
 		return fmt.Errorf("write %s watermark: %w", kind, err)
 	}

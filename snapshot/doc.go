@@ -19,9 +19,9 @@
 //     need no table and never reach Kafka.
 //
 // Progress (per key range: the last key whose row Kafka has acknowledged) is kept in the
-// source database, in the table procon_snapshot_progress (InitSQL), so that it survives a crash
-// of the engine, lives and dies with the data it describes, and can be read by procon-cdc
-// status.
+// source database, in the table procon.procon_snapshot_progress (InitSQL; StateSchema says why
+// a schema of its own), so that it survives a crash of the engine, lives and dies with the data
+// it describes, and can be read by procon-cdc status.
 //
 // Concurrency: Initial.Run owns its worker goroutines and returns when they have all exited.
 // Controller.Run is the in-stream worker goroutine; Controller.Observe is called by the

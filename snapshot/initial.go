@@ -260,7 +260,7 @@ func (in *Initial) prepare(ctx context.Context) error {
 		}
 	}
 	conn := in.conns[0]
-	if err := conn.QueryRow(ctx, "SELECT txid_current(), now()").Scan(&in.txid, &in.ts); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.txid_current(), pg_catalog.now()").Scan(&in.txid, &in.ts); err != nil {
 		return fmt.Errorf("snapshot: read the snapshot transaction: %w", err)
 	}
 	in.log.Info("snapshot step 2: describing and planning tables", "tables", len(in.cfg.Relations))

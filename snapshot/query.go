@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 )
 
@@ -30,6 +31,7 @@ type Table struct {
 	keyCols  string   // quoted key columns, comma-separated
 	keyDesc  string   // the same, each DESC
 	keyTypes []string // quoted type of each key column, for casting text bounds
+	keyOps   []string // schema of each key column's comparison operators (Type.OperatorSchema)
 }
 
 // DescribeTable reads the shape of a captured table over conn.
@@ -52,11 +54,13 @@ func newTable(name string, rel *replication.Relation, order []int) *Table {
 	keys := make([]string, len(order))
 	desc := make([]string, len(order))
 	t.keyTypes = make([]string, len(order))
+	t.keyOps = make([]string, len(order))
 	for i, ci := range order {
 		keys[i] = cols[ci]
 		desc[i] = cols[ci] + " DESC"
 		typ := rel.Columns[ci].Type
 		t.keyTypes[i] = pgx.Identifier{typ.Schema, typ.Name}.Sanitize()
+		t.keyOps[i] = typ.OperatorSchema()
 	}
 	t.keyCols = strings.Join(keys, ", ")
 	t.keyDesc = strings.Join(desc, ", ")
@@ -67,23 +71,41 @@ func newTable(name string, rel *replication.Relation, order []int) *Table {
 func (t *Table) Keyed() bool { return len(t.Order) > 0 }
 
 // keyPredicate is "key > (bound)" or "key <= (bound)" with the bound's values as parameters
-// from $n on, each cast to its column's type.
+// from $n on, each cast to its column's type. The operators are those of each key type's
+// default btree class (pg.Operator), the order ORDER BY reads in: Procon's sessions search
+// only pg_catalog, where an extension type (citext) would find text's operators, and chunks
+// would skip or repeat rows. When the key columns' operators are in one schema, the key is one
+// row comparison, which an index on the key serves; otherwise it is spelt out column by
+// column: (a > x) OR (a = x AND b > y).
 func (t *Table) keyPredicate(op string, n int) string {
-	var b strings.Builder
-	if len(t.Order) > 1 {
-		b.WriteString("(" + t.keyCols + ") " + op + " (")
-	} else {
-		b.WriteString(t.keyCols + " " + op + " ")
+	param := func(i int) string { return "$" + strconv.Itoa(n+i) + "::" + t.keyTypes[i] }
+	oneSchema := true
+	for _, s := range t.keyOps {
+		oneSchema = oneSchema && s == t.keyOps[0]
 	}
-	for i := range t.Order {
-		if i > 0 {
-			b.WriteString(", ")
+	if len(t.Order) == 1 || oneSchema {
+		var keys, params []string
+		for i, ci := range t.Order {
+			keys = append(keys, pgx.Identifier{t.Rel.Columns[ci].Name}.Sanitize())
+			params = append(params, param(i))
 		}
-		b.WriteString("$" + strconv.Itoa(n+i) + "::" + t.keyTypes[i])
+		if len(t.Order) == 1 {
+			return keys[0] + " " + pg.Operator(t.keyOps[0], op) + " " + params[0]
+		}
+		return "(" + strings.Join(keys, ", ") + ") " + pg.Operator(t.keyOps[0], op) + " (" + strings.Join(params, ", ") + ")"
 	}
-	if len(t.Order) > 1 {
-		b.WriteString(")")
+	strict := strings.TrimSuffix(op, "=") // the columns before the last compare strictly
+	var b strings.Builder
+	for i, ci := range t.Order {
+		col := pgx.Identifier{t.Rel.Columns[ci].Name}.Sanitize()
+		if i == len(t.Order)-1 {
+			b.WriteString(col + " " + pg.Operator(t.keyOps[i], op) + " " + param(i))
+			break
+		}
+		b.WriteString("(" + col + " " + pg.Operator(t.keyOps[i], strict) + " " + param(i) + " OR (" +
+			col + " " + pg.Operator(t.keyOps[i], "=") + " " + param(i) + " AND ")
 	}
+	b.WriteString(strings.Repeat("))", len(t.Order)-1))
 	return b.String()
 }
 

@@ -28,17 +28,20 @@ func SignalTableSQL(table string) string {
 		" (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048) NULL)"
 }
 
-// EnsureSignalTable creates the signal table when it is missing.
+// EnsureSignalTable creates the signal table when it is missing, and refuses one on which
+// procon-cdc snapshot's inserts would run another role's code (pg.CheckWrites).
 func EnsureSignalTable(ctx context.Context, conn *pgx.Conn, table string) error {
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pg.QuoteQualified(QualifyTable(table))).Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, pg.QuoteQualified(QualifyTable(table))).Scan(&exists); err != nil {
 		return fmt.Errorf("snapshot: look up signal table %s: %w", table, err)
 	}
-	if exists {
-		return nil
+	if !exists {
+		if _, err := conn.Exec(ctx, SignalTableSQL(table)); err != nil {
+			return fmt.Errorf("snapshot: create signal table %s: %w", table, err)
+		}
 	}
-	if _, err := conn.Exec(ctx, SignalTableSQL(table)); err != nil {
-		return fmt.Errorf("snapshot: create signal table %s: %w", table, err)
+	if err := pg.CheckWrites(ctx, conn, QualifyTable(table), pg.Insert); err != nil {
+		return fmt.Errorf("snapshot.signal_table: %w", err)
 	}
 	return nil
 }
@@ -134,14 +137,30 @@ func NewSignalID() string {
 	return ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String()
 }
 
-// WriteSignal inserts a signal into the signal table.
+// WriteSignal inserts a signal into the signal table. It first takes the lock the insert
+// takes, then refuses a table with a trigger or rule that would fire (pg.CheckWrites): adding
+// one waits for that lock, so none can appear between the check and the insert.
 func WriteSignal(ctx context.Context, conn *pgx.Conn, table, id, typ string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
-	_, err = conn.Exec(ctx, "INSERT INTO "+pg.QuoteQualified(QualifyTable(table))+" (id, type, data) VALUES ($1, $2, $3)", id, typ, string(b))
+	table = QualifyTable(table)
+	tx, err := conn.Begin(ctx)
 	if err != nil {
+		return fmt.Errorf("write signal to %s: %w", table, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pg.QuoteQualified(table)+" IN ROW EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("write signal to %s: %w", table, err)
+	}
+	if err := pg.CheckWrites(ctx, tx, table, pg.Insert); err != nil {
+		return fmt.Errorf("snapshot.signal_table: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+pg.QuoteQualified(table)+" (id, type, data) VALUES ($1, $2, $3)", id, typ, string(b)); err != nil {
+		return fmt.Errorf("write signal to %s: %w", table, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("write signal to %s: %w", table, err)
 	}
 	return nil

@@ -227,8 +227,8 @@ func TestSelectSQL(t *testing.T) {
 		{Name: "tenant", Type: tx}, {Name: "id", Type: i8}, {Name: "note", Type: tx}}}
 	tb := newTable("public.Orders", rel, []int{0, 1})
 	sql, params := tb.selectSQL([]string{"a", "1"}, []string{"b", "9"}, "note <> ''", 101)
-	want := `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE ("tenant", "id") > ($1::"pg_catalog"."text", $2::"pg_catalog"."int8")` +
-		` AND ("tenant", "id") <= ($3::"pg_catalog"."text", $4::"pg_catalog"."int8") AND (note <> '') ORDER BY "tenant", "id" LIMIT 101`
+	want := `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE ("tenant", "id") OPERATOR("pg_catalog".>) ($1::"pg_catalog"."text", $2::"pg_catalog"."int8")` +
+		` AND ("tenant", "id") OPERATOR("pg_catalog".<=) ($3::"pg_catalog"."text", $4::"pg_catalog"."int8") AND (note <> '') ORDER BY "tenant", "id" LIMIT 101`
 	if sql != want {
 		t.Fatalf("got\n%s\nwant\n%s", sql, want)
 	}
@@ -236,12 +236,40 @@ func TestSelectSQL(t *testing.T) {
 		t.Fatalf("params %q", params)
 	}
 	one := newTable("public.Orders", rel, []int{1})
-	if sql, _ := one.selectSQL(nil, []string{"5"}, "", 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE "id" <= $1::"pg_catalog"."int8" ORDER BY "id"` {
+	if sql, _ := one.selectSQL(nil, []string{"5"}, "", 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE "id" OPERATOR("pg_catalog".<=) $1::"pg_catalog"."int8" ORDER BY "id"` {
 		t.Fatalf("got %s", sql)
 	}
 	keyless := newTable("public.Orders", rel, nil)
 	if sql, _ := keyless.selectSQL(nil, nil, "", 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders"` {
 		t.Fatalf("got %s", sql)
+	}
+}
+
+// TestKeyPredicateOperators: a key compares with the operators of its types' own btree
+// classes (an extension's citext, through a domain too), as one row comparison when they are
+// in one schema and column by column when they are not, so the keyset reads in the order of
+// ORDER BY whatever search_path finds.
+func TestKeyPredicateOperators(t *testing.T) {
+	i8 := &replication.Type{Name: "int8", Schema: "pg_catalog"}
+	citext := &replication.Type{Name: "citext", Schema: "ext", Kind: 'b', Operators: "ext"}
+	email := &replication.Type{Name: "email", Schema: "app", Kind: 'd', Base: citext}
+	rel := &replication.Relation{Schema: "app", Table: "users", Columns: []replication.Column{
+		{Name: "tenant", Type: i8}, {Name: "email", Type: email}, {Name: "name", Type: citext}}}
+	for _, tc := range []struct {
+		order []int
+		op    string
+		want  string
+	}{
+		{[]int{1}, ">", `"email" OPERATOR("ext".>) $1::"app"."email"`},
+		{[]int{1, 2}, "<=", `("email", "name") OPERATOR("ext".<=) ($1::"app"."email", $2::"ext"."citext")`},
+		{[]int{0, 1}, ">", `("tenant" OPERATOR("pg_catalog".>) $1::"pg_catalog"."int8" OR ("tenant" OPERATOR("pg_catalog".=) $1::"pg_catalog"."int8" AND ` +
+			`"email" OPERATOR("ext".>) $2::"app"."email"))`},
+		{[]int{0, 1, 2}, "<=", `("tenant" OPERATOR("pg_catalog".<) $1::"pg_catalog"."int8" OR ("tenant" OPERATOR("pg_catalog".=) $1::"pg_catalog"."int8" AND ` +
+			`("email" OPERATOR("ext".<) $2::"app"."email" OR ("email" OPERATOR("ext".=) $2::"app"."email" AND "name" OPERATOR("ext".<=) $3::"ext"."citext"))))`},
+	} {
+		if got := newTable("app.users", rel, tc.order).keyPredicate(tc.op, 1); got != tc.want {
+			t.Errorf("key %v %s:\ngot  %s\nwant %s", tc.order, tc.op, got, tc.want)
+		}
 	}
 }
 

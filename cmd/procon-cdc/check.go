@@ -23,6 +23,18 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DSN: cfg.Postgres.DSN, Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication,
 		PublicationMode: cfg.Postgres.PublicationAutocreate, Relations: specs,
 	})
+	if err := engine.CheckWrittenTables(ctx, cfg); err != nil {
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+		for _, err := range errs {
+			findings = append(findings, replication.Finding{Level: "error", Subject: "written tables", Message: err.Error()})
+		}
+	} else {
+		findings = append(findings, replication.Finding{Level: "ok", Subject: "written tables",
+			Message: "no trigger, rule or row security runs on what procon-cdc writes, and its own tables are its role's"})
+	}
 	if err := pingKafka(ctx, cfg); err != nil {
 		findings = append(findings, replication.Finding{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers, kafka.tls and kafka.sasl"})
 	} else {

@@ -28,7 +28,7 @@ func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	defer conn.Close(context.Background())
-	tag, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot)
+	tag, err := conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, cfg.Postgres.Slot)
 	if err != nil {
 		return fmt.Errorf("drop slot %s (stop the running procon-cdc first): %w", cfg.Postgres.Slot, err)
 	}

@@ -75,7 +75,7 @@ func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer conn.Close(context.Background())
 	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, signal).Scan(&exists); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regclass($1) IS NOT NULL`, pg.QuoteQualified(signal)).Scan(&exists); err != nil {
 		return err
 	}
 	if !exists {
@@ -171,7 +171,7 @@ func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statu
 		Confirmed: slot.Confirmed, PositionOK: slot.Exists && !slot.Lost}}
 	if slot.Confirmed != "" {
 		var lag int64
-		if err := conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint`, slot.Confirmed).Scan(&lag); err == nil {
+		if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), $1::pg_catalog.pg_lsn)::bigint`, slot.Confirmed).Scan(&lag); err == nil {
 			rep.Slot.LagBytes = &lag
 		}
 	}

@@ -42,7 +42,8 @@ func pipelines() []*pipeline {
 			"message.prefix.exclude.list":  "skip_.*",
 			"heartbeat.action.query":       "INSERT INTO hb_action (who) VALUES ('debezium')",
 		}, proconDebezium: map[string]string{
-			"heartbeat.action.query": "INSERT INTO hb_action (who) VALUES ('procon')",
+			// procon-cdc's sessions search only pg_catalog: its query names the schema.
+			"heartbeat.action.query": "INSERT INTO public.hb_action (who) VALUES ('procon')",
 		}},
 		{name: "modes-a", schemas: true, partitions: 1, tables: special, debezium: map[string]string{
 			"decimal.handling.mode":  "double",

@@ -101,7 +101,7 @@ func TestPGConnectPinsOutputSettings(t *testing.T) {
 	streamed := insertedTuple(ctx, t, repl)
 
 	// Text format, as the snapshot reads rows.
-	res := conn.PgConn().ExecParams(ctx, `SELECT ts, iv, f, b, m FROM vals`, nil, nil, nil, nil).Read()
+	res := conn.PgConn().ExecParams(ctx, `SELECT ts, iv, f, b, m FROM public.vals`, nil, nil, nil, nil).Read()
 	if res.Err != nil || len(res.Rows) != 1 {
 		t.Fatalf("read vals: %v (%d rows)", res.Err, len(res.Rows))
 	}

@@ -339,7 +339,7 @@ func (s *setup) checkpointUntilSlot(t *testing.T) (stop func()) {
 func (s *setup) snapshotStatus(t *testing.T, id string) string {
 	t.Helper()
 	var status string
-	err := s.db.Pool.QueryRow(context.Background(), `SELECT status FROM procon_snapshot_progress
+	err := s.db.Pool.QueryRow(context.Background(), `SELECT status FROM procon.procon_snapshot_progress
 		WHERE slot = $1 AND snapshot = $2 AND relation = ''`, s.slot, id).Scan(&status)
 	if err != nil {
 		return ""
@@ -533,7 +533,7 @@ snapshot:
 func (s *setup) snapshotRows(t *testing.T, id string) int64 {
 	t.Helper()
 	var n int64
-	_ = s.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(rows_done), 0) FROM procon_snapshot_progress
+	_ = s.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(rows_done), 0) FROM procon.procon_snapshot_progress
 		WHERE slot = $1 AND snapshot = $2 AND relation <> ''`, s.slot, id).Scan(&n)
 	return n
 }
@@ -784,7 +784,7 @@ func TestSnapshotModes(t *testing.T) {
 		s.startEngine(t) // existing slot: a snapshot of every table in the stream
 		var id string
 		testenv.WaitFor(t, time.Minute, "an always snapshot", func() (bool, error) {
-			err := s.db.Pool.QueryRow(context.Background(), `SELECT snapshot FROM procon_snapshot_progress
+			err := s.db.Pool.QueryRow(context.Background(), `SELECT snapshot FROM procon.procon_snapshot_progress
 				WHERE slot = $1 AND kind = 'always' AND relation = ''`, s.slot).Scan(&id)
 			return err == nil, nil
 		})
@@ -805,8 +805,8 @@ func TestSnapshotModes(t *testing.T) {
 		r := s.startEngine(t)
 		s.waitSnapshot(t, "initial", "done", time.Minute)
 		r.stop(t)
-		s.db.Exec(t, `UPDATE procon_snapshot_progress SET status = 'pending' WHERE slot = $1 AND relation = ''`, s.slot)
-		s.db.Exec(t, `DELETE FROM procon_snapshot_progress WHERE slot = $1 AND relation <> ''`, s.slot)
+		s.db.Exec(t, `UPDATE procon.procon_snapshot_progress SET status = 'pending' WHERE slot = $1 AND relation = ''`, s.slot)
+		s.db.Exec(t, `DELETE FROM procon.procon_snapshot_progress WHERE slot = $1 AND relation <> ''`, s.slot)
 		s.startEngine(t)
 		s.waitSnapshot(t, "initial", "done", time.Minute)
 		if got := readCount(t, s, "items"); got != 2*rows {
