@@ -50,14 +50,14 @@ func TestServiceTooLargeNotifications(t *testing.T) {
 					t.Fatal(err)
 				}
 				if recs[0].rec.Topic != "dlq" || v.Kind != "realtime" || v.Channel != "room" || v.CommitLSN != "0/9000" || v.XID != 9 || v.Topic != "rt" {
-					t.Fatalf("reference %s on %s", recs[0].rec.Value, recs[0].rec.Topic)
+					t.Fatalf("reference %.300s on %s", recs[0].rec.Value, recs[0].rec.Topic)
 				}
 				if header(recs[0], "procon.seq") != "1" {
 					t.Fatalf("reference has procon.seq %q, want the notification's 1", header(recs[0], "procon.seq"))
 				}
 			}
 			if last := recs[len(recs)-1]; last.rec.Topic != "rt" || string(last.rec.Key) != `{"channel":"other"}` {
-				t.Fatalf("last record %s on %s, want the next notification", last.rec.Key, last.rec.Topic)
+				t.Fatalf("last record %.100s on %s, want the next notification", last.rec.Key, last.rec.Topic)
 			}
 			h.prod.wg.Wait()
 			if n := h.tracker.open(tx); n != 0 {
