@@ -363,3 +363,39 @@ func TestRecordSizeIsKafkas(t *testing.T) {
 		t.Fatalf("the broker took a record of Size %d into a topic of max.message.bytes %d: %v", size, size-5, err)
 	}
 }
+
+// A row of the initial snapshot larger than Kafka takes follows the rows policy too: under
+// dlq a reference to it (at the slot's consistent point, without a transaction) takes its
+// place, the snapshot completes and streaming starts.
+func TestTooLargeSnapshotRowIsDeadLettered(t *testing.T) {
+	s := newSetup(t, `public.docs: {}`, "errors:\n  record_too_large: {rows: dlq}\n")
+	withMaxRecordBytes(s, 20000)
+	s.db.Exec(t, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
+	s.db.Exec(t, `INSERT INTO docs SELECT g, 'small' FROM generate_series(1, 10) g`)
+	s.db.Exec(t, `INSERT INTO docs SELECT 11, string_agg(md5(g::text), '') FROM generate_series(1, 1000) g`)
+	s.runEngine(t)
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO docs VALUES (12, 'streamed')`)
+	events := decode(t, s.env.ReadN(t, s.topic("docs"), 11, time.Minute))
+	if fmt.Sprint(events[10].Key["id"]) != "12" {
+		t.Fatalf("got %v last, want the streamed row 12 after the ten small snapshot rows", events[10].Key)
+	}
+	rec := s.env.ReadN(t, s.name+".dlq", 1, time.Minute)[0]
+	var ref map[string]any
+	if err := json.Unmarshal(rec.Value, &ref); err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot's rows have source.lsn = the slot's consistent point.
+	point, err := events[0].Value["source"].(map[string]any)["lsn"].(json.Number).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"reason": "record_too_large", "kind": "row", "topic": s.topic("docs"), "relation": "public.docs",
+		"key": base64.StdEncoding.EncodeToString([]byte(`{"id":11}`)), "key_bytes": jsonNumber(9),
+		"record_bytes": ref["record_bytes"], "max_record_bytes": jsonNumber(20000), "lsn": pglogrepl.LSN(point).String(),
+	}
+	if !reflect.DeepEqual(ref, want) {
+		t.Fatalf("dead-letter record\n got %v\nwant %v", ref, want)
+	}
+}
