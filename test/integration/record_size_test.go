@@ -399,3 +399,55 @@ func TestTooLargeSnapshotRowIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead-letter record\n got %v\nwant %v", ref, want)
 	}
 }
+
+// sqlBlock returns the README's ```sql block that contains marker.
+func sqlBlock(t *testing.T, marker string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range strings.Split(string(readme), "```sql\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if strings.Contains(block, marker) {
+			return block
+		}
+	}
+	t.Fatalf("README.md has no sql block with %q", marker)
+	return ""
+}
+
+// The README's advice works as written: by default any role can emit a logical message; after
+// its REVOKE block only granted roles can, and the SECURITY DEFINER function it shows lets an
+// application role emit its one prefix.
+func TestEmitMessageAdviceFromTheREADME(t *testing.T) {
+	s := &setup{env: testenv.Get(t)}
+	s.db = s.env.Database(t)
+	role := unprivilegedRole(t, s)
+	emit := func(sql string) error {
+		ctx := testenv.Context(t, 30*time.Second)
+		tx, err := s.db.Pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, sql)
+		return err
+	}
+	if err := emit(`SELECT pg_logical_emit_message(true, 'any', 'thing')`); err != nil {
+		t.Fatalf("before the REVOKE a role without privileges could not emit a message (%v): the threat the README describes is gone?", err)
+	}
+	s.db.Exec(t, sqlBlock(t, "FROM PUBLIC', f)"))
+	for _, sql := range []string{`SELECT pg_logical_emit_message(true, 'any', 'thing')`, `SELECT pg_logical_emit_message(false, 'any', 'thing'::bytea)`} {
+		if err := emit(sql); err == nil || !strings.Contains(err.Error(), "permission denied for function pg_logical_emit_message") {
+			t.Fatalf("%s after the README's REVOKE: got %v, want permission denied", sql, err)
+		}
+	}
+	s.db.Exec(t, strings.ReplaceAll(sqlBlock(t, "SECURITY DEFINER"), "app_writer", pgx.Identifier{role}.Sanitize()))
+	if err := emit(`SELECT notify_realtime('{"channel": "c"}')`); err != nil {
+		t.Fatalf("the README's wrapper function: %v", err)
+	}
+}
