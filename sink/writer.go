@@ -138,12 +138,17 @@ func (w *Writer) batchMaxBytes(topic string) int32 {
 // or the topic's max.message.bytes when that is smaller. It makes sure the topic exists first
 // (EnsureTopic), which is when its limit is read.
 func (w *Writer) MaxRecordBytes(ctx context.Context, topic string) (int, error) {
-	if _, err := w.EnsureTopic(ctx, topic); err != nil {
-		return 0, err
+	for {
+		w.mu.Lock()
+		ti, ok := w.topics[topic]
+		w.mu.Unlock()
+		if ok {
+			return ti.maxBytes, nil
+		}
+		if _, err := w.EnsureTopic(ctx, topic); err != nil {
+			return 0, err
+		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.topics[topic].maxBytes, nil
 }
 
 // EnsureTopic makes sure topic exists, creating it from its spec if needed, and returns its
