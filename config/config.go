@@ -34,6 +34,7 @@ type Config struct {
 	Debezium       Debezium                   `yaml:"debezium"`
 	Relations      map[string]*RelationConfig `yaml:"relation_configs"`
 	Realtime       Realtime                   `yaml:"realtime"`
+	Errors         Errors                     `yaml:"errors"`
 	Log            Log                        `yaml:"log"`
 
 	// RelationOrder lists the keys of Relations in the order the file gives them.
@@ -63,7 +64,8 @@ type Kafka struct {
 	// Linger lets the producer wait this long to fill batches (DefaultLinger; 0 sends at once).
 	Linger      Duration `yaml:"linger"`
 	Compression string   `yaml:"compression"` // none | gzip | snappy | lz4 | zstd
-	// MaxRecordBytes is the producer's max.message.bytes; bigger records are a permanent error.
+	// MaxRecordBytes is the largest record batch the producer writes, and the max.message.bytes
+	// of the topics procon-cdc creates; larger records follow errors.record_too_large.
 	MaxRecordBytes int  `yaml:"max_record_bytes"`
 	TLS            TLS  `yaml:"tls"`
 	SASL           SASL `yaml:"sasl"`

@@ -79,7 +79,7 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		k.Compression = "none"
 	}
 	if k.MaxRecordBytes == 0 {
-		k.MaxRecordBytes = 1 << 20
+		k.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	if c.Snapshot.Mode == "" {
 		c.Snapshot.Mode = "initial"
@@ -102,6 +102,7 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		c.FillUnchangedToast = &fill
 	}
 	c.Realtime.applyDefaults()
+	c.applyErrorDefaults()
 
 	if v, ok := lookup("PROCON_INSTANCE"); ok && v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -280,6 +281,7 @@ func (c *Config) Validate() error {
 	c.SchemaRegistry.validate(&errs)
 	c.Realtime.validate(&errs)
 	c.validateRealtime(&errs)
+	c.validateRecordSize(&errs)
 	return errors.Join(errs...)
 }
 

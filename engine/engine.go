@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/realtime"
@@ -45,6 +46,7 @@ type Engine struct {
 	pipe    *pipeline.Pipeline
 	source  []byte            // procon.source of every record: the stream's server, database and slot
 	rt      *realtime.Service // nil when no realtime notification is configured
+	guard   *deadletter.Guard // errors.record_too_large
 	snap    *snapshots        // snapshot.go
 
 	// DrainTimeout bounds the wait for Kafka's acknowledgements on shutdown.
@@ -114,6 +116,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		return nil, e.abort(err)
 	}
 	e.enc = newEncoders(cfg, avroEnc)
+	if e.guard, err = newGuard(cfg, e.writer, log); err != nil {
+		return nil, e.abort(err)
+	}
 	if e.rt, err = e.newRealtime(); err != nil {
 		return nil, e.abort(err)
 	}
@@ -124,10 +129,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Tails:          e.writer,
 		Tracker:        e.stream.Tracker(),
 		Snapshots:      e.snap.observer(e.builder),
+		Oversize:       e.guard,
 		Instance:       uint16(*cfg.InstanceNum),
 		Source:         e.source,
 		WALAtOpen:      uint64(e.stream.WALAtOpen()),
-		HeartbeatTopic: config.SanitizeTopic(cfg.Debezium.TopicHeartbeatPrefix + cfg.Debezium.TopicDelimiter + cfg.Name),
+		HeartbeatTopic: heartbeatTopic(cfg),
 		Logger:         log,
 	}
 	if e.rt != nil {
@@ -147,6 +153,20 @@ func (e *Engine) abort(err error) error {
 	}
 	e.writer.Close()
 	return err
+}
+
+// newGuard applies errors.record_too_large, with the writer's per-topic limits.
+func newGuard(cfg *config.Config, w *sink.Writer, log *slog.Logger) (*deadletter.Guard, error) {
+	dc := deadletter.Config{Limits: w, Topic: cfg.Errors.DLQTopic, Logger: log}
+	r := cfg.Errors.RecordTooLarge
+	for k, name := range map[deadletter.Kind]string{deadletter.Row: r.Rows, deadletter.Message: r.Messages, deadletter.Realtime: r.Realtime} {
+		p, err := deadletter.ParsePolicy(name)
+		if err != nil {
+			return nil, &config.FieldError{Key: "errors.record_too_large", Problem: err.Error()}
+		}
+		dc.Policies[k] = p
+	}
+	return deadletter.New(dc)
 }
 
 // RelationSpecs are the captured relations of cfg as the replication stream takes them.
@@ -182,8 +202,8 @@ func builderConfig(cfg *config.Config, log *slog.Logger) (envelope.Config, error
 		Tombstones:   *d.TombstonesOnDelete,
 		Skip:         skip,
 		TxMetadata:   d.ProvideTransactionMetadata,
-		TxTopic:      config.SanitizeTopic(cfg.Name + d.TopicDelimiter + d.TopicTransaction),
-		MessageTopic: config.SanitizeTopic(cfg.Name + ".message"),
+		TxTopic:      txTopic(cfg),
+		MessageTopic: messageTopic(cfg),
 		Logger:       log,
 	}
 	if d.SkippedOperationsSet && len(d.SkippedOperations) > 0 {

@@ -185,6 +185,7 @@ func (e *Engine) newRealtime() (*realtime.Service, error) {
 		Producer:             e.writer,
 		Encoder:              e.enc.ForTopic(r.Topic),
 		Tracker:              e.stream.Tracker(),
+		Oversize:             e.guard,
 		Source:               e.source,
 		Logger:               e.log.With("stage", "realtime"),
 	}

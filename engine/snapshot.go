@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/pipeline"
@@ -291,6 +292,16 @@ func (e *Engine) snapshotEmitter(t *snapshot.Table, txHdr []byte) (snapshot.Emit
 			return fmt.Errorf("encode snapshot row of %s: %w", t.Name, err)
 		}
 		rec.Ack = row.Ack
+		// A row too large for its topic follows errors.record_too_large.rows; skipped, it
+		// counts as written in its chunk.
+		rec, err = e.guard.Check(ctx, rec, deadletter.Origin{Kind: deadletter.Row, Relation: t.Name, LSN: row.LSN})
+		if err != nil {
+			return fmt.Errorf("initial snapshot: %w", err)
+		}
+		if rec == nil {
+			row.Ack.Ack()
+			return nil
+		}
 		return e.writer.Produce(ctx, rec)
 	}, nil
 }

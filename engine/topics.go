@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"strconv"
+
 	"github.com/procon-cdc/procon/avro"
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
@@ -9,15 +11,19 @@ import (
 )
 
 // topicSpec gives the settings of a topic the engine creates: the relation's partitions if it
-// sets them, else kafka.topic_defaults.
+// sets them, else kafka.topic_defaults; max.message.bytes is kafka.max_record_bytes unless
+// kafka.topic_defaults.configs sets it (to no less, as validated), so that the topic takes
+// every record the producer may write: the producer's count of a batch includes 4 bytes the
+// broker does not count, and never exceeds kafka.max_record_bytes.
 func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 	d := e.cfg.Kafka.TopicDefaults
-	spec := sink.TopicSpec{Partitions: d.Partitions, ReplicationFactor: d.ReplicationFactor}
-	if len(d.Configs) > 0 {
-		spec.Configs = map[string]*string{}
-		for k, v := range d.Configs {
-			spec.Configs[k] = &v
-		}
+	spec := sink.TopicSpec{Partitions: d.Partitions, ReplicationFactor: d.ReplicationFactor, Configs: map[string]*string{}}
+	for k, v := range d.Configs {
+		spec.Configs[k] = &v
+	}
+	if spec.Configs[sink.MaxMessageBytes] == nil {
+		v := strconv.Itoa(e.cfg.Kafka.MaxRecordBytes)
+		spec.Configs[sink.MaxMessageBytes] = &v
 	}
 	for _, rc := range e.cfg.Relations {
 		if rc.Topic == topic && rc.Partitions > 0 {
@@ -28,6 +34,42 @@ func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 		spec.Partitions = rt.Partitions
 	}
 	return spec
+}
+
+// Topic names the engine derives from the configuration.
+func messageTopic(cfg *config.Config) string { return config.SanitizeTopic(cfg.Name + ".message") }
+
+func txTopic(cfg *config.Config) string {
+	return config.SanitizeTopic(cfg.Name + cfg.Debezium.TopicDelimiter + cfg.Debezium.TopicTransaction)
+}
+
+func heartbeatTopic(cfg *config.Config) string {
+	d := &cfg.Debezium
+	return config.SanitizeTopic(d.TopicHeartbeatPrefix + d.TopicDelimiter + cfg.Name)
+}
+
+// Topics lists every topic the configuration makes procon-cdc write to: the relations', the
+// logical messages', and those of transaction metadata, heartbeats, realtime notifications
+// and dead-letter records when they are on.
+func Topics(cfg *config.Config) []string {
+	var topics []string
+	for _, name := range cfg.SortedRelations() {
+		topics = append(topics, cfg.Relations[name].Topic)
+	}
+	topics = append(topics, messageTopic(cfg))
+	if cfg.Debezium.ProvideTransactionMetadata {
+		topics = append(topics, txTopic(cfg))
+	}
+	if cfg.Debezium.HeartbeatIntervalMS > 0 {
+		topics = append(topics, heartbeatTopic(cfg))
+	}
+	if cfg.RealtimeUsed() {
+		topics = append(topics, cfg.Realtime.Topic)
+	}
+	if cfg.Errors.UsesDLQ() {
+		topics = append(topics, cfg.Errors.DLQTopic)
+	}
+	return topics
 }
 
 // encoders picks the serialization of each topic: a relation's own, else the top-level one.

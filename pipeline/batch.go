@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
@@ -180,8 +181,27 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		return err
 	}
 	rec.Ack = tx
+	// A record too large for its topic is decided on here, before Kafka could refuse it:
+	// under fail the pipeline stops before its transaction can be confirmed; a skipped
+	// record is not counted, so its transaction is confirmed without it; a dead-letter
+	// reference is counted in its place and carries its acknowledgement.
+	if rec, err = p.cfg.Oversize.Check(ctx, rec, origin(j)); err != nil || rec == nil {
+		return err
+	}
 	p.cfg.Tracker.Add(tx, 1)
 	return p.cfg.Producer.Produce(ctx, rec)
+}
+
+// origin describes a job's record for the record-size policy.
+func origin(j *job) deadletter.Origin {
+	o := deadletter.Origin{Kind: deadletter.Row, Relation: j.ev.Relation, LSN: j.c.LSN}
+	if j.ev.Kind == envelope.KindMessage {
+		o.Kind, o.Prefix = deadletter.Message, j.c.Prefix
+	}
+	if tx := j.c.Tx; tx.XID != 0 { // a non-transactional message has no transaction
+		o.CommitLSN, o.XID = tx.CommitLSN, tx.XID
+	}
+	return o
 }
 
 // NewRecord encodes ev with enc into a record with Procon's procon.source, procon.tx and

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
@@ -88,7 +89,7 @@ type Notifier interface {
 	Submit(ctx context.Context, p *realtime.Pending) error
 }
 
-// Config is what a Pipeline is made of. Snapshots and Notifier may be nil.
+// Config is what a Pipeline is made of. Snapshots, Notifier and Oversize may be nil.
 type Config struct {
 	Builder   Builder
 	Encoders  Encoders
@@ -97,6 +98,9 @@ type Config struct {
 	Tracker   Tracker
 	Snapshots Snapshots
 	Notifier  Notifier
+	// Oversize decides on records too large for their topic (errors.record_too_large); nil
+	// hands every record to the Producer.
+	Oversize *deadletter.Guard
 	// Instance is the instance_num in each transaction's procon.tx id.
 	Instance uint16
 	// Source names this pipeline (replication.Stream.Source); it goes on every record as

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
@@ -82,6 +83,8 @@ type Config struct {
 	Producer Producer
 	Encoder  envelope.Encoder
 	Tracker  Tracker
+	// Oversize decides on notifications too large for the topic; nil produces them all.
+	Oversize *deadletter.Guard
 	Logger   *slog.Logger
 	Clock    Clock // the real clock when nil
 	// CleanupInterval is how long acknowledged rows gather before a cleanup transaction
@@ -505,12 +508,23 @@ func (s *Service) produce(ctx context.Context, it *item) error {
 		return fmt.Errorf("realtime: encode the notification of channel %q: %w", it.n.Channel, err)
 	}
 	// The writer creates the topic and partitions by the key (the channel), as Kafka would.
-	return s.cfg.Producer.Produce(ctx, &sink.Record{
+	rec := &sink.Record{
 		Topic: topic, Key: key, Value: value,
 		Headers:   txid.AppendHeaders(make([]sink.Header, 0, 3), s.cfg.Source, it.txHdr, it.seq),
 		Partition: -1,
 		Ack:       it,
-	})
+	}
+	// Too large for the topic: skipped, it counts as sent (its row is still deleted); a
+	// dead-letter reference carries its acknowledgement; fail stops here.
+	rec, err = s.cfg.Oversize.Check(ctx, rec, deadletter.Origin{Kind: deadletter.Realtime, Channel: it.n.Channel, CommitLSN: it.tx.CommitLSN, XID: it.tx.XID})
+	if err != nil {
+		return fmt.Errorf("realtime: %w", err)
+	}
+	if rec == nil {
+		s.done(it)
+		return nil
+	}
+	return s.cfg.Producer.Produce(ctx, rec)
 }
 
 // Ack is called when Kafka acknowledges the item's notification. It does not block.

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -70,6 +71,12 @@ type Tx struct {
 // Ack tells the transaction's tracker that Kafka acknowledged one of its records (counted
 // with Tracker.Add). It makes *Tx the acknowledgement of the records of its transaction.
 func (tx *Tx) Ack() { tx.txn.tracker.Ack(tx) }
+
+// String names the transaction in errors about its records. It reads only what Begin set, so
+// any goroutine may call it.
+func (tx *Tx) String() string {
+	return fmt.Sprintf("transaction xid %d committed at LSN %s", tx.XID, tx.CommitLSN)
+}
 
 // Change is one decoded WAL message, in stream order.
 type Change struct {

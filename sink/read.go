@@ -119,7 +119,8 @@ func (r *Reader) Poll(ctx context.Context) ([]ConsumedRecord, []error, error) {
 // Close closes the Reader's client.
 func (r *Reader) Close() { r.cl.Close() }
 
-// Admin is a client for the cluster itself: whether it answers, and deleting topics.
+// Admin is a client for the cluster itself: whether it answers, topic limits, and deleting
+// topics.
 type Admin struct {
 	cl *kgo.Client
 }
@@ -145,6 +146,11 @@ func (a *Admin) DeleteTopics(ctx context.Context, topics ...string) (map[string]
 		out[r.Topic] = r.Err
 	}
 	return out, nil
+}
+
+// MaxMessageBytes returns the max.message.bytes of those of topics that exist.
+func (a *Admin) MaxMessageBytes(ctx context.Context, topics ...string) (map[string]int, error) {
+	return maxMessageBytes(ctx, kadm.NewClient(a.cl), topics...)
 }
 
 // Close closes the Admin's client.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +63,7 @@ type Writer struct {
 	specs func(topic string) TopicSpec
 
 	mu     sync.Mutex
-	topics map[string]int32 // partitions of topics known to exist
+	topics map[string]topicInfo // topics known to exist
 
 	// records is the context of every produced record. kgo fails a buffered record whose
 	// context ends, so records must not carry a caller's context: on shutdown they are
@@ -75,6 +76,14 @@ type Writer struct {
 	fatalOne sync.Once
 }
 
+// topicInfo is what the writer knows of a topic that exists.
+type topicInfo struct {
+	partitions int32
+	// maxBytes is the largest batch the topic takes: kafka.max_record_bytes, or the topic's
+	// max.message.bytes when that is smaller.
+	maxBytes int
+}
+
 // New connects to Kafka and checks that a broker answers within cfg.ConnectTimeout. specs
 // gives the settings of a topic that must be created.
 func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*Writer, error) {
@@ -82,6 +91,10 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 	c, err := codec(cfg.Compression)
 	if err != nil {
 		return nil, err
+	}
+	w := &Writer{
+		cfg: cfg, log: cfg.Logger, specs: specs,
+		topics: map[string]topicInfo{}, fatalCh: make(chan struct{}),
 	}
 	cl, err := cfg.newClient(ctx, true,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -92,18 +105,50 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(cfg.Linger),
-		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)),
+		// Batches are bounded per topic: a topic whose max.message.bytes is below
+		// kafka.max_record_bytes would refuse a batch of small records that fills the larger
+		// limit. The client asks when it first meets a partition, which is after EnsureTopic
+		// has read the topic's limit (Produce ensures the topic first).
+		kgo.ProducerBatchMaxBytesFn(w.batchMaxBytes),
 		kgo.ProducerBatchCompression(c),
 	)
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{
-		cfg: cfg, cl: cl, adm: kadm.NewClient(cl), log: cfg.Logger, specs: specs,
-		topics: map[string]int32{}, fatalCh: make(chan struct{}),
-	}
+	w.cl, w.adm = cl, kadm.NewClient(cl)
 	w.records, w.abort = context.WithCancel(context.Background())
 	return w, nil
+}
+
+// minBatchBytes is the least batch limit the client accepts.
+const minBatchBytes = 512
+
+// batchMaxBytes is the client's batch limit for topic.
+func (w *Writer) batchMaxBytes(topic string) int32 {
+	n := w.cfg.MaxRecordBytes
+	w.mu.Lock()
+	if ti, ok := w.topics[topic]; ok {
+		n = ti.maxBytes
+	}
+	w.mu.Unlock()
+	return int32(max(n, minBatchBytes))
+}
+
+// MaxRecordBytes is the largest record topic takes, as Size counts it: kafka.max_record_bytes,
+// or the topic's max.message.bytes when that is smaller. It makes sure the topic exists first
+// (EnsureTopic), which is when its limit is read.
+func (w *Writer) MaxRecordBytes(ctx context.Context, topic string) (int, error) {
+	for {
+		w.mu.Lock()
+		ti, ok := w.topics[topic]
+		w.mu.Unlock()
+		if ok {
+			return ti.maxBytes, nil
+		}
+		if _, err := w.EnsureTopic(ctx, topic); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // EnsureTopic makes sure topic exists, creating it from its spec if needed, and returns its
@@ -111,19 +156,19 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 // record of theirs is produced, so waiting holds the LSN.
 func (w *Writer) EnsureTopic(ctx context.Context, topic string) (int32, error) {
 	w.mu.Lock()
-	n, ok := w.topics[topic]
+	ti, ok := w.topics[topic]
 	w.mu.Unlock()
 	if ok {
-		return n, nil
+		return ti.partitions, nil
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		n, err := w.ensureTopic(ctx, topic)
+		ti, err := w.ensureTopic(ctx, topic)
 		if err == nil {
 			w.mu.Lock()
-			w.topics[topic] = n
+			w.topics[topic] = ti
 			w.mu.Unlock()
-			return n, nil
+			return ti.partitions, nil
 		}
 		if !retriable(err) {
 			return 0, err
@@ -138,13 +183,13 @@ func (w *Writer) EnsureTopic(ctx context.Context, topic string) (int32, error) {
 	}
 }
 
-func (w *Writer) ensureTopic(ctx context.Context, topic string) (int32, error) {
+func (w *Writer) ensureTopic(ctx context.Context, topic string) (topicInfo, error) {
 	details, err := w.adm.ListTopics(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+		return topicInfo{}, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
 	if d, ok := details[topic]; ok && d.Err == nil {
-		return int32(len(d.Partitions)), nil
+		return topicInfo{partitions: int32(len(d.Partitions)), maxBytes: w.existingLimit(ctx, topic)}, nil
 	}
 	spec := w.specs(topic)
 	resp, err := w.adm.CreateTopic(ctx, spec.Partitions, spec.ReplicationFactor, spec.Configs, topic)
@@ -152,26 +197,82 @@ func (w *Writer) ensureTopic(ctx context.Context, topic string) (int32, error) {
 		err = resp.Err
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return 0, fmt.Errorf("create topic %s (%d partitions, replication factor %d): %w", topic, spec.Partitions, spec.ReplicationFactor, err)
+		return topicInfo{}, fmt.Errorf("create topic %s (%d partitions, replication factor %d): %w", topic, spec.Partitions, spec.ReplicationFactor, err)
 	}
-	w.log.Info("created topic", "topic", topic, "partitions", spec.Partitions, "replication_factor", spec.ReplicationFactor)
 	if err == nil {
-		return resp.NumPartitions, nil
+		w.log.Info("created topic", "topic", topic, "partitions", spec.Partitions, "replication_factor", spec.ReplicationFactor)
+		ti := topicInfo{partitions: resp.NumPartitions, maxBytes: w.cfg.MaxRecordBytes}
+		if v, ok := spec.Configs[MaxMessageBytes]; ok && v != nil {
+			if n, err := strconv.Atoi(*v); err == nil {
+				ti.maxBytes = min(ti.maxBytes, n)
+			}
+		}
+		return ti, nil
 	}
 	// Someone else created it meanwhile: ask for its partitions until the metadata shows it.
 	for {
 		details, err := w.adm.ListTopics(ctx, topic)
 		if err == nil {
 			if d, ok := details[topic]; ok && d.Err == nil && len(d.Partitions) > 0 {
-				return int32(len(d.Partitions)), nil
+				return topicInfo{partitions: int32(len(d.Partitions)), maxBytes: w.existingLimit(ctx, topic)}, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return topicInfo{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// existingLimit is the batch limit of a topic that exists: kafka.max_record_bytes, or the
+// topic's max.message.bytes when that is smaller. When the topic's configuration cannot be
+// read (the principal may lack DESCRIBE_CONFIGS), it is kafka.max_record_bytes, with a warning:
+// a larger record is then refused by the broker, which stops the engine.
+func (w *Writer) existingLimit(ctx context.Context, topic string) int {
+	limits, err := maxMessageBytes(ctx, w.adm, topic)
+	n, ok := limits[topic]
+	if err != nil || !ok {
+		w.log.Warn("cannot read the topic's max.message.bytes; assuming kafka.max_record_bytes fits it",
+			"topic", topic, "max_record_bytes", w.cfg.MaxRecordBytes, "err", err)
+		return w.cfg.MaxRecordBytes
+	}
+	if n < w.cfg.MaxRecordBytes {
+		w.log.Warn("the topic's max.message.bytes is below kafka.max_record_bytes: larger records are too large for it (errors.record_too_large)",
+			"topic", topic, "max_message_bytes", n, "max_record_bytes", w.cfg.MaxRecordBytes)
+		return n
+	}
+	return w.cfg.MaxRecordBytes
+}
+
+// MaxMessageBytes is the topic configuration that bounds a record batch on the broker.
+const MaxMessageBytes = "max.message.bytes"
+
+// maxMessageBytes reads the max.message.bytes of topics; topics that do not exist, or whose
+// value is not a number, are left out.
+func maxMessageBytes(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]int, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("describe the configuration of topics %v: %w", topics, err)
+	}
+	out := map[string]int{}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			if errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+				continue
+			}
+			return nil, fmt.Errorf("describe the configuration of topic %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key != MaxMessageBytes || c.Value == nil {
+				continue
+			}
+			if n, err := strconv.Atoi(*c.Value); err == nil {
+				out[rc.Name] = n
+			}
+		}
+	}
+	return out, nil
 }
 
 // Produce hands r to the client. It blocks while the client's buffer is full (backpressure)
@@ -200,7 +301,11 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
 		if err != nil {
 			if w.records.Err() == nil {
-				w.fail(fmt.Errorf("produce to %s[%d]: %w", rec.Topic, rec.Partition, describe(err)))
+				of := ""
+				if s, ok := ack.(fmt.Stringer); ok {
+					of = " (a record of " + s.String() + ")"
+				}
+				w.fail(fmt.Errorf("produce to %s[%d]%s: %w", rec.Topic, rec.Partition, of, describe(err)))
 			}
 			return
 		}
@@ -260,7 +365,13 @@ func retriable(err error) bool {
 func describe(err error) error {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
-		return fmt.Errorf("%w: the record is larger than the topic's max.message.bytes or kafka.max_record_bytes; raise them", err)
+		// Records too large for their topic are handled before they are produced
+		// (errors.record_too_large), and batches are kept within the topic's limit as read at
+		// its first use: the topic's limit must have been lowered since.
+		return fmt.Errorf("%w: a batch is over the topic's max.message.bytes or kafka.max_record_bytes, though procon-cdc keeps records and batches "+
+			"within the limits it read at the topic's first use: the topic's max.message.bytes was probably lowered since; set it to at least "+
+			"kafka.max_record_bytes, or restart procon-cdc to apply errors.record_too_large under the new limit; the slot's position stays "+
+			"before this transaction, so nothing is lost", err)
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed),
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
 		return fmt.Errorf("%w: grant the producer WRITE (and IDEMPOTENT_WRITE) on the topic", err)

@@ -35,11 +35,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		findings = append(findings, replication.Finding{Level: "ok", Subject: "written tables",
 			Message: "no trigger, rule or row security runs on what procon-cdc writes, and its own tables are its role's"})
 	}
-	if err := pingKafka(ctx, cfg); err != nil {
-		findings = append(findings, replication.Finding{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers, kafka.tls and kafka.sasl"})
-	} else {
-		findings = append(findings, replication.Finding{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)})
-	}
+	findings = append(findings, checkKafka(ctx, cfg)...)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if checked, err := engine.CheckRegistry(rctx, cfg); err != nil {
 		findings = append(findings, replication.Finding{Level: "error", Subject: "schema registry", Message: err.Error() + "; check schema_registry and the pinned avro_*_schema_version keys"})
@@ -63,18 +59,40 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// pingKafka connects as procon-cdc run does (brokers, TLS, SASL) and checks that a broker
-// answers.
-func pingKafka(ctx context.Context, cfg *config.Config) error {
+// checkKafka connects as procon-cdc run does (brokers, TLS, SASL), checks that a broker
+// answers, and warns about existing topics whose max.message.bytes is below
+// kafka.max_record_bytes: records between the two are too large for them.
+func checkKafka(ctx context.Context, cfg *config.Config) []replication.Finding {
 	scfg, err := sink.ConfigFrom(&cfg.Kafka, nil)
-	if err != nil {
-		return err
+	if err == nil {
+		scfg.ConnectTimeout = 10 * time.Second
+		var adm *sink.Admin
+		if adm, err = sink.NewAdmin(ctx, scfg); err == nil {
+			defer adm.Close()
+			return append([]replication.Finding{{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)}},
+				checkTopicLimits(ctx, cfg, adm)...)
+		}
 	}
-	scfg.ConnectTimeout = 10 * time.Second
-	adm, err := sink.NewAdmin(ctx, scfg)
+	return []replication.Finding{{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers, kafka.tls and kafka.sasl"}}
+}
+
+func checkTopicLimits(ctx context.Context, cfg *config.Config, adm *sink.Admin) []replication.Finding {
+	topics := engine.Topics(cfg)
+	limits, err := adm.MaxMessageBytes(ctx, topics...)
 	if err != nil {
-		return err
+		return []replication.Finding{{Level: "warn", Subject: "kafka topics", Message: err.Error() +
+			"; procon-cdc reads each topic's max.message.bytes at its first use (DESCRIBE_CONFIGS on the topics)"}}
 	}
-	adm.Close()
-	return nil
+	var out []replication.Finding
+	for _, topic := range topics {
+		n, ok := limits[topic]
+		if !ok || n >= cfg.Kafka.MaxRecordBytes {
+			continue
+		}
+		out = append(out, replication.Finding{Level: "warn", Subject: "topic " + topic, Message: fmt.Sprintf(
+			"max.message.bytes is %d, below kafka.max_record_bytes (%d): records larger than it follow errors.record_too_large; "+
+				"raise it with kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config max.message.bytes=%d",
+			n, cfg.Kafka.MaxRecordBytes, topic, cfg.Kafka.MaxRecordBytes)})
+	}
+	return out
 }

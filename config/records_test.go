@@ -1,0 +1,62 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRecordTooLargeDefaults(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(minimal), env(map[string]string{"DSN": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Errors.RecordTooLarge
+	for _, c := range []struct{ key, got, want string }{
+		{"rows", r.Rows, "fail"},
+		{"messages", r.Messages, "dlq"},
+		{"realtime", r.Realtime, "skip"},
+		{"dlq_topic", cfg.Errors.DLQTopic, "demo.dlq"},
+	} {
+		if c.got != c.want {
+			t.Errorf("errors.%s: got %q, want %q", c.key, c.got, c.want)
+		}
+	}
+	if cfg.Kafka.MaxRecordBytes != 1<<20 {
+		t.Errorf("kafka.max_record_bytes: got %d, want 1 MiB", cfg.Kafka.MaxRecordBytes)
+	}
+}
+
+func TestRecordTooLargeErrorsNameTheKey(t *testing.T) {
+	cases := []struct{ name, kafka, extra, want string }{
+		{"bad policy", "", "errors:\n  record_too_large: {rows: drop}\n", `errors.record_too_large.rows: "drop" is not one of fail, skip, dlq`},
+		{"bad messages policy", "", "errors:\n  record_too_large: {messages: FAIL}\n", `errors.record_too_large.messages: "FAIL" is not one of`},
+		{"bad realtime policy", "", "errors:\n  record_too_large: {realtime: ignore}\n", `errors.record_too_large.realtime: "ignore"`},
+		{"unknown kind", "", "errors:\n  record_too_large: {rowz: dlq}\n", "errors.record_too_large.rowz: line"},
+		{"dlq topic of a relation", "", "errors:\n  dlq_topic: demo-orders\n", `errors.dlq_topic: "demo-orders" is also the topic of public.orders`},
+		{"bad dlq topic", "", "errors:\n  dlq_topic: 'a b'\n", `errors.dlq_topic: "a b" is not a valid Kafka topic name`},
+		{"tiny max_record_bytes", "max_record_bytes: 1000", "", "kafka.max_record_bytes: must be at least 8192"},
+		{"buffer below a record", "max_record_bytes: 2000000\n  max_buffered_bytes: 1000000", "",
+			"kafka.max_buffered_bytes: 1000000 is below kafka.max_record_bytes (2000000)"},
+		{"topic limit below the records", "topic_defaults: {configs: {max.message.bytes: '100000'}}", "",
+			"kafka.topic_defaults.configs.max.message.bytes: 100000 is below kafka.max_record_bytes (1048576)"},
+		{"topic limit not a number", "topic_defaults: {configs: {max.message.bytes: 1MB}}", "",
+			`kafka.topic_defaults.configs.max.message.bytes: "1MB" is not a number of bytes`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := strings.Replace(minimal, "kafka:\n", "kafka:\n  "+tc.kafka+"\n", 1) + tc.extra
+			_, err := Parse(strings.NewReader(text), env(map[string]string{"DSN": "x"}))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q\n%s", err, tc.want, text)
+			}
+		})
+	}
+}
+
+func TestRecordTooLargeDLQTopicUnusedIsNotChecked(t *testing.T) {
+	// With no policy dlq, the dead-letter topic is never written, so its name does not matter.
+	text := minimal + "errors:\n  dlq_topic: demo-orders\n  record_too_large: {messages: skip}\n"
+	if _, err := Parse(strings.NewReader(text), env(map[string]string{"DSN": "x"})); err != nil {
+		t.Fatal(err)
+	}
+}
