@@ -43,6 +43,7 @@ func TestParseDefaults(t *testing.T) {
 		{cfg.Debezium.Skips("t"), true},
 		{strings.Join(cfg.RelationOrder, ","), "public.accounts,public.orders"},
 		{cfg.Kafka.Linger, DefaultLinger},
+		{cfg.Snapshot.StatementTimeout, Duration(5 * time.Minute)},
 	}
 	for i, c := range checks {
 		if c.got != c.want {
@@ -82,6 +83,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad instance", minimal + "instance_num: 70000\n", map[string]string{"DSN": "x"}, []string{"instance_num: must be an integer from 0 to 65535"}},
 		{"bad PROCON_INSTANCE", minimal, map[string]string{"DSN": "x", "PROCON_INSTANCE": "abc"}, []string{"PROCON_INSTANCE"}},
 		{"avro without registry", minimal + "serialization: avro\n", map[string]string{"DSN": "x"}, []string{"schema_registry.url"}},
+		{"statement timeout too long", minimal + "snapshot:\n  statement_timeout: 48h\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout: must be between 100ms and 24h, got 48h0m0s"}},
+		{"negative statement timeout", minimal + "snapshot:\n  statement_timeout: -1s\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout"}},
 		{"duplicate topic", strings.Replace(minimal, "public.accounts: {}", "public.accounts: {topic: demo-orders}", 1), map[string]string{"DSN": "x"}, []string{"also the topic of"}},
 	}
 	for _, tc := range cases {
