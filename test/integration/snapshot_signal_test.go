@@ -89,7 +89,7 @@ func (s *setup) outcome(t *testing.T, id, relation string) outcome {
 	t.Helper()
 	var o outcome
 	var reason *string
-	err := s.db.Pool.QueryRow(context.Background(), `SELECT status, error FROM procon_snapshot_progress
+	err := s.db.Pool.QueryRow(context.Background(), `SELECT status, to_jsonb(p) ->> 'error' FROM procon_snapshot_progress p
 		WHERE slot = $1 AND snapshot = $2 AND relation = $3 ORDER BY part LIMIT 1`, s.slot, id, relation).Scan(&o.status, &reason)
 	if err != nil {
 		return outcome{}
