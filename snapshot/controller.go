@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
@@ -122,6 +121,11 @@ func (c *Controller) Enqueue(snap *Snapshot) {
 		t := j.progress.table(r.Relation)
 		t.total.Add(r.Total)
 		t.rows.Add(r.Rows)
+	}
+	for _, r := range snap.Ranges {
+		if !pending(snap, r.Relation) { // read before a restart, or refused
+			j.progress.Done(r.Relation)
+		}
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
@@ -600,8 +604,7 @@ func (e *ChunkTimeoutError) Error() string {
 // statement_timeout (a ChunkTimeoutError) from other cancellations (an administrator's, which
 // is retried like any transient error).
 func (c *Controller) chunkError(t *Table, lo []string, start time.Time, err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "57014" && time.Since(start) >= c.cfg.StatementTimeout {
+	if cancelled(err) && time.Since(start) >= c.cfg.StatementTimeout {
 		return &ChunkTimeoutError{Relation: t.Name, After: lo, Timeout: c.cfg.StatementTimeout}
 	}
 	var fe *FilterError

@@ -324,15 +324,16 @@ func (c *Controller) executeSnapshot(ctx context.Context, conn *pgx.Conn, s sign
 	}
 	if err != nil {
 		snap.Status, snap.Error = StatusRefused, "the signal is refused: "+err.Error()
+		tables = nil
 	}
 	for _, name := range tables {
 		r := &Range{Relation: name, Filter: filters[name]}
 		if r.Total, err = c.planRange(ctx, conn, name, r.Filter); err != nil {
-			if ctx.Err() != nil || pg.Transient(err) && !c.timedOut(err) {
+			if ctx.Err() != nil || pg.Transient(err) && !cancelled(err) {
 				return err
 			}
 			r.Done, r.Outcome, r.Error = true, StatusRefused, err.Error()
-			if c.timedOut(err) {
+			if cancelled(err) {
 				r.Error = fmt.Sprintf("checking %s took longer than snapshot.statement_timeout (%s): is the table locked? %v", name, c.cfg.StatementTimeout, err)
 			}
 		}
@@ -398,9 +399,9 @@ func (c *Controller) planRange(ctx context.Context, conn *pgx.Conn, name, filter
 	return estimateRows(ctx, tx, t, from)
 }
 
-// timedOut reports whether err is a statement cancelled, by statement_timeout or by an
+// cancelled reports whether err is a statement cancelled, by statement_timeout or by an
 // administrator.
-func (c *Controller) timedOut(err error) bool {
+func cancelled(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "57014"
 }
