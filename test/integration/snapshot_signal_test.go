@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/snapshot"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -404,5 +405,34 @@ snapshot:
 	}
 	if inc := incrementalRows(t, s, "items"); len(inc) != 0 {
 		t.Errorf("%d rows were emitted by the planted snapshot", len(inc))
+	}
+}
+
+// TestSnapshotProgressTableUpgrade opens a progress table made before the error column
+// existed: the column is added, and procon-cdc status reads tables either way.
+func TestSnapshotProgressTableUpgrade(t *testing.T) {
+	env := testenv.Get(t)
+	db := env.Database(t)
+	old := strings.Replace(snapshot.InitSQL, "    error      text,\n", "", 1)
+	if old == snapshot.InitSQL {
+		t.Fatal("InitSQL has no error column to leave out")
+	}
+	db.Exec(t, old)
+	db.Exec(t, `INSERT INTO procon_snapshot_progress (slot, snapshot, relation, part, kind, status) VALUES ('s', 'x', '', 0, 'incremental', 'done')`)
+	conn := db.Conn(t)
+	if snaps, err := snapshot.ReadSnapshots(context.Background(), conn, "s"); err != nil || len(snaps) != 1 || snaps[0].Status != "done" {
+		t.Fatalf("reading the old table: %v %v", snaps, err)
+	}
+	store, err := snapshot.OpenStore(context.Background(), db.DSN, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.SetOutcome(context.Background(), "x", snapshot.StatusFailed, "why"); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := snapshot.ReadSnapshots(context.Background(), conn, "s")
+	if err != nil || len(snaps) != 1 || snaps[0].Status != "failed" || snaps[0].Error != "why" {
+		t.Fatalf("after the upgrade: %+v %v", snaps, err)
 	}
 }
