@@ -385,6 +385,9 @@ func (c *Controller) planRange(ctx context.Context, conn *pgx.Conn, name, filter
 	if err != nil {
 		return 0, err
 	}
+	if !t.Keyed() {
+		return 0, fmt.Errorf("%s has no key: a table without one cannot be snapshotted while streaming", name)
+	}
 	from := t.from
 	if filter != "" {
 		if err := createFilterView(ctx, tx, t, filter); err != nil {

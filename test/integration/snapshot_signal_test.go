@@ -131,12 +131,14 @@ func (s *setup) topicValues(t *testing.T, table string) []string {
 func TestSnapshotFilterRefused(t *testing.T) {
 	s := newSetup(t, `
 		public.items: {}
-		public.others: {}`, `
+		public.others: {}
+		public.nokey: {keyless: true}`, `
 snapshot:
   chunk_size: 5
   signal_table: public.procon_signal`)
 	createItems(t, s, "items", 20)
 	createItems(t, s, "others", 20)
+	s.db.Exec(t, `CREATE TABLE nokey (id int, v int)`)
 	// A role that can write the signal table may own functions, operators and domains.
 	s.db.Exec(t, `CREATE FUNCTION public.procon_test_definer() RETURNS boolean LANGUAGE sql SECURITY DEFINER AS 'SELECT true'`)
 	s.db.Exec(t, `CREATE FUNCTION public.procon_test_eq(int, int) RETURNS boolean LANGUAGE sql AS 'SELECT $1 = $2'`)
@@ -177,6 +179,8 @@ snapshot:
 	// A filter that closes the parentheses around it only ever filters the table's rows: the
 	// key bounds of each chunk still hold, so each row is read once.
 	escape := s.insertSignal(t, "escape", []string{"public.others"}, map[string]string{"public.others": `true) OR (true`})
+	// A table without a key cannot be read between watermarks.
+	nokey := s.insertSignal(t, "nokey", []string{"public.nokey"}, nil)
 	// A filter that fails while it is read ends its table; the signal's other tables are read.
 	divide := s.insertSignal(t, "divide", []string{"public.items", "public.others"},
 		map[string]string{"public.items": `1 / (id - 7) > 0`, "public.others": `id <= 5`})
@@ -207,6 +211,9 @@ snapshot:
 	}
 	if tbl := s.outcome(t, divide, "public.others"); tbl.status != "done" {
 		t.Errorf("division by zero: public.others is %+v, want done", tbl)
+	}
+	if o := s.waitEnded(t, nokey, time.Minute); o.status != "refused" || !strings.Contains(o.reason, "public.nokey has no key") {
+		t.Errorf("a table without a key: outcome %+v, want refused", o)
 	}
 	// procon-cdc status says why.
 	if out := s.proconCmd(t, "status"); !strings.Contains(out, "signal:attack-exists refused: the filter of public.items is refused: it has a subquery") {
