@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS public.procon_snapshot_progress (
 `
 
 // errorColumnSQL adds the error column to a progress table created before it existed.
-const errorColumnSQL = `ALTER TABLE public.procon_snapshot_progress ADD COLUMN IF NOT EXISTS error text`
+const errorColumnSQL = `ALTER TABLE ` + StateTable + ` ADD COLUMN IF NOT EXISTS error text`
 
 // Snapshot kinds.
 const (
