@@ -170,6 +170,9 @@ type Snapshot struct {
 	ChunkSize int `yaml:"chunk_size"`
 	// SignalTable receives execute-snapshot signals (Debezium's signal.data.collection).
 	SignalTable string `yaml:"signal_table"`
+	// StatementTimeout bounds each statement of an in-stream snapshot (a chunk's read, a
+	// filter's check, a row estimate).
+	StatementTimeout Duration `yaml:"statement_timeout"`
 }
 
 // Log configures logging.

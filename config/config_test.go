@@ -43,6 +43,7 @@ func TestParseDefaults(t *testing.T) {
 		{cfg.Debezium.Skips("t"), true},
 		{strings.Join(cfg.RelationOrder, ","), "public.accounts,public.orders"},
 		{cfg.Kafka.Linger, DefaultLinger},
+		{cfg.Snapshot.StatementTimeout, Duration(5 * time.Minute)},
 	}
 	for i, c := range checks {
 		if c.got != c.want {
@@ -85,6 +86,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"TLS with an http registry", minimal + "schema_registry:\n  url: http://user:pw@registry:8081\n  tls: {enabled: true}\n", map[string]string{"DSN": "x"},
 			[]string{"schema_registry.tls.enabled: is true but schema_registry.url is http://; use an https:// URL"}},
 		{"registry URL without a scheme", minimal + "schema_registry:\n  url: registry:8081\n", map[string]string{"DSN": "x"}, []string{"schema_registry.url: must be an http:// or https:// URL"}},
+		{"statement timeout too long", minimal + "snapshot:\n  statement_timeout: 48h\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout: must be between 100ms and 24h, got 48h0m0s"}},
+		{"negative statement timeout", minimal + "snapshot:\n  statement_timeout: -1s\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout"}},
 		{"duplicate topic", strings.Replace(minimal, "public.accounts: {}", "public.accounts: {topic: demo-orders}", 1), map[string]string{"DSN": "x"}, []string{"also the topic of"}},
 	}
 	for _, tc := range cases {

@@ -90,6 +90,9 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 	if c.Snapshot.ChunkSize == 0 {
 		c.Snapshot.ChunkSize = 10_000
 	}
+	if c.Snapshot.StatementTimeout == 0 {
+		c.Snapshot.StatementTimeout = Duration(5 * time.Minute)
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -223,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Snapshot.ChunkSize < 1 {
 		errs.add("snapshot.chunk_size", "must be at least 1")
+	}
+	if t := c.Snapshot.StatementTimeout; t < Duration(100*time.Millisecond) || t > Duration(24*time.Hour) {
+		errs.add("snapshot.statement_timeout", "must be between 100ms and 24h, got %s", time.Duration(t))
 	}
 	errs.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	errs.oneOf("log.format", c.Log.Format, "text", "json")

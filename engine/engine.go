@@ -263,6 +263,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	})
 	g.Go(func() error { return e.runSnapshots(gctx) })
+	g.Go(func() error { return e.runSignals(gctx) })
 	g.Go(func() error { e.runHeartbeats(gctx); return nil })
 	if e.rt != nil {
 		g.Go(func() error { return e.rt.Run(gctx) })

@@ -141,6 +141,7 @@ func (s *snapshots) opened(ctx context.Context, e *Engine) error {
 	s.ctl = snapshot.NewController(snapshot.ControllerConfig{
 		DSN: s.cfg.Postgres.DSN, Store: s.store, Relations: s.cfg.SortedRelations(), Specs: specs,
 		SignalTable: s.signal, ChunkSize: s.cfg.Snapshot.ChunkSize, Acked: st.Tracker(), Logger: s.log,
+		StatementTimeout: time.Duration(s.cfg.Snapshot.StatementTimeout),
 	})
 	var idleOnce sync.Once
 	s.ctl.OnIdle(func() { idleOnce.Do(func() { close(s.idle) }) })
@@ -329,6 +330,15 @@ func (e *Engine) runSnapshots(ctx context.Context) error {
 		cancel()
 		return err
 	}
+}
+
+// runSignals handles the rows of the signal table, off the pipeline goroutine.
+func (e *Engine) runSignals(ctx context.Context) error {
+	s := e.snap
+	if s == nil || s.ctl == nil || s.signal == "" {
+		return nil
+	}
+	return s.ctl.RunSignals(ctx)
 }
 
 // observer returns what the pipeline shows every change to first, for the in-stream

@@ -2,7 +2,7 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -20,10 +20,12 @@ import (
 
 // Acked is the stream's acknowledgement tracker, as far as a snapshot needs it: progress of
 // a chunk is recorded only once the confirmed position passed the chunk's high watermark,
-// that is once Kafka acknowledged the chunk's rows.
+// that is once Kafka acknowledged the chunk's rows; and a signal holds its transaction (Add,
+// then the transaction's Ack) until it is recorded.
 type Acked interface {
 	Confirmed() pglogrepl.LSN
 	Changed() <-chan struct{}
+	Add(tx *replication.Tx, n int)
 }
 
 // ControllerConfig configures in-stream snapshots.
@@ -36,8 +38,11 @@ type ControllerConfig struct {
 	// SignalTable is "schema.table" of the signal table, or "" when signals are off.
 	SignalTable string
 	ChunkSize   int
-	Acked       Acked
-	Logger      *slog.Logger
+	// StatementTimeout bounds each statement of a chunk's read and of a signal's handling
+	// (default 5 minutes). A chunk read that runs longer fails its table's snapshot.
+	StatementTimeout time.Duration
+	Acked            Acked
+	Logger           *slog.Logger
 	// LogInterval is the period of progress log lines (default 10s).
 	LogInterval time.Duration
 }
@@ -69,6 +74,10 @@ type Controller struct {
 	onEmpty func()
 
 	saves []pendingSave // worker goroutine only
+
+	signals  chan signalRow // queued by the pipeline, handled by RunSignals
+	dropMu   sync.Mutex
+	sigDrops droppedSignals
 }
 
 type job struct {
@@ -91,10 +100,14 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.LogInterval <= 0 {
 		cfg.LogInterval = 10 * time.Second
 	}
+	if cfg.StatementTimeout <= 0 {
+		cfg.StatementTimeout = 5 * time.Minute
+	}
 	return &Controller{
 		cfg: cfg, log: cfg.Logger, runID: NewSignalID(),
 		jobTables: map[string]bool{}, txs: map[uint32]pglogrepl.LSN{}, wake: make(chan struct{}, 1),
 		names: map[*replication.Relation]string{}, keyIdx: map[*replication.Relation][]int{},
+		signals: make(chan signalRow, maxQueuedSignals),
 	}
 }
 
@@ -108,6 +121,11 @@ func (c *Controller) Enqueue(snap *Snapshot) {
 		t := j.progress.table(r.Relation)
 		t.total.Add(r.Total)
 		t.rows.Add(r.Rows)
+	}
+	for _, r := range snap.Ranges {
+		if !pending(snap, r.Relation) { // read before a restart, or refused
+			j.progress.Done(r.Relation)
+		}
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
@@ -137,8 +155,10 @@ func (c *Controller) Progress() *Progress {
 // Idle reports whether no snapshot is queued or running.
 func (c *Controller) Idle() bool { return !c.active.Load() }
 
-// Run reads the queued snapshots' chunks between watermarks until ctx ends. A snapshot
-// whose table or filter cannot be read is stopped and logged; a lost connection is retried.
+// Run reads the queued snapshots' chunks between watermarks until ctx ends. A table whose
+// filter is refused, or whose chunk read fails (over snapshot.statement_timeout, or for an
+// error retrying cannot fix), ends with that outcome and the snapshot goes on with its other
+// tables; a lost connection is retried.
 func (c *Controller) Run(ctx context.Context) error {
 	var conn *pgx.Conn
 	defer func() {
@@ -184,8 +204,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		default:
-			c.log.Error("snapshot stopped: it cannot be read", "snapshot", j.snap.ID, "err", err)
-			if serr := c.cfg.Store.SetStatus(ctx, j.snap.ID, StatusStopped); serr != nil {
+			c.log.Error("snapshot failed", "snapshot", j.snap.ID, "err", err)
+			if serr := c.cfg.Store.SetOutcome(ctx, j.snap.ID, StatusFailed, err.Error()); serr != nil {
 				c.log.Warn("recording snapshot status", "snapshot", j.snap.ID, "err", serr)
 			}
 			c.finish(j)
@@ -292,7 +312,11 @@ func (c *Controller) runJob(ctx context.Context, conn *pgx.Conn, j *job) error {
 		if t == nil {
 			var err error
 			if t, err = DescribeTable(ctx, conn, r.Relation, c.cfg.Specs[r.Relation]); err != nil {
-				return err
+				if ctx.Err() != nil || pg.Transient(err) {
+					return err
+				}
+				c.endRange(j, r, r.Last, r.Rows, StatusFailed, err)
+				continue
 			}
 			tables[r.Relation] = t
 		}
@@ -315,20 +339,64 @@ func (c *Controller) runJob(ctx context.Context, conn *pgx.Conn, j *job) error {
 	if err := c.flushSaves(ctx, true); err != nil {
 		return err
 	}
-	status := StatusDone
+	status, reason := outcomeOf(snap)
 	if j.stop.Load() {
 		status = StatusStopped
 	}
-	if err := c.cfg.Store.SetStatus(ctx, snap.ID, status); err != nil {
+	if err := c.cfg.Store.SetOutcome(ctx, snap.ID, status, reason); err != nil {
 		return err
 	}
 	var rows int64
 	for _, s := range j.progress.Stats() {
 		rows += s.Rows
 	}
-	c.log.Info("snapshot in the stream: "+status, "snapshot", snap.ID, "kind", snap.Kind, "rows", rows,
-		"elapsed", time.Since(start).Round(time.Millisecond))
+	lvl := slog.LevelInfo
+	if reason != "" {
+		lvl = slog.LevelError
+	}
+	c.log.Log(ctx, lvl, "snapshot in the stream: "+status, "snapshot", snap.ID, "kind", snap.Kind, "rows", rows,
+		"elapsed", time.Since(start).Round(time.Millisecond), "reason", reason)
 	return nil
+}
+
+// outcomeOf is a snapshot's status once nothing is left to read: done when every range was
+// read to its end, refused when every range was refused, failed otherwise; and the reasons,
+// one per table.
+func outcomeOf(snap *Snapshot) (status, reason string) {
+	var reasons []string
+	seen := map[string]bool{}
+	refused := 0
+	for _, r := range snap.Ranges {
+		if r.Outcome == "" {
+			continue
+		}
+		if r.Outcome == StatusRefused {
+			refused++
+		}
+		if !seen[r.Relation] {
+			seen[r.Relation] = true
+			reasons = append(reasons, r.Error)
+		}
+	}
+	switch {
+	case len(reasons) == 0:
+		return StatusDone, ""
+	case refused == len(snap.Ranges):
+		return StatusRefused, strings.Join(reasons, "; ")
+	}
+	return StatusFailed, strings.Join(reasons, "; ")
+}
+
+// endRange ends a range that cannot be read to its end: its outcome is recorded after the
+// progress of the chunks already handed over, and the snapshot goes on with its other ranges.
+func (c *Controller) endRange(j *job, r *Range, last []string, rows int64, outcome string, err error) {
+	c.log.Error("snapshot in the stream: table "+outcome, "snapshot", j.snap.ID, "relation", r.Relation, "filter", r.Filter, "err", err)
+	r.Done, r.Outcome, r.Error = true, outcome, err.Error()
+	c.saves = append(c.saves, pendingSave{snap: j.snap.ID, upd: RangeUpdate{Relation: r.Relation, Part: r.Part, Last: last, Rows: rows,
+		Done: true, Outcome: outcome, Error: r.Error}})
+	if !pending(j.snap, r.Relation) {
+		j.progress.Done(r.Relation)
+	}
 }
 
 // readRange reads one range chunk by chunk, each between watermarks.
@@ -356,6 +424,17 @@ func (c *Controller) readRange(ctx context.Context, conn *pgx.Conn, j *job, t *T
 		buffered, lastKey, more, err := c.readChunk(ctx, conn, t, r, lo, w)
 		if err != nil {
 			c.dropWindow(w)
+			// What retrying cannot fix ends this table only: a refused filter, a read over
+			// statement_timeout, an error of the filter's own (a division by zero).
+			var fe *FilterError
+			switch {
+			case errors.As(err, &fe):
+				c.endRange(j, r, lo, rows, StatusRefused, err)
+				return nil
+			case ctx.Err() == nil && !pg.Transient(err):
+				c.endRange(j, r, lo, rows, StatusFailed, err)
+				return nil
+			}
 			return err
 		}
 		for i := range buffered {
@@ -438,9 +517,16 @@ func (c *Controller) dropWindow(w *window) {
 }
 
 // readChunk reads the rows after lo in one REPEATABLE READ transaction whose first statement
-// records the transactions in progress, for the visibility check at the high watermark.
+// records the transactions in progress, for the visibility check at the high watermark. Each
+// of its statements runs under StatementTimeout. A filtered range is read through its filter's
+// view (filter.go), created and checked in the transaction, which then turns read-only; the
+// transaction is always rolled back, which drops the view.
 func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r *Range, lo []string, w *window) (rows []BufferedRow, lastKey []string, more bool, err error) {
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	if r.Filter != "" {
+		opts.AccessMode = pgx.ReadWrite // to create the filter's temporary view
+	}
+	tx, err := conn.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -453,8 +539,23 @@ func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r 
 	if !ok {
 		return nil, nil, false, fmt.Errorf("unexpected pg_current_snapshot() %q", snapText)
 	}
-	sql, params := t.selectSQL(lo, r.Hi, r.Filter, c.cfg.ChunkSize+1)
+	if err := setStatementTimeout(ctx, tx, c.cfg.StatementTimeout); err != nil {
+		return nil, nil, false, err
+	}
+	from := t.from
+	if r.Filter != "" {
+		start := time.Now()
+		if err := createFilterView(ctx, tx, t, r.Filter); err != nil {
+			return nil, nil, false, c.chunkError(t, lo, start, err)
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL transaction_read_only = on"); err != nil {
+			return nil, nil, false, err
+		}
+		from = filterView
+	}
+	sql, params := t.selectSQL(from, lo, r.Hi, c.cfg.ChunkSize+1)
 	var buf []byte
+	start := time.Now()
 	err = readRows(ctx, conn, sql, params, func(vals [][]byte) error {
 		if len(rows) == c.cfg.ChunkSize {
 			more = true
@@ -466,10 +567,7 @@ func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r 
 		return nil
 	})
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("read %s: %w", t.Name, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, c.chunkError(t, lo, start, err)
 	}
 	if len(rows) > 0 {
 		last := rows[len(rows)-1].Datums
@@ -482,6 +580,47 @@ func (c *Controller) readChunk(ctx context.Context, conn *pgx.Conn, t *Table, r 
 	w.xip, w.xmin = xip, xmin
 	c.mu.Unlock()
 	return rows, lastKey, more, nil
+}
+
+// ChunkTimeoutError is a chunk read cancelled by snapshot.statement_timeout: the table's
+// snapshot fails there, and streaming goes on. pg.Transient does not take it for transient.
+type ChunkTimeoutError struct {
+	Relation string
+	After    []string // the chunk's lower key bound, nil for the first chunk
+	Timeout  time.Duration
+}
+
+func (e *ChunkTimeoutError) Error() string {
+	chunk := "the first chunk"
+	if e.After != nil {
+		chunk = "the chunk after key (" + strings.Join(e.After, ", ") + ")"
+	}
+	return fmt.Sprintf("reading %s of %s took longer than snapshot.statement_timeout (%s) and was cancelled: "+
+		"make the filter cheaper, lower snapshot.chunk_size or raise snapshot.statement_timeout, then request the snapshot again",
+		chunk, e.Relation, e.Timeout)
+}
+
+// chunkError names the table of a chunk's failed read, and tells a read cancelled by its
+// statement_timeout (a ChunkTimeoutError) from other cancellations (an administrator's, which
+// is retried like any transient error).
+func (c *Controller) chunkError(t *Table, lo []string, start time.Time, err error) error {
+	if cancelled(err) && time.Since(start) >= c.cfg.StatementTimeout {
+		return &ChunkTimeoutError{Relation: t.Name, After: lo, Timeout: c.cfg.StatementTimeout}
+	}
+	var fe *FilterError
+	if errors.As(err, &fe) {
+		return err
+	}
+	return fmt.Errorf("read %s: %w", t.Name, err)
+}
+
+// setStatementTimeout bounds each later statement of tx.
+func setStatementTimeout(ctx context.Context, tx pgx.Tx, d time.Duration) error {
+	_, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('statement_timeout', $1, true)", strconv.FormatInt(d.Milliseconds(), 10))
+	if err != nil {
+		return fmt.Errorf("set statement_timeout: %w", err)
+	}
+	return nil
 }
 
 func emitWatermark(ctx context.Context, conn *pgx.Conn, kind, id string) error {
@@ -556,7 +695,8 @@ func (c *Controller) Observe(ctx context.Context, ch *replication.Change) (*Emis
 	case replication.OpInsert, replication.OpUpdate, replication.OpDelete:
 		name := c.relName(ch.Rel)
 		if c.cfg.SignalTable != "" && name == c.cfg.SignalTable {
-			return nil, true, c.signal(ctx, ch)
+			c.queueSignal(ch)
+			return nil, true, nil
 		}
 		if !c.active.Load() {
 			return nil, false, nil
@@ -677,119 +817,4 @@ func (c *Controller) keyIndexes(rel *replication.Relation, t *Table) []int {
 	}
 	c.keyIdx[rel] = idx
 	return idx
-}
-
-// signal acts on a row inserted into the signal table.
-func (c *Controller) signal(ctx context.Context, ch *replication.Change) error {
-	if ch.Op != replication.OpInsert {
-		return nil
-	}
-	col := func(name string) string {
-		i := ch.Rel.ColumnIndex(name)
-		if i < 0 || i >= len(ch.New) || ch.New[i].Kind != replication.DatumText {
-			return ""
-		}
-		return string(ch.New[i].Data)
-	}
-	id, typ, data := col("id"), col("type"), col("data")
-	log := c.log.With("signal", id, "type", typ)
-	switch typ {
-	case SignalLog:
-		var m struct {
-			Message string `json:"message"`
-		}
-		_ = json.Unmarshal([]byte(data), &m)
-		log.Info("signal: " + m.Message)
-		return nil
-	case SignalExecuteSnapshot:
-		req, err := ParseRequest(data)
-		if err != nil {
-			log.Error("signal ignored", "err", err)
-			return nil
-		}
-		if req.Type != "" && !strings.EqualFold(req.Type, "incremental") {
-			log.Warn("signal: only incremental snapshots run while streaming; running this one as incremental", "requested", req.Type)
-		}
-		tables, filters, err := req.Resolve(c.cfg.Relations)
-		if err != nil {
-			log.Error("signal ignored", "err", err)
-			return nil
-		}
-		snap := &Snapshot{ID: "signal:" + id, Kind: KindIncremental, Status: StatusRunning}
-		conn, err := pg.Connect(ctx, c.cfg.DSN, applicationName)
-		if err != nil {
-			return fmt.Errorf("snapshot: signal %s: %w", id, err)
-		}
-		defer conn.Close(context.Background())
-		for _, name := range tables {
-			t, err := DescribeTable(ctx, conn, name, c.cfg.Specs[name])
-			if err != nil {
-				log.Error("signal: table skipped", "relation", name, "err", err)
-				continue
-			}
-			total, err := estimateRows(ctx, conn, t, filters[name])
-			if err != nil {
-				log.Error("signal: table skipped: its filter does not parse", "relation", name, "filter", filters[name], "err", err)
-				continue
-			}
-			snap.Ranges = append(snap.Ranges, &Range{Relation: name, Filter: filters[name], Total: total})
-		}
-		if len(snap.Ranges) == 0 {
-			return nil
-		}
-		// Recorded before the signal's transaction can be confirmed: a crash cannot lose it,
-		// and a signal streamed again after a crash is not run twice.
-		fresh, err := c.cfg.Store.Insert(ctx, snap, true)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			log.Debug("signal already recorded")
-			return nil
-		}
-		log.Info("incremental snapshot requested", "tables", tables, "filters", filters)
-		c.Enqueue(snap)
-		return nil
-	case SignalStopSnapshot:
-		req, err := ParseRequest(data)
-		if err != nil {
-			log.Error("signal ignored", "err", err)
-			return nil
-		}
-		c.stop(req)
-		return nil
-	}
-	log.Info("signal ignored: procon-cdc does not act on this type")
-	return nil
-}
-
-// stop stops the queued and running incremental snapshots of the tables a stop-snapshot
-// signal names (all of them when it names none).
-func (c *Controller) stop(req *SnapshotRequest) {
-	tables := map[string]bool{}
-	if len(req.DataCollections) > 0 {
-		names, _, err := req.Resolve(c.cfg.Relations)
-		if err != nil {
-			c.log.Warn("stop-snapshot signal ignored", "err", err)
-			return
-		}
-		for _, n := range names {
-			tables[n] = true
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, j := range append([]*job{c.cur}, c.queue...) {
-		if j == nil || j.snap.Kind != KindIncremental {
-			continue
-		}
-		for _, r := range j.snap.Ranges {
-			if len(tables) == 0 || tables[r.Relation] {
-				j.stop.Store(true)
-			}
-		}
-		if j.stop.Load() {
-			c.log.Info("incremental snapshot stopping", "snapshot", j.snap.ID)
-		}
-	}
 }

@@ -25,5 +25,7 @@
 //
 // Concurrency: Initial.Run owns its worker goroutines and returns when they have all exited.
 // Controller.Run is the in-stream worker goroutine; Controller.Observe is called by the
-// pipeline goroutine for every change, in stream order; they meet under the Controller's mutex.
+// pipeline goroutine for every change, in stream order, and runs no SQL: it hands signal rows
+// to Controller.RunSignals, a goroutine of its own, through a bounded queue. They meet under
+// the Controller's mutex.
 package snapshot

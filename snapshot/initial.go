@@ -440,7 +440,7 @@ func (in *Initial) readSegment(ctx context.Context, conn *pgx.Conn, seg *segment
 		ch := seg.newChunk()
 		var n int64
 		more := false
-		sql, params := t.selectSQL(lo, seg.rng.Hi, "", limit)
+		sql, params := t.selectSQL(t.from, lo, seg.rng.Hi, limit)
 		err := readRows(ctx, conn, sql, params, func(vals [][]byte) error {
 			if limit > 0 && n == int64(in.cfg.ChunkSize) {
 				more = true // the look-ahead row starts the next chunk

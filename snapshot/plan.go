@@ -15,7 +15,7 @@ import (
 // and starts below the table's greatest key, so it is never empty either. A table that is
 // empty in the snapshot gets no range; a small or keyless one gets a single range.
 func planTable(ctx context.Context, conn *pgx.Conn, t *Table, chunk, parallelism int) ([]*Range, int64, error) {
-	total, err := estimateRows(ctx, conn, t, "")
+	total, err := estimateRows(ctx, conn, t, t.from)
 	if err != nil {
 		return nil, 0, err
 	}

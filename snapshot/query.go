@@ -109,9 +109,10 @@ func (t *Table) keyPredicate(op string, n int) string {
 	return b.String()
 }
 
-// selectSQL reads the rows with lo < key <= hi (nil bounds are open) that match filter, in key
-// order, at most limit of them (0: no limit). Its parameters are lo's values, then hi's.
-func (t *Table) selectSQL(lo, hi []string, filter string, limit int) (string, [][]byte) {
+// selectSQL reads the rows of from (the table, or a filter's view of it: see filter.go) with
+// lo < key <= hi (nil bounds are open), in key order, at most limit of them (0: no limit).
+// Its parameters are lo's values, then hi's.
+func (t *Table) selectSQL(from string, lo, hi []string, limit int) (string, [][]byte) {
 	var where []string
 	var params [][]byte
 	if lo != nil {
@@ -126,10 +127,7 @@ func (t *Table) selectSQL(lo, hi []string, filter string, limit int) (string, []
 			params = append(params, []byte(v))
 		}
 	}
-	if filter != "" {
-		where = append(where, "("+filter+")")
-	}
-	sql := "SELECT " + t.cols + " FROM " + t.from
+	sql := "SELECT " + t.cols + " FROM " + from
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -212,18 +210,21 @@ func copyRow(vals [][]byte) []replication.Datum {
 	return out
 }
 
-// estimateRows asks the planner how many rows of t match filter.
-func estimateRows(ctx context.Context, conn *pgx.Conn, t *Table, filter string) (int64, error) {
-	sql := "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + t.from
-	if filter != "" {
-		sql += " WHERE (" + filter + ")"
-	}
+// queryRower runs a query returning one row: a connection or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// estimateRows asks the planner how many rows of t's from (the table, or a filter's view of
+// it) there are.
+func estimateRows(ctx context.Context, q queryRower, t *Table, from string) (int64, error) {
+	sql := "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + from
 	var plan []struct {
 		Plan struct {
 			Rows float64 `json:"Plan Rows"`
 		} `json:"Plan"`
 	}
-	if err := conn.QueryRow(ctx, sql).Scan(&plan); err != nil {
+	if err := q.QueryRow(ctx, sql).Scan(&plan); err != nil {
 		return 0, fmt.Errorf("estimate rows of %s: %w", t.Name, err)
 	}
 	if len(plan) == 0 {

@@ -226,9 +226,9 @@ func TestSelectSQL(t *testing.T) {
 	rel := &replication.Relation{Schema: "public", Table: "Orders", Columns: []replication.Column{
 		{Name: "tenant", Type: tx}, {Name: "id", Type: i8}, {Name: "note", Type: tx}}}
 	tb := newTable("public.Orders", rel, []int{0, 1})
-	sql, params := tb.selectSQL([]string{"a", "1"}, []string{"b", "9"}, "note <> ''", 101)
-	want := `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE ("tenant", "id") OPERATOR("pg_catalog".>) ($1::"pg_catalog"."text", $2::"pg_catalog"."int8")` +
-		` AND ("tenant", "id") OPERATOR("pg_catalog".<=) ($3::"pg_catalog"."text", $4::"pg_catalog"."int8") AND (note <> '') ORDER BY "tenant", "id" LIMIT 101`
+	sql, params := tb.selectSQL(filterView, []string{"a", "1"}, []string{"b", "9"}, 101)
+	want := `SELECT "tenant", "id", "note" FROM pg_temp.procon_snapshot_filter WHERE ("tenant", "id") OPERATOR("pg_catalog".>) ($1::"pg_catalog"."text", $2::"pg_catalog"."int8")` +
+		` AND ("tenant", "id") OPERATOR("pg_catalog".<=) ($3::"pg_catalog"."text", $4::"pg_catalog"."int8") ORDER BY "tenant", "id" LIMIT 101`
 	if sql != want {
 		t.Fatalf("got\n%s\nwant\n%s", sql, want)
 	}
@@ -236,11 +236,11 @@ func TestSelectSQL(t *testing.T) {
 		t.Fatalf("params %q", params)
 	}
 	one := newTable("public.Orders", rel, []int{1})
-	if sql, _ := one.selectSQL(nil, []string{"5"}, "", 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE "id" OPERATOR("pg_catalog".<=) $1::"pg_catalog"."int8" ORDER BY "id"` {
+	if sql, _ := one.selectSQL(one.from, nil, []string{"5"}, 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders" WHERE "id" OPERATOR("pg_catalog".<=) $1::"pg_catalog"."int8" ORDER BY "id"` {
 		t.Fatalf("got %s", sql)
 	}
 	keyless := newTable("public.Orders", rel, nil)
-	if sql, _ := keyless.selectSQL(nil, nil, "", 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders"` {
+	if sql, _ := keyless.selectSQL(keyless.from, nil, nil, 0); sql != `SELECT "tenant", "id", "note" FROM "public"."Orders"` {
 		t.Fatalf("got %s", sql)
 	}
 }

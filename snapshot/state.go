@@ -57,9 +57,16 @@ CREATE TABLE IF NOT EXISTS procon.procon_snapshot_progress (
     txid       bigint,
     started_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    error      text,
     PRIMARY KEY (slot, snapshot, relation, part)
 );
 `
+
+// errorColumnSQL adds the error column to a progress table (table, quoted) created before it
+// existed.
+func errorColumnSQL(table string) string {
+	return `ALTER TABLE ` + table + ` ADD COLUMN IF NOT EXISTS error text`
+}
 
 // Snapshot kinds.
 const (
@@ -74,6 +81,13 @@ const (
 	StatusRunning = "running"
 	StatusDone    = "done"
 	StatusStopped = "stopped" // stop-snapshot signal, or superseded
+	// StatusRefused: procon-cdc would not run it (a filter it refuses, a signal it cannot
+	// take); nothing of it was read. A snapshot is refused when every one of its tables is.
+	StatusRefused = "refused"
+	// StatusFailed: a table's read failed (a chunk over snapshot.statement_timeout, a
+	// table that cannot be read) and stopped there; a snapshot has failed when it ended
+	// with any table refused or failed. The error column says why.
+	StatusFailed = "failed"
 )
 
 // InitialID is the id of the initial snapshot of a slot.
@@ -89,7 +103,9 @@ type Snapshot struct {
 	TxID    int64
 	Started time.Time
 	Updated time.Time
-	Ranges  []*Range
+	// Error says why a refused or failed snapshot ended.
+	Error  string
+	Ranges []*Range
 }
 
 // Range is a key range of one table: the rows with Lo < key <= Hi (nil bounds are open).
@@ -102,8 +118,24 @@ type Range struct {
 	Last     []string
 	Rows     int64 // rows acknowledged
 	Total    int64 // estimate
-	Done     bool
-	Updated  time.Time
+	// Done: nothing is left to read, because the range was read to its end or because it
+	// ended with an Outcome.
+	Done bool
+	// Outcome is StatusRefused or StatusFailed for a range that ended without being read
+	// to its end, and Error says why; both empty otherwise.
+	Outcome, Error string
+	Updated        time.Time
+}
+
+// status is the status recorded for a range.
+func (r *Range) status() string {
+	switch {
+	case r.Outcome != "":
+		return r.Outcome
+	case r.Done:
+		return StatusDone
+	}
+	return StatusRunning
 }
 
 // Store reads and writes StateTable (or the legacy table, see legacyStateTable) for one slot.
@@ -155,6 +187,22 @@ func (s *Store) ensure(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	s.table = pg.QuoteQualified(table)
+	return s.ensureErrorColumn(ctx)
+}
+
+// ensureErrorColumn adds the error column to a progress table made by an older procon-cdc.
+func (s *Store) ensureErrorColumn(ctx context.Context) error {
+	var has bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
+		WHERE attrelid = $1::pg_catalog.regclass AND attname = 'error' AND NOT attisdropped)`, s.table).Scan(&has); err != nil {
+		return fmt.Errorf("snapshot: look up %s: %w", s.table, err)
+	}
+	if has {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, errorColumnSQL(s.table)); err != nil {
+		return fmt.Errorf("snapshot: add the error column to %s (run %q as the table's owner): %w", s.table, errorColumnSQL(s.table), err)
+	}
 	return nil
 }
 
@@ -214,9 +262,12 @@ type querier interface {
 }
 
 func readSnapshots(ctx context.Context, q querier, table, slot string) ([]*Snapshot, error) {
+	// The error column is read through to_jsonb: procon-cdc status reads tables made before
+	// it existed.
 	rows, err := q.Query(ctx, `SELECT snapshot, relation, part, kind, status, coalesce(filter, ''), lo, hi, last_key,
-			rows_done, rows_total, coalesce(lsn::text, ''), coalesce(txid, 0), started_at, updated_at
-		FROM `+table+` WHERE slot = $1 ORDER BY started_at, snapshot, relation, part`, slot)
+			rows_done, rows_total, coalesce(lsn::text, ''), coalesce(txid, 0), started_at, updated_at,
+			coalesce(pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'error', '')
+		FROM `+table+` p WHERE slot = $1 ORDER BY started_at, snapshot, relation, part`, slot)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: read %s: %w", table, err)
 	}
@@ -226,12 +277,13 @@ func readSnapshots(ctx context.Context, q querier, table, slot string) ([]*Snaps
 	for rows.Next() {
 		var (
 			id, rel, kind, status, filter, lsn string
+			reason                             string
 			part                               int
 			lo, hi, last                       []string
 			done, total, txid                  int64
 			started, updated                   time.Time
 		)
-		if err := rows.Scan(&id, &rel, &part, &kind, &status, &filter, &lo, &hi, &last, &done, &total, &lsn, &txid, &started, &updated); err != nil {
+		if err := rows.Scan(&id, &rel, &part, &kind, &status, &filter, &lo, &hi, &last, &done, &total, &lsn, &txid, &started, &updated, &reason); err != nil {
 			return nil, fmt.Errorf("snapshot: read %s: %w", table, err)
 		}
 		snap := byID[id]
@@ -241,7 +293,7 @@ func readSnapshots(ctx context.Context, q querier, table, slot string) ([]*Snaps
 			out = append(out, snap)
 		}
 		if rel == "" {
-			snap.Kind, snap.Status, snap.TxID, snap.Started, snap.Updated = kind, status, txid, started, updated
+			snap.Kind, snap.Status, snap.TxID, snap.Started, snap.Updated, snap.Error = kind, status, txid, started, updated, reason
 			if lsn != "" {
 				if snap.LSN, err = pglogrepl.ParseLSN(lsn); err != nil {
 					return nil, fmt.Errorf("snapshot: %s: lsn %q: %w", id, lsn, err)
@@ -249,8 +301,12 @@ func readSnapshots(ctx context.Context, q querier, table, slot string) ([]*Snaps
 			}
 			continue
 		}
-		snap.Ranges = append(snap.Ranges, &Range{Relation: rel, Part: part, Filter: filter, Lo: lo, Hi: hi, Last: last,
-			Rows: done, Total: total, Done: status == StatusDone, Updated: updated})
+		r := &Range{Relation: rel, Part: part, Filter: filter, Lo: lo, Hi: hi, Last: last,
+			Rows: done, Total: total, Done: status == StatusDone, Updated: updated}
+		if status == StatusRefused || status == StatusFailed {
+			r.Done, r.Outcome, r.Error = true, status, reason
+		}
+		snap.Ranges = append(snap.Ranges, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("snapshot: read %s: %w", table, err)
@@ -278,8 +334,8 @@ func (s *Store) Insert(ctx context.Context, snap *Snapshot, ifAbsent bool) (bool
 	if _, err := tx.Exec(ctx, `DELETE FROM `+s.table+` WHERE slot = $1 AND snapshot = $2`, s.slot, snap.ID); err != nil {
 		return false, fmt.Errorf("snapshot: record %s: %w", snap.ID, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (slot, snapshot, relation, part, kind, status, lsn, txid)
-		VALUES ($1, $2, '', 0, $3, $4, $5::text::pg_lsn, $6)`, s.slot, snap.ID, snap.Kind, snap.Status, lsnText(snap.LSN), nullInt(snap.TxID)); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (slot, snapshot, relation, part, kind, status, lsn, txid, error)
+		VALUES ($1, $2, '', 0, $3, $4, $5::text::pg_lsn, $6, nullif($7, ''))`, s.slot, snap.ID, snap.Kind, snap.Status, lsnText(snap.LSN), nullInt(snap.TxID), snap.Error); err != nil {
 		return false, fmt.Errorf("snapshot: record %s: %w", snap.ID, err)
 	}
 	if err := insertRanges(ctx, tx, s.table, s.slot, snap); err != nil {
@@ -321,13 +377,9 @@ func insertRanges(ctx context.Context, tx pgx.Tx, table, slot string, snap *Snap
 	}
 	b := &pgx.Batch{}
 	for _, r := range snap.Ranges {
-		status := StatusRunning
-		if r.Done {
-			status = StatusDone
-		}
-		b.Queue(`INSERT INTO `+table+` (slot, snapshot, relation, part, kind, status, filter, lo, hi, last_key, rows_done, rows_total)
-			VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, $10, $11, $12)`,
-			slot, snap.ID, r.Relation, r.Part, snap.Kind, status, r.Filter, r.Lo, r.Hi, r.Last, r.Rows, r.Total)
+		b.Queue(`INSERT INTO `+table+` (slot, snapshot, relation, part, kind, status, filter, lo, hi, last_key, rows_done, rows_total, error)
+			VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, $10, $11, $12, nullif($13, ''))`,
+			slot, snap.ID, r.Relation, r.Part, snap.Kind, r.status(), r.Filter, r.Lo, r.Hi, r.Last, r.Rows, r.Total, r.Error)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("snapshot: record ranges of %s: %w", snap.ID, err)
@@ -345,6 +397,16 @@ func (s *Store) SetStatus(ctx context.Context, id, status string) error {
 	return nil
 }
 
+// SetOutcome ends a snapshot with status and the reason for it (empty for done or stopped).
+func (s *Store) SetOutcome(ctx context.Context, id, status, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE `+s.table+` SET status = $3, error = nullif($4, ''), updated_at = pg_catalog.now()
+		WHERE slot = $1 AND snapshot = $2 AND relation = ''`, s.slot, id, status, reason)
+	if err != nil {
+		return fmt.Errorf("snapshot: set %s %s: %w", id, status, err)
+	}
+	return nil
+}
+
 // RangeUpdate is the progress of one range to record.
 type RangeUpdate struct {
 	Relation string
@@ -352,6 +414,8 @@ type RangeUpdate struct {
 	Last     []string
 	Rows     int64
 	Done     bool
+	// Outcome and Error end a range that was not read to its end (see Range).
+	Outcome, Error string
 }
 
 // SaveProgress records range progress of snapshot id, in one transaction.
@@ -361,12 +425,9 @@ func (s *Store) SaveProgress(ctx context.Context, id string, updates []RangeUpda
 	}
 	b := &pgx.Batch{}
 	for _, u := range updates {
-		status := StatusRunning
-		if u.Done {
-			status = StatusDone
-		}
-		b.Queue(`UPDATE `+s.table+` SET last_key = $5, rows_done = $6, status = $7, updated_at = pg_catalog.now()
-			WHERE slot = $1 AND snapshot = $2 AND relation = $3 AND part = $4`, s.slot, id, u.Relation, u.Part, u.Last, u.Rows, status)
+		r := Range{Done: u.Done, Outcome: u.Outcome}
+		b.Queue(`UPDATE `+s.table+` SET last_key = $5, rows_done = $6, status = $7, error = nullif($8, ''), updated_at = pg_catalog.now()
+			WHERE slot = $1 AND snapshot = $2 AND relation = $3 AND part = $4`, s.slot, id, u.Relation, u.Part, u.Last, u.Rows, r.status(), u.Error)
 	}
 	b.Queue(`UPDATE `+s.table+` SET updated_at = pg_catalog.now() WHERE slot = $1 AND snapshot = $2 AND relation = ''`, s.slot, id)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {

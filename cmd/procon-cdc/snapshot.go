@@ -117,12 +117,14 @@ type slotReport struct {
 }
 
 type snapshotReport struct {
-	ID      string        `json:"id"`
-	Kind    string        `json:"kind"`
-	Status  string        `json:"status"`
-	Started time.Time     `json:"started_at"`
-	Updated time.Time     `json:"updated_at"`
-	Tables  []tableReport `json:"tables"`
+	ID      string    `json:"id"`
+	Kind    string    `json:"kind"`
+	Status  string    `json:"status"`
+	Started time.Time `json:"started_at"`
+	Updated time.Time `json:"updated_at"`
+	// Error says why a refused or failed snapshot ended.
+	Error  string        `json:"error,omitempty"`
+	Tables []tableReport `json:"tables"`
 }
 
 type tableReport struct {
@@ -133,6 +135,10 @@ type tableReport struct {
 	RowsPerSec float64 `json:"rows_per_s"`
 	ETASeconds float64 `json:"eta_s"` // -1 when unknown
 	Filter     string  `json:"filter,omitempty"`
+	// Outcome is refused or failed for a table that ended without being read to its end,
+	// and Error says why.
+	Outcome string `json:"outcome,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // cmdStatus prints the slot's position and the progress of the snapshots recorded for it.
@@ -181,7 +187,7 @@ func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statu
 	}
 	now := time.Now()
 	for _, s := range snaps {
-		sr := snapshotReport{ID: s.ID, Kind: s.Kind, Status: s.Status, Started: s.Started, Updated: s.Updated}
+		sr := snapshotReport{ID: s.ID, Kind: s.Kind, Status: s.Status, Started: s.Started, Updated: s.Updated, Error: s.Error}
 		byRel := map[string]int{}
 		for _, r := range s.Ranges {
 			i, ok := byRel[r.Relation]
@@ -194,6 +200,9 @@ func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statu
 			t.Rows += r.Rows
 			t.Total += r.Total
 			t.Done = t.Done && r.Done
+			if r.Outcome != "" {
+				t.Outcome, t.Error = r.Outcome, r.Error
+			}
 		}
 		for i := range sr.Tables {
 			t := &sr.Tables[i]
@@ -255,6 +264,9 @@ func printStatus(w io.Writer, rep *statusReport) {
 			if t.Done {
 				pct = "100%"
 			}
+			if t.Outcome != "" {
+				pct = t.Outcome
+			}
 			eta := snapshot.FormatETA(time.Duration(t.ETASeconds * float64(time.Second)))
 			if t.Done || sn.Status != snapshot.StatusRunning {
 				eta = "-"
@@ -270,6 +282,11 @@ func printStatus(w io.Writer, rep *statusReport) {
 		}
 	}
 	tw.Flush()
+	for _, sn := range rep.Snapshots {
+		if sn.Error != "" {
+			fmt.Fprintf(w, "%s %s: %s\n", sn.ID, sn.Status, sn.Error)
+		}
+	}
 }
 
 func bytesText(n int64) string {
