@@ -90,7 +90,7 @@ func (s *setup) outcome(t *testing.T, id, relation string) outcome {
 	t.Helper()
 	var o outcome
 	var reason *string
-	err := s.db.Pool.QueryRow(context.Background(), `SELECT status, to_jsonb(p) ->> 'error' FROM procon_snapshot_progress p
+	err := s.db.Pool.QueryRow(context.Background(), `SELECT status, to_jsonb(p) ->> 'error' FROM procon.procon_snapshot_progress p
 		WHERE slot = $1 AND snapshot = $2 AND relation = $3 ORDER BY part LIMIT 1`, s.slot, id, relation).Scan(&o.status, &reason)
 	if err != nil {
 		return outcome{}
@@ -365,7 +365,7 @@ snapshot:
 	// Only what the bounded queues took was recorded: at most maxQueuedSnapshots waiting
 	// snapshots at any time, the rest refused.
 	counts := map[string]int{}
-	rows, err := s.db.Pool.Query(context.Background(), `SELECT status, count(*) FROM procon_snapshot_progress
+	rows, err := s.db.Pool.Query(context.Background(), `SELECT status, count(*) FROM procon.procon_snapshot_progress
 		WHERE slot = $1 AND snapshot LIKE 'signal:flood-%' AND relation = '' GROUP BY status`, s.slot)
 	if err != nil {
 		t.Fatal(err)
@@ -398,9 +398,9 @@ snapshot:
 	r := s.startEngine(t)
 	s.waitSnapshot(t, "initial", "done", time.Minute)
 	r.stop(t)
-	s.db.Exec(t, `INSERT INTO procon_snapshot_progress (slot, snapshot, relation, part, kind, status)
+	s.db.Exec(t, `INSERT INTO procon.procon_snapshot_progress (slot, snapshot, relation, part, kind, status)
 		VALUES ($1, 'signal:planted', '', 0, 'incremental', 'running')`, s.slot)
-	s.db.Exec(t, `INSERT INTO procon_snapshot_progress (slot, snapshot, relation, part, kind, status, filter)
+	s.db.Exec(t, `INSERT INTO procon.procon_snapshot_progress (slot, snapshot, relation, part, kind, status, filter)
 		VALUES ($1, 'signal:planted', 'public.items', 0, 'incremental', 'running', 'EXISTS (SELECT 1 FROM pg_authid)')`, s.slot)
 	s.runEngine(t)
 	o := s.waitEnded(t, "signal:planted", time.Minute)
@@ -425,12 +425,12 @@ func TestSnapshotProgressTableUpgrade(t *testing.T) {
 		t.Fatal("InitSQL has no error column to leave out")
 	}
 	db.Exec(t, old)
-	db.Exec(t, `INSERT INTO procon_snapshot_progress (slot, snapshot, relation, part, kind, status) VALUES ('s', 'x', '', 0, 'incremental', 'done')`)
+	db.Exec(t, `INSERT INTO procon.procon_snapshot_progress (slot, snapshot, relation, part, kind, status) VALUES ('s', 'x', '', 0, 'incremental', 'done')`)
 	conn := db.Conn(t)
 	if snaps, err := snapshot.ReadSnapshots(context.Background(), conn, "s"); err != nil || len(snaps) != 1 || snaps[0].Status != "done" {
 		t.Fatalf("reading the old table: %v %v", snaps, err)
 	}
-	store, err := snapshot.OpenStore(context.Background(), db.DSN, "s")
+	store, err := snapshot.OpenStore(context.Background(), db.DSN, "s", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
