@@ -27,6 +27,7 @@ import (
 type cleaner struct {
 	dsn      string
 	table    string
+	token    string // the content of the cleanup markers
 	tracker  Tracker
 	interval time.Duration
 	batch    int
@@ -39,8 +40,8 @@ type cleaner struct {
 	conn *pgx.Conn // used by run, then by Close
 }
 
-func newCleaner(dsn, table string, tracker Tracker, interval time.Duration, log *slog.Logger) *cleaner {
-	return &cleaner{dsn: dsn, table: table, tracker: tracker, interval: interval, batch: 1000, log: log, wake: make(chan struct{}, 1)}
+func newCleaner(dsn, table, token string, tracker Tracker, interval time.Duration, log *slog.Logger) *cleaner {
+	return &cleaner{dsn: dsn, table: table, token: token, tracker: tracker, interval: interval, batch: 1000, log: log, wake: make(chan struct{}, 1)}
 }
 
 // add queues a row for deletion. It does not block: Kafka's promises call it.
@@ -152,7 +153,7 @@ func (c *cleaner) delete(ctx context.Context, items []*item) (err error) {
 	if err := pg.CheckWrites(ctx, tx, c.table, pg.Delete); err != nil {
 		return fmt.Errorf("realtime cleanup: %w", err) // stops procon-cdc, unless the lookup itself failed transiently
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_logical_emit_message(true, $1, '')`, CleanupPrefix); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)`, CleanupPrefix, c.token); err != nil {
 		return fmt.Errorf("realtime cleanup: emit the cleanup marker: %w", err)
 	}
 	// One statement per relation version: a schema change between rows changes nothing here

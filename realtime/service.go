@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,6 +110,10 @@ type Service struct {
 	// Pipeline goroutine state.
 	rels      map[*replication.Relation]*relInfo
 	cleanupTx *replication.Tx // the cleanup transaction being read, if any
+	// cleanupToken is the content of this process's cleanup markers: random, so that a
+	// marker another role emits (pg_logical_emit_message is PUBLIC's by default) cannot hide
+	// its own deletes of a listed realtime table from the event stream.
+	cleanupToken string
 
 	tooLarge atomic.Int64 // notifications dropped for their size
 
@@ -212,9 +217,11 @@ func New(cfg Config) (*Service, error) {
 		thr:   newThrottle(cfg.Coalesce),
 		space: make(chan struct{}),
 		wake:  make(chan struct{}, 1),
+
+		cleanupToken: rand.Text(),
 	}
 	if cfg.Table != "" && cfg.Cleanup {
-		s.cleaner = newCleaner(cfg.DSN, cfg.Table, cfg.Tracker, cfg.CleanupInterval, cfg.Logger)
+		s.cleaner = newCleaner(cfg.DSN, cfg.Table, s.cleanupToken, cfg.Tracker, cfg.CleanupInterval, cfg.Logger)
 	}
 	return s, nil
 }
@@ -244,7 +251,11 @@ func (s *Service) Suppress(c *replication.Change) bool {
 	switch c.Op {
 	case replication.OpMessage:
 		if c.Prefix == CleanupPrefix {
-			if c.Transactional {
+			// Never an event; its transaction's deletes are suppressed only if the marker is
+			// this process's own. After a restart, the slot's replay of an earlier process's
+			// cleanups shows their deletes as events of a listed realtime table: noise, not
+			// loss, and the price of a marker no other role can forge.
+			if c.Transactional && string(c.Content) == s.cleanupToken {
 				s.cleanupTx = c.Tx
 			}
 			return true

@@ -433,7 +433,18 @@ func TestSuppressCleanupDeletesOfAListedTable(t *testing.T) {
 	if h.svc.Suppress(del(user)) {
 		t.Fatal("a listed realtime table's own deletes are events")
 	}
-	marker := &replication.Change{Op: replication.OpMessage, Tx: cleanup, Prefix: CleanupPrefix, Transactional: true}
+	// A marker anyone could emit (pg_logical_emit_message is PUBLIC's): never an event, and
+	// it hides nothing.
+	forger := newTx(3)
+	forged := &replication.Change{Op: replication.OpMessage, Tx: forger, Prefix: CleanupPrefix, Transactional: true}
+	if !h.svc.Suppress(forged) {
+		t.Fatal("a cleanup-prefixed message became an event")
+	}
+	if h.svc.Suppress(del(forger)) {
+		t.Fatal("a forged cleanup marker hid its transaction's deletes")
+	}
+	h.svc.Suppress(&replication.Change{Op: replication.OpCommit, Tx: forger})
+	marker := &replication.Change{Op: replication.OpMessage, Tx: cleanup, Prefix: CleanupPrefix, Transactional: true, Content: []byte(h.svc.cleanupToken)}
 	if !h.svc.Suppress(marker) || !h.svc.Suppress(del(cleanup)) {
 		t.Fatal("the cleanup marker and the cleanup's deletes must not become events")
 	}
