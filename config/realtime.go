@@ -72,9 +72,6 @@ func (c *Config) validateRealtime(errs *fieldErrors) {
 	if s, t := SplitRelation(r.Table); strings.Count(r.Table, ".") != 1 || s == "" || t == "" {
 		errs.add("realtime.table", "%q must be schema.table, e.g. public.procon_realtimes", r.Table)
 	}
-	if r.Partitions < 0 {
-		errs.add("realtime.partitions", "must be positive")
-	}
 	if !c.RealtimeUsed() {
 		return
 	}
