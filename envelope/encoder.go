@@ -105,3 +105,11 @@ func (e *JSONEncoder) Forget(schemas []*Schema) {
 		delete(e.schemas, s)
 	}
 }
+
+// CachedSchemas is the number of schemas whose JSON rendering the encoder keeps, for tests and
+// diagnostics.
+func (e *JSONEncoder) CachedSchemas() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.schemas)
+}

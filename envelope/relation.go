@@ -76,6 +76,10 @@ func (b *Builder) Retired() []*Schema {
 	return r
 }
 
+// CachedVersions is the number of relation versions whose schemas the Builder keeps (one per
+// relation), for tests and diagnostics.
+func (b *Builder) CachedVersions() int { return len(b.rels) }
+
 // RetireReader retires the schemas of a Reader nothing will read with again, as Retired
 // returns them.
 func (b *Builder) RetireReader(r *Reader) { b.retire(r.rs) }
