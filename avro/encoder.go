@@ -86,6 +86,9 @@ type writer struct {
 	topic   string
 	isKey   bool
 	size    atomic.Int64 // last encoded size: the next buffer's capacity
+	// registered is its key in ids ("" for a pinned version): kept while a writer uses it,
+	// so that a reconnect's new relation versions, of the same schema, find their id here.
+	registered string
 }
 
 // NewEncoder returns an encoder; it does not contact the registry.
@@ -256,6 +259,7 @@ func (e *Encoder) writerFor(ctx context.Context, topic string, s *envelope.Schem
 		if id, err = e.register(ctx, subject, text, topic); err != nil {
 			return nil, err
 		}
+		w.registered = subject + "\x00" + text
 	}
 	w.header[0] = 0
 	binary.BigEndian.PutUint32(w.header[1:], uint32(id))
@@ -267,6 +271,40 @@ func (e *Encoder) writerFor(ctx context.Context, topic string, s *envelope.Schem
 	}
 	e.mu.Unlock()
 	return w, nil
+}
+
+// Forget drops the writers of schemas that no event will use again (envelope.Builder.Retired),
+// and the registered ids no remaining writer has. A reconnect or a DDL makes new relation
+// versions, whose schemas are new objects: without this every version would stay.
+func (e *Encoder) Forget(schemas []*envelope.Schema) {
+	if len(schemas) == 0 {
+		return
+	}
+	gone := make(map[*envelope.Schema]bool, len(schemas))
+	for _, s := range schemas {
+		gone[s] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	orphans := map[string]bool{}
+	for k, w := range e.writers {
+		if gone[k.schema] {
+			delete(e.writers, k)
+			if w.registered != "" {
+				orphans[w.registered] = true
+			}
+		}
+	}
+	for s := range gone {
+		delete(e.fast, s)
+		delete(e.keyOf, s)
+	}
+	for _, w := range e.writers {
+		delete(orphans, w.registered)
+	}
+	for ck := range orphans {
+		delete(e.ids, ck)
+	}
 }
 
 // register returns the id of schema text under subject, registering it once.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -283,10 +284,19 @@ func relationOrder(root *yaml.Node) []string {
 // Duration accepts Go durations ("5s", "250ms") and plain integers of milliseconds.
 type Duration time.Duration
 
+// The integers of milliseconds a time.Duration can hold.
+const (
+	maxDurationMS = math.MaxInt64 / int64(time.Millisecond)
+	minDurationMS = -maxDurationMS
+)
+
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var ms int64
 	if n.Decode(&ms) == nil {
+		if ms < minDurationMS || ms > maxDurationMS {
+			return fmt.Errorf("line %d: %d milliseconds is too long for a duration", n.Line, ms)
+		}
 		*d = Duration(time.Duration(ms) * time.Millisecond)
 		return nil
 	}

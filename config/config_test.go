@@ -86,7 +86,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"TLS with an http registry", minimal + "schema_registry:\n  url: http://user:pw@registry:8081\n  tls: {enabled: true}\n", map[string]string{"DSN": "x"},
 			[]string{"schema_registry.tls.enabled: is true but schema_registry.url is http://; use an https:// URL"}},
 		{"registry URL without a scheme", minimal + "schema_registry:\n  url: registry:8081\n", map[string]string{"DSN": "x"}, []string{"schema_registry.url: must be an http:// or https:// URL"}},
-		{"statement timeout too long", minimal + "snapshot:\n  statement_timeout: 48h\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout: must be between 100ms and 24h, got 48h0m0s"}},
+		{"statement timeout too long", minimal + "snapshot:\n  statement_timeout: 48h\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout: must be a duration from 100ms to 24h0m0s, got 48h0m0s"}},
 		{"negative statement timeout", minimal + "snapshot:\n  statement_timeout: -1s\n", map[string]string{"DSN": "x"}, []string{"snapshot.statement_timeout"}},
 		{"duplicate topic", strings.Replace(minimal, "public.accounts: {}", "public.accounts: {topic: demo-orders}", 1), map[string]string{"DSN": "x"}, []string{"also the topic of"}},
 	}

@@ -90,18 +90,12 @@ func (d *Debezium) validate(errs *fieldErrors) {
 	errs.oneOf("debezium.interval.handling.mode", d.IntervalHandlingMode, "numeric", "string")
 	errs.oneOf("debezium.schema.name.adjustment.mode", d.SchemaNameAdjustmentMode, "none", "avro")
 	errs.oneOf("debezium.field.name.adjustment.mode", d.FieldNameAdjustmentMode, "none", "avro")
-	if n := *d.MoneyFractionDigits; n < 0 || n > 20 {
-		errs.add("debezium.money.fraction.digits", "must be between 0 and 20, got %d", n)
-	}
 	for _, op := range d.SkippedOperations {
 		switch op {
 		case "c", "u", "d", "t":
 		default:
 			errs.add("debezium.skipped.operations", "unknown operation %q: use a list of c, u, d, t, or none", op)
 		}
-	}
-	if d.HeartbeatIntervalMS < 0 {
-		errs.add("debezium.heartbeat.interval.ms", "must be 0 (off) or a positive number of milliseconds")
 	}
 	if len(d.MessagePrefixIncludeList) > 0 && len(d.MessagePrefixExcludeList) > 0 {
 		errs.add("debezium.message.prefix.include.list", "cannot be used together with message.prefix.exclude.list")

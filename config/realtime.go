@@ -88,20 +88,10 @@ func (c *Config) validateRealtime(errs *fieldErrors) {
 	if s, t := SplitRelation(r.Table); strings.Count(r.Table, ".") != 1 || s == "" || t == "" {
 		errs.add("realtime.table", "%q must be schema.table, e.g. public.procon_realtimes", r.Table)
 	}
-	if r.Partitions < 0 {
-		errs.add("realtime.partitions", "must be positive")
-	}
 	if r.Messages != nil && *r.Messages && !r.On() {
 		errs.add("realtime.messages", "is true but realtime.enabled is not: the message path is part of realtime.enabled; set realtime.enabled: true, or remove realtime.messages")
 	}
-	n, q := r.MaxNotificationBytes, r.MaxQueueBytes
-	if n < 0 || n > MaxRealtimeMaxNotificationBytes {
-		errs.add("realtime.max_notification_bytes", "must be from 1 to %d (1 MiB), got %d: a notification says that something changed, the consumer reads the data itself", MaxRealtimeMaxNotificationBytes, n)
-	}
-	switch {
-	case q < 0 || q > MaxRealtimeMaxQueueBytes:
-		errs.add("realtime.max_queue_bytes", "must be from 1 to %d (1 GiB), got %d", MaxRealtimeMaxQueueBytes, q)
-	case q < n:
+	if n, q := r.MaxNotificationBytes, r.MaxQueueBytes; q < n {
 		errs.add("realtime.max_queue_bytes", "%d is less than realtime.max_notification_bytes (%d): the queue must hold at least one notification", q, n)
 	}
 	if !c.RealtimeUsed() {

@@ -80,13 +80,6 @@ func (c *Config) validateRecordSize(errs *fieldErrors) {
 	}
 
 	k := &c.Kafka
-	if k.MaxRecordBytes < MinMaxRecordBytes {
-		errs.add("kafka.max_record_bytes", "must be at least %d bytes, got %d", MinMaxRecordBytes, k.MaxRecordBytes)
-	}
-	if k.MaxBufferedBytes < k.MaxRecordBytes {
-		// The producer refuses at once a record larger than its whole buffer.
-		errs.add("kafka.max_buffered_bytes", "%d is below kafka.max_record_bytes (%d): a record that large could never be buffered", k.MaxBufferedBytes, k.MaxRecordBytes)
-	}
 	if v, ok := k.TopicDefaults.Configs["max.message.bytes"]; ok {
 		if n, err := strconv.Atoi(v); err != nil {
 			errs.add("kafka.topic_defaults.configs.max.message.bytes", "%q is not a number of bytes", v)

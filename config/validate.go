@@ -191,11 +191,13 @@ func (c *Config) Validate() error {
 		errs.add("postgres.publication", "is required")
 	}
 	errs.oneOf("postgres.publication_autocreate", p.PublicationAutocreate, "filtered", "all_tables", "disabled")
-	if p.StatusInterval < Duration(100*time.Millisecond) || p.StatusInterval > Duration(time.Minute) {
-		errs.add("postgres.status_interval", "must be between 100ms and 1m, got %s", time.Duration(p.StatusInterval))
-	}
 
 	k := c.Kafka
+	c.checkBounds(&errs)
+	if k.MaxBufferedBytes < k.MaxRecordBytes && bounds["kafka.max_record_bytes"].allows(int64(k.MaxRecordBytes)) {
+		// The producer refuses a record larger than its whole buffer as too large.
+		errs.add("kafka.max_buffered_bytes", "%d is less than kafka.max_record_bytes (%d), so a record between the two could never be produced: set it to at least kafka.max_record_bytes", k.MaxBufferedBytes, k.MaxRecordBytes)
+	}
 	if len(k.Brokers) == 0 {
 		errs.add("kafka.brokers", "is required: host:port, comma-separated or a list")
 	}
@@ -204,32 +206,11 @@ func (c *Config) Validate() error {
 			errs.add("kafka.brokers", "%q must be host:port", b)
 		}
 	}
-	if k.TopicDefaults.Partitions < 1 {
-		errs.add("kafka.topic_defaults.partitions", "must be at least 1")
-	}
-	if k.TopicDefaults.ReplicationFactor < 1 {
-		errs.add("kafka.topic_defaults.replication_factor", "must be at least 1")
-	}
 	errs.oneOf("kafka.compression", k.Compression, "none", "gzip", "snappy", "lz4", "zstd")
 	if k.SASL.Mechanism != "" {
 		errs.oneOf("kafka.sasl.mechanism", k.SASL.Mechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 	}
-	if k.MaxBufferedRecords < 1 {
-		errs.add("kafka.max_buffered_records", "must be positive")
-	}
-	if n := *c.InstanceNum; n < 0 || n > 65535 {
-		errs.add("instance_num", "must be an integer from 0 to 65535, got %d; it numbers this engine in the procon.tx transaction id", n)
-	}
 	errs.oneOf("snapshot.mode", c.Snapshot.Mode, "initial", "never", "no_data", "initial_only", "when_needed", "always")
-	if c.Snapshot.Parallelism < 1 {
-		errs.add("snapshot.parallelism", "must be at least 1")
-	}
-	if c.Snapshot.ChunkSize < 1 {
-		errs.add("snapshot.chunk_size", "must be at least 1")
-	}
-	if t := c.Snapshot.StatementTimeout; t < Duration(100*time.Millisecond) || t > Duration(24*time.Hour) {
-		errs.add("snapshot.statement_timeout", "must be between 100ms and 24h, got %s", time.Duration(t))
-	}
 	errs.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	errs.oneOf("log.format", c.Log.Format, "text", "json")
 	c.Debezium.validate(&errs)
@@ -264,18 +245,6 @@ func (c *Config) Validate() error {
 		if rc.Serialization == "avro" {
 			needRegistry = true
 		}
-		if rc.AvroValueSchemaVersion < 0 {
-			errs.add(at+".avro_value_schema_version", "must be a registered version number (1, 2, ...)")
-		}
-		if rc.AvroKeySchemaVersion < 0 {
-			errs.add(at+".avro_key_schema_version", "must be a registered version number (1, 2, ...)")
-		}
-		if rc.Partitions < 0 {
-			errs.add(at+".partitions", "must be positive")
-		}
-		if rc.RTThreshold != nil && *rc.RTThreshold < 0 {
-			errs.add(at+".rt_threshold", "must be a number of milliseconds (0 or more)")
-		}
 		rc.Realtime.validate(at+".realtime", &errs)
 	}
 	if c.Serialization == "avro" {
@@ -285,7 +254,6 @@ func (c *Config) Validate() error {
 		errs.add("schema_registry.url", "is required because a relation uses serialization: avro")
 	}
 	c.SchemaRegistry.validate(&errs)
-	c.Realtime.validate(&errs)
 	c.validateRealtime(&errs)
 	c.validateRecordSize(&errs)
 	return errors.Join(errs...)
@@ -305,15 +273,6 @@ func (r *SchemaRegistry) validate(errs *fieldErrors) {
 		errs.add("schema_registry.tls.enabled", "is true but schema_registry.url is http://; use an https:// URL")
 	case u.Scheme != "http" && u.Scheme != "https":
 		errs.add("schema_registry.url", "must be an http:// or https:// URL")
-	}
-}
-
-func (r *Realtime) validate(errs *fieldErrors) {
-	if r.RTThreshold != nil && *r.RTThreshold < 0 {
-		errs.add("realtime.rt_threshold", "must be a number of milliseconds (0 or more)")
-	}
-	if r.MaxPending < 0 {
-		errs.add("realtime.max_pending", "must be positive")
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // int". Aliases and merge keys are followed, so that a key is refused wherever it is written.
 func checkTree(root *yaml.Node, x expansions) error {
 	w := treeWalk{x: x, seen: map[walked]bool{}}
-	w.walk(root, reflect.TypeFor[Config](), "")
+	w.walk(root, reflect.TypeFor[Config](), "", "")
 	return errors.Join(w.errs...)
 }
 
@@ -35,7 +35,9 @@ type walked struct {
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
-func (w *treeWalk) walk(n *yaml.Node, t reflect.Type, path string) {
+// path is the key's path and pattern the same with "*" for each relation_configs key, as
+// bounds lists them.
+func (w *treeWalk) walk(n *yaml.Node, t reflect.Type, path, pattern string) {
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			return
@@ -44,6 +46,10 @@ func (w *treeWalk) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == durationType {
+		w.duration(n, path, pattern)
+		return
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		return // parses and reports its own values
@@ -60,37 +66,90 @@ func (w *treeWalk) walk(n *yaml.Node, t reflect.Type, path string) {
 				continue // the decoder reports a key that is not a string
 			}
 			if k.Value == "<<" && k.ShortTag() == "!!merge" {
-				w.merge(v, t, path)
+				w.merge(v, t, path, pattern)
 				continue
 			}
 			p := join(path, k.Value)
 			if t.Kind() == reflect.Map {
-				w.walk(v, t.Elem(), p)
+				w.walk(v, t.Elem(), p, join(pattern, "*"))
 			} else if f, ok := fieldByTag(t, k.Value); ok {
-				w.walk(v, f.Type, p)
+				w.walk(v, f.Type, p, join(pattern, k.Value))
 			} else {
 				w.errs.add(p, "line %d: field %s not found in type %s", k.Line, k.Value, t)
 			}
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" || n.ShortTag() == "!!int" {
+		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
 			return
 		}
-		if _, err := strconv.ParseInt(n.Value, 10, 64); err != nil {
-			w.errs.add(path, "%s is not an integer (line %d)", w.x.describe(n), n.Line)
+		if !fitsInt(n, t.Bits()) {
+			// The decoder would refuse it without saying what fits, or, for a fraction, cut it.
+			if !isInteger(n) {
+				w.errs.add(path, "%s is not an integer (line %d)", w.x.describe(n), n.Line)
+				return
+			}
+			w.errs.add(path, "%s (line %d)", w.outOfRange(pattern, w.x.describe(n)), n.Line)
 		}
 	}
 }
 
+// fitsInt reports whether a scalar is an integer that fits in a signed integer of bits.
+func fitsInt(n *yaml.Node, bits int) bool {
+	var v int64
+	if n.ShortTag() == "!!int" {
+		if n.Decode(&v) != nil {
+			return false
+		}
+	} else {
+		var err error
+		if v, err = strconv.ParseInt(n.Value, 10, 64); err != nil {
+			return false
+		}
+	}
+	return v >= -1<<(bits-1) && v <= 1<<(bits-1)-1
+}
+
+// isInteger reports whether a scalar is written as an integer, whatever its size.
+func isInteger(n *yaml.Node) bool {
+	if n.ShortTag() == "!!int" {
+		return true
+	}
+	_, err := strconv.ParseInt(n.Value, 10, 64)
+	return err == nil || errors.Is(err, strconv.ErrRange)
+}
+
+// duration checks a Duration written as an integer of milliseconds: one too large for a
+// time.Duration would wrap when multiplied into one. Other text is left to Duration's own
+// parsing, which refuses what does not fit.
+func (w *treeWalk) duration(n *yaml.Node, path, pattern string) {
+	// An integer too large for int64 is typed as a float.
+	if n.Kind != yaml.ScalarNode || !(n.ShortTag() == "!!int" || n.ShortTag() == "!!float" && isInteger(n)) {
+		return
+	}
+	var ms int64
+	if n.Decode(&ms) == nil && ms >= minDurationMS && ms <= maxDurationMS {
+		return
+	}
+	w.errs.add(path, "%s (line %d)", w.outOfRange(pattern, w.x.describe(n)+" milliseconds"), n.Line)
+}
+
+// outOfRange is the problem of a number too large for its key's field.
+func (w *treeWalk) outOfRange(pattern, got string) string {
+	if b, ok := bounds[pattern]; ok {
+		return b.problem(got)
+	}
+	return got + " is out of range"
+}
+
 // merge checks the mappings a merge key (<<: *defaults, or a list of them) adds to one of type t.
-func (w *treeWalk) merge(v *yaml.Node, t reflect.Type, path string) {
+func (w *treeWalk) merge(v *yaml.Node, t reflect.Type, path, pattern string) {
 	if v.Kind == yaml.SequenceNode {
 		for _, item := range v.Content {
-			w.walk(item, t, path)
+			w.walk(item, t, path, pattern)
 		}
 		return
 	}
-	w.walk(v, t, path)
+	w.walk(v, t, path, pattern)
 }
 
 func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {

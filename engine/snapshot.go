@@ -347,7 +347,7 @@ func (s *snapshots) observer(b *envelope.Builder) pipeline.Snapshots {
 	if s == nil || s.ctl == nil {
 		return nil
 	}
-	return &streamSnapshots{ctl: s.ctl, builder: b, readers: map[*replication.Relation]*envelope.Reader{}}
+	return &streamSnapshots{ctl: s.ctl, builder: b, readers: map[string]streamReader{}}
 }
 
 // streamSnapshots implements pipeline.Snapshots: the snapshot Controller sees each change
@@ -356,7 +356,13 @@ func (s *snapshots) observer(b *envelope.Builder) pipeline.Snapshots {
 type streamSnapshots struct {
 	ctl     *snapshot.Controller
 	builder *envelope.Builder
-	readers map[*replication.Relation]*envelope.Reader
+	// readers has the reader of each table's shape as the last chunk read it: one per table.
+	readers map[string]streamReader
+}
+
+type streamReader struct {
+	rel *replication.Relation
+	r   *envelope.Reader
 }
 
 func (s *streamSnapshots) Observe(ctx context.Context, c *replication.Change, out []*envelope.Event) ([]*envelope.Event, bool, error) {
@@ -373,17 +379,22 @@ func (s *streamSnapshots) Observe(ctx context.Context, c *replication.Change, ou
 
 // emission builds the events of a chunk emitted in the stream at lsn.
 func (s *streamSnapshots) emission(em *snapshot.Emission, lsn pglogrepl.LSN, out []*envelope.Event) ([]*envelope.Event, error) {
-	r := s.readers[em.Table.Rel]
-	if r == nil {
-		if len(s.readers) > 64 {
-			clear(s.readers)
+	sr := s.readers[em.Table.Name]
+	if sr.rel != em.Table.Rel {
+		// Each snapshot describes its tables anew. The previous shape's reader is done with:
+		// its schemas are retired, for the encoders to forget once its events are encoded.
+		if sr.r != nil {
+			s.builder.RetireReader(sr.r)
 		}
-		var err error
-		if r, err = s.builder.Reader(em.Table.Rel); err != nil {
+		r, err := s.builder.Reader(em.Table.Rel)
+		if err != nil {
+			delete(s.readers, em.Table.Name)
 			return out, err
 		}
-		s.readers[em.Table.Rel] = r
+		sr = streamReader{rel: em.Table.Rel, r: r}
+		s.readers[em.Table.Name] = sr
 	}
+	r := sr.r
 	src := envelope.ReadSource{Time: time.Now(), LastCommit: s.builder.LastCommit(), SeqLSN: lsn}
 	for _, row := range em.Rows {
 		src.Marker = row.Marker

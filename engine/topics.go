@@ -77,11 +77,13 @@ func Topics(cfg *config.Config) []string {
 type encoders struct {
 	byTopic map[string]pipeline.Encoder
 	def     pipeline.Encoder
+	json    *envelope.JSONEncoder
+	avro    *avro.Encoder // nil without Avro
 }
 
 func newEncoders(cfg *config.Config, avroEnc *avro.Encoder) encoders {
 	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
-	enc := encoders{byTopic: map[string]pipeline.Encoder{}, def: js}
+	enc := encoders{byTopic: map[string]pipeline.Encoder{}, def: js, json: js, avro: avroEnc}
 	if cfg.Serialization == "avro" && avroEnc != nil {
 		enc.def = avroEnc // heartbeat, transaction and message topics
 	}
@@ -100,4 +102,12 @@ func (e encoders) ForTopic(topic string) pipeline.Encoder {
 		return enc
 	}
 	return e.def
+}
+
+// Forget drops what the encoders keep of schemas no event will use again.
+func (e encoders) Forget(schemas []*envelope.Schema) {
+	e.json.Forget(schemas)
+	if e.avro != nil {
+		e.avro.Forget(schemas)
+	}
 }

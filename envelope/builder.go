@@ -78,6 +78,8 @@ type Builder struct {
 	cfg  Config
 	log  *slog.Logger
 	rels map[*replication.Relation]*relSchema
+	// retired are the schemas of versions dropped from rels, until Retired hands them over.
+	retired []*Schema
 
 	lastCommit pglogrepl.LSN
 	lastTxTime time.Time // commit time of the last transaction begun

@@ -95,3 +95,21 @@ func (e *JSONEncoder) schemaJSON(s *Schema) ([]byte, error) {
 	e.schemas[s] = w.buf
 	return w.buf, nil
 }
+
+// Forget drops what the encoder keeps of schemas that no event will use again
+// (Builder.Retired).
+func (e *JSONEncoder) Forget(schemas []*Schema) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range schemas {
+		delete(e.schemas, s)
+	}
+}
+
+// CachedSchemas is the number of schemas whose JSON rendering the encoder keeps, for tests and
+// diagnostics.
+func (e *JSONEncoder) CachedSchemas() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.schemas)
+}

@@ -45,15 +45,44 @@ func (b *Builder) relSchema(rel *replication.Relation) (*relSchema, error) {
 		}
 	}
 	// Relations replaced by a newer version are dropped from the cache; events in flight keep
-	// their own pointer.
-	for old := range b.rels {
-		if old.ID == rel.ID {
+	// their own pointer. Build runs in stream order, so no change of an older version of the
+	// relation comes after this one: a reconnect or a DDL makes a new version, as does a
+	// table dropped and created again under its name (a new ID). Their schemas are retired,
+	// for the encoders to forget once the events built so far are encoded.
+	for old, ors := range b.rels {
+		if old.ID == rel.ID || ors.qualified == rs.qualified {
 			delete(b.rels, old)
+			b.retire(ors)
 		}
 	}
 	b.rels[rel] = rs
 	return rs, nil
 }
+
+func (b *Builder) retire(rs *relSchema) {
+	if rs.key != nil {
+		b.retired = append(b.retired, rs.key)
+	}
+	b.retired = append(b.retired, rs.envelope)
+}
+
+// Retired returns the key and envelope schemas of the relation versions dropped from the
+// cache since the last call: newer versions replaced them, and no change built from now on
+// uses them. Encoders may forget what they derived from them once the events built so far are
+// encoded.
+func (b *Builder) Retired() []*Schema {
+	r := b.retired
+	b.retired = nil
+	return r
+}
+
+// CachedVersions is the number of relation versions whose schemas the Builder keeps (one per
+// relation), for tests and diagnostics.
+func (b *Builder) CachedVersions() int { return len(b.rels) }
+
+// RetireReader retires the schemas of a Reader nothing will read with again, as Retired
+// returns them.
+func (b *Builder) RetireReader(r *Reader) { b.retire(r.rs) }
 
 // Schemas returns the key schema (nil when keyless) and the envelope schema that events of
 // this relation version get, without caching anything. The engine uses it to check a relation

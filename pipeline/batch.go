@@ -112,7 +112,23 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 		}
 	}
 	clear(b.jobs) // drop references to events and records
+	p.forgetRetired()
 	return nil
+}
+
+// forgetRetired drops what is kept of the schemas of relation versions that newer ones
+// replaced (each reconnect and each DDL makes new ones). Build runs in stream order, so once
+// a newer version is built no change of the old one follows; this batch's events, the last
+// that could use it, are encoded by now.
+func (p *Pipeline) forgetRetired() {
+	retired := p.cfg.Builder.Retired()
+	if len(retired) == 0 {
+		return
+	}
+	for _, s := range retired {
+		delete(p.batch.newSchema, s)
+	}
+	p.cfg.Encoders.Forget(retired)
 }
 
 // build turns a change into events: the in-stream snapshots see it first, and may take it

@@ -33,6 +33,7 @@ func (b *bodyBuilder) Build(c *replication.Change, out []*envelope.Event) ([]*en
 }
 
 func (b *bodyBuilder) Heartbeat(string) *envelope.Event { return nil }
+func (b *bodyBuilder) Retired() []*envelope.Schema      { return nil }
 
 // sameLimit gives every topic the same limit.
 type sameLimit int

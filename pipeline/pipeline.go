@@ -32,6 +32,9 @@ type Builder interface {
 	Build(c *replication.Change, out []*envelope.Event) ([]*envelope.Event, error)
 	// Heartbeat returns a heartbeat event for topic.
 	Heartbeat(topic string) *envelope.Event
+	// Retired returns the schemas no change built from now on uses (those of relation
+	// versions newer ones replaced), once each.
+	Retired() []*envelope.Schema
 }
 
 // Encoder serializes events; it must be safe for concurrent use.
@@ -45,6 +48,8 @@ type Encoder interface {
 // Encoders picks the encoder of a topic.
 type Encoders interface {
 	ForTopic(topic string) Encoder
+	// Forget drops what the encoders keep of schemas no event will use again.
+	Forget(schemas []*envelope.Schema)
 }
 
 // Producer hands records to Kafka; *sink.Writer implements it. Produce may block while the

@@ -48,6 +48,8 @@ func (b *rowBuilder) Heartbeat(topic string) *envelope.Event {
 	return &envelope.Event{Topic: topic, Value: &envelope.Value{Fields: []any{"heartbeat"}}}
 }
 
+func (b *rowBuilder) Retired() []*envelope.Schema { return nil }
+
 // slowEncoder renders keys and values as text, taking a random short time, so that the
 // parallel encoders finish out of order.
 type slowEncoder struct {
@@ -72,6 +74,8 @@ func (e *slowEncoder) EncodeKey(_ context.Context, _ *envelope.Schema, v *envelo
 }
 
 func (e *slowEncoder) ForTopic(string) Encoder { return e }
+
+func (e *slowEncoder) Forget([]*envelope.Schema) {}
 
 // fakeKafka keeps produced records and acknowledges them when told to, as Kafka would:
 // in produce order within a partition.

@@ -235,6 +235,13 @@ func (s *Service) info(rel *replication.Relation) *relInfo {
 			ri.table = true
 			ri.tc, ri.tcErr = tableColumnsOf(rel)
 		}
+		// Changes come in stream order: none of an older version of rel (the same ID) follows
+		// this one. Each reconnect and each DDL makes new versions; drop the replaced ones.
+		for old := range s.rels {
+			if old.ID == rel.ID {
+				delete(s.rels, old)
+			}
+		}
 		s.rels[rel] = ri
 	}
 	return ri

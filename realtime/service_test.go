@@ -623,3 +623,22 @@ func TestServiceBlocksPastTheQueueBytes(t *testing.T) {
 		t.Fatalf("got %+v, want a peak within %d bytes", st, limit)
 	}
 }
+
+// Each reconnect and each DDL makes new relation versions: the Service keeps what it knows of
+// the latest version of each relation only.
+func TestServiceKeepsOneVersionPerRelation(t *testing.T) {
+	svc, err := New(Config{Topic: "rt", Producer: &fakeProducer{}, Encoder: &envelope.JSONEncoder{}, Tracker: &fakeTracker{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := newTx(1)
+	for i := range 100 {
+		for id := uint32(1); id <= 3; id++ {
+			rel := &replication.Relation{ID: id, Schema: "public", Table: fmt.Sprint("t", id)}
+			svc.Suppress(&replication.Change{Op: replication.OpInsert, Tx: tx, Rel: rel})
+		}
+		if n := len(svc.rels); n != 3 {
+			t.Fatalf("after %d versions of 3 relations the Service keeps %d, want 3", i+1, n)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 type decoder struct {
 	rels    map[uint32]*Relation
 	gens    map[uint32]int
+	byName  map[string]uint32       // the ID of each schema.table in rels
 	specs   map[string]RelationSpec // captured relations by schema.table
 	cat     *catalog
 	tracker *Tracker
@@ -29,6 +30,7 @@ func newDecoder(specs map[string]RelationSpec, cat *catalog, tracker *Tracker, l
 	return &decoder{
 		rels:    map[uint32]*Relation{},
 		gens:    map[uint32]int{},
+		byName:  map[string]uint32{},
 		specs:   specs,
 		cat:     cat,
 		tracker: tracker,
@@ -177,6 +179,7 @@ func (d *decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 	for i, c := range m.Columns {
 		rel.Columns[i] = Column{Name: c.Name, TypeOID: c.DataType, TypeMod: c.TypeModifier, IdentityKey: c.Flags&1 != 0}
 	}
+	d.forgetNameHolder(rel)
 	if !captured {
 		d.rels[m.RelationID] = rel
 		d.log.Debug("published relation is not in relation_configs; its changes are not captured", "relation", rel.QualifiedName())
@@ -201,6 +204,24 @@ func (d *decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 	d.log.Info("relation described", "relation", rel.QualifiedName(), "generation", rel.Generation,
 		"columns", len(rel.Columns), "replica_identity", string(rel.ReplicaIdentity))
 	return nil
+}
+
+// forgetNameHolder drops the relation that had rel's name under another ID: a table dropped
+// and created again (or renamed away, whose next change brings a Relation message first, as
+// pgoutput sends one after any change to a relation's definition). Without this, every table
+// created and dropped under a name would stay.
+func (d *decoder) forgetNameHolder(rel *Relation) {
+	name := rel.QualifiedName()
+	if id, ok := d.byName[name]; ok && id != rel.ID {
+		if old := d.rels[id]; old != nil && old.QualifiedName() == name {
+			delete(d.rels, id)
+			delete(d.gens, id)
+		}
+	}
+	if old := d.rels[rel.ID]; old != nil && old.QualifiedName() != name && d.byName[old.QualifiedName()] == rel.ID {
+		delete(d.byName, old.QualifiedName()) // renamed
+	}
+	d.byName[name] = rel.ID
 }
 
 // abandonOpenTx forgets a transaction that was cut by a broken connection; the server sends it

@@ -163,6 +163,9 @@ func (c *catalog) primaryKey(ctx context.Context, relid uint32) ([]string, error
 	return pk, nil
 }
 
+// maxCachedTypes bounds the catalog's cache of types.
+const maxCachedTypes = 4096
+
 // typ resolves a type OID, following domains and array elements.
 func (c *catalog) typ(ctx context.Context, oid uint32) (*Type, error) {
 	c.mu.Lock()
@@ -197,6 +200,11 @@ func (c *catalog) typ(ctx context.Context, oid uint32) (*Type, error) {
 	}
 	t.Kind, t.Category, t.BaseTypeMod, t.EnumLabels = kind[0], cat[0], baseMod, labels
 	c.mu.Lock()
+	if len(c.types) >= maxCachedTypes {
+		// Types created and dropped (each version of an enum or domain a DDL makes is a new
+		// OID) would otherwise stay; relations keep the *Type they were described with.
+		clear(c.types)
+	}
 	c.types[oid] = t // before recursing: a type cannot contain itself, but be safe
 	c.mu.Unlock()
 	if t.Kind == 'd' && base != 0 {

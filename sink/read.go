@@ -9,49 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// LastHeaders returns the headers of the last record of each non-empty partition of topic,
-// read from Kafka. The pipeline reads them to find where a previous run stopped.
-func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]Header, error) {
-	starts, err := w.adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
-	}
-	ends, err := w.adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	want := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := starts.Lookup(topic, o.Partition); ok && o.Err == nil && o.Offset > s.Offset {
-			want[o.Partition] = kgo.NewOffset().At(o.Offset - 1)
-		}
-	})
-	out := map[int32][]Header{}
-	if len(want) == 0 {
-		return out, nil
-	}
-	cl, err := w.cfg.newClient(ctx, false, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}))
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	for len(out) < len(want) {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read the last records of %s: %w", topic, err)
-		}
-		for _, fe := range fs.Errors() {
-			return nil, fmt.Errorf("read the last records of %s[%d]: %w", fe.Topic, fe.Partition, fe.Err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset == want[r.Partition].EpochOffset().Offset {
-				out[r.Partition] = headersOf(r)
-			}
-		})
-	}
-	return out, nil
-}
-
 func headersOf(r *kgo.Record) []Header {
 	if len(r.Headers) == 0 {
 		return nil

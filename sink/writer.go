@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -91,6 +92,10 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 	c, err := codec(cfg.Compression)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MaxRecordBytes < 0 || cfg.MaxRecordBytes > math.MaxInt32 {
+		// int32 would wrap it, possibly into a value the client accepts.
+		return nil, fmt.Errorf("sink: max record bytes %d does not fit Kafka's int32 sizes", cfg.MaxRecordBytes)
 	}
 	w := &Writer{
 		cfg: cfg, log: cfg.Logger, specs: specs,

@@ -795,8 +795,20 @@ func (c *Controller) relName(rel *replication.Relation) string {
 		return n
 	}
 	n := rel.QualifiedName()
+	dropOlderVersions(c.names, rel)
 	c.names[rel] = n
 	return n
+}
+
+// dropOlderVersions deletes from a cache of relation versions those that rel replaces (the
+// same ID): the stream is observed in order, so no change of theirs comes after rel's first.
+// Each reconnect and each DDL makes new versions; without this the cache keeps them all.
+func dropOlderVersions[V any](m map[*replication.Relation]V, rel *replication.Relation) {
+	for old := range m {
+		if old.ID == rel.ID {
+			delete(m, old)
+		}
+	}
 }
 
 // keyIndexes maps the chunk table's key columns to the columns of a streamed relation.
@@ -815,6 +827,7 @@ func (c *Controller) keyIndexes(rel *replication.Relation, t *Table) []int {
 			break
 		}
 	}
+	dropOlderVersions(c.keyIdx, rel)
 	c.keyIdx[rel] = idx
 	return idx
 }

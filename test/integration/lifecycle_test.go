@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,6 +140,53 @@ func TestCheckCommand(t *testing.T) {
 		out, err = run(tc.config)
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "schema registry") || !strings.Contains(out, tc.want) {
 			t.Errorf("check with the %s: %v\n%s", tc.name, err, out)
+		}
+	}
+}
+
+// TestNumbersPastTheirBoundsRefused: a number too large for what the engine makes of it (an
+// int32, milliseconds in a time.Duration, an allocation) or a negative duration stops
+// procon-cdc at start with exit code 2, naming the key and the range it accepts, before it
+// touches PostgreSQL or Kafka.
+func TestNumbersPastTheirBoundsRefused(t *testing.T) {
+	env := testenv.Get(t)
+	base := "name: bounds\npostgres:\n  dsn: postgres://nobody@127.0.0.1:1/none\n  status_interval: %s\n" +
+		"kafka:\n  brokers: " + strings.Join(env.Brokers, ",") + "\n  %s\nsnapshot:\n  %s\ndebezium:\n  %s\n" +
+		"relation_configs:\n  public.accounts: {%s}\n"
+	// Accepted values of the five places base leaves open; each case replaces one (slot).
+	ok := []string{"1s", "linger: 2ms", "chunk_size: 10", "heartbeat.interval.ms: 0", ""}
+	for _, tc := range []struct {
+		slot  int
+		value string
+		want  string
+	}{
+		// 2^32 + 1024: int32 makes it 1024, which the producer would take.
+		{1, "max_record_bytes: 4294968320", "kafka.max_record_bytes: must be an integer from 1024 to 104857600 bytes, got 4294968320"},
+		{1, "linger: 9223372036855", "kafka.linger: must be a duration from 0s to 1m0s"},
+		{0, "-5s", "postgres.status_interval: must be a duration from 100ms to 1m0s, got -5s"},
+		{2, "chunk_size: 9223372036854775807", "snapshot.chunk_size: must be an integer from 1 to 1000000, got 9223372036854775807"},
+		// Milliseconds that wrap to a negative time.Duration: the heartbeat ticker would panic.
+		{3, "heartbeat.interval.ms: 9223372036854775", "debezium.heartbeat.interval.ms: must be 0 (off) or an integer from 1 to 86400000 milliseconds"},
+		{4, "rt_threshold: 99999999999999999999", "relation_configs.public.accounts.rt_threshold: must be an integer from 0 to 86400000 milliseconds"},
+		{4, "partitions: 3000000000", "relation_configs.public.accounts.partitions: must be 0 (kafka.topic_defaults.partitions) or an integer from 1 to 10000"},
+	} {
+		vals := make([]any, len(ok))
+		for i, v := range ok {
+			vals[i] = v
+		}
+		vals[tc.slot] = tc.value
+		path := filepath.Join(t.TempDir(), "procon.yaml")
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(base, vals...)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(procon(t), "run", "--config", path).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("%s: got %v, want exit code 2\n%s", tc.value, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s: output\n%s\ndoes not say %q", tc.value, out, tc.want)
 		}
 	}
 }
