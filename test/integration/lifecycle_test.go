@@ -161,7 +161,7 @@ func TestNumbersPastTheirBoundsRefused(t *testing.T) {
 		want  string
 	}{
 		// 2^32 + 1024: int32 makes it 1024, which the producer would take.
-		{1, "max_record_bytes: 4294968320", "kafka.max_record_bytes: must be an integer from 1024 to 104857600 bytes, got 4294968320"},
+		{1, "max_record_bytes: 4294968320", "kafka.max_record_bytes: must be an integer from 8192 to 104857600 bytes, got 4294968320"},
 		{1, "linger: 9223372036855", "kafka.linger: must be a duration from 0s to 1m0s"},
 		{0, "-5s", "postgres.status_interval: must be a duration from 100ms to 1m0s, got -5s"},
 		{2, "chunk_size: 9223372036854775807", "snapshot.chunk_size: must be an integer from 1 to 1000000, got 9223372036854775807"},
