@@ -265,9 +265,18 @@ func (w *jsonOut) str(s string) {
 	w.buf = append(w.buf, b...)
 }
 
+// float writes a number; NaN and the infinities are quoted as Jackson writes them (and so
+// Procon's JSON serialization), "Infinity" rather than Go's "+Inf".
 func (w *jsonOut) float(f float64, bits int) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		w.buf = strconv.AppendQuote(w.buf, strconv.FormatFloat(f, 'g', -1, bits))
+	switch {
+	case math.IsNaN(f):
+		w.buf = append(w.buf, `"NaN"`...)
+		return
+	case math.IsInf(f, 1):
+		w.buf = append(w.buf, `"Infinity"`...)
+		return
+	case math.IsInf(f, -1):
+		w.buf = append(w.buf, `"-Infinity"`...)
 		return
 	}
 	w.buf = strconv.AppendFloat(w.buf, f, 'g', -1, bits)

@@ -30,6 +30,24 @@ func TestDecodeJSONBoundsAllocations(t *testing.T) {
 	}
 }
 
+// tail shows an Avro double as the JSON serialization writes it: Jackson's "Infinity", not
+// Go's "+Inf" (avro.FuzzEncode compares the two).
+func TestDecodeJSONNonFiniteDoubles(t *testing.T) {
+	s, err := ParseRaw(`{"type":"array","items":"double"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte{0x06,
+		0, 0, 0, 0, 0, 0, 0xf0, 0x7f, // +Inf
+		0, 0, 0, 0, 0, 0, 0xf0, 0xff, // -Inf
+		1, 0, 0, 0, 0, 0, 0xf8, 0x7f, // NaN
+		0}
+	got, err := DecodeJSON(s, body)
+	if want := `["Infinity","-Infinity","NaN"]`; err != nil || string(got) != want {
+		t.Errorf("got %s, %v; want %s", got, err, want)
+	}
+}
+
 func FuzzDecodeJSON(f *testing.F) {
 	s, err := ParseRaw(fuzzSchema)
 	if err != nil {
