@@ -82,7 +82,6 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad instance", minimal + "instance_num: 70000\n", map[string]string{"DSN": "x"}, []string{"instance_num: must be an integer from 0 to 65535"}},
 		{"bad PROCON_INSTANCE", minimal, map[string]string{"DSN": "x", "PROCON_INSTANCE": "abc"}, []string{"PROCON_INSTANCE"}},
 		{"avro without registry", minimal + "serialization: avro\n", map[string]string{"DSN": "x"}, []string{"schema_registry.url"}},
-		{"empty key", minimal + "\"\": 1\n", map[string]string{"DSN": "x"}, []string{`"": line 10: field  not found`}},
 		{"duplicate topic", strings.Replace(minimal, "public.accounts: {}", "public.accounts: {topic: demo-orders}", 1), map[string]string{"DSN": "x"}, []string{"also the topic of"}},
 	}
 	for _, tc := range cases {

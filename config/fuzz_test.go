@@ -113,3 +113,12 @@ func leafErrors(err error) []error {
 	}
 	return []error{err}
 }
+
+// An empty key (found by FuzzParse) gave an error whose key was empty.
+func TestEmptyKeyIsNamed(t *testing.T) {
+	_, err := Parse(strings.NewReader(minimal+"\"\": 1\n"), env(map[string]string{"DSN": "x"}))
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Key != `""` || !strings.Contains(err.Error(), `"": line 10: field  not found`) {
+		t.Errorf("got %v, want an error for the key \"\"", err)
+	}
+}
