@@ -68,7 +68,49 @@ func ParseRaw(text string) (avro.Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return avro.ParseWithCache(string(raw), "", &avro.SchemaCache{})
+	s, err := avro.ParseWithCache(string(raw), "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, err
+	}
+	if name := recursiveType(s, map[avro.Schema]bool{}); name != "" {
+		// Connect schemas never refer to themselves. A record that does can be nested as
+		// deep as a body is long, and decoding it recurses that deep: a megabyte overflows
+		// the goroutine stack, which kills the process.
+		return nil, fmt.Errorf("type %s refers to itself; recursive schemas are not supported", name)
+	}
+	return s, nil
+}
+
+// recursiveType returns the name of a named type that s contains within itself, or "".
+// open holds the named types being walked.
+func recursiveType(s avro.Schema, open map[avro.Schema]bool) string {
+	if r, ok := s.(*avro.RefSchema); ok {
+		s = r.Schema()
+	}
+	switch x := s.(type) {
+	case *avro.RecordSchema:
+		if open[x] {
+			return x.FullName()
+		}
+		open[x] = true
+		defer delete(open, x)
+		for _, f := range x.Fields() {
+			if name := recursiveType(f.Type(), open); name != "" {
+				return name
+			}
+		}
+	case *avro.UnionSchema:
+		for _, t := range x.Types() {
+			if name := recursiveType(t, open); name != "" {
+				return name
+			}
+		}
+	case *avro.ArraySchema:
+		return recursiveType(x.Items(), open)
+	case *avro.MapSchema:
+		return recursiveType(x.Values(), open)
+	}
+	return ""
 }
 
 func stripLogical(v any) {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -45,6 +46,27 @@ func TestDecodeJSONNonFiniteDoubles(t *testing.T) {
 	got, err := DecodeJSON(s, body)
 	if want := `["Infinity","-Infinity","NaN"]`; err != nil || string(got) != want {
 		t.Errorf("got %s, %v; want %s", got, err, want)
+	}
+}
+
+// A schema whose record refers to itself is refused: with it, a 1 MB body of nested records
+// made the decoder recurse a million deep and overflow the goroutine stack (a fatal error
+// of procon-cdc tail).
+func TestParseRawRefusesRecursiveSchemas(t *testing.T) {
+	for _, text := range []string{
+		`{"type":"record","name":"R","fields":[{"name":"r","type":["null","R"]}]}`,
+		`{"type":"record","name":"A","fields":[{"name":"b","type":{"type":"record","name":"B","fields":[{"name":"a","type":{"type":"array","items":"A"}}]}}]}`,
+	} {
+		if _, err := ParseRaw(text); err == nil || !strings.Contains(err.Error(), "refers to itself") {
+			t.Errorf("%s: got %v, want an error", text, err)
+		}
+	}
+	// A named type used twice, side by side, is no recursion.
+	if _, err := ParseRaw(`{"type":"record","name":"P","fields":[{"name":"a","type":{"type":"record","name":"Q","fields":[]}},{"name":"b","type":"Q"}]}`); err != nil {
+		t.Errorf("a type used twice: %v", err)
+	}
+	if _, err := ParseRaw(fuzzSchema); err != nil {
+		t.Error(err)
 	}
 }
 
