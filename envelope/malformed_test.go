@@ -212,6 +212,9 @@ func TestRowErrorNamesColumnAndType(t *testing.T) {
 // Converting a numeric[] allocated a new VariableScaleDecimal schema per element: hundreds of
 // bytes for each two bytes of text.
 func TestNumericArrayAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are not measured under the race detector")
+	}
 	o := DefaultOptions()
 	ct, err := o.columnTypeOf(&replication.Column{Name: "c", TypeMod: -1, Type: &replication.Type{Name: "_numeric", Kind: 'b', Category: 'A', Elem: &replication.Type{Name: "numeric", Kind: 'b'}}})
 	if err != nil {
