@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both start the real services
 # (PostgreSQL, Kafka, schema registry) with scripts/services first; that is idempotent and takes
 # seconds when they are already up.
-.PHONY: test test-unit test-integration demo build lint services-up services-down bench
+.PHONY: test test-unit test-integration fuzz fuzz-smoke demo build lint services-up services-down bench
 
 GO ?= go
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
@@ -9,7 +9,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
 build:
 	$(GO) build -o bin/procon-cdc ./cmd/procon-cdc
 
-test: lint test-unit test-integration
+test: lint test-unit fuzz-smoke test-integration
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -17,6 +17,18 @@ lint:
 
 test-unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# Every fuzz target for a few seconds each (scripts/fuzz); `make fuzz FUZZTIME=10m` is a long
+# campaign, which prints each target's executions. FUZZ_PARALLEL is -parallel (default 1).
+FUZZ_SMOKE_TIME ?= 3s
+FUZZTIME ?= 10m
+FUZZ_PARALLEL ?= 1
+
+fuzz-smoke:
+	GO=$(GO) scripts/fuzz $(FUZZ_SMOKE_TIME) $(FUZZ_PARALLEL)
+
+fuzz:
+	GO=$(GO) scripts/fuzz $(FUZZTIME) $(FUZZ_PARALLEL)
 
 test-integration: services-up
 	eval "$$(scripts/services env)" && $(GO) test -p 1 -count=1 -timeout 25m ./test/...

@@ -214,6 +214,8 @@ func TestErrorsNeverShowExpandedValues(t *testing.T) {
 		{"topic", strings.Replace(base(""), "public.accounts: {}", "public.accounts:\n    topic: ${S}", 1), "hunter2/secret", "relation_configs.public.accounts.topic: the value of ${S} is not a valid Kafka topic name"},
 		{"alias-like secret", base("  sasl:\n    password: ${S}\n  surprise: 1\n"), "*hunter2-secret", "kafka.surprise: line 8: field surprise not found"},
 		{"syntax-like secret", base("  sasl:\n    password: ${S}\n  surprise: 1\n"), "x\n  - hunter2: [", "kafka.surprise: line 8: field surprise not found"},
+		// The default slot is the name in lower case, which the redaction cannot recognize.
+		{"slot derived from a long name", strings.Replace(base(""), "name: demo", "name: ${S}", 1), strings.Repeat("Hunter2", 9), "postgres.slot: is not set, and the default (procon_ and name in lower case) is longer than 63 characters"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

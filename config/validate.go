@@ -51,7 +51,7 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		p.PublicationAutocreate = "filtered"
 	}
 	if p.Slot == "" && c.Name != "" {
-		p.Slot = "procon_" + strings.ToLower(nonSlotChars.ReplaceAllString(c.Name, "_"))
+		p.Slot = defaultSlot(c.Name)
 	}
 	if p.Publication == "" && c.Name != "" {
 		p.Publication = p.Slot
@@ -145,6 +145,11 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 
 var nonSlotChars = regexp.MustCompile(`[^a-zA-Z0-9_]`)
 
+// defaultSlot is the slot name derived from the name when postgres.slot is not set.
+func defaultSlot(name string) string {
+	return "procon_" + strings.ToLower(nonSlotChars.ReplaceAllString(name, "_"))
+}
+
 // SanitizeTopic replaces characters Kafka does not allow in topic names with '_', as
 // Debezium's topic naming strategy does.
 func SanitizeTopic(s string) string {
@@ -184,7 +189,13 @@ func (c *Config) Validate() error {
 	if p.DSN == "" {
 		errs.add("postgres.dsn", "is required, e.g. postgres://user:password@host:5432/db")
 	}
-	if !slotName.MatchString(p.Slot) {
+	switch {
+	case slotName.MatchString(p.Slot):
+	case c.Name != "" && p.Slot == defaultSlot(c.Name):
+		// The derived name is not shown: name may come from the environment, and the
+		// redaction of errors cannot recognize it in lower case.
+		errs.add("postgres.slot", "is not set, and the default (procon_ and name in lower case) is longer than 63 characters: set postgres.slot to 1 to 63 characters of a-z, 0-9 and _")
+	default:
 		errs.add("postgres.slot", "%q is not a valid slot name: 1 to 63 characters of a-z, 0-9 and _", p.Slot)
 	}
 	if p.Publication == "" {

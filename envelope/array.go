@@ -7,6 +7,11 @@ import (
 
 func bigInt(n int64) *big.Int { return big.NewInt(n) }
 
+// maxArrayDims is PostgreSQL's MAXDIM: no array it writes is nested deeper. Deeper text is
+// refused rather than parsed, as each level is a recursive call: without a bound, a value of
+// a few megabytes of '{' would overflow the goroutine stack, which kills the process.
+const maxArrayDims = 6
+
 // parseArray parses PostgreSQL's array text output ({1,2,NULL,"a b"}, nested for several
 // dimensions) converting each element with conv. A multi-dimensional array becomes nested
 // []any values.
@@ -21,7 +26,8 @@ func parseArray(b []byte, delim byte, conv converter) (any, error) {
 	}
 	v, err := p.array()
 	if err != nil {
-		return nil, fmt.Errorf("array %.40q: %w", b, err)
+		// An element's error quotes the element; the array's text is not quoted too.
+		return nil, fmt.Errorf("array: %w", err)
 	}
 	return v, nil
 }
@@ -31,12 +37,17 @@ type arrayParser struct {
 	pos   int
 	delim byte
 	conv  converter
+	depth int
 }
 
 func (p *arrayParser) array() ([]any, error) {
 	if p.pos >= len(p.src) || p.src[p.pos] != '{' {
-		return nil, fmt.Errorf("expected '{' at %d", p.pos)
+		return nil, fmt.Errorf("expected '{' at byte %d", p.pos)
 	}
+	if p.depth++; p.depth > maxArrayDims {
+		return nil, fmt.Errorf("more than %d dimensions", maxArrayDims)
+	}
+	defer func() { p.depth-- }()
 	p.pos++
 	out := []any{}
 	if p.pos < len(p.src) && p.src[p.pos] == '}' {
@@ -45,7 +56,7 @@ func (p *arrayParser) array() ([]any, error) {
 	}
 	for {
 		if p.pos >= len(p.src) {
-			return nil, fmt.Errorf("unterminated array")
+			return nil, fmt.Errorf("unterminated array at byte %d", p.pos)
 		}
 		var elem any
 		var err error
@@ -62,7 +73,7 @@ func (p *arrayParser) array() ([]any, error) {
 		}
 		out = append(out, elem)
 		if p.pos >= len(p.src) {
-			return nil, fmt.Errorf("unterminated array")
+			return nil, fmt.Errorf("unterminated array at byte %d", p.pos)
 		}
 		switch p.src[p.pos] {
 		case p.delim:
@@ -71,7 +82,7 @@ func (p *arrayParser) array() ([]any, error) {
 			p.pos++
 			return out, nil
 		default:
-			return nil, fmt.Errorf("unexpected %q at %d", p.src[p.pos], p.pos)
+			return nil, fmt.Errorf("unexpected %q at byte %d", p.src[p.pos], p.pos)
 		}
 	}
 }
@@ -89,7 +100,7 @@ func (p *arrayParser) quoted() (any, error) {
 		}
 	}
 	if p.pos >= len(p.src) {
-		return nil, fmt.Errorf("unterminated quoted element")
+		return nil, fmt.Errorf("unterminated quoted element at byte %d", p.pos)
 	}
 	p.pos++
 	return p.conv(buf)

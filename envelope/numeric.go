@@ -89,9 +89,14 @@ func parseDecimal(b []byte) (d Decimal, special string, err error) {
 	}
 	s := string(b)
 	intPart, frac, _ := strings.Cut(s, ".")
+	// SetString alone would take a sign after the point (".-5" as -0.05) and a plus.
+	digitsOnly := func(s string) bool { return strings.Trim(s, "0123456789") == "" }
+	if !digitsOnly(strings.TrimPrefix(intPart, "-")) || !digitsOnly(frac) {
+		return Decimal{}, "", fmt.Errorf("invalid numeric %s", quoteText(b))
+	}
 	n, ok := new(big.Int).SetString(intPart+frac, 10)
 	if !ok {
-		return Decimal{}, "", fmt.Errorf("invalid numeric %q", s)
+		return Decimal{}, "", fmt.Errorf("invalid numeric %s", quoteText(b))
 	}
 	return Decimal{Unscaled: n, Scale: int32(len(frac))}, "", nil
 }
@@ -175,11 +180,24 @@ func numericTypmod(typmod int32) (precision, scale int32) {
 
 var specialStrings = map[string]string{"NaN": "NAN", "Infinity": "POSITIVE_INFINITY", "-Infinity": "NEGATIVE_INFINITY"}
 
-func (o *Options) numericType(typmod int32) columnType {
+// Limits of the numeric typmods PostgreSQL makes: precision up to NUMERIC_MAX_PRECISION, and
+// a scale field of 11 bits (PostgreSQL 15's negative scales are its two's complement, which
+// pgjdbc's getScale, and so Debezium, and numericTypmod read as 1024 to 2047).
+const (
+	maxNumericPrecision = 1000
+	maxNumericScale     = 0x7ff
+)
+
+func (o *Options) numericType(typmod int32) (columnType, error) {
 	precision, scale := numericTypmod(typmod)
+	if typmod >= 4 && (precision > maxNumericPrecision || scale < 0 || scale > maxNumericScale) {
+		// Not a typmod PostgreSQL makes; rescaling every value to such a scale would cost
+		// far more than its text.
+		return columnType{}, fmt.Errorf("numeric typmod %d (precision %d, scale %d) is outside PostgreSQL's limits", typmod, precision, scale)
+	}
 	switch o.DecimalMode {
 	case DecimalDouble:
-		return columnType{schema: prim(Float64, false), conv: convNumericDouble}
+		return columnType{schema: prim(Float64, false), conv: convNumericDouble}, nil
 	case DecimalString:
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, special, err := parseDecimal(b)
@@ -193,10 +211,10 @@ func (o *Options) numericType(typmod int32) columnType {
 				d = d.rescale(scale)
 			}
 			return d.String(), nil
-		}}
+		}}, nil
 	}
 	if scale < 0 {
-		return columnType{schema: variableScaleSchema(), conv: convVariableScale}
+		return columnType{schema: variableScaleSchema, conv: convVariableScale}, nil
 	}
 	s := named(Bytes, LogicalDecimal, 1, Param{"scale", strconv.Itoa(int(scale))}, Param{"connect.decimal.precision", strconv.Itoa(int(precision))})
 	return columnType{schema: s, conv: func(b []byte) (any, error) {
@@ -208,26 +226,28 @@ func (o *Options) numericType(typmod int32) columnType {
 			return nil, err
 		}
 		return d.rescale(scale), nil
-	}}
+	}}, nil
 }
 
 // convNumericDouble converts numeric text to the nearest double, as BigDecimal.doubleValue
 // does: values beyond the double range become ±Infinity, NaN and the infinities stay.
 func convNumericDouble(b []byte) (any, error) {
 	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil && errors.Is(err, strconv.ErrRange) {
-		err = nil
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return nil, numberError("numeric", b, err)
 	}
-	return f, err
+	return f, nil
 }
 
-func variableScaleSchema() *Schema {
+// variableScaleSchema is io.debezium.data.VariableScaleDecimal, shared by every value (one
+// schema per value would make a numeric[] cost hundreds of bytes per element).
+var variableScaleSchema = func() *Schema {
 	s := structSchema(nameVarDecimal, 1, false,
 		field("scale", prim(Int32, false)),
 		field("value", prim(Bytes, false)))
 	s.Doc = "Variable scaled decimal"
 	return s
-}
+}()
 
 func convVariableScale(b []byte) (any, error) {
 	d, special, err := parseDecimal(b)
@@ -237,7 +257,7 @@ func convVariableScale(b []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := NewValue(variableScaleSchema())
+	v := NewValue(variableScaleSchema)
 	v.Fields[0] = d.Scale
 	v.Fields[1] = d.Bytes()
 	return v, nil
@@ -251,7 +271,12 @@ func (o *Options) moneyType() columnType {
 		if strings.HasPrefix(s, "(") { // accounting style negative
 			s = "-" + strings.Trim(s, "()")
 		}
-		d, _, err := parseDecimal([]byte(s))
+		d, special, err := parseDecimal([]byte(s))
+		if special != "" {
+			// money has no NaN or infinities; a Decimal without its number would
+			// crash the encoder.
+			return Decimal{}, fmt.Errorf("invalid money %s", quoteText(b))
+		}
 		return d, err
 	}
 	switch o.DecimalMode {
@@ -268,7 +293,10 @@ func (o *Options) moneyType() columnType {
 	case DecimalString:
 		return columnType{schema: prim(String, false), conv: func(b []byte) (any, error) {
 			d, err := parse(b)
-			return d.String(), err
+			if err != nil {
+				return nil, err
+			}
+			return d.String(), nil
 		}}
 	}
 	s := named(Bytes, LogicalDecimal, 1, Param{"scale", strconv.Itoa(o.MoneyFraction)})

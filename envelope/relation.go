@@ -176,7 +176,8 @@ func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) 
 	case replication.DatumText:
 		var err error
 		if x, err = rs.cols[i].conv(d.Data); err != nil {
-			return nil, fmt.Errorf("column %s: %w", rs.rel.Columns[i].Name, err)
+			col := &rs.rel.Columns[i]
+			return nil, fmt.Errorf("column %s (%s): %w", col.Name, col.Type.Name, err)
 		}
 	default:
 		return nil, fmt.Errorf("column %s: binary tuple data is not supported", rs.rel.Columns[i].Name)

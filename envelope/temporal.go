@@ -63,7 +63,7 @@ func civilFromDays(z int64) (y, m, d int64) {
 func parseDate(b []byte) (int64, error) {
 	d, err := parseDateFast(b)
 	if err != nil {
-		return 0, fmt.Errorf("invalid date %q", b)
+		return 0, fmt.Errorf("invalid date %s", quoteText(b))
 	}
 	return d, nil
 }
@@ -72,26 +72,26 @@ func parseDate(b []byte) (int64, error) {
 func parseClock(b []byte) (int64, error) {
 	us, n, ok := scanClock(b)
 	if !ok || n != len(b) {
-		return 0, fmt.Errorf("invalid time %q", b)
+		return 0, fmt.Errorf("invalid time %s", quoteText(b))
 	}
 	return us, nil
 }
 
-// parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into microseconds since the
-// epoch, UTC; infinite is ±1 for 'infinity' and '-infinity'.
-func parseTimestamp(b []byte, withZone bool) (micros int64, infinite int, err error) {
-	micros, infinite, err = parseTimestampFast(b, withZone)
+// parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into an instant (UTC);
+// infinite is ±1 for 'infinity' and '-infinity'.
+func parseTimestamp(b []byte, withZone bool) (t instant, infinite int, err error) {
+	t, infinite, err = parseTimestampFast(b, withZone)
 	if err != nil {
-		return 0, 0, fmt.Errorf("invalid timestamp %q", b)
+		return instant{}, 0, fmt.Errorf("invalid timestamp %s", quoteText(b))
 	}
-	return micros, infinite, nil
+	return t, infinite, nil
 }
 
-// formatISOInstant writes micros since the epoch as yyyy-MM-ddTHH:mm:ss[.fraction]Z with
-// exactly digits fraction digits (0 to 6), the way Debezium's ZonedTimestamp does.
-func formatISOInstant(micros int64, digits int) string {
+// formatISOInstant writes an instant as yyyy-MM-ddTHH:mm:ss[.fraction]Z with exactly digits
+// fraction digits (0 to 6), the way Debezium's ZonedTimestamp does.
+func formatISOInstant(t instant, digits int) string {
 	var buf [48]byte
-	return string(appendISOInstant(buf[:0], micros, digits))
+	return string(appendISOInstant(buf[:0], t, digits))
 }
 
 // formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
@@ -108,27 +108,6 @@ func formatClock(us int64, digits int, minimal bool) string {
 	return string(appendClock(buf[:0], us, digits, minimal))
 }
 
-// splitOffset splits a trailing +HH[:MM[:SS]] / -HH... UTC offset and returns it in seconds.
-func splitOffset(s string) (string, int64, error) {
-	i := strings.LastIndexAny(s, "+-")
-	if i < 8 { // the sign of a date part or nothing
-		return s, 0, fmt.Errorf("missing UTC offset in %q", s)
-	}
-	sign := int64(1)
-	if s[i] == '-' {
-		sign = -1
-	}
-	var secs int64
-	for n, p := range strings.Split(s[i+1:], ":") {
-		v, err := strconv.ParseInt(p, 10, 64)
-		if err != nil {
-			return s, 0, fmt.Errorf("invalid UTC offset in %q", s)
-		}
-		secs += v * []int64{3600, 60, 1}[n]
-	}
-	return s[:i], sign * secs, nil
-}
-
 // floorDiv is division rounding toward negative infinity, as Java's Math.floorDiv.
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -138,9 +117,10 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// temporalPrecision returns the fractional digits of a time/timestamp typmod (6 if unset).
+// temporalPrecision returns the fractional digits of a time/timestamp typmod: 6 if unset, and,
+// as PostgreSQL reduces a larger precision to 6, for any typmod a Relation message could claim.
 func temporalPrecision(typmod int32) int {
-	if typmod < 0 {
+	if typmod < 0 || typmod > 6 {
 		return 6
 	}
 	return int(typmod)
@@ -158,7 +138,7 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 		return o.timestampType(mode, p), nil
 	case "timestamptz":
 		return columnType{schema: named(String, nameZonedTS, 1), conv: func(b []byte) (any, error) {
-			us, inf, err := parseTimestamp(b, true)
+			ts, inf, err := parseTimestamp(b, true)
 			switch {
 			case err != nil:
 				return nil, err
@@ -167,7 +147,7 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 			case inf < 0:
 				return "-infinity", nil
 			}
-			return formatISOInstant(us, p), nil
+			return formatISOInstant(ts, p), nil
 		}}, nil
 	case "timetz":
 		return columnType{schema: named(String, nameZonedTime, 1), conv: convZonedTime}, nil
@@ -238,19 +218,36 @@ func (o *Options) timeType(mode TimePrecisionMode, p int) columnType {
 }
 
 func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
-	micros := func(b []byte) (int64, error) {
-		us, inf, err := parseTimestamp(b, false)
+	parse := func(b []byte) (instant, int, error) { return parseTimestamp(b, false) }
+	// Microseconds since the epoch (and nanoseconds) overflow an int64 in the last years
+	// PostgreSQL allows (past about 294247 AD for microseconds, outside 1677-2262 for
+	// nanoseconds), and Debezium's exact arithmetic then leaves the field null: so do we.
+	micros := func(b []byte) (any, error) {
+		ts, inf, err := parse(b)
 		switch {
+		case err != nil:
+			return nil, err
 		case inf > 0:
-			return timestampPosInfinityMicros, nil
+			return int64(timestampPosInfinityMicros), nil
 		case inf < 0:
-			return timestampNegInfinityMicros, nil
+			return int64(timestampNegInfinityMicros), nil
 		}
-		return us, err
+		if us, ok := ts.micros(); ok {
+			return us, nil
+		}
+		return nil, nil
 	}
 	millis := func(b []byte) (any, error) {
-		us, err := micros(b)
-		return floorDiv(us, 1000), err
+		ts, inf, err := parse(b)
+		switch {
+		case err != nil:
+			return nil, err
+		case inf > 0:
+			return floorDiv(timestampPosInfinityMicros, 1000), nil
+		case inf < 0:
+			return floorDiv(timestampNegInfinityMicros, 1000), nil
+		}
+		return ts.millis(), nil
 	}
 	switch {
 	case mode == TimeConnect:
@@ -258,25 +255,31 @@ func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
 	case mode == TimeISOString:
 		// ISO_OFFSET_DATE_TIME at UTC, the fraction as short as it can be.
 		return columnType{schema: named(String, nameIsoTimestamp, 1), conv: func(b []byte) (any, error) {
-			us, err := micros(b)
-			days := floorDiv(us, microsPerDay)
-			return formatISODate(days) + "T" + formatClock(us-days*microsPerDay, 0, true) + "Z", err
+			ts, inf, err := parse(b)
+			switch {
+			case err != nil:
+				return nil, err
+			case inf > 0:
+				ts = instantOf(timestampPosInfinityMicros)
+			case inf < 0:
+				ts = instantOf(timestampNegInfinityMicros)
+			}
+			return formatISODate(ts.days) + "T" + formatClock(ts.us, 0, true) + "Z", nil
 		}}
 	case mode == TimeNanoseconds:
-		// Infinity is Long.MAX_VALUE / MIN_VALUE; a timestamp outside 1677-2262 overflows
-		// Debezium's exact arithmetic, which leaves the field null.
+		// Infinity is Long.MAX_VALUE / MIN_VALUE.
 		return columnType{schema: named(Int64, nameNanoTS, 1), conv: func(b []byte) (any, error) {
-			switch string(b) {
-			case "infinity":
+			ts, inf, err := parse(b)
+			switch {
+			case err != nil:
+				return nil, err
+			case inf > 0:
 				return int64(math.MaxInt64), nil
-			case "-infinity":
+			case inf < 0:
 				return int64(math.MinInt64), nil
 			}
-			us, err := micros(b)
-			if err != nil {
-				return nil, err
-			}
-			if us > math.MaxInt64/1000 || us < math.MinInt64/1000 {
+			us, ok := ts.micros()
+			if !ok || us > math.MaxInt64/1000 || us < math.MinInt64/1000 {
 				return nil, nil
 			}
 			return us * 1000, nil
@@ -284,28 +287,28 @@ func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
 	case (mode == TimeAdaptive || mode == TimeAdaptiveTimeMicroseconds) && p <= 3:
 		return columnType{schema: named(Int64, nameTimestamp, 1), conv: millis}
 	}
-	return columnType{schema: named(Int64, nameMicroTS, 1), conv: func(b []byte) (any, error) { return micros(b) }}
+	return columnType{schema: named(Int64, nameMicroTS, 1), conv: micros}
 }
 
-// splitTimetz splits a timetz's text into its clock in microseconds and its offset ("+02").
-func splitTimetz(b []byte) (us int64, zone string, err error) {
-	s := string(b)
-	i := strings.LastIndexAny(s, "+-")
-	if i < 8 {
-		return 0, "", fmt.Errorf("invalid timetz %q", s)
+// splitTimetz splits a timetz's text into its clock in microseconds and its UTC offset, in
+// seconds and as written ("+02").
+func splitTimetz(b []byte) (us, offset int64, zone []byte, err error) {
+	us, n, ok := scanClock(b)
+	if ok {
+		var on int
+		offset, on, ok = scanOffset(b[n:])
+		ok = ok && n+on == len(b)
 	}
-	us, err = parseClock([]byte(s[:i]))
-	return us, s[i:], err
+	if !ok {
+		return 0, 0, nil, fmt.Errorf("invalid timetz %s", quoteText(b))
+	}
+	return us, offset, b[n:], nil
 }
 
 // convZonedTime normalizes a timetz to UTC and writes it as ISO_OFFSET_TIME: HH:mm:ss with the
 // fewest fraction digits needed, then Z.
 func convZonedTime(b []byte) (any, error) {
-	us, zone, err := splitTimetz(b)
-	if err != nil {
-		return nil, err
-	}
-	_, off, err := splitOffset("0000-00-00 " + zone)
+	us, off, _, err := splitTimetz(b)
 	if err != nil {
 		return nil, err
 	}
@@ -315,10 +318,13 @@ func convZonedTime(b []byte) (any, error) {
 
 // interval holds an interval as pgjdbc's PGInterval parses PostgreSQL's text (IntervalStyle
 // postgres): int fields, seconds as whole seconds and microseconds rounded from a double.
-// Debezium computes both of its renderings from these.
+// Debezium computes both of its renderings from these. Hours are an int64: PostgreSQL keeps
+// an interval's time as int64 microseconds, so its text can have up to 2562047788 hours,
+// which PGInterval cannot parse (Debezium then fails) and which we render exactly.
 type interval struct {
-	years, months, days, hours, minutes int32
-	wholeSeconds, microSeconds          int32
+	years, months, days, minutes int32
+	hours                        int64
+	wholeSeconds, microSeconds   int32
 }
 
 // parseInterval follows PGInterval.setValue: tokens alternate value and unit, except an
@@ -326,7 +332,7 @@ type interval struct {
 func parseInterval(s string) (interval, error) {
 	var iv interval
 	var seconds float64
-	bad := func() (interval, error) { return iv, fmt.Errorf("invalid interval %q", s) }
+	bad := func() (interval, error) { return iv, fmt.Errorf("invalid interval %s", quoteText([]byte(s))) }
 	atoi := func(t string) (int32, bool) {
 		n, err := strconv.ParseInt(t, 10, 32)
 		return int32(n), err == nil
@@ -346,15 +352,17 @@ func parseInterval(s string) (interval, error) {
 			if len(t) < colon+3 {
 				return bad()
 			}
-			h, ok1 := atoi(t[:colon])
-			m, ok2 := atoi(t[colon+1 : colon+3])
-			if !ok1 || !ok2 {
+			h, err := strconv.ParseInt(t[:colon], 10, 64)
+			m, ok := atoi(t[colon+1 : colon+3])
+			if err != nil || !ok {
 				return bad()
 			}
 			sec := 0.0
 			if c2 := strings.IndexByte(t[colon+1:], ':'); c2 >= 0 {
+				// Seconds below 60, as PostgreSQL writes them; ParseFloat alone would
+				// also take 1e300, Inf and NaN.
 				f, err := strconv.ParseFloat(t[colon+1+c2+1:], 64)
-				if err != nil {
+				if err != nil || !(f >= 0 && f < 60) {
 					return bad()
 				}
 				sec = f
@@ -375,12 +383,13 @@ func parseInterval(s string) (interval, error) {
 		case strings.HasPrefix(tok, "day"):
 			iv.days, ok = atoi(value)
 		case strings.HasPrefix(tok, "hour"):
-			iv.hours, ok = atoi(value)
+			h, err := strconv.ParseInt(value, 10, 64)
+			iv.hours, ok = h, err == nil
 		case strings.HasPrefix(tok, "min"):
 			iv.minutes, ok = atoi(value)
 		case strings.HasPrefix(tok, "sec"):
 			f, err := strconv.ParseFloat(value, 64)
-			seconds, ok = f, err == nil
+			seconds, ok = f, err == nil && math.Abs(f) < 1<<31 // PGInterval's int seconds
 		default:
 			ok = true
 		}
@@ -389,7 +398,7 @@ func parseInterval(s string) (interval, error) {
 		}
 	}
 	// PGInterval.setSeconds: micros rounded as Math.round does.
-	total := int64(math.Floor(seconds*1e6 + 0.5))
+	total := javaLong(math.Floor(seconds*1e6 + 0.5))
 	iv.wholeSeconds = int32(total / 1_000_000)
 	iv.microSeconds = int32(total % 1_000_000)
 	return iv, nil

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The fast paths must agree with the reference parsers and formatters on everything.
@@ -36,13 +37,14 @@ func TestFastTimeMatchesReference(t *testing.T) {
 			zone bool
 		}{{s, false}, {tz, true}} {
 			want, winf, werr := refParseTimestamp(c.text, c.zone)
-			got, ginf, gerr := parseTimestampFast([]byte(c.text), c.zone)
+			gt, ginf, gerr := parseTimestampFast([]byte(c.text), c.zone)
+			got, _ := gt.micros()
 			if got != want || ginf != winf || (gerr == nil) != (werr == nil) {
 				t.Fatalf("%q: fast %d,%d,%v; reference %d,%d,%v", c.text, got, ginf, gerr, want, winf, werr)
 			}
 			if werr == nil {
 				for _, d := range []int{0, 3, 6} {
-					if a, b := string(appendISOInstant(nil, want, d)), refFormatISOInstant(want, d); a != b {
+					if a, b := string(appendISOInstant(nil, instantOf(want), d)), refFormatISOInstant(want, d); a != b {
 						t.Fatalf("%q digits %d: fast %s, reference %s", c.text, d, a, b)
 					}
 				}
@@ -56,7 +58,7 @@ func TestFastTimeMatchesReference(t *testing.T) {
 		if strings.HasSuffix(s, " BC") {
 			date += " BC"
 		}
-		wd, werr := refParseDate(date)
+		wd, werr := refParseDate(date, 5874897)
 		gd, gerr := parseDateFast([]byte(date))
 		if wd != gd || (werr == nil) != (gerr == nil) {
 			t.Fatalf("date %q: fast %d %v, reference %d %v", date, gd, gerr, wd, werr)
@@ -82,8 +84,8 @@ func BenchmarkTimestamptz(b *testing.B) {
 		b.ReportAllocs()
 		var buf []byte
 		for b.Loop() {
-			us, _, _ := parseTimestampFast(text, true)
-			buf = appendISOInstant(buf[:0], us, 6)
+			ts, _, _ := parseTimestampFast(text, true)
+			buf = appendISOInstant(buf[:0], ts, 6)
 			_ = string(buf)
 		}
 	})
@@ -91,7 +93,7 @@ func BenchmarkTimestamptz(b *testing.B) {
 
 func BenchmarkNumericPrecise(b *testing.B) {
 	o := DefaultOptions()
-	ct := o.numericType((12<<16 | 2) + 4)
+	ct, _ := o.numericType((12<<16 | 2) + 4)
 	text := []byte("1234.56")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -102,22 +104,26 @@ func BenchmarkNumericPrecise(b *testing.B) {
 
 // The reference implementations, kept as the oracle of the fast ones.
 
-// parseDate parses YYYY-MM-DD[ BC] into days since the epoch.
-func refParseDate(s string) (int64, error) {
+// parseDate parses YYYY-MM-DD[ BC] into days since the epoch; time.Date says whether the date
+// exists.
+func refParseDate(s string, maxYear int64) (int64, error) {
 	bc := strings.HasSuffix(s, " BC")
 	s = strings.TrimSuffix(s, " BC")
 	parts := strings.SplitN(s, "-", 3)
-	if len(parts) != 3 {
+	if len(parts) != 3 || len(parts[0]) < 4 || len(parts[1]) != 2 || len(parts[2]) != 2 {
 		return 0, fmt.Errorf("invalid date %q", s)
 	}
 	y, err1 := strconv.ParseInt(parts[0], 10, 64)
 	m, err2 := strconv.ParseInt(parts[1], 10, 64)
 	d, err3 := strconv.ParseInt(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	if err1 != nil || err2 != nil || err3 != nil || y < 1 || (bc && y > 4714) || (!bc && y > maxYear) {
 		return 0, fmt.Errorf("invalid date %q", s)
 	}
 	if bc {
 		y = 1 - y
+	}
+	if tm := time.Date(int(y), time.Month(m), int(d), 0, 0, 0, 0, time.UTC); tm.Year() != int(y) || tm.Month() != time.Month(m) || tm.Day() != int(d) {
+		return 0, fmt.Errorf("no date %q", s)
 	}
 	return daysFromCivil(y, m, d), nil
 }
@@ -130,7 +136,7 @@ func refParseClock(s string) (int64, error) {
 	h, err1 := strconv.Atoi(s[0:2])
 	m, err2 := strconv.Atoi(s[3:5])
 	sec, err3 := strconv.Atoi(s[6:8])
-	if err1 != nil || err2 != nil || err3 != nil {
+	if err1 != nil || err2 != nil || err3 != nil || h > 24 || m > 59 || sec > 59 {
 		return 0, fmt.Errorf("invalid time %q", s)
 	}
 	us := int64(0)
@@ -151,7 +157,11 @@ func refParseClock(s string) (int64, error) {
 		}
 		us = int64(f)
 	}
-	return (int64(h)*3600+int64(m)*60+int64(sec))*1_000_000 + us, nil
+	us += (int64(h)*3600 + int64(m)*60 + int64(sec)) * 1_000_000
+	if us > microsPerDay {
+		return 0, fmt.Errorf("invalid time %q", s)
+	}
+	return us, nil
 }
 
 // parseTimestamp parses "YYYY-MM-DD HH:MM:SS[.f][+offset][ BC]" into microseconds since the
@@ -167,7 +177,7 @@ func refParseTimestamp(s string, withZone bool) (micros int64, infinite int, err
 	s = strings.TrimSuffix(s, " BC")
 	var offset int64
 	if withZone {
-		if s, offset, err = splitOffset(s); err != nil {
+		if s, offset, err = refSplitOffset(s); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -178,7 +188,7 @@ func refParseTimestamp(s string, withZone bool) (micros int64, infinite int, err
 	if bc {
 		date += " BC"
 	}
-	days, err := refParseDate(date)
+	days, err := refParseDate(date, 294276)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -187,6 +197,32 @@ func refParseTimestamp(s string, withZone bool) (micros int64, infinite int, err
 		return 0, 0, err
 	}
 	return days*microsPerDay + us - offset*1_000_000, 0, nil
+}
+
+// refSplitOffset splits a trailing +HH[:MM[:SS]] / -HH... UTC offset, up to ±15:59:59, and
+// returns it in seconds.
+func refSplitOffset(s string) (string, int64, error) {
+	i := strings.LastIndexAny(s, "+-")
+	if i < 8 { // the sign of a date part or nothing
+		return s, 0, fmt.Errorf("missing UTC offset in %q", s)
+	}
+	sign := int64(1)
+	if s[i] == '-' {
+		sign = -1
+	}
+	parts := strings.Split(s[i+1:], ":")
+	if len(parts) > 3 {
+		return s, 0, fmt.Errorf("invalid UTC offset in %q", s)
+	}
+	var secs int64
+	for n, p := range parts {
+		v, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || len(p) != 2 || v > []int64{15, 59, 59}[n] {
+			return s, 0, fmt.Errorf("invalid UTC offset in %q", s)
+		}
+		secs += v * []int64{3600, 60, 1}[n]
+	}
+	return s[:i], sign * secs, nil
 }
 
 // formatISOInstant writes micros since the epoch as yyyy-MM-ddTHH:mm:ss[.fraction]Z with

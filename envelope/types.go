@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -74,12 +75,19 @@ func (o *Options) columnTypeOf(col *replication.Column) (columnType, error) {
 		}
 		t = t.Root()
 	}
+	var ct columnType
+	var err error
 	if t.Category == 'A' && t.Elem != nil {
 		// The element gets the array column's typmod (numeric(6,2)[], time(3)[]), as
 		// Debezium's element column gets its length and scale.
-		return o.arrayType(col.Name, t.Elem, typmod)
+		ct, err = o.arrayType(col.Name, t.Elem, typmod)
+	} else {
+		ct, err = o.scalarType(t, typmod)
 	}
-	return o.scalarType(t, typmod)
+	if err != nil {
+		return columnType{}, fmt.Errorf("column %s (%s): %w", col.Name, col.Type.Name, err)
+	}
+	return ct, nil
 }
 
 func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, error) {
@@ -103,7 +111,7 @@ func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, err
 	case "float8":
 		return columnType{schema: prim(Float64, false), conv: convFloat64}, nil
 	case "numeric":
-		return o.numericType(typmod), nil
+		return o.numericType(typmod)
 	case "money":
 		return o.moneyType(), nil
 	case "text", "varchar", "bpchar", "char", "citext", "isbn", "inet", "cidr", "macaddr", "macaddr8":
@@ -206,6 +214,11 @@ func (o *Options) arrayType(col string, elem *replication.Type, typmod int32) (c
 			if _, nested := x.([]any); nested {
 				items[i] = nil
 			}
+			if items[i] == nil && elem.Kind == 'e' {
+				// Connect refuses a null in a list of required items, and Debezium
+				// leaves the field null (TableSchemaBuilder logs the DataException).
+				return nil, nil
+			}
 		}
 		return items, nil
 	}
@@ -233,17 +246,35 @@ func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (column
 	case "timetz":
 		conv := et.conv
 		et.conv = func(b []byte) (any, error) {
-			us, zone, err := splitTimetz(b)
+			us, _, zone, err := splitTimetz(b)
 			if err != nil {
 				return nil, err
 			}
-			return conv([]byte(formatClock(us/1000*1000, 3, false) + zone))
+			return conv(append([]byte(formatClock(us/1000*1000, 3, false)), zone...))
 		}
 	}
 	return et, nil
 }
 
 func convString(b []byte) (any, error) { return string(b), nil }
+
+// quoteText quotes a value's text for an error message: at most its first 40 bytes, so that
+// the error about a huge value stays short (and shows little of what may be private data).
+func quoteText(b []byte) string {
+	const limit = 40
+	if len(b) <= limit {
+		return strconv.Quote(string(b))
+	}
+	return strconv.Quote(string(b[:limit])) + "... (" + strconv.Itoa(len(b)) + " bytes)"
+}
+
+// numberError is the error of a number strconv refused, which quotes the whole text.
+func numberError(what string, b []byte, err error) error {
+	if errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("%s %s is out of range", what, quoteText(b))
+	}
+	return fmt.Errorf("invalid %s %s", what, quoteText(b))
+}
 
 // convNull is the converter of a type whose value Debezium never reads from pgoutput (name:
 // its replication value resolver has no case for it): always null.
@@ -256,31 +287,47 @@ func convBool(b []byte) (any, error) {
 	case "f", "false":
 		return false, nil
 	}
-	return nil, fmt.Errorf("invalid boolean %q", b)
+	return nil, fmt.Errorf("invalid boolean %s", quoteText(b))
 }
 
 func convInt16(b []byte) (any, error) {
 	n, err := strconv.ParseInt(string(b), 10, 16)
-	return int16(n), err
+	if err != nil {
+		return nil, numberError("16-bit integer", b, err)
+	}
+	return int16(n), nil
 }
 
 func convInt32(b []byte) (any, error) {
 	n, err := strconv.ParseInt(string(b), 10, 32)
-	return int32(n), err
+	if err != nil {
+		return nil, numberError("32-bit integer", b, err)
+	}
+	return int32(n), nil
 }
 
 func convInt64(b []byte) (any, error) {
 	n, err := strconv.ParseInt(string(b), 10, 64)
-	return n, err
+	if err != nil {
+		return nil, numberError("64-bit integer", b, err)
+	}
+	return n, nil
 }
 
 func convFloat32(b []byte) (any, error) {
 	f, err := strconv.ParseFloat(string(b), 32)
-	return float32(f), err
+	if err != nil {
+		return nil, numberError("float4", b, err)
+	}
+	return float32(f), nil
 }
 
 func convFloat64(b []byte) (any, error) {
-	return strconv.ParseFloat(string(b), 64)
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return nil, numberError("float8", b, err)
+	}
+	return f, nil
 }
 
 func (o *Options) binaryType() columnType {
@@ -313,18 +360,28 @@ func (o *Options) binaryValue(raw []byte) any {
 // parseBytea decodes bytea's hex text output (\x0102...).
 func parseBytea(b []byte) ([]byte, error) {
 	if !bytes.HasPrefix(b, []byte(`\x`)) {
-		return nil, fmt.Errorf("bytea value is not in hex format (set bytea_output = hex): %.20q", b)
+		return nil, fmt.Errorf("bytea value is not in hex format (set bytea_output = hex): %s", quoteText(b))
 	}
 	out := make([]byte, hex.DecodedLen(len(b)-2))
-	_, err := hex.Decode(out, b[2:])
-	return out, err
+	if _, err := hex.Decode(out, b[2:]); err != nil {
+		return nil, fmt.Errorf("invalid bytea: %w", err)
+	}
+	return out, nil
 }
 
 // bitType maps bit(1) to a boolean and longer bit strings to io.debezium.data.Bits, whose
 // bytes hold the bits least-significant first, as Java's BitSet.toByteArray writes them.
 func bitType(name string, typmod int32) columnType {
 	if typmod == 1 {
-		return columnType{schema: prim(Boolean, false), conv: func(b []byte) (any, error) { return string(b) == "1", nil }}
+		return columnType{schema: prim(Boolean, false), conv: func(b []byte) (any, error) {
+			switch string(b) {
+			case "1":
+				return true, nil
+			case "0":
+				return false, nil
+			}
+			return nil, fmt.Errorf("invalid bit(1) %s", quoteText(b))
+		}}
 	}
 	length := "2147483647"
 	if typmod > 0 {
@@ -343,7 +400,7 @@ func convBits(b []byte) (any, error) {
 			out[i/8] |= 1 << (i % 8)
 		case '0':
 		default:
-			return nil, fmt.Errorf("invalid bit string %q", b)
+			return nil, fmt.Errorf("invalid bit string %s", quoteText(b))
 		}
 	}
 	// BitSet.toByteArray drops trailing zero bytes.
@@ -408,7 +465,7 @@ func parseHstore(b []byte) ([]hstoreEntry, error) {
 	i := 0
 	readQuoted := func() (string, error) {
 		if i >= len(b) || b[i] != '"' {
-			return "", fmt.Errorf("invalid hstore %q", b)
+			return "", fmt.Errorf("invalid hstore %s", quoteText(b))
 		}
 		i++
 		var s []byte
@@ -420,7 +477,7 @@ func parseHstore(b []byte) ([]hstoreEntry, error) {
 			i++
 		}
 		if i >= len(b) {
-			return "", fmt.Errorf("invalid hstore %q: unterminated quoted string", b)
+			return "", fmt.Errorf("invalid hstore %s: unterminated quoted string", quoteText(b))
 		}
 		i++
 		return string(s), nil
@@ -437,7 +494,7 @@ func parseHstore(b []byte) ([]hstoreEntry, error) {
 			return nil, err
 		}
 		if !bytes.HasPrefix(b[i:], []byte("=>")) {
-			return nil, fmt.Errorf("invalid hstore %q", b)
+			return nil, fmt.Errorf("invalid hstore %s", quoteText(b))
 		}
 		i += 2
 		if bytes.HasPrefix(b[i:], []byte("NULL")) {
@@ -536,12 +593,12 @@ func convPoint(b []byte) (any, error) {
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "("), ")")
 	xs, ys, ok := strings.Cut(s, ",")
 	if !ok {
-		return nil, fmt.Errorf("invalid point %q", b)
+		return nil, fmt.Errorf("invalid point %s", quoteText(b))
 	}
 	x, err1 := strconv.ParseFloat(strings.TrimSpace(xs), 64)
 	y, err2 := strconv.ParseFloat(strings.TrimSpace(ys), 64)
 	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("invalid point %q", b)
+		return nil, fmt.Errorf("invalid point %s", quoteText(b))
 	}
 	wkb := make([]byte, 21)
 	wkb[0] = 1

@@ -74,14 +74,14 @@ func TestTemporal(t *testing.T) {
 			t.Errorf("civilFromDays(%d) does not round-trip", want)
 		}
 	}
-	us, inf, err := parseTimestamp([]byte("2024-03-01 12:00:00.123456+05:30"), true)
+	ts, inf, err := parseTimestamp([]byte("2024-03-01 12:00:00.123456+05:30"), true)
 	if err != nil || inf != 0 {
 		t.Fatal(err)
 	}
-	if got := formatISOInstant(us, 6); got != "2024-03-01T06:30:00.123456Z" {
+	if got := formatISOInstant(ts, 6); got != "2024-03-01T06:30:00.123456Z" {
 		t.Errorf("got %s", got)
 	}
-	if got := formatISOInstant(us, 3); got != "2024-03-01T06:30:00.123Z" {
+	if got := formatISOInstant(ts, 3); got != "2024-03-01T06:30:00.123Z" {
 		t.Errorf("got %s", got)
 	}
 	if got, _ := convZonedTime([]byte("10:15:30.5-02")); got != "12:15:30.5Z" {

@@ -68,7 +68,49 @@ func ParseRaw(text string) (avro.Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return avro.ParseWithCache(string(raw), "", &avro.SchemaCache{})
+	s, err := avro.ParseWithCache(string(raw), "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, err
+	}
+	if name := recursiveType(s, map[avro.Schema]bool{}); name != "" {
+		// Connect schemas never refer to themselves. A record that does can be nested as
+		// deep as a body is long, and decoding it recurses that deep: a megabyte overflows
+		// the goroutine stack, which kills the process.
+		return nil, fmt.Errorf("type %s refers to itself; recursive schemas are not supported", name)
+	}
+	return s, nil
+}
+
+// recursiveType returns the name of a named type that s contains within itself, or "".
+// open holds the named types being walked.
+func recursiveType(s avro.Schema, open map[avro.Schema]bool) string {
+	if r, ok := s.(*avro.RefSchema); ok {
+		s = r.Schema()
+	}
+	switch x := s.(type) {
+	case *avro.RecordSchema:
+		if open[x] {
+			return x.FullName()
+		}
+		open[x] = true
+		defer delete(open, x)
+		for _, f := range x.Fields() {
+			if name := recursiveType(f.Type(), open); name != "" {
+				return name
+			}
+		}
+	case *avro.UnionSchema:
+		for _, t := range x.Types() {
+			if name := recursiveType(t, open); name != "" {
+				return name
+			}
+		}
+	case *avro.ArraySchema:
+		return recursiveType(x.Items(), open)
+	case *avro.MapSchema:
+		return recursiveType(x.Values(), open)
+	}
+	return ""
 }
 
 func stripLogical(v any) {
@@ -265,9 +307,18 @@ func (w *jsonOut) str(s string) {
 	w.buf = append(w.buf, b...)
 }
 
+// float writes a number; NaN and the infinities are quoted as Jackson writes them (and so
+// Procon's JSON serialization), "Infinity" rather than Go's "+Inf".
 func (w *jsonOut) float(f float64, bits int) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		w.buf = strconv.AppendQuote(w.buf, strconv.FormatFloat(f, 'g', -1, bits))
+	switch {
+	case math.IsNaN(f):
+		w.buf = append(w.buf, `"NaN"`...)
+		return
+	case math.IsInf(f, 1):
+		w.buf = append(w.buf, `"Infinity"`...)
+		return
+	case math.IsInf(f, -1):
+		w.buf = append(w.buf, `"-Infinity"`...)
 		return
 	}
 	w.buf = strconv.AppendFloat(w.buf, f, 'g', -1, bits)

@@ -1,0 +1,43 @@
+package integration
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// Values that any writer of a captured table can store, at the edges of PostgreSQL's ranges,
+// reach Kafka and never stop the stream (found by envelope's FuzzConvert): an enum array
+// holding a NULL, which Connect refuses (the encoder refused the event and the stream
+// stopped); an interval with more hours than an int32 holds (its conversion failed and the
+// stream stopped); a timestamp in the last years PostgreSQL allows, whose microseconds since
+// the epoch do not fit an int64 (they wrapped around into the distant past).
+func TestEdgeValuesReachKafka(t *testing.T) {
+	s := newSetup(t, `public.edges: {}`, "")
+	s.db.Exec(t, `CREATE TYPE mood AS ENUM ('ok', 'sad')`)
+	s.db.Exec(t, `CREATE TABLE edges (id int PRIMARY KEY, moods mood[], span interval, ts timestamp, tstz timestamptz)`)
+	s.runEngine(t)
+	s.waitSlot(t)
+
+	s.db.Exec(t, `INSERT INTO edges VALUES (1, ARRAY['ok', NULL]::mood[], interval '2562047788 hours',
+		'294276-12-31 23:59:59.999999', '294276-12-31 23:59:59.999999+00')`)
+	s.db.Exec(t, `INSERT INTO edges VALUES (2, ARRAY['sad']::mood[], interval '-2562047788 hours -54.775808 seconds',
+		'2024-02-29 12:00:00', '4713-01-01 00:00:00+00 BC')`)
+	evs := decode(t, s.env.ReadN(t, s.topic("edges"), 2, time.Minute))
+
+	want := []map[string]any{
+		// Debezium leaves an enum array that holds a null as null; MicroTimestamp has no
+		// value past about 294247 AD; ZonedTimestamp has.
+		{"id": json.Number("1"), "moods": nil, "span": json.Number("9223372036800000000"), "ts": nil,
+			"tstz": "+294276-12-31T23:59:59.999999Z"},
+		// MicroDuration saturates at Long.MIN_VALUE, as Debezium's (long) cast does.
+		{"id": json.Number("2"), "moods": []any{"sad"}, "span": json.Number("-9223372036854775808"),
+			"ts": json.Number("1709208000000000"), "tstz": "-4712-01-01T00:00:00.000000Z"},
+	}
+	for i, w := range want {
+		if got := evs[i].after(); !reflect.DeepEqual(got, w) {
+			t.Errorf("event %d: after got %v, want %v", i, got, w)
+		}
+	}
+}
