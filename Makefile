@@ -15,8 +15,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test-unit:
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+# With the services' environment: a few package tests (engine's caches through reconnects) need
+# the real services, and under CI=true a test that lacks them fails rather than skips.
+test-unit: services-up
+	eval "$$(scripts/services env)" && $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # Every fuzz target for a few seconds each (scripts/fuzz); `make fuzz FUZZTIME=10m` is a long
 # campaign, which prints each target's executions. FUZZ_PARALLEL is -parallel (default 1).
