@@ -161,13 +161,7 @@ func (c *Controller) Idle() bool { return !c.active.Load() }
 // tables; a lost connection is retried.
 func (c *Controller) Run(ctx context.Context) error {
 	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = conn.Close(cctx)
-			cancel()
-		}
-	}()
+	defer func() { closeConn(conn) }()
 	backoff := 100 * time.Millisecond
 	for {
 		j := c.next(ctx)
@@ -830,4 +824,15 @@ func (c *Controller) keyIndexes(rel *replication.Relation, t *Table) []int {
 	dropOlderVersions(c.keyIdx, rel)
 	c.keyIdx[rel] = idx
 	return idx
+}
+
+// closeConn closes a worker's connection, if it has one, without waiting long for a server
+// that is gone.
+func closeConn(conn *pgx.Conn) {
+	if conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
 }

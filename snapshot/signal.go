@@ -234,13 +234,7 @@ func (c *Controller) queueSignal(ch *replication.Change) {
 // Errors that may go away are retried; an error recording a signal ends it, and the engine.
 func (c *Controller) RunSignals(ctx context.Context) error {
 	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = conn.Close(cctx)
-			cancel()
-		}
-	}()
+	defer func() { closeConn(conn) }()
 	for {
 		var s signalRow
 		select {
