@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 
 	"github.com/procon-cdc/procon/deadletter"
@@ -141,6 +142,19 @@ func (p *Pipeline) build(ctx context.Context, c *replication.Change, out []*enve
 			return out, err
 		}
 	}
+	return p.buildEvents(c, out)
+}
+
+// buildEvents is Builder.Build with a panic turned into an error naming the change. The
+// converters are fuzzed, but a value none foresaw must stop the stream at its LSN, confirming
+// nothing past it, with an error saying where, rather than kill the process without one.
+func (p *Pipeline) buildEvents(c *replication.Change, out []*envelope.Event) (events []*envelope.Event, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic building events", "op", c.Op.String(), "lsn", c.LSN.String(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("build events of %s at LSN %s (xid %d): panic: %v", c.Op, c.LSN, c.Tx.XID, r)
+		}
+	}()
 	return p.cfg.Builder.Build(c, out)
 }
 
@@ -178,6 +192,12 @@ func (p *Pipeline) encode(ctx context.Context, j *job) {
 		return
 	}
 	c := j.c
+	defer func() { // as in buildEvents
+		if r := recover(); r != nil {
+			p.log.Error("panic encoding an event", "op", c.Op.String(), "lsn", c.LSN.String(), "panic", r, "stack", string(debug.Stack()))
+			j.rec, j.err = nil, fmt.Errorf("encode %s at LSN %s (xid %d): panic: %v", c.Op, c.LSN, c.Tx.XID, r)
+		}
+	}()
 	if j.rec, j.err = NewRecord(ctx, p.cfg.Encoders.ForTopic(j.ev.Topic), j.ev, p.cfg.Source, j.txHdr, j.seq); j.err != nil {
 		j.err = fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, j.err)
 	}
