@@ -77,6 +77,18 @@ func (c *Config) validateRecordSize(errs *fieldErrors) {
 		if c.RealtimeUsed() && c.Realtime.Topic == e.DLQTopic {
 			errs.add("errors.dlq_topic", "%q is also realtime.topic; dead-letter records need a topic of their own", e.DLQTopic)
 		}
+		for _, other := range []struct {
+			topic, of string
+			used      bool
+		}{
+			{c.MessageTopic(), "logical messages", true},
+			{c.TransactionTopic(), "transaction metadata", c.Debezium.ProvideTransactionMetadata},
+			{c.HeartbeatTopic(), "heartbeats", c.Debezium.HeartbeatIntervalMS > 0},
+		} {
+			if other.used && other.topic == e.DLQTopic {
+				errs.add("errors.dlq_topic", "%q is also the topic of %s; dead-letter records need a topic of their own", e.DLQTopic, other.of)
+			}
+		}
 	}
 
 	k := &c.Kafka

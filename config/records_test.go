@@ -34,6 +34,8 @@ func TestRecordTooLargeErrorsNameTheKey(t *testing.T) {
 		{"unknown kind", "", "errors:\n  record_too_large: {rowz: dlq}\n", "errors.record_too_large.rowz: line"},
 		{"dlq topic of a relation", "", "errors:\n  dlq_topic: demo-orders\n", `errors.dlq_topic: "demo-orders" is also the topic of public.orders`},
 		{"bad dlq topic", "", "errors:\n  dlq_topic: 'a b'\n", `errors.dlq_topic: "a b" is not a valid Kafka topic name`},
+		{"dlq topic of messages", "", "errors:\n  dlq_topic: demo.message\n", `errors.dlq_topic: "demo.message" is also the topic of logical messages`},
+		{"dlq topic of heartbeats", "", "errors:\n  dlq_topic: __debezium-heartbeat.demo\ndebezium:\n  heartbeat.interval.ms: 1000\n", `errors.dlq_topic: "__debezium-heartbeat.demo" is also the topic of heartbeats`},
 		{"tiny max_record_bytes", "max_record_bytes: 1000", "", "kafka.max_record_bytes: must be an integer from 8192 to 104857600 bytes, got 1000"},
 		{"buffer below a record", "max_record_bytes: 2000000\n  max_buffered_bytes: 1000000", "",
 			"kafka.max_buffered_bytes: 1000000 is less than kafka.max_record_bytes (2000000)"},

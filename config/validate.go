@@ -165,6 +165,20 @@ func SanitizeTopic(s string) string {
 	return string(b)
 }
 
+// MessageTopic is the topic of logical-message events: <name>.message.
+func (c *Config) MessageTopic() string { return SanitizeTopic(c.Name + ".message") }
+
+// TransactionTopic is the topic of transaction metadata (provide.transaction.metadata).
+func (c *Config) TransactionTopic() string {
+	return SanitizeTopic(c.Name + c.Debezium.TopicDelimiter + c.Debezium.TopicTransaction)
+}
+
+// HeartbeatTopic is the topic of heartbeats (heartbeat.interval.ms).
+func (c *Config) HeartbeatTopic() string {
+	d := &c.Debezium
+	return SanitizeTopic(d.TopicHeartbeatPrefix + d.TopicDelimiter + c.Name)
+}
+
 // SplitRelation splits "schema.table" (schema defaults to public). Quoted identifiers are not
 // needed: relation_configs keys are the catalog names as they are.
 func SplitRelation(key string) (schema, table string) {

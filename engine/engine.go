@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Instance:       uint16(*cfg.InstanceNum),
 		Source:         e.source,
 		WALAtOpen:      uint64(e.stream.WALAtOpen()),
-		HeartbeatTopic: heartbeatTopic(cfg),
+		HeartbeatTopic: cfg.HeartbeatTopic(),
 		Logger:         log,
 	}
 	if e.rt != nil {
@@ -202,8 +202,8 @@ func builderConfig(cfg *config.Config, log *slog.Logger) (envelope.Config, error
 		Tombstones:   *d.TombstonesOnDelete,
 		Skip:         skip,
 		TxMetadata:   d.ProvideTransactionMetadata,
-		TxTopic:      txTopic(cfg),
-		MessageTopic: messageTopic(cfg),
+		TxTopic:      cfg.TransactionTopic(),
+		MessageTopic: cfg.MessageTopic(),
 		Logger:       log,
 	}
 	if d.SkippedOperationsSet && len(d.SkippedOperations) > 0 {

@@ -37,17 +37,6 @@ func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 }
 
 // Topic names the engine derives from the configuration.
-func messageTopic(cfg *config.Config) string { return config.SanitizeTopic(cfg.Name + ".message") }
-
-func txTopic(cfg *config.Config) string {
-	return config.SanitizeTopic(cfg.Name + cfg.Debezium.TopicDelimiter + cfg.Debezium.TopicTransaction)
-}
-
-func heartbeatTopic(cfg *config.Config) string {
-	d := &cfg.Debezium
-	return config.SanitizeTopic(d.TopicHeartbeatPrefix + d.TopicDelimiter + cfg.Name)
-}
-
 // Topics lists every topic the configuration makes procon-cdc write to: the relations', the
 // logical messages', and those of transaction metadata, heartbeats, realtime notifications
 // and dead-letter records when they are on.
@@ -56,12 +45,12 @@ func Topics(cfg *config.Config) []string {
 	for _, name := range cfg.SortedRelations() {
 		topics = append(topics, cfg.Relations[name].Topic)
 	}
-	topics = append(topics, messageTopic(cfg))
+	topics = append(topics, cfg.MessageTopic())
 	if cfg.Debezium.ProvideTransactionMetadata {
-		topics = append(topics, txTopic(cfg))
+		topics = append(topics, cfg.TransactionTopic())
 	}
 	if cfg.Debezium.HeartbeatIntervalMS > 0 {
-		topics = append(topics, heartbeatTopic(cfg))
+		topics = append(topics, cfg.HeartbeatTopic())
 	}
 	if cfg.RealtimeUsed() {
 		topics = append(topics, cfg.Realtime.Topic)
