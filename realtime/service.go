@@ -114,6 +114,10 @@ type Service struct {
 	// marker another role emits (pg_logical_emit_message is PUBLIC's by default) cannot hide
 	// its own deletes of a listed realtime table from the event stream.
 	cleanupToken string
+	// Warnings about what a change or message could not become, counted per second (see
+	// warnInput).
+	warnWindow              time.Time
+	warnsInWindow, warnsOut int
 
 	tooLarge atomic.Int64 // notifications dropped for their size
 
@@ -325,13 +329,13 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 			return nil, seq
 		}
 		if !c.Transactional {
-			s.log.Warn("ignoring a non-transactional realtime message: only pg_logical_emit_message(true, ...) is tied to its transaction's commit",
+			s.warnInput("ignoring a non-transactional realtime message: only pg_logical_emit_message(true, ...) is tied to its transaction's commit",
 				"prefix", c.Prefix, "lsn", c.LSN.String())
 			return nil, seq
 		}
 		if n, err = parseMessage(c.Content, s.cfg.MaxNotificationBytes); err != nil {
 			if !s.droppedTooLarge(c, err) {
-				s.log.Warn("ignoring a realtime message", "err", err, "lsn", c.LSN.String(), "xid", c.Tx.XID)
+				s.warnInput("ignoring a realtime message", "err", err, "lsn", c.LSN.String(), "xid", c.Tx.XID)
 			}
 			return nil, seq
 		}
@@ -354,7 +358,7 @@ func (s *Service) Derive(c *replication.Change, txHdr []byte, seq int) (*Pending
 		}
 		if err != nil {
 			if !s.droppedTooLarge(c, err) {
-				s.log.Warn("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
+				s.warnInput("no realtime notification for this change", "relation", c.Rel.QualifiedName(), "op", c.Op.String(),
 					"lsn", c.LSN.String(), "xid", c.Tx.XID, "err", err)
 			}
 			if row != nil { // the row is still deleted, once what precedes it is acknowledged
@@ -382,10 +386,34 @@ func (s *Service) droppedTooLarge(c *replication.Change, err error) bool {
 	if c.Rel != nil {
 		source = c.Op.String() + " of " + c.Rel.QualifiedName()
 	}
-	s.log.Warn("dropping a realtime notification over realtime.max_notification_bytes",
+	s.warnInput("dropping a realtime notification over realtime.max_notification_bytes",
 		"channel", shortened(tl.channel), "lsn", c.LSN.String(), "xid", c.Tx.XID, "source", source,
 		"size", tl.size, "max_notification_bytes", tl.limit, "dropped_total", dropped)
 	return true
+}
+
+// maxInputWarnsPerSecond bounds the warnings about changes and messages that become no
+// notification: any role can emit realtime messages, and a flood of bad ones must not become
+// a flood of log lines.
+const maxInputWarnsPerSecond = 10
+
+// warnInput logs a warning about a change or message that becomes no notification, at most
+// maxInputWarnsPerSecond a second; the next one logged says how many were left out. Called
+// from the pipeline goroutine only.
+func (s *Service) warnInput(msg string, args ...any) {
+	if now := s.clock.Now(); now.Sub(s.warnWindow) >= time.Second {
+		s.warnWindow, s.warnsInWindow = now, 0
+	}
+	if s.warnsInWindow >= maxInputWarnsPerSecond {
+		s.warnsOut++
+		return
+	}
+	s.warnsInWindow++
+	if s.warnsOut > 0 {
+		args = append(args, "similar_warnings_left_out", s.warnsOut)
+		s.warnsOut = 0
+	}
+	s.log.Warn(msg, args...)
 }
 
 // isTooLarge reports whether err says that a notification is over the size bound.

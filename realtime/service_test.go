@@ -642,3 +642,39 @@ func TestServiceKeepsOneVersionPerRelation(t *testing.T) {
 		}
 	}
 }
+
+// A flood of realtime messages that become no notification (any role can emit them) logs at
+// most maxInputWarnsPerSecond warnings a second; the first one of the next second says how
+// many were left out.
+func TestInputWarningsAreBounded(t *testing.T) {
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	h := start(t, Config{Logger: slog.New(slog.NewTextHandler(lockedBuffer{&logMu, &logs}, nil))})
+	tx := newTx(1)
+	hdr := txHeader(tx)
+	count := func() int {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Count(logs.String(), `msg="ignoring a realtime message"`)
+	}
+	for range 1000 {
+		if _, err := h.svc.Handle(context.Background(), message(tx, `not json`), hdr, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != maxInputWarnsPerSecond {
+		t.Fatalf("%d warnings for 1000 bad messages within a second, want %d", n, maxInputWarnsPerSecond)
+	}
+	h.clock.mu.Lock()
+	h.clock.now = h.clock.now.Add(time.Second)
+	h.clock.mu.Unlock()
+	if _, err := h.svc.Handle(context.Background(), message(tx, `not json`), hdr, 0); err != nil {
+		t.Fatal(err)
+	}
+	logMu.Lock()
+	text := logs.String()
+	logMu.Unlock()
+	if n := count(); n != maxInputWarnsPerSecond+1 || !strings.Contains(text, "similar_warnings_left_out=990") {
+		t.Fatalf("after a second: %d warnings, want %d, the last saying 990 were left out:\n%s", n, maxInputWarnsPerSecond+1, text)
+	}
+}
