@@ -138,10 +138,12 @@ type produced struct {
 }
 
 func (p *fakeProducer) Produce(_ context.Context, r *sink.Record) error {
+	// Counted before the record is seen: a test that saw it may Wait for its acknowledgement
+	// at once, and an Add after that Wait began is a race.
+	p.wg.Add(1)
 	p.mu.Lock()
 	p.recs = append(p.recs, produced{r, p.clock.Now()})
 	p.mu.Unlock()
-	p.wg.Add(1)
 	go func() { defer p.wg.Done(); r.Ack.Ack() }()
 	p.produced <- struct{}{}
 	return nil
