@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -334,4 +335,27 @@ func (s *setup) requireSASL(t *testing.T) {
 func (s *setup) withSASL(config, password string) string {
 	return strings.Replace(config, "brokers: "+strings.Join(s.env.Brokers, ","), "brokers: "+strings.Join(s.env.SASLBrokers, ",")+
 		"\n  sasl: {mechanism: PLAIN, username: "+s.env.SASLUser+", password: "+password+"}", 1)
+}
+
+// startTail runs procon-cdc tail with args for at most a minute, stopped when the test ends,
+// and returns a scanner of its output lines (up to 1 MiB each) and its stderr.
+func startTail(t *testing.T, args ...string) (*bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	cmd := exec.CommandContext(ctx, procon(t), append([]string{"tail"}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); cancel() })
+	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 1<<20)
+	return sc, stderr
 }

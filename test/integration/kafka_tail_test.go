@@ -1,12 +1,9 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -216,20 +213,7 @@ func TestTailPastTransactionMarkers(t *testing.T) {
 
 	config := fmt.Sprintf("name: tail\npostgres:\n  dsn: postgres://nobody@127.0.0.1:1/none\nkafka:\n  brokers: %s\nrelation_configs:\n  public.accounts: {}\n",
 		strings.Join(env.Brokers, ","))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, procon(t), "tail", "--config", writeConfig(t, config), "--topic", topic, "--from-beginning")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	sc := bufio.NewScanner(out)
+	sc, stderr := startTail(t, "--config", writeConfig(t, config), "--topic", topic, "--from-beginning")
 	var seen []string
 	for sc.Scan() {
 		var line struct{ Headers map[string]string }
