@@ -48,6 +48,13 @@ var bounds = map[string]bound{
 	// At least MinMaxRecordBytes, the room a dead-letter reference needs.
 	"kafka.max_record_bytes": {min: MinMaxRecordBytes, max: 100 << 20, unit: "bytes", defaulted: true},
 
+	"kafka.transactions.commit_interval": {min: int64(time.Millisecond), max: int64(time.Minute), duration: true, defaulted: true},
+	"kafka.transactions.commit_records":  {min: 1, max: 10_000_000, defaulted: true},
+	"kafka.transactions.max_records":     {min: 1, max: 100_000_000, defaulted: true},
+	// Kafka's own range of transaction.timeout.ms: at least a second, at most the brokers'
+	// transaction.max.timeout.ms (15 minutes by default).
+	"kafka.transactions.timeout": {min: int64(time.Second), max: int64(time.Hour), duration: true, defaulted: true},
+
 	"snapshot.parallelism":       {min: 1, max: 64, defaulted: true, why: "each is a PostgreSQL connection"},
 	"snapshot.chunk_size":        {min: 1, max: 1_000_000, defaulted: true, why: "an incremental snapshot holds a chunk's rows in memory"},
 	"snapshot.statement_timeout": {min: int64(100 * time.Millisecond), max: int64(24 * time.Hour), duration: true, defaulted: true},

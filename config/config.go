@@ -70,6 +70,10 @@ type Kafka struct {
 	MaxRecordBytes int  `yaml:"max_record_bytes"`
 	TLS            TLS  `yaml:"tls"`
 	SASL           SASL `yaml:"sasl"`
+	// Delivery is at_least_once (the default) or exactly_once: records produced in Kafka
+	// transactions with the stream's position (Transactions).
+	Delivery     string       `yaml:"delivery"`
+	Transactions Transactions `yaml:"transactions"`
 }
 
 // DefaultLinger is short against the commit-to-Kafka latency and long enough, at thousands of

@@ -59,6 +59,33 @@ func (c *Config) applyErrorDefaults() {
 	}
 }
 
+// ownTopic is a topic procon-cdc writes, and what it writes there.
+type ownTopic struct{ topic, of string }
+
+// ownTopics are the topics this configuration writes (the progress topic aside).
+func (c *Config) ownTopics() []ownTopic {
+	var out []ownTopic
+	for _, key := range c.SortedRelations() {
+		if rc := c.Relations[key]; rc != nil {
+			out = append(out, ownTopic{rc.Topic, key})
+		}
+	}
+	out = append(out, ownTopic{c.MessageTopic(), "logical messages"})
+	if c.RealtimeUsed() {
+		out = append(out, ownTopic{c.Realtime.Topic, "realtime notifications"})
+	}
+	if c.Debezium.ProvideTransactionMetadata {
+		out = append(out, ownTopic{c.TransactionTopic(), "transaction metadata"})
+	}
+	if c.Debezium.HeartbeatIntervalMS > 0 {
+		out = append(out, ownTopic{c.HeartbeatTopic(), "heartbeats"})
+	}
+	if c.Errors.UsesDLQ() {
+		out = append(out, ownTopic{c.Errors.DLQTopic, "dead-letter references"})
+	}
+	return out
+}
+
 // validateRecordSize checks errors.* and the kafka keys that bound a record.
 func (c *Config) validateRecordSize(errs *fieldErrors) {
 	e := &c.Errors
@@ -69,23 +96,8 @@ func (c *Config) validateRecordSize(errs *fieldErrors) {
 		if !topicName.MatchString(e.DLQTopic) {
 			errs.add("errors.dlq_topic", "%q is not a valid Kafka topic name", e.DLQTopic)
 		}
-		for key, rc := range c.Relations {
-			if rc != nil && rc.Topic == e.DLQTopic {
-				errs.add("errors.dlq_topic", "%q is also the topic of %s; dead-letter records need a topic of their own", e.DLQTopic, key)
-			}
-		}
-		if c.RealtimeUsed() && c.Realtime.Topic == e.DLQTopic {
-			errs.add("errors.dlq_topic", "%q is also realtime.topic; dead-letter records need a topic of their own", e.DLQTopic)
-		}
-		for _, other := range []struct {
-			topic, of string
-			used      bool
-		}{
-			{c.MessageTopic(), "logical messages", true},
-			{c.TransactionTopic(), "transaction metadata", c.Debezium.ProvideTransactionMetadata},
-			{c.HeartbeatTopic(), "heartbeats", c.Debezium.HeartbeatIntervalMS > 0},
-		} {
-			if other.used && other.topic == e.DLQTopic {
+		for _, other := range c.ownTopics() {
+			if other.of != "dead-letter references" && other.topic == e.DLQTopic {
 				errs.add("errors.dlq_topic", "%q is also the topic of %s; dead-letter records need a topic of their own", e.DLQTopic, other.of)
 			}
 		}

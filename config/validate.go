@@ -106,6 +106,7 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 	}
 	c.Realtime.applyDefaults()
 	c.applyErrorDefaults()
+	c.applyDeliveryDefaults()
 
 	if v, ok := lookup("PROCON_INSTANCE"); ok && v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -232,6 +233,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs.oneOf("kafka.compression", k.Compression, "none", "gzip", "snappy", "lz4", "zstd")
+	c.validateDelivery(&errs)
 	if k.SASL.Mechanism != "" {
 		errs.oneOf("kafka.sasl.mechanism", k.SASL.Mechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 	}

@@ -26,7 +26,9 @@ import (
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/pipeline"
+	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
@@ -46,6 +48,10 @@ type Engine struct {
 	pipe    *pipeline.Pipeline
 	source  []byte            // procon.source of every record: the stream's server, database and slot
 	rt      *realtime.Service // nil when no realtime notification is configured
+	// rtWriter produces realtime notifications: the writer, or with exactly-once delivery
+	// one of their own outside transactions (exactly.go).
+	rtWriter *sink.Writer
+	resume   *progress.State // exactly once: the last committed progress record, or nil
 	guard   *deadletter.Guard // errors.record_too_large
 	snap    *snapshots        // snapshot.go
 
@@ -72,26 +78,45 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	if err != nil {
 		return nil, err
 	}
+	plain := scfg
+	if cfg.Kafka.ExactlyOnce() {
+		scfg.TransactionalID = cfg.TransactionalID()
+	}
 	if e.writer, err = sink.New(ctx, scfg, e.topicSpec); err != nil {
 		return nil, err
 	}
+	e.rtWriter = e.writer
+	if cfg.Kafka.ExactlyOnce() {
+		// Fenced before anything reads Kafka: once this returns, no earlier instance can
+		// commit, and what it left open is aborted.
+		if err := e.writer.Fence(ctx); err != nil {
+			e.writer.Close()
+			return nil, err
+		}
+		if cfg.RealtimeUsed() {
+			if e.rtWriter, err = sink.New(ctx, plain, e.topicSpec); err != nil {
+				e.writer.Close()
+				return nil, err
+			}
+		}
+	}
 	avroEnc, err := newAvroEncoder(ctx, cfg, log)
 	if err != nil {
-		e.writer.Close()
+		e.closeWriters()
 		return nil, err
 	}
 	if err := prepareRealtime(ctx, cfg, specs); err != nil {
-		e.writer.Close()
+		e.closeWriters()
 		return nil, err
 	}
 	if e.snap, err = prepareSnapshots(ctx, cfg, log); err != nil {
-		e.writer.Close()
+		e.closeWriters()
 		return nil, err
 	}
 	if e.snap.signal != "" {
 		specs[e.snap.signal] = replication.RelationSpec{} // published, consumed by the snapshot Controller
 	}
-	e.stream, err = replication.Open(ctx, replication.Config{
+	e.stream, err = e.openStream(ctx, replication.Config{
 		DSN:             cfg.Postgres.DSN,
 		Slot:            cfg.Postgres.Slot,
 		Publication:     cfg.Postgres.Publication,
@@ -103,10 +128,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	})
 	if err != nil {
 		e.snap.close()
-		e.writer.Close()
+		e.closeWriters()
 		return nil, err
 	}
 	e.source = []byte(e.stream.Source())
+	if e.writer.Transactional() {
+		if e.resume, err = e.loadProgress(ctx); err != nil {
+			return nil, e.abort(err)
+		}
+		if err := e.applySnapshotProgress(ctx, e.resume); err != nil {
+			return nil, e.abort(err)
+		}
+	}
 	if err := e.snap.opened(ctx, e); err != nil {
 		return nil, e.abort(err)
 	}
@@ -133,6 +166,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Instance:       uint16(*cfg.InstanceNum),
 		Source:         e.source,
 		WALAtOpen:      uint64(e.stream.WALAtOpen()),
+		ExactlyOnce:    e.exactlyOnce(),
 		HeartbeatTopic: cfg.HeartbeatTopic(),
 		Logger:         log,
 	}
@@ -143,6 +177,44 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	return e, nil
 }
 
+// openStream opens the replication stream. With exactly-once delivery, a slot still in use is
+// waited for, up to slotTakeover: Fence has just fenced the instance using it, which stops at
+// its next commit and releases the slot.
+func (e *Engine) openStream(ctx context.Context, cfg replication.Config) (*replication.Stream, error) {
+	deadline := time.Now().Add(slotTakeover)
+	for {
+		st, err := replication.Open(ctx, cfg)
+		if err == nil || !e.writer.Transactional() || !errors.Is(err, replication.ErrSlotActive) || time.Now().After(deadline) {
+			return st, err
+		}
+		// The fenced instance stops at its next commit; an idle one would never notice, so its
+		// replication connection is ended (it can commit nothing more, so nothing is lost).
+		e.log.Info("the slot is in use by the procon-cdc this one fenced: ending its replication connection", "slot", cfg.Slot, "err", err)
+		if terr := terminateSlotUser(ctx, cfg.DSN, cfg.Slot); terr != nil {
+			e.log.Warn("cannot end the fenced procon-cdc's replication connection; waiting for it to stop", "err", terr)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// terminateSlotUser ends the server process that holds slot.
+func terminateSlotUser(ctx context.Context, dsn, slot string) error {
+	conn, err := pg.Connect(ctx, dsn, "procon-cdc takeover")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(active_pid) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
+	return err
+}
+
+// slotTakeover bounds the wait for a fenced instance to release the slot.
+const slotTakeover = 30 * time.Second
+
 // abort undoes New after the stream was opened: a refused start leaves no slot behind.
 func (e *Engine) abort(err error) error {
 	e.snap.close()
@@ -151,8 +223,16 @@ func (e *Engine) abort(err error) error {
 	if derr := e.stream.Discard(ctx); derr != nil {
 		e.log.Warn("the refused start left its new slot behind; drop it with procon-cdc drop", "err", derr)
 	}
-	e.writer.Close()
+	e.closeWriters()
 	return err
+}
+
+// closeWriters closes the Kafka writers; records not acknowledged are abandoned.
+func (e *Engine) closeWriters() {
+	if e.rtWriter != nil && e.rtWriter != e.writer {
+		e.rtWriter.Close()
+	}
+	e.writer.Close()
 }
 
 // newGuard applies errors.record_too_large, with the writer's per-topic limits.
@@ -303,17 +383,35 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.DrainTimeout)
 	defer cancel()
-	flushErr := e.writer.Flush(fin)
-	if flushErr != nil && err == nil {
-		e.log.Warn("not every record was acknowledged before shutdown; they will be sent again at restart", "err", flushErr)
-	}
+	e.drainWriters(fin, err)
 	if err := e.rt.Close(fin); err != nil {
 		e.log.Warn("realtime rows acknowledged by Kafka were not deleted; they will be sent again at restart", "err", err)
 	}
 	closeErr := e.stream.Close(fin)
-	e.writer.Close()
+	e.closeWriters()
 	if err != nil {
 		return err
 	}
 	return closeErr
+}
+
+// drainWriters waits for Kafka's acknowledgements of what was produced, on the way out. A
+// Kafka transaction the pipeline left open (it stopped inside a source transaction, or on
+// an error) is aborted rather than left to time out: read_committed consumers wait for it.
+func (e *Engine) drainWriters(ctx context.Context, runErr error) {
+	if e.writer.Transactional() {
+		if _, _, open := e.writer.TxnOpen(); open {
+			if err := e.writer.AbortTxn(ctx); err != nil {
+				e.log.Warn("the open Kafka transaction could not be aborted; the next start aborts it (read_committed consumers wait until then, or kafka.transactions.timeout)", "err", err)
+			}
+		}
+	}
+	for _, w := range []*sink.Writer{e.writer, e.rtWriter} {
+		if err := w.Flush(ctx); err != nil && runErr == nil {
+			e.log.Warn("not every record was acknowledged before shutdown; they will be sent again at restart", "err", err)
+		}
+		if e.rtWriter == e.writer {
+			break
+		}
+	}
 }

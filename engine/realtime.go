@@ -182,7 +182,7 @@ func (e *Engine) newRealtime() (*realtime.Service, error) {
 		MaxQueueBytes:        r.MaxQueueBytes,
 		MaxNotificationBytes: r.MaxNotificationBytes,
 		Rules:                map[string]*realtime.Rule{},
-		Producer:             e.writer,
+		Producer:             e.rtWriter,
 		Encoder:              e.enc.ForTopic(r.Topic),
 		Tracker:              e.stream.Tracker(),
 		Oversize:             e.guard,

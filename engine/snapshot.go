@@ -16,6 +16,7 @@ import (
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/pipeline"
+	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/snapshot"
 	"github.com/procon-cdc/procon/txid"
@@ -192,6 +193,20 @@ func (s *snapshots) opened(ctx context.Context, e *Engine) error {
 	return nil
 }
 
+// recorded reads the snapshot id as recorded now.
+func (s *snapshots) recorded(ctx context.Context, id string) (*snapshot.Snapshot, error) {
+	all, err := s.store.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, snap := range all {
+		if snap.ID == id {
+			return snap, nil
+		}
+	}
+	return nil, fmt.Errorf("snapshot %s is no longer recorded", id)
+}
+
 func (s *snapshots) close() {
 	if s != nil && s.store != nil {
 		s.store.Close()
@@ -230,18 +245,25 @@ func (e *Engine) snapshotBeforeStreaming(ctx context.Context) (done bool, err er
 		DSN: e.cfg.Postgres.DSN, Specs: specs, ChunkSize: e.cfg.Snapshot.ChunkSize,
 		Parallelism: e.cfg.Snapshot.Parallelism, Store: s.store, Logger: e.log,
 	}
+	// With exactly-once delivery, the snapshot's records are committed with its progress.
+	withCommit := func(cfg snapshot.InitialConfig) snapshot.InitialConfig {
+		if e.writer.Transactional() {
+			cfg.Commit, cfg.CommitInterval = e.commitInitial(cfg.LSN), time.Duration(e.cfg.Kafka.Transactions.CommitInterval)
+		}
+		return cfg
+	}
 	var run *snapshot.Initial
 	switch {
 	case s.decision.Export:
 		icfg.SnapshotName, icfg.LSN, icfg.Relations = e.stream.SnapshotName(), e.stream.StartLSN(), e.cfg.SortedRelations()
-		run, err = snapshot.PrepareInitial(ctx, icfg)
+		run, err = snapshot.PrepareInitial(ctx, withCommit(icfg))
 	case len(s.keyless) > 0:
 		icfg.Resume, icfg.LSN = s.keyless, e.stream.StartLSN()
 		for _, r := range s.keyless {
 			icfg.Relations = append(icfg.Relations, r.Relation)
 		}
 		e.log.Warn("snapshot: tables without a key are read again whole before streaming", "tables", icfg.Relations)
-		run, err = snapshot.PrepareInitial(ctx, icfg)
+		run, err = snapshot.PrepareInitial(ctx, withCommit(icfg))
 	}
 	if err == nil && run != nil {
 		s.mu.Lock()
@@ -264,11 +286,16 @@ func (e *Engine) snapshotBeforeStreaming(ctx context.Context) (done bool, err er
 	}
 	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.DrainTimeout)
 	defer cancel()
+	if e.writer.Transactional() {
+		if aerr := e.writer.AbortTxn(fin); aerr != nil {
+			e.log.Warn("the open Kafka transaction could not be aborted; the next start aborts it", "err", aerr)
+		}
+	}
 	if ferr := e.writer.Flush(fin); ferr != nil && err == nil {
 		err = ferr
 	}
 	closeErr := e.stream.Close(fin)
-	e.writer.Close()
+	e.closeWriters()
 	s.close()
 	if err == nil {
 		err = closeErr
@@ -358,6 +385,26 @@ type streamSnapshots struct {
 	builder *envelope.Builder
 	// readers has the reader of each table's shape as the last chunk read it: one per table.
 	readers map[string]streamReader
+	// emitted and progress: the controller's last Emitted and its progress form.
+	emitted  *snapshot.Emitted
+	progress *progress.Snapshot
+}
+
+// Progress implements pipeline.Snapshots.
+func (s *streamSnapshots) Progress() *progress.Snapshot {
+	if e := s.ctl.Emitted(); e != s.emitted {
+		s.emitted, s.progress = e, progressOf(e.ID, e.Kind, e.LSN, e.Ranges)
+	}
+	return s.progress
+}
+
+// progressOf is a snapshot's progress in the progress record's form.
+func progressOf(id, kind string, lsn pglogrepl.LSN, ranges []snapshot.RangeUpdate) *progress.Snapshot {
+	p := &progress.Snapshot{ID: id, Kind: kind, LSN: uint64(lsn), Ranges: make([]progress.Range, len(ranges))}
+	for i, r := range ranges {
+		p.Ranges[i] = progress.Range{Relation: r.Relation, Part: r.Part, Last: r.Last, Rows: r.Rows, Done: r.Done}
+	}
+	return p
 }
 
 type streamReader struct {

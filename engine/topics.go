@@ -33,13 +33,18 @@ func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 	if rt := e.cfg.Realtime; topic == rt.Topic && rt.Partitions > 0 {
 		spec.Partitions = rt.Partitions
 	}
+	if k := e.cfg.Kafka; k.ExactlyOnce() && topic == k.Transactions.ProgressTopic {
+		// One record per pipeline matters, the last: one partition, compacted.
+		compact := "compact"
+		spec.Partitions, spec.Configs["cleanup.policy"] = 1, &compact
+	}
 	return spec
 }
 
 // Topic names the engine derives from the configuration.
 // Topics lists every topic the configuration makes procon-cdc write to: the relations', the
 // logical messages', and those of transaction metadata, heartbeats, realtime notifications
-// and dead-letter records when they are on.
+// and dead-letter records when they are on, and the progress topic of exactly-once delivery.
 func Topics(cfg *config.Config) []string {
 	var topics []string
 	for _, name := range cfg.SortedRelations() {
@@ -57,6 +62,9 @@ func Topics(cfg *config.Config) []string {
 	}
 	if cfg.Errors.UsesDLQ() {
 		topics = append(topics, cfg.Errors.DLQTopic)
+	}
+	if cfg.Kafka.ExactlyOnce() {
+		topics = append(topics, cfg.Kafka.Transactions.ProgressTopic)
 	}
 	return topics
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
@@ -40,6 +41,10 @@ type step struct {
 	first int // index of its first job
 	n     int // number of its jobs (events)
 	note  *realtime.Pending
+	// snap is the snapshot progress once its jobs are handed over, when it changed (a
+	// watermark's chunk, with exactly-once delivery).
+	snap    *progress.Snapshot
+	hasSnap bool
 }
 
 // job is one event of a batch and, once encoded, its record.
@@ -63,13 +68,17 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 			b.txHdr = txid.New(txTime(c.Tx), p.cfg.Instance, uint64(c.Tx.CommitLSN)).AppendText(nil)
 		}
 		var err error
+		var handled bool
 		events := b.events[:0]
 		if p.cfg.Notifier == nil || !p.cfg.Notifier.Suppress(c) { // the realtime table's own rows and cleanup
-			if events, err = p.build(ctx, c, events); err != nil {
+			if events, handled, err = p.build(ctx, c, events); err != nil {
 				return err
 			}
 		}
 		st := step{c: c, first: len(b.jobs), n: len(events)}
+		if handled && p.eos != nil {
+			st.snap, st.hasSnap = p.cfg.Snapshots.Progress(), true
+		}
 		for _, ev := range events {
 			b.seq++
 			j := job{ev: ev, c: c, txHdr: b.txHdr, seq: b.seq}
@@ -94,10 +103,16 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 		return err
 	}
 	for _, st := range b.steps {
+		if p.eos != nil && st.c.Op == replication.OpBegin {
+			p.eos.beginSource()
+		}
 		for i := st.first; i < st.first+st.n; i++ {
 			if err := p.produce(ctx, &b.jobs[i]); err != nil {
 				return err
 			}
+		}
+		if st.hasSnap {
+			p.eos.snapshot = st.snap
 		}
 		if st.note != nil {
 			// Counted in the transaction before it is sealed; produced when the channel allows.
@@ -110,6 +125,17 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 			if p.log.Enabled(ctx, slog.LevelDebug) {
 				p.log.Debug("transaction handed to kafka", "xid", c.Tx.XID, "commit_lsn", c.Tx.CommitLSN.String(), "records", b.seq)
 			}
+			if p.eos != nil {
+				p.eos.endSource()
+				if err := p.maybeCommit(ctx, false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if p.eos != nil && p.eos.inSource {
+		if err := p.maybeCommit(ctx, false); err != nil { // a split, when the source transaction is too large
+			return err
 		}
 	}
 	clear(b.jobs) // drop references to events and records
@@ -134,15 +160,14 @@ func (p *Pipeline) forgetRetired() {
 
 // build turns a change into events: the in-stream snapshots see it first, and may take it
 // (watermarks, signals) or emit a chunk's rows in its place.
-func (p *Pipeline) build(ctx context.Context, c *replication.Change, out []*envelope.Event) ([]*envelope.Event, error) {
+func (p *Pipeline) build(ctx context.Context, c *replication.Change, out []*envelope.Event) (_ []*envelope.Event, handled bool, err error) {
 	if p.cfg.Snapshots != nil {
-		var handled bool
-		var err error
 		if out, handled, err = p.cfg.Snapshots.Observe(ctx, c, out); err != nil || handled {
-			return out, err
+			return out, handled, err
 		}
 	}
-	return p.buildEvents(c, out)
+	out, err = p.buildEvents(c, out)
+	return out, false, err
 }
 
 // buildEvents is Builder.Build with a panic turned into an error naming the change. The
@@ -212,9 +237,17 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		return err
 	}
 	rec.Partition = sink.Partition(rec.Key, partitions)
-	dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, position{uint64(tx.CommitLSN), j.seq})
-	if err != nil || dup {
-		return err
+	if p.eos != nil {
+		pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
+		if p.eos.written(pos) {
+			return nil
+		}
+		p.eos.handed(pos)
+	} else {
+		dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, position{uint64(tx.CommitLSN), j.seq})
+		if err != nil || dup {
+			return err
+		}
 	}
 	rec.Ack = tx
 	// A record too large for its topic is decided on here, before Kafka could refuse it:

@@ -21,6 +21,7 @@ import (
 
 	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/realtime"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
@@ -81,6 +82,9 @@ type Snapshots interface {
 	// (a watermark or a signal): it makes no events of its own, but out may have gained a
 	// chunk's rows, emitted at c's place in the stream.
 	Observe(ctx context.Context, c *replication.Change, out []*envelope.Event) (_ []*envelope.Event, handled bool, err error)
+	// Progress is the progress of the running snapshot as of the rows Observe has emitted
+	// (nil when none runs), for exactly-once delivery's progress record.
+	Progress() *progress.Snapshot
 }
 
 // Notifier derives realtime notifications from changes; *realtime.Service implements it.
@@ -114,6 +118,9 @@ type Config struct {
 	// WALAtOpen is the server's WAL position when the stream opened: no record of a previous
 	// run can lie ahead of it.
 	WALAtOpen uint64
+	// ExactlyOnce, when set, produces in Kafka transactions with a progress record, and
+	// replaces the per-partition resume check with the progress record's position.
+	ExactlyOnce *ExactlyOnce
 	// HeartbeatTopic receives the records that Heartbeat asks for.
 	HeartbeatTopic string
 	Logger         *slog.Logger
@@ -124,6 +131,7 @@ type Pipeline struct {
 	cfg       Config
 	log       *slog.Logger
 	resume    *resume
+	eos       *exactly // nil: at least once
 	heartbeat chan struct{}
 	batch     batch
 }
@@ -137,6 +145,7 @@ func New(cfg Config) *Pipeline {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		resume:    newResume(cfg),
+		eos:       newExactly(cfg.ExactlyOnce),
 		heartbeat: make(chan struct{}, 1),
 		batch:     batch{newSchema: map[*envelope.Schema]bool{}},
 	}
@@ -163,11 +172,22 @@ const maxBatch = 256
 // acknowledgements are exactly those of a one-change-at-a-time loop.
 func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) error {
 	batch := make([]*replication.Change, 0, maxBatch)
+	var tick <-chan time.Time // exactly once: the commit checks while waiting
+	if p.eos != nil {
+		t := time.NewTicker(p.eos.tick)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-tick:
+			if err := p.maybeCommit(ctx, true); err != nil {
+				return err
+			}
+			continue
 		case <-p.heartbeat:
 			if err := p.produceHeartbeat(ctx); err != nil {
 				return err
@@ -175,7 +195,12 @@ func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) 
 			continue
 		case c, ok := <-changes:
 			if !ok {
-				return nil // the stream stopped and everything it sent is handed over
+				// The stream stopped, at a transaction boundary unless it gave up waiting
+				// for one, and everything it sent is handed over.
+				if p.eos != nil && !p.eos.inSource {
+					return p.commit(ctx)
+				}
+				return nil
 			}
 			batch = append(batch, c)
 		}
@@ -192,6 +217,9 @@ func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) 
 			}
 		}
 		if err := p.run(ctx, batch); err != nil {
+			return err
+		}
+		if err := p.maybeCommit(ctx, len(changes) == 0); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/txid"
@@ -397,6 +398,8 @@ func TestPositionOrder(t *testing.T) {
 
 // fakeSnapshots emits two chunk rows at a watermark message, and takes the message itself.
 type fakeSnapshots struct{ schema *envelope.Schema }
+
+func (f *fakeSnapshots) Progress() *progress.Snapshot { return nil }
 
 func (f *fakeSnapshots) Observe(_ context.Context, c *replication.Change, out []*envelope.Event) ([]*envelope.Event, bool, error) {
 	if c.Op != replication.OpMessage || c.Prefix != "watermark" {

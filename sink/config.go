@@ -32,6 +32,12 @@ type Config struct {
 	Linger             time.Duration
 	Compression        string // none | gzip | snappy | lz4 | zstd
 	MaxRecordBytes     int
+	// TransactionalID, when set, makes the Writer transactional (kafka.delivery:
+	// exactly_once): records are produced in Kafka transactions that Commit ends, and a
+	// record's Ack is called once its transaction has committed. TransactionTimeout is the
+	// transaction.timeout.ms it asks for.
+	TransactionalID    string
+	TransactionTimeout time.Duration
 
 	// ConnectTimeout bounds the reachability check of New and NewAdmin (default 15s).
 	ConnectTimeout time.Duration
@@ -53,6 +59,9 @@ func ConfigFrom(k *config.Kafka, log *slog.Logger) (Config, error) {
 		Compression:        k.Compression,
 		MaxRecordBytes:     k.MaxRecordBytes,
 		Logger:             log,
+	}
+	if k.ExactlyOnce() {
+		c.TransactionTimeout = time.Duration(k.Transactions.Timeout)
 	}
 	if k.TLS.Enabled {
 		t, err := TLSConfig(k.TLS.CAFile, k.TLS.CertFile, k.TLS.KeyFile, k.TLS.InsecureSkipVerify)

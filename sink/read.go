@@ -28,6 +28,8 @@ type ConsumedRecord struct {
 	Key       []byte
 	Value     []byte
 	Headers   []Header
+	// Transactional: written in a Kafka transaction (set by LastRecords only).
+	Transactional bool
 }
 
 // Reader reads topics from their start or from their end, without a consumer group (procon-cdc
@@ -37,14 +39,19 @@ type Reader struct {
 }
 
 // NewReader returns a Reader of topics, starting at their first record when fromStart is set
-// and at their end otherwise.
-func NewReader(cfg Config, topics []string, fromStart bool) (*Reader, error) {
+// and at their end otherwise. With committed it reads as a read_committed consumer: records of
+// Kafka transactions appear once committed, never when aborted.
+func NewReader(cfg Config, topics []string, fromStart, committed bool) (*Reader, error) {
 	cfg.defaults()
 	start := kgo.NewOffset().AtEnd()
 	if fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := cfg.newClient(context.Background(), false, kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(start))
+	level := kgo.ReadUncommitted()
+	if committed {
+		level = kgo.ReadCommitted()
+	}
+	cl, err := cfg.newClient(context.Background(), false, kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(start), kgo.FetchIsolationLevel(level))
 	if err != nil {
 		return nil, err
 	}

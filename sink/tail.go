@@ -44,6 +44,21 @@ var errTailTimeout = fmt.Errorf("no answer within %s", TailReadTimeout)
 // reached, or tailMaxOffsets or tailMaxBytes are spent. The whole read takes at most
 // TailReadTimeout.
 func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]Header, error) {
+	last, err := w.LastRecords(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32][]Header, len(last))
+	for p, r := range last {
+		out[p] = r.Headers
+	}
+	return out, nil
+}
+
+// LastRecords returns the last record of each partition of topic that a consumer reading
+// committed records sees, as LastHeaders finds it; Transactional reports whether it was
+// written in a (committed) transaction.
+func (w *Writer) LastRecords(ctx context.Context, topic string) (map[int32]*ConsumedRecord, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, TailReadTimeout, errTailTimeout)
 	defer cancel()
 	starts, err := w.adm.ListStartOffsets(ctx, topic)
@@ -61,7 +76,7 @@ func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]Hea
 		}
 	})
 	sort.Slice(parts, func(i, j int) bool { return parts[i].partition < parts[j].partition })
-	out := map[int32][]Header{}
+	out := map[int32]*ConsumedRecord{}
 	for {
 		var open []*partitionTail
 		for _, p := range parts {
@@ -82,6 +97,7 @@ func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]Hea
 	for _, p := range parts {
 		switch {
 		case p.found != nil:
+			p.found.Topic = topic
 			out[p.partition] = p.found
 		case p.exhausted:
 			w.log.Warn("no record a consumer would see among the last offsets of a partition (transaction markers, aborted or open transactions); "+
@@ -112,7 +128,7 @@ type partitionTail struct {
 	// exhausted: the budget (tailMaxOffsets, tailMaxBytes) ran out before a visible record
 	// was found.
 	exhausted   bool
-	found       []Header // the headers of the last visible record
+	found       *ConsumedRecord // the last visible record
 	fates       map[int64]int16
 	bytesRead   int64
 	offsetsRead int64
@@ -125,7 +141,7 @@ type tailRecord struct {
 	marker        int16 // of a control record: controlAbort, controlCommit, or another type
 	transactional bool
 	producerID    int64
-	headers       []Header
+	rec           *ConsumedRecord
 }
 
 // The types of control record a transactional producer's transactions end with.
@@ -153,7 +169,7 @@ func (p *partitionTail) add(r *kgo.Record) {
 			tr.marker = int16(binary.BigEndian.Uint16(r.Key[2:4])) // version, then type
 		}
 	} else {
-		tr.headers = headersOf(r)
+		tr.rec = &ConsumedRecord{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: headersOf(r), Transactional: tr.transactional}
 	}
 	p.take(tr, int64(len(r.Key)+len(r.Value)))
 }
@@ -191,7 +207,7 @@ func (p *partitionTail) nextWindow() {
 			// transaction this marker ended.
 			p.fates[r.producerID] = r.marker
 		case !r.transactional || p.fates[r.producerID] == controlCommit:
-			p.found, p.done = r.headers, true
+			p.found, p.done = r.rec, true
 			return
 		}
 		// An aborted transaction's record, or an open one's (no marker after it yet, which

@@ -13,13 +13,13 @@ type logBuilder struct {
 }
 
 func (l *logBuilder) plain(id string) *logBuilder {
-	l.recs = append(l.recs, tailRecord{offset: l.next, headers: []Header{{Key: "id", Value: []byte(id)}}})
+	l.recs = append(l.recs, tailRecord{offset: l.next, rec: &ConsumedRecord{Headers: []Header{{Key: "id", Value: []byte(id)}}}})
 	l.next++
 	return l
 }
 
 func (l *logBuilder) txData(pid int64, id string) *logBuilder {
-	l.recs = append(l.recs, tailRecord{offset: l.next, transactional: true, producerID: pid, headers: []Header{{Key: "id", Value: []byte(id)}}})
+	l.recs = append(l.recs, tailRecord{offset: l.next, transactional: true, producerID: pid, rec: &ConsumedRecord{Headers: []Header{{Key: "id", Value: []byte(id)}}}})
 	l.next++
 	return l
 }
@@ -52,15 +52,15 @@ func search(l *logBuilder, size int64) (p *partitionTail, windows int) {
 }
 
 func foundID(p *partitionTail) string {
-	for _, h := range p.found {
+	if p.found == nil {
+		return ""
+	}
+	for _, h := range p.found.Headers {
 		if h.Key == "id" {
 			return string(h.Value)
 		}
 	}
-	if p.found != nil {
-		return "(no id)"
-	}
-	return ""
+	return "(no id)"
 }
 
 func TestTailSearch(t *testing.T) {

@@ -52,7 +52,7 @@ type Record struct {
 }
 
 // Writer produces records to Kafka with an idempotent producer (acks=all), creating topics on
-// first use. Transient errors are retried by the client without limit, in order; the first
+// first use; with a transactional id, in Kafka transactions (txn.go). Transient errors are retried by the client without limit, in order; the first
 // error that retrying cannot fix is kept and returned by Err, and nothing after it is
 // acknowledged. All methods are safe for concurrent use; acknowledgements run on the client's
 // promise goroutine, in produce order per partition.
@@ -75,6 +75,8 @@ type Writer struct {
 	fatal    atomic.Pointer[error]
 	fatalCh  chan struct{}
 	fatalOne sync.Once
+
+	txn *txn // nil unless transactional (txn.go)
 }
 
 // topicInfo is what the writer knows of a topic that exists.
@@ -101,12 +103,12 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 		cfg: cfg, log: cfg.Logger, specs: specs,
 		topics: map[string]topicInfo{}, fatalCh: make(chan struct{}),
 	}
-	cl, err := cfg.newClient(ctx, true,
+	opts := []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.UnknownTopicRetries(-1),
 		// Topics are created on first use; a short metadata age lets the producer see them at once.
-		kgo.MetadataMinAge(250*time.Millisecond),
+		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(cfg.Linger),
@@ -116,7 +118,15 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 		// has read the topic's limit (Produce ensures the topic first).
 		kgo.ProducerBatchMaxBytesFn(w.batchMaxBytes),
 		kgo.ProducerBatchCompression(c),
-	)
+	}
+	if cfg.TransactionalID != "" {
+		w.txn = &txn{}
+		opts = append(opts, kgo.TransactionalID(cfg.TransactionalID))
+		if cfg.TransactionTimeout > 0 {
+			opts = append(opts, kgo.TransactionTimeout(cfg.TransactionTimeout))
+		}
+	}
+	cl, err := cfg.newClient(ctx, true, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -303,15 +313,12 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 		}
 	}
 	ack := r.Ack
+	if w.txn != nil {
+		return w.produceInTxn(rec, ack)
+	}
 	w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
 		if err != nil {
-			if w.records.Err() == nil {
-				of := ""
-				if s, ok := ack.(fmt.Stringer); ok {
-					of = " (a record of " + s.String() + ")"
-				}
-				w.fail(fmt.Errorf("produce to %s[%d]%s: %w", rec.Topic, rec.Partition, of, describe(err)))
-			}
+			w.failed(rec, ack, err)
 			return
 		}
 		if ack != nil {
@@ -319,6 +326,18 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 		}
 	})
 	return nil
+}
+
+// failed latches the error of a record Kafka refused: nothing after it is acknowledged.
+func (w *Writer) failed(rec *kgo.Record, ack Acker, err error) {
+	if w.records.Err() != nil {
+		return // given up on purpose (Abort)
+	}
+	of := ""
+	if s, ok := ack.(fmt.Stringer); ok {
+		of = " (a record of " + s.String() + ")"
+	}
+	w.fail(fmt.Errorf("produce to %s[%d]%s: %w", rec.Topic, rec.Partition, of, describe(err)))
 }
 
 func (w *Writer) fail(err error) {

@@ -66,6 +66,8 @@ type Controller struct {
 	wake      chan struct{}
 	active    atomic.Bool
 
+	emitted *Emitted // the chunks emitted in the stream so far (guarded by mu)
+
 	// pipeline goroutine only
 	names   map[*replication.Relation]string
 	keyIdx  map[*replication.Relation][]int
@@ -441,8 +443,12 @@ func (c *Controller) readRange(ctx context.Context, conn *pgx.Conn, j *job, t *T
 				buffered[i].Marker = marker(fi && firstInSnapshot, li && lastInSnapshot, fi, li)
 			}
 		}
+		next := RangeUpdate{Relation: r.Relation, Part: r.Part, Last: lo, Rows: rows + int64(len(buffered)), Done: !more}
+		if lastKey != nil {
+			next.Last = lastKey
+		}
 		c.mu.Lock()
-		w.rows, w.ready = buffered, true
+		w.rows, w.ready, w.update = buffered, true, next
 		c.mu.Unlock()
 		if err := emitWatermark(ctx, conn, "close", w.id); err != nil {
 			c.dropWindow(w)
@@ -756,10 +762,46 @@ func (c *Controller) watermark(ch *replication.Change) *Emission {
 		c.overflow = false
 	}
 	w.done <- res
+	if res.invalid == "" {
+		c.noteEmitted(w.job.snap, w.update)
+	}
 	if len(rows) == 0 {
 		return nil
 	}
 	return &Emission{Table: w.t, Rows: rows}
+}
+
+// Emitted is the progress of an in-stream snapshot as of the chunks emitted in the stream,
+// acknowledged or not: exactly-once delivery commits it with the chunks' records, so a
+// restart goes on after exactly the rows Kafka has.
+type Emitted struct {
+	ID, Kind string
+	LSN      pglogrepl.LSN // the consistent point of an initial snapshot
+	Ranges   []RangeUpdate
+}
+
+// Emitted returns the progress as of the last chunk emitted (nil before any). It changes
+// only when Observe emits a chunk; the value returned is never modified.
+func (c *Controller) Emitted() *Emitted {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.emitted
+}
+
+// noteEmitted records that the rows of a chunk of snap were emitted, up to upd. c.mu must be
+// held.
+func (c *Controller) noteEmitted(snap *Snapshot, upd RangeUpdate) {
+	e := &Emitted{ID: snap.ID, Kind: snap.Kind, LSN: snap.LSN}
+	if old := c.emitted; old != nil && old.ID == snap.ID {
+		e.Ranges = make([]RangeUpdate, 0, len(old.Ranges)+1)
+		for _, r := range old.Ranges {
+			if r.Relation != upd.Relation || r.Part != upd.Part {
+				e.Ranges = append(e.Ranges, r)
+			}
+		}
+	}
+	e.Ranges = append(e.Ranges, upd)
+	c.emitted = e
 }
 
 // noteTx remembers a transaction that changed a snapshotted table. c.mu must be held.

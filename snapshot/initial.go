@@ -86,6 +86,12 @@ type InitialConfig struct {
 	Logger      *slog.Logger
 	// LogInterval is the period of progress log lines (default 10s).
 	LogInterval time.Duration
+	// Commit, when set (exactly-once delivery), commits every record handed over so far
+	// together with ranges, the progress they make; the records' acknowledgements follow
+	// the commit. Run calls it every CommitInterval, with the workers paused between chunks,
+	// and once they are done.
+	Commit         func(ctx context.Context, ranges []RangeUpdate) error
+	CommitInterval time.Duration
 }
 
 // Initial is an initial snapshot, read in parallel from the slot's exported snapshot.
@@ -109,6 +115,10 @@ type Initial struct {
 	segsLeft    atomic.Int64
 	allAcked    chan struct{}
 	allAckedOne sync.Once
+
+	// pause holds the workers between chunks while Commit runs: each holds a read lock
+	// while it reads a chunk and hands its rows over.
+	pause sync.RWMutex
 }
 
 type tableState struct {
@@ -130,6 +140,9 @@ type segment struct {
 
 	mu        sync.Mutex
 	chunks    []*chunk // handed to Kafka, not yet all acknowledged, in order
+	// handed is the range's progress as of the rows handed to Kafka, acknowledged or not
+	// (kept only with Commit).
+	handed RangeUpdate
 	reading   bool
 	ackedKey  []string
 	ackedRows int64
@@ -296,7 +309,8 @@ func (in *Initial) prepare(ctx context.Context) error {
 		nonEmpty = append(nonEmpty, ts)
 		for i, r := range ranges {
 			in.snap.Ranges = append(in.snap.Ranges, r)
-			in.segments = append(in.segments, &segment{ts: ts, rng: r, first: i == 0, last: i == len(ranges)-1, reading: true})
+			in.segments = append(in.segments, &segment{ts: ts, rng: r, first: i == 0, last: i == len(ranges)-1, reading: true,
+				handed: RangeUpdate{Relation: r.Relation, Part: r.Part}})
 		}
 		in.log.Info("snapshot table planned", "relation", name, "estimated_rows", total, "ranges", len(ranges))
 	}
@@ -371,7 +385,28 @@ func (in *Initial) Run(ctx context.Context, newEmitter func(*Table) (Emitter, er
 			return nil
 		})
 	}
+	var commitErr atomic.Pointer[error]
+	committed := make(chan struct{})
+	if in.cfg.Commit != nil {
+		go func() {
+			defer close(committed)
+			if err := in.commitLoop(wctx); err != nil && !errors.Is(err, context.Canceled) {
+				commitErr.Store(&err)
+				cancelWorkers()
+			}
+		}()
+	} else {
+		close(committed)
+	}
 	err := g.Wait()
+	cancelWorkers()
+	<-committed
+	if p := commitErr.Load(); p != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = *p
+	}
+	if err == nil && in.cfg.Commit != nil {
+		err = in.commit(ctx)
+	}
 	if err == nil {
 		select {
 		case <-in.allAcked:
@@ -406,6 +441,43 @@ func (in *Initial) Run(ctx context.Context, newEmitter func(*Table) (Emitter, er
 	return nil
 }
 
+// commitLoop commits what the workers handed over every CommitInterval until ctx ends.
+func (in *Initial) commitLoop(ctx context.Context) error {
+	// Until the snapshot's first row is handed over, the others wait for it inside their
+	// chunks (hand), so pausing them could deadlock; and there is nothing to commit.
+	select {
+	case <-in.firstDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTicker(max(in.cfg.CommitInterval, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := in.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// commit pauses the workers between chunks and commits what they handed over, with the
+// progress that makes.
+func (in *Initial) commit(ctx context.Context) error {
+	in.pause.Lock()
+	defer in.pause.Unlock()
+	ranges := make([]RangeUpdate, 0, len(in.segments))
+	for _, s := range in.segments {
+		s.mu.Lock()
+		ranges = append(ranges, s.handed)
+		s.mu.Unlock()
+	}
+	return in.cfg.Commit(ctx, ranges)
+}
+
 func (in *Initial) close() {
 	for _, c := range in.conns {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -437,6 +509,7 @@ func (in *Initial) readSegment(ctx context.Context, conn *pgx.Conn, seg *segment
 	holding := false
 	row := in.newRow()
 	for {
+		in.pause.RLock()
 		ch := seg.newChunk()
 		var n int64
 		more := false
@@ -459,6 +532,7 @@ func (in *Initial) readSegment(ctx context.Context, conn *pgx.Conn, seg *segment
 			return nil
 		})
 		if err != nil {
+			in.pause.RUnlock()
 			return fmt.Errorf("snapshot: read %s: %w", name, err)
 		}
 		ch.rows = n
@@ -476,22 +550,30 @@ func (in *Initial) readSegment(ctx context.Context, conn *pgx.Conn, seg *segment
 					ch.pending.Add(1)
 					deferred = held.clone()
 				} else if err := in.emit(ctx, seg.ts, row, &held); err != nil {
+					in.pause.RUnlock()
 					return err
 				}
 			}
 			seg.mu.Lock()
 			seg.reading = false
+			if deferred == nil {
+				seg.handed.Done = true
+			}
 			seg.mu.Unlock()
 			ch.Ack()
-			return in.rangeRead(ctx, seg, deferred)
+			err := in.rangeRead(ctx, seg, deferred)
+			in.pause.RUnlock()
+			return err
 		}
 		if holding {
 			if err := in.emit(ctx, seg.ts, row, &held); err != nil {
+				in.pause.RUnlock()
 				return err
 			}
 			holding = false
 		}
 		ch.Ack()
+		in.pause.RUnlock()
 	}
 }
 
@@ -517,6 +599,18 @@ func (in *Initial) hand(ctx context.Context, ts *tableState, row *Row, h *heldRo
 	row.Ack = h.tok
 	if err := ts.emit(ctx, row); err != nil {
 		return err
+	}
+	if in.cfg.Commit != nil {
+		seg := h.tok.seg
+		seg.mu.Lock()
+		if ts.t.Keyed() {
+			seg.handed.Last = keyOf(h.vals, ts.t.Order)
+		}
+		seg.handed.Rows++
+		if lastInTable {
+			seg.handed.Done = true // the range's last row, kept back until now
+		}
+		seg.mu.Unlock()
 	}
 	if firstInSnapshot && in.firstEmitted.CompareAndSwap(false, true) {
 		close(in.firstDone)

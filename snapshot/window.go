@@ -34,8 +34,9 @@ type window struct {
 	truncated  bool
 
 	// worker side
-	ready bool
-	rows  []BufferedRow
+	ready  bool
+	rows   []BufferedRow
+	update RangeUpdate // the range's progress once the rows are emitted
 	xip   []uint32 // transactions in progress for the chunk's read
 	xmin  uint32
 

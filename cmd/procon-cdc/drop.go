@@ -18,7 +18,7 @@ import (
 func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var topics bool
 	cfg, err := loadConfig("drop", args, stderr, func(fs *flag.FlagSet) {
-		fs.BoolVar(&topics, "topics", false, "also delete the Kafka topics of the configured relations")
+		fs.BoolVar(&topics, "topics", false, "also delete the Kafka topics of the configured relations (and the progress topic of kafka.delivery: exactly_once)")
 	})
 	if err != nil {
 		return err
@@ -59,6 +59,9 @@ func cmdDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var names []string
 	for _, key := range cfg.SortedRelations() {
 		names = append(names, cfg.Relations[key].Topic)
+	}
+	if cfg.Kafka.ExactlyOnce() {
+		names = append(names, cfg.Kafka.Transactions.ProgressTopic) // the position of the slot just dropped
 	}
 	results, err := adm.DeleteTopics(ctx, names...)
 	if err != nil {

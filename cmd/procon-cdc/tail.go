@@ -13,10 +13,11 @@ import (
 
 func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var topic string
-	var fromBeginning bool
+	var fromBeginning, uncommitted bool
 	cfg, err := loadConfig("tail", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&topic, "topic", "", "topic to read (default: every configured relation's topic)")
 		fs.BoolVar(&fromBeginning, "from-beginning", false, "read from the start of the topics instead of new records only")
+		fs.BoolVar(&uncommitted, "read-uncommitted", false, "also show records of Kafka transactions not committed (yet) or aborted (kafka.delivery: exactly_once writes in transactions)")
 	})
 	if err != nil {
 		return err
@@ -32,7 +33,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	r, err := sink.NewReader(scfg, topics, fromBeginning)
+	r, err := sink.NewReader(scfg, topics, fromBeginning, !uncommitted)
 	if err != nil {
 		return err
 	}

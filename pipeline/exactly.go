@@ -1,0 +1,137 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/procon-cdc/procon/progress"
+	"github.com/procon-cdc/procon/sink"
+)
+
+// Transactions ends the Kafka transactions records are produced in (kafka.delivery:
+// exactly_once); *sink.Writer implements it when transactional.
+type Transactions interface {
+	// TxnOpen tells when the open Kafka transaction began and how many records it holds;
+	// ok is false when none is open.
+	TxnOpen() (opened time.Time, records int, ok bool)
+	// Commit commits the open transaction with progress as its last record.
+	Commit(ctx context.Context, progress *sink.Record) error
+}
+
+// ExactlyOnce configures the pipeline for exactly-once delivery. Every record goes into a
+// Kafka transaction, which the pipeline commits together with a progress record saying how
+// far its records go; a restart skips every record at or before Resume.
+type ExactlyOnce struct {
+	Transactions  Transactions
+	ProgressTopic string
+	// A Kafka transaction is committed at a source transaction's end once it is
+	// CommitInterval old or holds CommitRecords records, and as soon as the pipeline has
+	// nothing queued (and it is a tick old).
+	CommitInterval time.Duration
+	CommitRecords  int
+	// A source transaction is split over Kafka transactions when more than MaxRecords of its
+	// records are in one, or that one is SplitAge old.
+	MaxRecords int
+	SplitAge   time.Duration
+	// Resume is the stream position of the last committed progress record: records at or
+	// before it are already in Kafka. nil when there is none.
+	Resume *progress.Position
+	// Snapshot, when it is not nil, is the progress of the initial snapshot, carried until
+	// streaming's own progress replaces it. (In-stream snapshots report theirs through
+	// Snapshots.Progress.)
+	Snapshot *progress.Snapshot
+}
+
+// exactly is the Run goroutine's state of exactly-once delivery.
+type exactly struct {
+	cfg ExactlyOnce
+	tick time.Duration
+
+	pos      *progress.Position // the last record handed over (or skipped as written)
+	inSource bool               // between a source transaction's Begin and its Commit
+	sourceN  int                // records of the open source transaction in the open Kafka transaction
+	split    bool               // the open source transaction was split (logged once)
+	snapshot *progress.Snapshot // in-stream snapshot progress as of the last record handed over
+	skipped  int
+}
+
+func newExactly(cfg *ExactlyOnce) *exactly {
+	if cfg == nil {
+		return nil
+	}
+	x := &exactly{cfg: *cfg, tick: max(cfg.CommitInterval/10, time.Millisecond), snapshot: cfg.Snapshot}
+	if cfg.Resume != nil {
+		pos := *cfg.Resume
+		x.pos = &pos
+	}
+	return x
+}
+
+// written reports whether a record at pos is in Kafka already, committed by an earlier run.
+func (x *exactly) written(pos progress.Position) bool {
+	if r := x.cfg.Resume; r != nil && r.Covers(pos) {
+		x.skipped++
+		return true
+	}
+	return false
+}
+
+// handed notes a record of the stream handed to the producer at pos.
+func (x *exactly) handed(pos progress.Position) {
+	x.pos = &pos
+	x.sourceN++
+}
+
+// beginSource and endSource bracket a source transaction's records.
+func (x *exactly) beginSource() { x.inSource, x.sourceN, x.split = true, 0, false }
+func (x *exactly) endSource()   { x.inSource = false }
+
+// commitDue decides whether to commit now: at a source transaction's end once the Kafka
+// transaction is old or large enough (or, idle, a tick old), inside one only to split it.
+func (x *exactly) commitDue(idle bool) (commit, split bool) {
+	opened, n, ok := x.cfg.Transactions.TxnOpen()
+	if !ok {
+		return false, false
+	}
+	age := time.Since(opened)
+	if x.inSource {
+		return x.sourceN > x.cfg.MaxRecords || age >= x.cfg.SplitAge, true
+	}
+	return age >= x.cfg.CommitInterval || n >= x.cfg.CommitRecords || idle && age >= x.tick, false
+}
+
+// maybeCommit commits the open Kafka transaction when it is due.
+func (p *Pipeline) maybeCommit(ctx context.Context, idle bool) error {
+	x := p.eos
+	if x == nil {
+		return nil
+	}
+	commit, split := x.commitDue(idle)
+	if !commit {
+		return nil
+	}
+	if split && !x.split {
+		x.split = true
+		p.log.Warn("a source transaction is split over Kafka transactions (kafka.transactions.max_records or half of kafka.transactions.timeout): "+
+			"read_committed consumers see it in parts; exactly-once still holds",
+			"commit_lsn", fmt.Sprintf("%X/%X", x.pos.CommitLSN>>32, uint32(x.pos.CommitLSN)), "records_so_far", x.sourceN)
+	}
+	return p.commit(ctx)
+}
+
+// commit commits the open Kafka transaction with the progress record of what it holds.
+func (p *Pipeline) commit(ctx context.Context) error {
+	x := p.eos
+	st := &progress.State{Source: string(p.cfg.Source), Instance: p.cfg.Instance, Stream: x.pos, Snapshot: x.snapshot}
+	rec := &sink.Record{Topic: x.cfg.ProgressTopic, Key: p.cfg.Source, Value: progress.Encode(st), Partition: -1}
+	if err := x.cfg.Transactions.Commit(ctx, rec); err != nil {
+		return err
+	}
+	x.sourceN = 0
+	if x.skipped > 0 {
+		p.log.Info("skipped records an earlier run had committed to Kafka", "records", x.skipped)
+		x.skipped = 0
+	}
+	return nil
+}

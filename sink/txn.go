@@ -1,0 +1,207 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// txn is the state of a transactional Writer (kafka.delivery: exactly_once).
+//
+// A transaction begins with the first record produced after the last commit. Records are
+// produced under mu's read lock, Commit holds the write lock: every record handed to the
+// client before Commit took the lock is in the transaction it commits, none after. A record's
+// acknowledgement waits for its transaction: the promise keeps it in acks, and Commit calls
+// them once Kafka says the transaction committed. A transaction that does not commit (the
+// writer failed, or the process dies) is aborted, by Abort or by the fencing of the next
+// instance, and none of its records is ever acknowledged.
+type txn struct {
+	mu     sync.RWMutex
+	open   bool
+	opened time.Time
+	count  int // records produced in the open transaction
+
+	ackMu sync.Mutex
+	acks  []ackRun // acknowledgements of records Kafka has, awaiting the commit
+}
+
+// ackRun is n records in a row with the same acknowledgement.
+type ackRun struct {
+	ack Acker
+	n   int
+}
+
+// Transactional reports whether records go to Kafka in transactions.
+func (w *Writer) Transactional() bool { return w.txn != nil }
+
+// Fence makes this writer the only one of its transactional id: Kafka bumps the id's epoch,
+// so a previous instance still running can commit nothing more (it is fenced), and aborts
+// what such an instance left open. It returns once that is done; only then is the last
+// committed state final.
+func (w *Writer) Fence(ctx context.Context) error {
+	if w.txn == nil {
+		return errors.New("sink: Fence on a writer without a transactional id")
+	}
+	if _, _, err := w.cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("initialize kafka transactions for transactional.id %q: %w", w.cfg.TransactionalID, describeTxn(err))
+	}
+	return nil
+}
+
+// produceInTxn hands a record to the open transaction, beginning one if none is open.
+func (w *Writer) produceInTxn(rec *kgo.Record, ack Acker) error {
+	t := w.txn
+	for {
+		t.mu.RLock()
+		if t.open {
+			break
+		}
+		t.mu.RUnlock()
+		t.mu.Lock()
+		if !t.open {
+			if err := w.cl.BeginTransaction(); err != nil {
+				t.mu.Unlock()
+				err = fmt.Errorf("begin kafka transaction: %w", describeTxn(err))
+				w.fail(err)
+				return err
+			}
+			t.open, t.opened, t.count = true, time.Now(), 0
+		}
+		t.mu.Unlock()
+	}
+	defer t.mu.RUnlock()
+	t.ackMu.Lock()
+	t.count++
+	t.ackMu.Unlock()
+	w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
+		if err != nil {
+			w.failed(rec, ack, err)
+			return
+		}
+		if ack == nil {
+			return
+		}
+		t.ackMu.Lock()
+		if n := len(t.acks); n > 0 && t.acks[n-1].ack == ack {
+			t.acks[n-1].n++
+		} else {
+			t.acks = append(t.acks, ackRun{ack, 1})
+		}
+		t.ackMu.Unlock()
+	})
+	return nil
+}
+
+// TxnOpen returns when the open transaction began and how many records it holds; ok is false
+// when none is open.
+func (w *Writer) TxnOpen() (opened time.Time, records int, ok bool) {
+	t := w.txn
+	if t == nil {
+		return time.Time{}, 0, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	t.ackMu.Lock()
+	defer t.ackMu.Unlock()
+	return t.opened, t.count, t.open
+}
+
+// Commit commits the open transaction with progress, the record that says how far it goes
+// (nil for none), as its last record; then it acknowledges every record of the transaction.
+// Without an open transaction it does nothing: progress describes records, and there are
+// none. An error leaves the writer failed: the transaction is not committed, and Abort (or
+// the next instance's Fence) aborts it.
+func (w *Writer) Commit(ctx context.Context, progress *Record) error {
+	t := w.txn
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.open {
+		return nil
+	}
+	if err := w.Err(); err != nil {
+		return err
+	}
+	if progress != nil {
+		n, err := w.EnsureTopic(ctx, progress.Topic)
+		if err != nil {
+			return err
+		}
+		rec := &kgo.Record{Topic: progress.Topic, Key: progress.Key, Value: progress.Value, Partition: Partition(progress.Key, n)}
+		w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
+			if err != nil {
+				w.failed(rec, nil, err)
+			}
+		})
+	}
+	if err := w.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush the kafka transaction: %w", err)
+	}
+	if err := w.Err(); err != nil {
+		return err // a record failed: the transaction must not commit
+	}
+	if err := w.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		err = fmt.Errorf("commit kafka transaction (transactional.id %q): %w", w.cfg.TransactionalID, describeTxn(err))
+		w.fail(err)
+		return err
+	}
+	t.open = false
+	t.ackMu.Lock()
+	acks := t.acks
+	t.acks = nil
+	t.ackMu.Unlock()
+	for _, r := range acks {
+		for range r.n {
+			r.ack.Ack()
+		}
+	}
+	return nil
+}
+
+// AbortTxn aborts the open transaction, if any, so that read_committed consumers need not
+// wait for its timeout; its records are never acknowledged. It is for shutdown after an
+// error; a failed writer's transaction may not be abortable, and the next instance's Fence
+// aborts it then.
+func (w *Writer) AbortTxn(ctx context.Context) error {
+	t := w.txn
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.open {
+		return nil
+	}
+	t.open = false
+	t.ackMu.Lock()
+	t.acks = nil
+	t.ackMu.Unlock()
+	if err := w.cl.AbortBufferedRecords(ctx); err != nil {
+		return fmt.Errorf("abort kafka transaction: %w", err)
+	}
+	if err := w.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("abort kafka transaction: %w", describeTxn(err))
+	}
+	return nil
+}
+
+// describeTxn adds the fix for the errors of transactions users meet.
+func describeTxn(err error) error {
+	switch {
+	case errors.Is(err, kerr.ProducerFenced), errors.Is(err, kerr.InvalidProducerEpoch):
+		return fmt.Errorf("%w: another procon-cdc with the same name and slot started and took over this transactional.id (zombie fencing); "+
+			"this one stops and confirms nothing it did not commit; run one procon-cdc per configuration", err)
+	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return fmt.Errorf("%w: grant the principal WRITE and DESCRIBE on the transactional id (e.g. kafka-acls --transactional-id 'procon-cdc/' --resource-pattern-type prefixed)", err)
+	case errors.Is(err, kerr.UnsupportedVersion), errors.Is(err, kerr.UnsupportedForMessageFormat):
+		return fmt.Errorf("%w: the brokers do not support transactions; kafka.delivery: exactly_once needs Kafka 0.11 or later (3.x or 4.x advised)", err)
+	case errors.Is(err, kerr.InvalidTxnState), errors.Is(err, kerr.TransactionCoordinatorFenced), errors.Is(err, kerr.InvalidTransactionTimeout):
+		return fmt.Errorf("%w: the transaction was aborted by Kafka, probably for outliving kafka.transactions.timeout (or the brokers' transaction.max.timeout.ms is below it); "+
+			"nothing of it was confirmed, and a restart writes it again", err)
+	}
+	return err
+}
