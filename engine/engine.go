@@ -51,9 +51,9 @@ type Engine struct {
 	// rtWriter produces realtime notifications: the writer, or with exactly-once delivery
 	// one of their own outside transactions (exactly.go).
 	rtWriter *sink.Writer
-	resume   *progress.State // exactly once: the last committed progress record, or nil
-	guard   *deadletter.Guard // errors.record_too_large
-	snap    *snapshots        // snapshot.go
+	resume   *progress.State   // exactly once: the last committed progress record, or nil
+	guard    *deadletter.Guard // errors.record_too_large
+	snap     *snapshots        // snapshot.go
 
 	// DrainTimeout bounds the wait for Kafka's acknowledgements on shutdown.
 	DrainTimeout time.Duration

@@ -45,7 +45,7 @@ type ExactlyOnce struct {
 
 // exactly is the Run goroutine's state of exactly-once delivery.
 type exactly struct {
-	cfg ExactlyOnce
+	cfg  ExactlyOnce
 	tick time.Duration
 
 	pos      *progress.Position // the last record handed over (or skipped as written)

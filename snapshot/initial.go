@@ -138,11 +138,11 @@ type segment struct {
 	first bool // the table's first range
 	last  bool // the table's last range
 
-	mu        sync.Mutex
-	chunks    []*chunk // handed to Kafka, not yet all acknowledged, in order
+	mu     sync.Mutex
+	chunks []*chunk // handed to Kafka, not yet all acknowledged, in order
 	// handed is the range's progress as of the rows handed to Kafka, acknowledged or not
 	// (kept only with Commit).
-	handed RangeUpdate
+	handed    RangeUpdate
 	reading   bool
 	ackedKey  []string
 	ackedRows int64

@@ -37,8 +37,8 @@ type window struct {
 	ready  bool
 	rows   []BufferedRow
 	update RangeUpdate // the range's progress once the rows are emitted
-	xip   []uint32 // transactions in progress for the chunk's read
-	xmin  uint32
+	xip    []uint32    // transactions in progress for the chunk's read
+	xmin   uint32
 
 	done chan windowResult // buffered: the pipeline never waits for the worker
 }
