@@ -82,6 +82,11 @@ func (c *Config) validateDelivery(errs *fieldErrors) {
 	if t.CommitRecords > t.MaxRecords && bounds["kafka.transactions.max_records"].allows(int64(t.MaxRecords)) {
 		errs.add("kafka.transactions.commit_records", "%d is more than kafka.transactions.max_records (%d): a Kafka transaction would be split before it could be committed by size; lower it", t.CommitRecords, t.MaxRecords)
 	}
+	if t.MaxRecords < c.Snapshot.ChunkSize && bounds["snapshot.chunk_size"].allows(int64(c.Snapshot.ChunkSize)) {
+		// The rows of an in-stream snapshot chunk are emitted together with the chunk's
+		// progress: a chunk split over two Kafka transactions would be read again whole.
+		errs.add("kafka.transactions.max_records", "%d is less than snapshot.chunk_size (%d): a snapshot chunk must fit in one Kafka transaction", t.MaxRecords, c.Snapshot.ChunkSize)
+	}
 	if time.Duration(t.CommitInterval)*2 >= time.Duration(t.Timeout) && bounds["kafka.transactions.timeout"].allows(int64(t.Timeout)) {
 		errs.add("kafka.transactions.commit_interval", "%s is not less than half of kafka.transactions.timeout (%s): transactions would be split by age before their interval ends", time.Duration(t.CommitInterval), time.Duration(t.Timeout))
 	}

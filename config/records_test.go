@@ -62,3 +62,27 @@ func TestRecordTooLargeDLQTopicUnusedIsNotChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDeliveryValidation(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"kafka: {brokers: b:9092, delivery: twice}", "kafka.delivery"},
+		{"kafka: {brokers: b:9092, delivery: exactly_once, transactions: {commit_records: 5, max_records: 4}}\nsnapshot: {chunk_size: 1}", "kafka.transactions.commit_records"},
+		{"kafka: {brokers: b:9092, delivery: exactly_once, transactions: {max_records: 100, commit_records: 10}}", "snapshot chunk must fit"},
+		{"kafka: {brokers: b:9092, delivery: exactly_once, transactions: {commit_interval: 40s}}", "kafka.transactions.commit_interval"},
+		{"kafka: {brokers: b:9092, delivery: exactly_once, transactions: {progress_topic: demo.message}}", "kafka.transactions.progress_topic"},
+		{"kafka: {brokers: b:9092, delivery: exactly_once, transactions: {timeout: 500ms}}", "kafka.transactions.timeout"},
+	} {
+		text := strings.Replace(minimal, "kafka:\n  brokers: ${BROKERS:-127.0.0.1:9092}\n", "", 1) + c.yaml + "\n"
+		_, err := Parse(strings.NewReader(text), env(map[string]string{"DSN": "x"}))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error naming %s", c.yaml, err, c.want)
+		}
+	}
+	cfg, err := Parse(strings.NewReader(minimal), env(map[string]string{"DSN": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.Delivery != AtLeastOnce || cfg.Kafka.Transactions.ProgressTopic != "demo.progress" || cfg.TransactionalID() != "procon-cdc/demo/procon_demo" {
+		t.Fatalf("defaults: %q %q %q", cfg.Kafka.Delivery, cfg.Kafka.Transactions.ProgressTopic, cfg.TransactionalID())
+	}
+}

@@ -242,6 +242,9 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		if p.eos.written(pos) {
 			return nil
 		}
+		if err := p.splitFull(ctx); err != nil {
+			return err
+		}
 		p.eos.handed(pos)
 	} else {
 		dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, position{uint64(tx.CommitLSN), j.seq})

@@ -88,32 +88,49 @@ func (x *exactly) beginSource() { x.inSource, x.sourceN, x.split = true, 0, fals
 func (x *exactly) endSource()   { x.inSource = false }
 
 // commitDue decides whether to commit now: at a source transaction's end once the Kafka
-// transaction is old or large enough (or, idle, a tick old), inside one only to split it.
-func (x *exactly) commitDue(idle bool) (commit, split bool) {
+// transaction is old or large enough (or, idle, a tick old), inside one only to split it when
+// the Kafka transaction nears its timeout (the record count is checked before each record,
+// splitFull).
+func (x *exactly) commitDue(idle bool) bool {
 	opened, n, ok := x.cfg.Transactions.TxnOpen()
 	if !ok {
-		return false, false
+		return false
 	}
 	age := time.Since(opened)
 	if x.inSource {
-		return x.sourceN > x.cfg.MaxRecords || age >= x.cfg.SplitAge, true
+		return age >= x.cfg.SplitAge
 	}
-	return age >= x.cfg.CommitInterval || n >= x.cfg.CommitRecords || idle && age >= x.tick, false
+	return age >= x.cfg.CommitInterval || n >= x.cfg.CommitRecords || idle && age >= x.tick
 }
 
 // maybeCommit commits the open Kafka transaction when it is due.
 func (p *Pipeline) maybeCommit(ctx context.Context, idle bool) error {
 	x := p.eos
-	if x == nil {
+	if x == nil || !x.commitDue(idle) {
 		return nil
 	}
-	commit, split := x.commitDue(idle)
-	if !commit {
-		return nil
+	if x.inSource {
+		return p.split(ctx)
 	}
-	if split && !x.split {
+	return p.commit(ctx)
+}
+
+// splitFull splits the open source transaction before its next record when the Kafka
+// transaction already holds max_records of its records.
+func (p *Pipeline) splitFull(ctx context.Context) error {
+	if x := p.eos; x.inSource && x.sourceN >= x.cfg.MaxRecords {
+		return p.split(ctx)
+	}
+	return nil
+}
+
+// split commits the open Kafka transaction inside a source transaction, after the record at
+// x.pos: the rest of the source transaction goes into the next one.
+func (p *Pipeline) split(ctx context.Context) error {
+	x := p.eos
+	if !x.split {
 		x.split = true
-		p.log.Warn("a source transaction is split over Kafka transactions (kafka.transactions.max_records or half of kafka.transactions.timeout): "+
+		p.log.Warn("a source transaction is split over Kafka transactions (over kafka.transactions.max_records records, or open at half of kafka.transactions.timeout): "+
 			"read_committed consumers see it in parts; exactly-once still holds",
 			"commit_lsn", fmt.Sprintf("%X/%X", x.pos.CommitLSN>>32, uint32(x.pos.CommitLSN)), "records_so_far", x.sourceN)
 	}

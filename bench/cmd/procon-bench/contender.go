@@ -73,7 +73,10 @@ type runSpec struct {
 
 func (r *runSpec) topic() string { return r.name + ".public." + table }
 
-func isKafka(c string) bool { return c == "procon-json" || c == "procon-avro" || c == "debezium" }
+func isKafka(c string) bool { return isProcon(c) || c == "debezium" }
+
+// isProcon reports whether c is procon-cdc.
+func isProcon(c string) bool { return c == "procon-json" || c == "procon-avro" || c == "procon-eos" }
 
 func short(c string) string {
 	switch c {
@@ -81,6 +84,8 @@ func short(c string) string {
 		return "json"
 	case "procon-avro":
 		return "avro"
+	case "procon-eos":
+		return "eos"
 	case "debezium":
 		return "dbz"
 	case "pg_recvlogical":
@@ -232,6 +237,10 @@ func (b *bench) proconConfig(r *runSpec, c string) string {
 	if r.snapshot {
 		autocreate, pub, mode = "filtered", r.name, "initial"
 	}
+	delivery := ""
+	if c == "procon-eos" {
+		delivery = "  delivery: exactly_once\n"
+	}
 	fmt.Fprintf(&sb, `postgres:
   dsn: ${PROCON_PG_DSN}
   slot: %s
@@ -239,7 +248,7 @@ func (b *bench) proconConfig(r *runSpec, c string) string {
   publication_autocreate: %s
 kafka:
   brokers: ${PROCON_KAFKA_BROKERS}
-  topic_defaults:
+%s  topic_defaults:
     partitions: 1
     replication_factor: 1
     configs: {message.timestamp.type: LogAppendTime}
@@ -249,7 +258,7 @@ relation_configs:
   public.%s: {}
 log:
   level: %s
-`, r.name, pub, autocreate, mode, table, envString("BENCH_PROCON_LOG_LEVEL", "warn"))
+`, r.name, pub, autocreate, delivery, mode, table, envString("BENCH_PROCON_LOG_LEVEL", "warn"))
 	return sb.String()
 }
 
@@ -307,6 +316,19 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 	var stdout *lineWatcher
 	var ready chan struct{}
 	var pprofAddr string
+	// What Kafka holds: the topic's end offsets, except under exactly-once delivery, where
+	// transaction markers take offsets too: there a read_committed consumer counts the records
+	// as they become visible (and times them, for steady's latency).
+	count := func(ctx context.Context) (int64, error) { return b.recordCount(ctx, r.topic()) }
+	var live *liveReader
+	if c == "procon-eos" {
+		var err error
+		if live, err = b.startLiveReader(ctx, r.topic(), r.steady != nil); err != nil {
+			return err
+		}
+		defer live.close()
+		count = func(context.Context) (int64, error) { return live.count(), nil }
+	}
 	switch c {
 	case "debezium":
 		props := base + ".properties"
@@ -382,7 +404,7 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 			return fmt.Errorf("steady writer: %w", err)
 		}
 	}
-	doneAt, first, err := b.waitRecords(ctx, p, r.topic(), res.ExpectedRecords)
+	doneAt, first, err := b.waitRecords(ctx, p, count, res.ExpectedRecords)
 	final := treeUsage(p.pid(), b.clkTck)
 	smp.sample(ctx)
 	last, wsCPU := smp.readings()
@@ -396,7 +418,7 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 	if err != nil {
 		p.stop(30 * time.Second)
 		res.ExitCode = p.exitCode()
-		res.RecordsInKafka, _ = b.recordCount(ctx, r.topic())
+		res.RecordsInKafka, _ = count(ctx)
 		return fmt.Errorf("%w (log: %s)", err, res.Log)
 	}
 	res.WallSeconds = doneAt.Sub(measureFrom).Seconds()
@@ -422,7 +444,7 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 	}
 	// Anything more than expected (a duplicate) would show up here.
 	time.Sleep(time.Second)
-	res.RecordsInKafka, err = b.recordCount(ctx, r.topic())
+	res.RecordsInKafka, err = count(ctx)
 	if err != nil {
 		return err
 	}
@@ -434,7 +456,12 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 		b.replayCheck(ctx, r, res)
 	}
 	if r.steady != nil {
-		lat, err := b.measureLatency(ctx, r.topic(), res.ExpectedRecords, c == "procon-avro")
+		var lat *latency
+		if live != nil {
+			lat, err = live.latency()
+		} else {
+			lat, err = b.measureLatency(ctx, r.topic(), res.ExpectedRecords, c == "procon-avro")
+		}
 		if err != nil {
 			return fmt.Errorf("latency: %w", err)
 		}
@@ -471,13 +498,13 @@ func (b *bench) waitReady(ctx context.Context, p *proc, slot string, ready chan 
 
 // waitRecords polls topic's end offset every 50 ms until it reaches want, and returns when
 // that happened and when the first record appeared.
-func (b *bench) waitRecords(ctx context.Context, p *proc, topic string, want int64) (done, first time.Time, err error) {
+func (b *bench) waitRecords(ctx context.Context, p *proc, count func(context.Context) (int64, error), want int64) (done, first time.Time, err error) {
 	deadline := p.started.Add(b.o.timeout)
 	lastN, lastMove := int64(-1), time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		n, err := b.recordCount(ctx, topic)
+		n, err := count(ctx)
 		now := time.Now()
 		if err == nil {
 			if n > 0 && first.IsZero() {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -143,9 +144,15 @@ func (b *bench) measureLatency(ctx context.Context, topic string, n int64, avroV
 			return nil, rerr
 		}
 	}
+	return latencyOf(lat)
+}
+
+// latencyOf summarizes delays in milliseconds.
+func latencyOf(lat []float64) (*latency, error) {
 	if len(lat) == 0 {
 		return nil, errors.New("no records with values")
 	}
+	lat = slices.Clone(lat)
 	slices.Sort(lat)
 	var sum float64
 	for _, v := range lat {
@@ -258,4 +265,74 @@ func (b *bench) deleteSubjects(ctx context.Context, topics ...string) {
 			}
 		}
 	}
+}
+
+// liveReader reads a topic as a read_committed consumer while a contender runs: it counts the
+// records visible so far and, with timing on, when each became visible after its commit in
+// PostgreSQL (receive time minus source.ts_ms): commit-to-visible for exactly-once delivery,
+// whose records a read_committed consumer sees only at their Kafka transaction's commit.
+type liveReader struct {
+	cl     *kgo.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+	n      atomic.Int64
+
+	mu  sync.Mutex
+	lat []float64
+	err error
+}
+
+func (b *bench) startLiveReader(ctx context.Context, topic string, timing bool) (*liveReader, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.env.Brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.MetadataMinAge(250*time.Millisecond),
+		kgo.FetchMaxWait(50*time.Millisecond),
+		kgo.FetchMaxBytes(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	l := &liveReader{cl: cl, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			now := time.Now().UnixMilli()
+			fs.EachRecord(func(r *kgo.Record) {
+				l.n.Add(1)
+				if !timing || r.Value == nil {
+					return
+				}
+				ts, err := jsonSourceTsMs(r.Value)
+				l.mu.Lock()
+				if err != nil {
+					l.err = err
+				} else {
+					l.lat = append(l.lat, float64(now-ts))
+				}
+				l.mu.Unlock()
+			})
+		}
+	}()
+	return l, nil
+}
+
+func (l *liveReader) count() int64 { return l.n.Load() }
+
+func (l *liveReader) close() {
+	l.cancel()
+	<-l.done
+	l.cl.Close()
+}
+
+// latency is the distribution of commit-to-visible delays seen so far.
+func (l *liveReader) latency() (*latency, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return nil, l.err
+	}
+	return latencyOf(l.lat)
 }

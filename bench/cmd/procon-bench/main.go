@@ -45,7 +45,7 @@ type options struct {
 
 var allScenarios = []string{"drain-small", "drain-batched", "huge-tx", "steady", "snapshot"}
 
-var allContenders = []string{"pg_recvlogical", "procon-json", "procon-avro", "debezium"}
+var allContenders = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "debezium"}
 
 func main() {
 	if err := run(); err != nil {

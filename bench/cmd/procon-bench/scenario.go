@@ -320,7 +320,7 @@ func (b *bench) runSnapshot(ctx context.Context, sc *scenario, res *ScenarioResu
 		}
 		r := &runSpec{sc: sc, name: name, snapshot: true}
 		runs[c] = append(runs[c], b.runContender(ctx, r, c))
-		if c == "procon-json" || c == "procon-avro" {
+		if isProcon(c) {
 			b.proconDrop(ctx, r)
 		}
 		b.dropSlot(ctx, name)
