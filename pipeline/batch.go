@@ -237,8 +237,8 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		return err
 	}
 	rec.Partition = sink.Partition(rec.Key, partitions)
+	pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
 	if p.eos != nil {
-		pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
 		if p.eos.written(pos) {
 			return nil
 		}
@@ -247,7 +247,7 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		}
 		p.eos.handed(pos)
 	} else {
-		dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, position{uint64(tx.CommitLSN), j.seq})
+		dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, pos)
 		if err != nil || dup {
 			return err
 		}

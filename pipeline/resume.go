@@ -7,21 +7,10 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/txid"
 )
-
-// position orders the records of the stream: a record's transaction commit LSN, then its
-// place in the transaction. Stream order is commit order, so in each partition that only the
-// pipeline writes to, positions strictly increase.
-type position struct {
-	commit uint64
-	seq    int
-}
-
-func (p position) after(q position) bool {
-	return p.commit > q.commit || (p.commit == q.commit && p.seq > q.seq)
-}
 
 type topicPartition struct {
 	topic     string
@@ -46,30 +35,30 @@ type resume struct {
 	log       *slog.Logger
 
 	loaded  map[string]bool
-	last    map[topicPartition]position
+	last    map[topicPartition]progress.Position
 	skipped map[topicPartition]int // records skipped since the last one written
 }
 
 func newResume(cfg Config) *resume {
 	return &resume{tails: cfg.Tails, source: cfg.Source, instance: cfg.Instance, walAtOpen: cfg.WALAtOpen, log: cfg.Logger,
-		loaded: map[string]bool{}, last: map[topicPartition]position{}, skipped: map[topicPartition]int{}}
+		loaded: map[string]bool{}, last: map[topicPartition]progress.Position{}, skipped: map[topicPartition]int{}}
 }
 
 // written reports whether the record at pos in tp is already in Kafka; if not, it records pos
 // as the partition's last position.
-func (r *resume) written(ctx context.Context, tp topicPartition, pos position) (bool, error) {
+func (r *resume) written(ctx context.Context, tp topicPartition, pos progress.Position) (bool, error) {
 	if !r.loaded[tp.topic] {
 		if err := r.load(ctx, tp.topic); err != nil {
 			return false, err
 		}
 	}
-	if last, ok := r.last[tp]; ok && !pos.after(last) {
+	if last, ok := r.last[tp]; ok && last.Covers(pos) {
 		r.skipped[tp]++
 		return true, nil
 	}
 	if n := r.skipped[tp]; n > 0 {
 		r.log.Info("resume: skipped records that Kafka already has from the previous run", "topic", tp.topic,
-			"partition", tp.partition, "skipped", n, "first_written_commit_lsn", pglogrepl.LSN(pos.commit).String(), "seq", pos.seq)
+			"partition", tp.partition, "skipped", n, "first_written_commit_lsn", pglogrepl.LSN(pos.CommitLSN).String(), "seq", pos.Seq)
 		delete(r.skipped, tp)
 	}
 	r.last[tp] = pos
@@ -91,22 +80,22 @@ func (r *resume) load(ctx context.Context, topic string) error {
 }
 
 // own returns the position of a partition's last record if this pipeline wrote it.
-func (r *resume) own(topic string, part int32, headers []sink.Header) (position, bool) {
+func (r *resume) own(topic string, part int32, headers []sink.Header) (progress.Position, bool) {
 	k, err := txid.FromRecordHeaders(headers)
 	if err != nil {
-		return position{}, false // not Procon's: nothing to resume from
+		return progress.Position{}, false // not Procon's: nothing to resume from
 	}
 	source, _ := txid.HeaderValue(headers, txid.HeaderSource)
-	pos := position{commit: k.Tx.CommitLSN(), seq: k.Seq}
+	pos := progress.Position{CommitLSN: k.Tx.CommitLSN(), Seq: k.Seq}
 	switch {
 	case !bytes.Equal(source, r.source) || k.Tx.Instance() != r.instance:
 		r.log.Info("resume: the last record of the partition was written by another pipeline; not skipping anything there",
 			"topic", topic, "partition", part, "its_source", string(source), "its_instance", k.Tx.Instance(), "source", string(r.source))
-		return position{}, false
-	case pos.commit > r.walAtOpen:
+		return progress.Position{}, false
+	case pos.CommitLSN > r.walAtOpen:
 		r.log.Warn("resume: the last record of the partition claims a position ahead of the server's WAL; ignoring it",
-			"topic", topic, "partition", part, "commit_lsn", pglogrepl.LSN(pos.commit).String(), "wal", pglogrepl.LSN(r.walAtOpen).String())
-		return position{}, false
+			"topic", topic, "partition", part, "commit_lsn", pglogrepl.LSN(pos.CommitLSN).String(), "wal", pglogrepl.LSN(r.walAtOpen).String())
+		return progress.Position{}, false
 	}
 	return pos, true
 }

@@ -61,6 +61,25 @@ func (w *Writer) LastHeaders(ctx context.Context, topic string) (map[int32][]Hea
 func (w *Writer) LastRecords(ctx context.Context, topic string) (map[int32]*ConsumedRecord, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, TailReadTimeout, errTailTimeout)
 	defer cancel()
+	// A broker restarting or a leader election fails the read for a moment: it is read again,
+	// from the start, until the deadline.
+	backoff := 100 * time.Millisecond
+	for {
+		out, err := w.lastRecords(ctx, topic)
+		if err == nil || !retriable(err) || ctx.Err() != nil {
+			return out, err
+		}
+		w.log.Warn("reading the last records of a topic; retrying", "topic", topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, tailError(ctx, fmt.Errorf("read the last records of %s: %w (%w)", topic, err, context.Cause(ctx)))
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (w *Writer) lastRecords(ctx context.Context, topic string) (map[int32]*ConsumedRecord, error) {
 	starts, err := w.adm.ListStartOffsets(ctx, topic)
 	if err != nil {
 		return nil, tailError(ctx, fmt.Errorf("list start offsets of %s: %w", topic, err))

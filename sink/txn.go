@@ -193,8 +193,9 @@ func (w *Writer) AbortTxn(ctx context.Context) error {
 func describeTxn(err error) error {
 	switch {
 	case errors.Is(err, kerr.ProducerFenced), errors.Is(err, kerr.InvalidProducerEpoch):
-		return fmt.Errorf("%w: another procon-cdc with the same name and slot started and took over this transactional.id (zombie fencing); "+
-			"this one stops and confirms nothing it did not commit; run one procon-cdc per configuration", err)
+		return fmt.Errorf("%w: this procon-cdc was fenced: another one with the same name and slot started and took over the transactional id, "+
+			"or Kafka aborted the open transaction for outliving kafka.transactions.timeout (Kafka unreachable that long); "+
+			"it stops, having confirmed nothing it did not commit: run one procon-cdc per configuration, and restart this one if it was the only one", err)
 	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
 		return fmt.Errorf("%w: grant the principal WRITE and DESCRIBE on the transactional id (e.g. kafka-acls --transactional-id 'procon-cdc/' --resource-pattern-type prefixed)", err)
 	case errors.Is(err, kerr.UnsupportedVersion), errors.Is(err, kerr.UnsupportedForMessageFormat):

@@ -472,7 +472,9 @@ func (in *Initial) commit(ctx context.Context) error {
 	ranges := make([]RangeUpdate, 0, len(in.segments))
 	for _, s := range in.segments {
 		s.mu.Lock()
-		ranges = append(ranges, s.handed)
+		if h := s.handed; h.Rows > 0 || h.Done { // an untouched range is as planned
+			ranges = append(ranges, h)
+		}
 		s.mu.Unlock()
 	}
 	return in.cfg.Commit(ctx, ranges)

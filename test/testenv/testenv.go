@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,9 @@ type Env struct {
 	RegistryTLSURL string
 	TLSCA          string
 	Services       string // path of scripts/services
+
+	mu        sync.Mutex
+	exclusive map[testing.TB]bool // tests holding the services lock exclusively
 }
 
 func required() bool {
@@ -142,7 +146,21 @@ func (e *Env) StopService(t testing.TB, name string) {
 	t.Helper()
 	// Tests of other packages (other processes) that hold the services wait for this one to
 	// end; the lock is released after the service is back (cleanups run last-in first-out).
-	lockServices(t, syscall.LOCK_EX)
+	// A test takes it once: a second flock of its own would wait for the first forever.
+	e.mu.Lock()
+	if !e.exclusive[t] {
+		lockServices(t, syscall.LOCK_EX)
+		if e.exclusive == nil {
+			e.exclusive = map[testing.TB]bool{}
+		}
+		e.exclusive[t] = true
+		t.Cleanup(func() {
+			e.mu.Lock()
+			delete(e.exclusive, t)
+			e.mu.Unlock()
+		})
+	}
+	e.mu.Unlock()
 	e.runServices(t, "stop", name)
 	t.Cleanup(func() { e.runServices(t, "start", name) })
 }

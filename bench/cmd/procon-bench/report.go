@@ -75,6 +75,10 @@ func score(res *ScenarioResult) {
 			return target("≥0.7× "+limitName+" events/s", ok && r.VsLimit >= 0.7, limit != nil || !ok, fmt.Sprintf("%.2f×", r.VsLimit))
 		}
 		cpu := target("CPU/event ≤ ⅕ Debezium", ok && r.CPUVsDebezium > 0 && r.CPUVsDebezium <= 0.2, dbz != nil || !ok, fmt.Sprintf("%.2f×", r.CPUVsDebezium))
+		if r.Contender == "procon-eos" {
+			r.Targets = eosTargets(res, r)
+			continue
+		}
 		switch res.Name {
 		case "drain-small", "drain-batched":
 			r.Targets = []Target{speedDbz(), speedLimit(), cpu}
@@ -92,6 +96,29 @@ func score(res *ScenarioResult) {
 			r.Targets = []Target{cpu}
 		}
 	}
+}
+
+// eosTargets are exactly-once delivery's goals (issue 14), against at-least-once procon-json
+// in the same run: at least 0.8× its throughput in the drains; in steady, p99 commit-to-visible
+// (to a read_committed consumer) under 50 ms.
+func eosTargets(res *ScenarioResult, r *Result) []Target {
+	ok := r.Complete
+	alo := find(res, "procon-json")
+	switch res.Name {
+	case "drain-small", "drain-batched":
+		ratio := 0.0
+		if alo != nil && alo.EventsPerSecond > 0 {
+			ratio = r.EventsPerSecond / alo.EventsPerSecond
+		}
+		return []Target{target("≥0.8× procon-json events/s", ok && ratio >= 0.8, alo != nil || !ok, fmt.Sprintf("%.2f×", ratio))}
+	case "steady":
+		p99 := -1.0
+		if r.Latency != nil {
+			p99 = r.Latency.P99
+		}
+		return []Target{target("p99 visible < 50 ms", ok && p99 >= 0 && p99 < 50, true, fmt.Sprintf("%.0f ms", p99))}
+	}
+	return nil
 }
 
 // RunSummary is one run of a contender that ran several times (-repeat).
