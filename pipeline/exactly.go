@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/procon-cdc/procon/progress"
@@ -142,8 +143,13 @@ func (p *Pipeline) commit(ctx context.Context) error {
 	x := p.eos
 	st := &progress.State{Source: string(p.cfg.Source), Instance: p.cfg.Instance, Stream: x.pos, Snapshot: x.snapshot}
 	rec := &sink.Record{Topic: x.cfg.ProgressTopic, Key: p.cfg.Source, Value: progress.Encode(st), Partition: -1}
+	start := time.Now()
+	opened, n, _ := x.cfg.Transactions.TxnOpen()
 	if err := x.cfg.Transactions.Commit(ctx, rec); err != nil {
 		return err
+	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("kafka transaction committed", "records", n, "age", start.Sub(opened), "commit", time.Since(start))
 	}
 	x.sourceN = 0
 	if x.skipped > 0 {

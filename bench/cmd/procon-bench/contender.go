@@ -459,6 +459,9 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 		var lat *latency
 		if live != nil {
 			lat, err = live.latency()
+			if a, aerr := live.appendLatency(); aerr == nil {
+				res.Notes = append(res.Notes, fmt.Sprintf("latency is commit-to-visible for a read_committed consumer; commit-to-append (LogAppendTime, as for the others) p50 / p99 / max: %.0f / %.0f / %.0f ms", a.P50, a.P99, a.Max))
+			}
 		} else {
 			lat, err = b.measureLatency(ctx, r.topic(), res.ExpectedRecords, c == "procon-avro")
 		}

@@ -278,7 +278,8 @@ type liveReader struct {
 	n      atomic.Int64
 
 	mu  sync.Mutex
-	lat []float64
+	lat []float64 // receive time - source.ts_ms
+	app []float64 // LogAppendTime - source.ts_ms
 	err error
 }
 
@@ -311,6 +312,7 @@ func (b *bench) startLiveReader(ctx context.Context, topic string, timing bool) 
 					l.err = err
 				} else {
 					l.lat = append(l.lat, float64(now-ts))
+					l.app = append(l.app, float64(r.Timestamp.UnixMilli()-ts))
 				}
 				l.mu.Unlock()
 			})
@@ -325,6 +327,14 @@ func (l *liveReader) close() {
 	l.cancel()
 	<-l.done
 	l.cl.Close()
+}
+
+// appendLatency is the distribution of commit-to-append delays (LogAppendTime) of the same
+// records.
+func (l *liveReader) appendLatency() (*latency, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return latencyOf(l.app)
 }
 
 // latency is the distribution of commit-to-visible delays seen so far.
