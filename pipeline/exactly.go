@@ -38,10 +38,6 @@ type ExactlyOnce struct {
 	// Resume is the stream position of the last committed progress record: records at or
 	// before it are already in Kafka. nil when there is none.
 	Resume *progress.Position
-	// Snapshot, when it is not nil, is the progress of the initial snapshot, carried until
-	// streaming's own progress replaces it. (In-stream snapshots report theirs through
-	// Snapshots.Progress.)
-	Snapshot *progress.Snapshot
 }
 
 // exactly is the Run goroutine's state of exactly-once delivery.
@@ -53,7 +49,9 @@ type exactly struct {
 	inSource bool               // between a source transaction's Begin and its Commit
 	sourceN  int                // records of the open source transaction in the open Kafka transaction
 	split    bool               // the open source transaction was split (logged once)
-	snapshot *progress.Snapshot // in-stream snapshot progress as of the last record handed over
+	// snapshot is the in-stream snapshot's progress as of the last record handed over (nil
+	// before this run emitted a chunk: the progress table was brought up to date at start).
+	snapshot *progress.Snapshot
 	skipped  int
 }
 
@@ -61,7 +59,7 @@ func newExactly(cfg *ExactlyOnce) *exactly {
 	if cfg == nil {
 		return nil
 	}
-	x := &exactly{cfg: *cfg, tick: max(cfg.CommitInterval/10, time.Millisecond), snapshot: cfg.Snapshot}
+	x := &exactly{cfg: *cfg, tick: max(cfg.CommitInterval/10, time.Millisecond)}
 	if cfg.Resume != nil {
 		pos := *cfg.Resume
 		x.pos = &pos

@@ -144,6 +144,10 @@ func (w *Writer) Commit(ctx context.Context, progress *Record) error {
 	if err := w.Err(); err != nil {
 		return err // a record failed: the transaction must not commit
 	}
+	if w.records.Err() != nil {
+		// Abort gave records up without an error of their own: they are not in Kafka.
+		return errors.New("kafka transaction not committed: its records were given up at the drain deadline")
+	}
 	if err := w.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		err = fmt.Errorf("commit kafka transaction (transactional.id %q): %w", w.cfg.TransactionalID, describeTxn(err))
 		w.fail(err)

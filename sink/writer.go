@@ -396,9 +396,8 @@ func describe(err error) error {
 			"within the limits it read at the topic's first use: the topic's max.message.bytes was probably lowered since; set it to at least "+
 			"kafka.max_record_bytes, or restart procon-cdc to apply errors.record_too_large under the new limit; the slot's position stays "+
 			"before this transaction, so nothing is lost", err)
-	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed),
-		errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
 		return fmt.Errorf("%w: grant the producer WRITE (and IDEMPOTENT_WRITE) on the topic", err)
 	}
-	return err
+	return describeTxn(err)
 }

@@ -385,24 +385,25 @@ func (in *Initial) Run(ctx context.Context, newEmitter func(*Table) (Emitter, er
 			return nil
 		})
 	}
-	var commitErr atomic.Pointer[error]
-	committed := make(chan struct{})
+	// The commits run until the workers are done (a commit in flight is let finish: one cut
+	// short could leave Kafka unsure of its outcome); a failed commit stops the workers.
+	workersDone := make(chan struct{})
+	commitErr := make(chan error, 1)
 	if in.cfg.Commit != nil {
 		go func() {
-			defer close(committed)
-			if err := in.commitLoop(wctx); err != nil && !errors.Is(err, context.Canceled) {
-				commitErr.Store(&err)
+			err := in.commitLoop(ctx, workersDone)
+			if err != nil {
 				cancelWorkers()
 			}
+			commitErr <- err
 		}()
 	} else {
-		close(committed)
+		commitErr <- nil
 	}
 	err := g.Wait()
-	cancelWorkers()
-	<-committed
-	if p := commitErr.Load(); p != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		err = *p
+	close(workersDone)
+	if cerr := <-commitErr; cerr != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = cerr
 	}
 	if err == nil && in.cfg.Commit != nil {
 		err = in.commit(ctx)
@@ -441,12 +442,15 @@ func (in *Initial) Run(ctx context.Context, newEmitter func(*Table) (Emitter, er
 	return nil
 }
 
-// commitLoop commits what the workers handed over every CommitInterval until ctx ends.
-func (in *Initial) commitLoop(ctx context.Context) error {
+// commitLoop commits what the workers handed over every CommitInterval until they are done
+// or ctx ends.
+func (in *Initial) commitLoop(ctx context.Context, workersDone <-chan struct{}) error {
 	// Until the snapshot's first row is handed over, the others wait for it inside their
 	// chunks (hand), so pausing them could deadlock; and there is nothing to commit.
 	select {
 	case <-in.firstDone:
+	case <-workersDone:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -454,6 +458,8 @@ func (in *Initial) commitLoop(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		select {
+		case <-workersDone:
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:

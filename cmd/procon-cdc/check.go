@@ -69,8 +69,14 @@ func checkKafka(ctx context.Context, cfg *config.Config) []replication.Finding {
 		var adm *sink.Admin
 		if adm, err = sink.NewAdmin(ctx, scfg); err == nil {
 			defer adm.Close()
-			return append([]replication.Finding{{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)}},
-				checkTopicLimits(ctx, cfg, adm)...)
+			out := []replication.Finding{{Level: "ok", Subject: "kafka", Message: fmt.Sprintf("brokers %v answer", cfg.Kafka.Brokers)}}
+			if k := cfg.Kafka; k.ExactlyOnce() {
+				// Not tried here: initialising the transactional id would fence a running procon-cdc.
+				out = append(out, replication.Finding{Level: "ok", Subject: "kafka delivery", Message: fmt.Sprintf(
+					"exactly_once: transactional.id %q (the principal needs WRITE and DESCRIBE on it), progress topic %s (WRITE, READ, DESCRIBE); consumers should read with isolation.level=read_committed",
+					cfg.TransactionalID(), k.Transactions.ProgressTopic)})
+			}
+			return append(out, checkTopicLimits(ctx, cfg, adm)...)
 		}
 	}
 	return []replication.Finding{{Level: "error", Subject: "kafka", Message: err.Error() + "; check kafka.brokers, kafka.tls and kafka.sasl"}}

@@ -353,3 +353,53 @@ func TestExactlyOnceFencing(t *testing.T) {
 	checkExactlyOnce(t, s, w)
 	second.kill9(t)
 }
+
+// TestExactlyOnceTransactionTimeout takes Kafka away for longer than the transaction timeout
+// while a Kafka transaction is open: Kafka may abort it. Whether procon-cdc's commit wins or
+// Kafka's abort does, nothing is confirmed that is not committed: if procon-cdc stops, its
+// error says why, and a restart writes every change exactly once.
+func TestExactlyOnceTransactionTimeout(t *testing.T) {
+	s := newSetup(t, "public.eo_a: {}", "").withExactlyOnce()
+	s.config = strings.Replace(s.config, "    commit_interval: 50ms\n", "    commit_interval: 50ms\n    timeout: 2s\n", 1)
+	w := newMultiWriter(t, s, []string{"eo_a"}, 20)
+	p := s.startProcess(t)
+	s.waitSlot(t)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.run(ctx) }()
+	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > 50, nil })
+	s.env.StopService(t, "kafka")
+	time.Sleep(4 * time.Second) // the condition is time itself: the open transaction's timeout must pass
+	s.env.StartService(t, "kafka")
+	// Either the commit won (procon-cdc streams on: the slot's position moves) or Kafka's
+	// abort did (procon-cdc stops and says so).
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	from := s.confirmedLSN(t)
+	var exitErr error
+	stopped := false
+	testenv.WaitFor(t, time.Minute, "procon-cdc to stream on or to stop", func() (bool, error) {
+		select {
+		case exitErr = <-exited:
+			stopped = true
+			return true, nil
+		default:
+		}
+		return s.confirmedLSN(t) > from, nil
+	})
+	if stopped {
+		if out := p.output(); exitErr == nil || !strings.Contains(out, "outliving kafka.transactions.timeout") {
+			t.Fatalf("procon-cdc exited (%v) without saying that Kafka aborted its transaction:\n%s", exitErr, out)
+		}
+		t.Logf("procon-cdc stopped: Kafka aborted its transaction; restarting it")
+		s.startProcess(t)
+		from = s.confirmedLSN(t)
+		testenv.WaitFor(t, time.Minute, "progress after the restart", func() (bool, error) { return s.confirmedLSN(t) > from, nil })
+	} else {
+		t.Logf("procon-cdc committed before Kafka could abort its transaction, and streams on")
+	}
+	stop()
+	wg.Wait()
+	checkExactlyOnce(t, s, w)
+}

@@ -317,17 +317,28 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 	var ready chan struct{}
 	var pprofAddr string
 	// What Kafka holds: the topic's end offsets, except under exactly-once delivery, where
-	// transaction markers take offsets too: there a read_committed consumer counts the records
-	// as they become visible (and times them, for steady's latency).
+	// transaction markers take offsets too: there the records visible to a read_committed
+	// consumer are counted (committedCounter), and in steady a consumer times them.
 	count := func(ctx context.Context) (int64, error) { return b.recordCount(ctx, r.topic()) }
 	var live *liveReader
 	if c == "procon-eos" {
-		var err error
-		if live, err = b.startLiveReader(ctx, r.topic(), r.steady != nil); err != nil {
+		cc, err := b.newCommittedCounter(r.topic())
+		if err != nil {
 			return err
 		}
-		defer live.close()
-		count = func(context.Context) (int64, error) { return live.count(), nil }
+		defer func() {
+			if cc.aborted {
+				res.Notes = append(res.Notes, "records of an aborted Kafka transaction were in the topic (not counted out)")
+			}
+			cc.close()
+		}()
+		count = cc.count
+		if r.steady != nil {
+			if live, err = b.startLiveReader(ctx, r.topic()); err != nil {
+				return err
+			}
+			defer live.close()
+		}
 	}
 	switch c {
 	case "debezium":
