@@ -14,7 +14,7 @@ const (
 // are grouped into Kafka transactions, and where the stream's position is kept.
 type Transactions struct {
 	// CommitInterval: a Kafka transaction is committed at the first source transaction's end
-	// once it is this old, or at once when procon-cdc has caught up with the WAL.
+	// once it is this old, or (once 10 ms old) when procon-cdc has caught up with the WAL.
 	CommitInterval Duration `yaml:"commit_interval"`
 	// CommitRecords: a Kafka transaction is committed at the first source transaction's end
 	// once it holds this many records.
@@ -33,7 +33,7 @@ type Transactions struct {
 
 // Defaults of kafka.transactions, chosen by measurement (docs/benchmarks.md, "Exactly-once").
 const (
-	DefaultCommitInterval = Duration(100 * time.Millisecond)
+	DefaultCommitInterval = Duration(250 * time.Millisecond)
 	DefaultCommitRecords  = 20_000
 	DefaultTxMaxRecords   = 1_000_000
 	DefaultTxTimeout      = Duration(60 * time.Second)

@@ -201,14 +201,22 @@ func (e *Engine) openStream(ctx context.Context, cfg replication.Config) (*repli
 	}
 }
 
-// terminateSlotUser ends the server process that holds slot.
+// terminateSlotUser ends the walsender that holds slot, if it is a procon-cdc's (its
+// application_name is the one this one's replication connection has): another client of the
+// slot is not this one's to end.
 func terminateSlotUser(ctx context.Context, dsn, slot string) error {
+	app, err := pg.ApplicationName(dsn, replication.ApplicationName)
+	if err != nil {
+		return err
+	}
 	conn, err := pg.Connect(ctx, dsn, "procon-cdc takeover")
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(active_pid) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
+	_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_terminate_backend(s.active_pid)
+		FROM pg_catalog.pg_replication_slots s JOIN pg_catalog.pg_stat_activity a ON a.pid = s.active_pid
+		WHERE s.slot_name = $1 AND a.application_name = $2`, slot, app)
 	return err
 }
 

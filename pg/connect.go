@@ -67,6 +67,16 @@ func connConfig(dsn, application string) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// ApplicationName is the application_name of a connection to dsn opened for application: the
+// DSN's own, if it sets one.
+func ApplicationName(dsn, application string) (string, error) {
+	cfg, err := connConfig(dsn, application)
+	if err != nil {
+		return "", err
+	}
+	return param(cfg.RuntimeParams, "application_name"), nil
+}
+
 // ConnectReplication opens a logical replication connection (replication=database) to dsn
 // with the same settings as Connect: the walsender renders pgoutput's values under them.
 func ConnectReplication(ctx context.Context, dsn, application string) (*pgconn.PgConn, error) {

@@ -28,7 +28,7 @@ type ExactlyOnce struct {
 	ProgressTopic string
 	// A Kafka transaction is committed at a source transaction's end once it is
 	// CommitInterval old or holds CommitRecords records, and as soon as the pipeline has
-	// nothing queued (and it is a tick old).
+	// caught up (and it is caughtUpAge old).
 	CommitInterval time.Duration
 	CommitRecords  int
 	// A source transaction is split over Kafka transactions when more than MaxRecords of its
@@ -39,6 +39,11 @@ type ExactlyOnce struct {
 	// before it are already in Kafka. nil when there is none.
 	Resume *progress.Position
 }
+
+// caughtUpAge is how old a Kafka transaction must be to be committed because the pipeline has
+// caught up: a few milliseconds gather the transactions of a steady load into one Kafka
+// transaction (bench steady: 5,000 transactions/s), and add only that much to their latency.
+const caughtUpAge = 10 * time.Millisecond
 
 // exactly is the Run goroutine's state of exactly-once delivery.
 type exactly struct {
@@ -59,7 +64,7 @@ func newExactly(cfg *ExactlyOnce) *exactly {
 	if cfg == nil {
 		return nil
 	}
-	x := &exactly{cfg: *cfg, tick: max(cfg.CommitInterval/10, time.Millisecond)}
+	x := &exactly{cfg: *cfg, tick: min(caughtUpAge, cfg.CommitInterval)}
 	if cfg.Resume != nil {
 		pos := *cfg.Resume
 		x.pos = &pos
@@ -87,7 +92,7 @@ func (x *exactly) beginSource() { x.inSource, x.sourceN, x.split = true, 0, fals
 func (x *exactly) endSource()   { x.inSource = false }
 
 // commitDue decides whether to commit now: at a source transaction's end once the Kafka
-// transaction is old or large enough (or, idle, a tick old), inside one only to split it when
+// transaction is old or large enough (or, caught up, caughtUpAge old), inside one only to split it when
 // the Kafka transaction nears its timeout (the record count is checked before each record,
 // splitFull).
 func (x *exactly) commitDue(idle bool) bool {

@@ -184,7 +184,7 @@ func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick:
-			if err := p.maybeCommit(ctx, true); err != nil {
+			if err := p.maybeCommit(ctx, len(changes) == 0); err != nil {
 				return err
 			}
 			continue
@@ -219,7 +219,10 @@ func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) 
 		if err := p.run(ctx, batch); err != nil {
 			return err
 		}
-		if err := p.maybeCommit(ctx, len(changes) == 0); err != nil {
+		// Caught up: nothing queued, and this batch was small. (A drain empties the queue
+		// now and then too, but in full batches: committing there would only add commits.)
+		caughtUp := len(changes) == 0 && len(batch) < maxBatch/4
+		if err := p.maybeCommit(ctx, caughtUp); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,10 @@ import (
 	"github.com/jackc/pglogrepl"
 )
 
+// ApplicationName is the application_name of the replication connection (unless the DSN sets
+// one): it tells procon-cdc's walsenders from other clients of a slot.
+const ApplicationName = "procon-cdc"
+
 // Op is the kind of a Change.
 type Op uint8
 

@@ -167,7 +167,7 @@ func (s *Stream) open(ctx context.Context) error {
 
 func (s *Stream) connectReplication(ctx context.Context) error {
 	var err error
-	if s.repl, err = pg.ConnectReplication(ctx, s.cfg.DSN, "procon-cdc"); err != nil {
+	if s.repl, err = pg.ConnectReplication(ctx, s.cfg.DSN, ApplicationName); err != nil {
 		return fmt.Errorf("open replication connection: %w", err)
 	}
 	return nil
