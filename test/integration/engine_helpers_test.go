@@ -247,6 +247,17 @@ func (s *setup) confirmedLSN(t *testing.T) pglogrepl.LSN {
 	return lsn
 }
 
+// waitSlotReleased waits until no walsender holds the slot (a killed procon-cdc's exits once
+// it has read what the socket still held, status updates included).
+func (s *setup) waitSlotReleased(t *testing.T) {
+	t.Helper()
+	testenv.WaitFor(t, time.Minute, "slot "+s.slot+" to be released", func() (bool, error) {
+		var active bool
+		err := s.db.Pool.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&active)
+		return !active, err
+	})
+}
+
 // waitSlot waits until the slot is created: from then on every commit reaches the stream. A
 // slot is listed while it is being created, but transactions that commit before it reaches its
 // consistent point (it waits for those running in the whole cluster) are not decoded; its

@@ -258,6 +258,9 @@ func TestExactlyOnceKill9(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond) // a random moment, not a wait for a condition
 		p.kill9(t)
+		// The baseline of the next run's progress: what the killed one had confirmed.
+		s.waitSlotReleased(t)
+		confirmed = s.confirmedLSN(t)
 		t.Logf("kill %d: confirmed %s, %d offsets in the topics (records, markers, aborted)", i+1, confirmed, count())
 	}
 	stop()
