@@ -97,6 +97,14 @@ func (w *multiWriter) run(stop context.Context) {
 	}
 }
 
+// start runs the writer until the returned function is called, which returns once it stopped.
+func (w *multiWriter) start() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
 // final reads each table's committed versions.
 func (w *multiWriter) final(t *testing.T) map[string]map[int]int {
 	out := map[string]map[int]int{}
@@ -218,8 +226,7 @@ func TestExactlyOnceKill9(t *testing.T) {
 	s := newSetup(t, "public.eo_a: {}\npublic.eo_b: {}\npublic.eo_c: {}", "").withExactlyOnce()
 	w := newMultiWriter(t, s, tables, 30)
 	rnd := testenv.Rand(t, 12) // when to kill
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	stop := func() {}
 	count := func() (n int64) {
 		for _, tb := range tables {
 			n += s.countIfExists(t, s.topic(tb))
@@ -242,8 +249,7 @@ func TestExactlyOnceKill9(t *testing.T) {
 		if i == 0 {
 			s.waitSlot(t)
 			confirmed = s.confirmedLSN(t)
-			wg.Add(1)
-			go func() { defer wg.Done(); w.run(ctx) }()
+			stop = w.start()
 		}
 		progressed("the engine to make progress", time.Minute)
 		switch i {
@@ -264,7 +270,6 @@ func TestExactlyOnceKill9(t *testing.T) {
 		t.Logf("kill %d: confirmed %s, %d offsets in the topics (records, markers, aborted)", i+1, confirmed, count())
 	}
 	stop()
-	wg.Wait()
 	s.startProcess(t)
 	checkExactlyOnce(t, s, w)
 }
@@ -330,10 +335,7 @@ func TestExactlyOnceFencing(t *testing.T) {
 	w := newMultiWriter(t, s, []string{"eo_a", "eo_b"}, 20)
 	first := s.startProcess(t)
 	s.waitSlot(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(ctx) }()
+	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > 50, nil })
 	second := s.startProcess(t)
 	exited := make(chan error, 1)
@@ -352,7 +354,6 @@ func TestExactlyOnceFencing(t *testing.T) {
 	b := s.countIfExists(t, s.topic("eo_a"))
 	testenv.WaitFor(t, time.Minute, "the second procon-cdc to stream", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > b+50, nil })
 	stop()
-	wg.Wait()
 	checkExactlyOnce(t, s, w)
 	second.kill9(t)
 }
@@ -367,10 +368,7 @@ func TestExactlyOnceTransactionTimeout(t *testing.T) {
 	w := newMultiWriter(t, s, []string{"eo_a"}, 20)
 	p := s.startProcess(t)
 	s.waitSlot(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(ctx) }()
+	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > 50, nil })
 	s.env.StopService(t, "kafka")
 	time.Sleep(4 * time.Second) // the condition is time itself: the open transaction's timeout must pass
@@ -403,6 +401,5 @@ func TestExactlyOnceTransactionTimeout(t *testing.T) {
 		t.Logf("procon-cdc committed before Kafka could abort its transaction, and streams on")
 	}
 	stop()
-	wg.Wait()
 	checkExactlyOnce(t, s, w)
 }
