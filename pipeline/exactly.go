@@ -132,7 +132,7 @@ func (p *Pipeline) splitFull(ctx context.Context) error {
 // x.pos: the rest of the source transaction goes into the next one.
 func (p *Pipeline) split(ctx context.Context) error {
 	x := p.eos
-	if !x.split {
+	if x.sourceN > 0 && !x.split { // with none of its records in yet, the source transaction is not split
 		x.split = true
 		p.log.Warn("a source transaction is split over Kafka transactions (over kafka.transactions.max_records records, or open at half of kafka.transactions.timeout): "+
 			"read_committed consumers see it in parts; exactly-once still holds",
