@@ -119,9 +119,12 @@ func Decode(b []byte) (*State, error) {
 		if len(s.Ranges) > maxRanges {
 			return nil, fmt.Errorf("progress record: %d snapshot ranges, more than %d", len(s.Ranges), maxRanges)
 		}
-		for _, rg := range s.Ranges {
+		for i, rg := range s.Ranges {
 			if rg.Relation == "" || rg.Part < 0 || rg.Rows < 0 || len(rg.Last) > maxKeyColumns {
 				return nil, fmt.Errorf("progress record: impossible snapshot range %q part %d", rg.Relation, rg.Part)
+			}
+			if len(rg.Last) == 0 {
+				s.Ranges[i].Last = nil // no key: no row written yet, however it was spelled
 			}
 		}
 	}
