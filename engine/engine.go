@@ -235,12 +235,19 @@ func (e *Engine) abort(err error) error {
 	return err
 }
 
+// writers are the engine's Kafka writers: the writer, and realtime's when it has its own.
+func (e *Engine) writers() []*sink.Writer {
+	if e.rtWriter != nil && e.rtWriter != e.writer {
+		return []*sink.Writer{e.writer, e.rtWriter}
+	}
+	return []*sink.Writer{e.writer}
+}
+
 // closeWriters closes the Kafka writers; records not acknowledged are abandoned.
 func (e *Engine) closeWriters() {
-	if e.rtWriter != nil && e.rtWriter != e.writer {
-		e.rtWriter.Close()
+	for _, w := range e.writers() {
+		w.Close()
 	}
-	e.writer.Close()
 }
 
 // newGuard applies errors.record_too_large, with the writer's per-topic limits.
@@ -407,19 +414,13 @@ func (e *Engine) Run(ctx context.Context) error {
 // Kafka transaction the pipeline left open (it stopped inside a source transaction, or on
 // an error) is aborted rather than left to time out: read_committed consumers wait for it.
 func (e *Engine) drainWriters(ctx context.Context, runErr error) {
-	if e.writer.Transactional() {
-		if _, _, open := e.writer.TxnOpen(); open {
-			if err := e.writer.AbortTxn(ctx); err != nil {
-				e.log.Warn("the open Kafka transaction could not be aborted; the next start aborts it (read_committed consumers wait until then, or kafka.transactions.timeout)", "err", err)
-			}
-		}
+	// AbortTxn does nothing without an open transaction (or outside exactly-once delivery).
+	if err := e.writer.AbortTxn(ctx); err != nil {
+		e.log.Warn("the open Kafka transaction could not be aborted; the next start aborts it (read_committed consumers wait until then, or kafka.transactions.timeout)", "err", err)
 	}
-	for _, w := range []*sink.Writer{e.writer, e.rtWriter} {
+	for _, w := range e.writers() {
 		if err := w.Flush(ctx); err != nil && runErr == nil {
 			e.log.Warn("not every record was acknowledged before shutdown; they will be sent again at restart", "err", err)
-		}
-		if e.rtWriter == e.writer {
-			break
 		}
 	}
 }

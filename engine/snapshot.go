@@ -286,10 +286,8 @@ func (e *Engine) snapshotBeforeStreaming(ctx context.Context) (done bool, err er
 	}
 	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.DrainTimeout)
 	defer cancel()
-	if e.writer.Transactional() {
-		if aerr := e.writer.AbortTxn(fin); aerr != nil {
-			e.log.Warn("the open Kafka transaction could not be aborted; the next start aborts it", "err", aerr)
-		}
+	if aerr := e.writer.AbortTxn(fin); aerr != nil { // nothing to do without an open transaction
+		e.log.Warn("the open Kafka transaction could not be aborted; the next start aborts it", "err", aerr)
 	}
 	if ferr := e.writer.Flush(fin); ferr != nil && err == nil {
 		err = ferr

@@ -114,8 +114,9 @@ func (w *Writer) TxnOpen() (opened time.Time, records int, ok bool) {
 // Commit commits the open transaction with progress, the record that says how far it goes
 // (nil for none), as its last record; then it acknowledges every record of the transaction.
 // Without an open transaction it does nothing: progress describes records, and there are
-// none. An error leaves the writer failed: the transaction is not committed, and Abort (or
-// the next instance's Fence) aborts it.
+// none. After an error the transaction is not committed and none of its records is
+// acknowledged (a refused EndTxn also leaves the writer failed); AbortTxn, or the next
+// instance's Fence, aborts it.
 func (w *Writer) Commit(ctx context.Context, progress *Record) error {
 	t := w.txn
 	t.mu.Lock()
