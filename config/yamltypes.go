@@ -16,8 +16,13 @@ import (
 // truncates 1.5 into an integer field, and says only "line 7: cannot unmarshal !!str `abc` into
 // int". Aliases and merge keys are followed, so that a key is refused wherever it is written.
 func checkTree(root *yaml.Node, x expansions) error {
+	return checkTreeOf(root, x, reflect.TypeFor[Config]())
+}
+
+// checkTreeOf is checkTree for a document of type t.
+func checkTreeOf(root *yaml.Node, x expansions, t reflect.Type) error {
 	w := treeWalk{x: x, seen: map[walked]bool{}}
-	w.walk(root, reflect.TypeFor[Config](), "", "")
+	w.walk(root, t, "", "")
 	return errors.Join(w.errs...)
 }
 
