@@ -48,8 +48,14 @@ type ConsumeKafka struct {
 	// Group is the consumer group (default: the name). Instances of one group share the
 	// partitions; the offsets themselves live in the target database.
 	Group string `yaml:"group"`
-	TLS   TLS    `yaml:"tls"`
-	SASL  SASL   `yaml:"sasl"`
+	// InstanceID makes the member static (group.instance.id): restarted with the same id, it
+	// gets its partitions back at once instead of after a rebalance.
+	InstanceID string `yaml:"instance_id"`
+	// SessionTimeout is how long the group waits for a member that stopped answering before
+	// giving its partitions to others (default 45s, Kafka's; the broker allows 6s and up).
+	SessionTimeout Duration `yaml:"session_timeout"`
+	TLS            TLS      `yaml:"tls"`
+	SASL           SASL     `yaml:"sasl"`
 }
 
 // Connection is the part of a Kafka section that says how to reach the cluster, for
@@ -213,6 +219,9 @@ func (c *Consume) applyDefaults() {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = "procon-consume"
 	}
+	if c.Kafka.SessionTimeout == 0 {
+		c.Kafka.SessionTimeout = Duration(45 * time.Second)
+	}
 	if c.Batch.MaxRecords == 0 {
 		c.Batch.MaxRecords = DefaultConsumeBatch
 	}
@@ -262,6 +271,9 @@ func (c *Consume) Validate() error {
 	}
 	if len(c.Kafka.Brokers) == 0 {
 		errs.add("kafka.brokers", "is required")
+	}
+	if st := time.Duration(c.Kafka.SessionTimeout); st < time.Second || st > time.Hour {
+		errs.add("kafka.session_timeout", "%s is out of range: 1s to 1h", st)
 	}
 	if c.Kafka.SASL.Mechanism != "" {
 		errs.oneOf("kafka.sasl.mechanism", c.Kafka.SASL.Mechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

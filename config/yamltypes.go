@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -82,6 +83,13 @@ func (w *treeWalk) walk(n *yaml.Node, t reflect.Type, path, pattern string) {
 			} else {
 				w.errs.add(p, "line %d: field %s not found in type %s", k.Line, k.Value, t)
 			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, item := range n.Content {
+			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), pattern+"[*]")
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +16,9 @@ import (
 type GroupConfig struct {
 	Group  string
 	Topics []string
+	// InstanceID, when set, makes the member static (group.instance.id).
+	InstanceID     string
+	SessionTimeout time.Duration // 0: franz-go's default (45s)
 	// Assigned says where newly assigned partitions start: the offset of the next record to
 	// read, or -1 for the partition's first record. It is called before any of their records
 	// is fetched; an error leaves the group (the reader's next Poll returns it).
@@ -79,6 +83,12 @@ func NewGroupReader(ctx context.Context, cfg Config, gc GroupConfig) (*GroupRead
 		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, parts map[string][]int32) {
 			gc.Revoked(ctx, parts)
 		}),
+	}
+	if gc.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(gc.InstanceID))
+	}
+	if gc.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(gc.SessionTimeout))
 	}
 	cl, err := cfg.newClient(ctx, true, opts...)
 	if err != nil {
