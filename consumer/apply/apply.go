@@ -16,9 +16,10 @@ import (
 type Applier struct {
 	e        Entity
 	log      *slog.Logger
-	plans    [2]fieldPlan // by opKind
-	quoted   string       // "schema"."table"
-	regclass string       // the same, as to_regclass reads it
+	plans    [2]fieldPlan    // by opKind
+	quoted   string          // "schema"."table"
+	regclass string          // the same, as to_regclass reads it
+	keyField map[string]bool // master key fields, not logged when they have no column of their own
 
 	mu      sync.Mutex
 	tbl     *tableState
@@ -76,7 +77,10 @@ func New(ctx context.Context, db Querier, e Entity, log *slog.Logger) (*Applier,
 	}
 	schema, table := e.splitTable()
 	quoted := pgx.Identifier{schema, table}.Sanitize()
-	a := &Applier{e: e, log: log, plans: plans, quoted: quoted, regclass: quoted, ignored: map[string]bool{}}
+	a := &Applier{e: e, log: log, plans: plans, quoted: quoted, regclass: quoted, keyField: map[string]bool{}, ignored: map[string]bool{}}
+	for _, k := range e.MasterKey {
+		a.keyField[k.Field] = true
+	}
 	if a.tbl, err = a.readTable(ctx, db); err != nil {
 		return nil, err
 	}
@@ -111,13 +115,20 @@ func (a *Applier) apply(ctx context.Context, tx, sp pgx.Tx, events []*event.Even
 	}
 	b := &batch{a: a, tbl: tbl, sp: sp, softMode: a.e.SoftDelete != ""}
 	if !tbl.exists {
-		// Created tables are read at the first batch with a row; a batch without one writes
-		// nothing.
+		// The table is created at the first batch with a row; before it, tombstones and
+		// truncates have nothing to do.
+		var st Stats
 		for _, ev := range events {
-			if !ev.Tombstone && ev.Op != event.Truncate {
+			switch {
+			case ev.Tombstone || (ev.Op == event.Truncate && a.e.OnTruncate != TruncateDelete):
+				st.Ignored++
+			case ev.Op == event.Truncate:
+				st.Truncated++
+			default:
 				return Stats{}, fmt.Errorf("apply: %s: table %s is missing and the batch gave no row to create it from", a.e.name(), a.e.Table)
 			}
 		}
+		return st, nil
 	}
 	if err := b.reduce(ctx, events); err != nil {
 		return Stats{}, err

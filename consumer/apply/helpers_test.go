@@ -46,7 +46,9 @@ func newTarget(t testing.TB, ddl string) *target {
 
 func (tg *target) applier(e apply.Entity) *apply.Applier {
 	tg.t.Helper()
-	a, err := apply.New(context.Background(), tg.conn, e, nil)
+	// The pool's sessions keep the server's search_path (public first), where format_type
+	// leaves public's types unqualified; Apply's session searches only the catalog.
+	a, err := apply.New(context.Background(), tg.db.Pool, e, nil)
 	if err != nil {
 		tg.t.Fatalf("New: %v", err)
 	}

@@ -295,6 +295,9 @@ func (b *batch) set(ctx context.Context, r *row, i int, field, col string, v eve
 	}
 	ci, ok := b.tbl.index[col]
 	if !ok {
+		if b.a.keyField[field] {
+			return nil // read for the master key only
+		}
 		if !b.a.e.AddColumns {
 			b.a.ignoreField(field, col, "the table has no such column (set add_columns to add it)")
 			return nil

@@ -50,10 +50,17 @@ type tableState struct {
 	sqlCache  sync.Map // statement text by kind and columns
 }
 
+// columnsSQL reads the writable columns. A type outside pg_catalog is cast to by its
+// qualified name, which format_type gives only when the type is not on the reading session's
+// search_path, and Procon's sessions search only the catalog.
 const columnsSQL = `
 SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod),
-	pg_catalog.format_type(a.atttypid, -1), a.attgenerated <> ''
+	CASE WHEN n.nspname = 'pg_catalog' THEN pg_catalog.format_type(a.atttypid, -1)
+	ELSE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) END,
+	a.attgenerated <> ''
 FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`
 
