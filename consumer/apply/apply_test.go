@@ -1,13 +1,16 @@
 package apply_test
 
 import (
+	"context"
 	"errors"
 	"github.com/jackc/pgx/v5/pgconn"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/procon-cdc/procon/consumer/apply"
 	"github.com/procon-cdc/procon/consumer/event"
+	"github.com/procon-cdc/procon/pg"
 )
 
 const ordersDDL = `
@@ -68,7 +71,7 @@ func TestApplyCompositeKey(t *testing.T) {
 }
 
 // TestApplyMapping: keys_mapping renames fields (the field's own column stays untouched),
-// reads nested paths, merges per-operation mappings over the common one, and drops fields
+// reads nested paths (and wins over a field of the target column's name), merges per-operation mappings over the common one, and drops fields
 // always, on create only or on update only; fields with no column are ignored.
 func TestApplyMapping(t *testing.T) {
 	tg := newTarget(t, `CREATE TABLE public.accounts (id integer PRIMARY KEY, email text,
@@ -89,7 +92,8 @@ func TestApplyMapping(t *testing.T) {
 	})
 	acc := func(email, plan, src, secret, createdAt, name string) *event.Row {
 		return row("id", 1, "email", email, "meta", map[string]any{"plan": plan, "seats": 3}, "src", src,
-			"secret", secret, "created_at", createdAt, "name", name, "unknown", "x")
+			"secret", secret, "created_at", createdAt, "name", name, "unknown", "x",
+			"contact_email", "stale") // the mapped field wins over the column's own
 	}
 	tg.mustApply(a, create(acc("x@a", "pro", "web", "s1", "t1", "n1")))
 	tg.wantRows("public.accounts", `(1,,x@a,pro,web,,,t1,)`)
@@ -195,6 +199,14 @@ func TestApplyTruncate(t *testing.T) {
 	st = tg.mustApply(a, create(row("id", 4, "v", "e")), truncate())
 	wantStats(t, st, apply.Stats{Upserted: 1, Ignored: 1})
 	tg.wantRows("public.t", `(2,c)`, `(3,d)`, `(4,e)`)
+
+	// With soft_delete, a truncate marks every row.
+	tg.db.Exec(t, `ALTER TABLE public.t ADD COLUMN gone boolean NOT NULL DEFAULT false`)
+	e.OnTruncate, e.SoftDelete = apply.TruncateDelete, "gone"
+	a = tg.applier(e)
+	st = tg.mustApply(a, create(row("id", 5, "v", "f")), truncate(), create(row("id", 2, "v", "c2")))
+	wantStats(t, st, apply.Stats{Upserted: 2, Truncated: 1})
+	tg.wantRows("public.t", `(2,c2,f)`, `(3,d,t)`, `(4,e,t)`, `(5,f,t)`)
 }
 
 // TestApplyCreateTableAddColumns: a missing table is created from the first event's schema
@@ -288,11 +300,13 @@ func TestApplyConstraintViolation(t *testing.T) {
 	tg.wantRows("public.orders")
 }
 
-// TestNewChecksTable: New refuses a master key without a unique index, naming the table, the
+// TestNewChecksTable: New refuses a master key without a unique index that ON CONFLICT can
+// infer (not partial, exactly its columns, in any order), naming the table, the
 // columns and the DDL that fixes it, and a mapping to a missing column.
 func TestNewChecksTable(t *testing.T) {
 	tg := newTarget(t, `CREATE TABLE public.nokey (a integer, b text, c text);
-		CREATE UNIQUE INDEX ON public.nokey (a, b) WHERE c IS NULL`)
+		CREATE UNIQUE INDEX ON public.nokey (a, b) WHERE c IS NULL;
+		CREATE UNIQUE INDEX ON public.nokey (a, b, c)`)
 	e := apply.Entity{Topic: "x", Table: "nokey", MasterKey: []apply.KeyColumn{{Column: "a", Field: "a"}, {Column: "b", Field: "b"}}}
 	_, err := apply.New(t.Context(), tg.conn, e, nil)
 	want := `nokey has no primary key or unique index on exactly the master key (a, b), which upserts need: ALTER TABLE "public"."nokey" ADD PRIMARY KEY ("a", "b")`
@@ -306,5 +320,49 @@ func TestNewChecksTable(t *testing.T) {
 	e.Mapping.Fields = map[string]string{"x": "nope"}
 	if _, err := apply.New(t.Context(), tg.conn, e, nil); err == nil || !strings.Contains(err.Error(), `writes column "nope", which nokey does not have`) {
 		t.Errorf("mapping to a missing column: got %v", err)
+	}
+}
+
+// TestApplyConcurrent: one Applier serves several partitions at once, each in its own
+// transaction.
+func TestApplyConcurrent(t *testing.T) {
+	tg := newTarget(t, `CREATE TABLE public.c (id integer PRIMARY KEY, part integer, n integer)`)
+	a := tg.applier(apply.Entity{Topic: "c", Table: "public.c", MasterKey: []apply.KeyColumn{{Column: "id", Field: "id"}}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for part := range 2 {
+		conn, err := pg.Connect(t.Context(), tg.db.DSN, "apply-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close(context.Background()) })
+		wg.Go(func() {
+			for n := range 20 {
+				var batch []*event.Event
+				for id := part; id < 200; id += 2 {
+					batch = append(batch, update(nil, row("id", id, "part", part, "n", n)))
+				}
+				tx, err := conn.Begin(t.Context())
+				if err == nil {
+					_, err = a.Apply(t.Context(), tx, batch)
+				}
+				if err == nil {
+					err = tx.Commit(t.Context())
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var rows, wrong int
+	if err := tg.conn.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE part <> id % 2 OR n <> 19) FROM public.c`).Scan(&rows, &wrong); err != nil || rows != 200 || wrong != 0 {
+		t.Errorf("got %d rows, %d wrong (%v), want 200 rows of the last batch", rows, wrong, err)
 	}
 }
