@@ -91,6 +91,9 @@ func New(ctx context.Context, db Querier, e Entity, log *slog.Logger) (*Applier,
 // savepoint on error. See [RecordError] for records that can never apply. Truncates and
 // tombstones may appear anywhere in the batch.
 func (a *Applier) Apply(ctx context.Context, tx pgx.Tx, events []*event.Event) (Stats, error) {
+	if len(events) == 0 {
+		return Stats{}, nil
+	}
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return Stats{}, fmt.Errorf("apply: %s: savepoint: %w", a.e.name(), err)

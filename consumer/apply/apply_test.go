@@ -366,3 +366,20 @@ func TestApplyConcurrent(t *testing.T) {
 		t.Errorf("got %d rows, %d wrong (%v), want 200 rows of the last batch", rows, wrong, err)
 	}
 }
+
+// TestApplyKeySources: the master key is read from nested fields, and from the record key
+// when the row images lack it (a delete without before, an update whose before has nulls).
+func TestApplyKeySources(t *testing.T) {
+	tg := newTarget(t, `CREATE TABLE public.k (id integer PRIMARY KEY, v text)`)
+	a := tg.applier(apply.Entity{Topic: "k", Table: "k", MasterKey: []apply.KeyColumn{{Column: "id", Field: "ref.id"}}})
+	ref := func(id int) map[string]any { return map[string]any{"id": id} }
+	tg.mustApply(a, create(row("ref", ref(1), "v", "a")), create(row("ref", ref(2), "v", "b")), create(row("ref", ref(3), "v", "c")))
+	tg.wantRows("public.k", `(1,a)`, `(2,b)`, `(3,c)`)
+	st := tg.mustApply(a,
+		&event.Event{Op: event.Delete, Key: row("ref", ref(1))},
+		&event.Event{Op: event.Delete, Before: row("ref", map[string]any{"id": nil}), Key: row("ref", ref(2))},
+		update(row("ref", nil), row("ref", ref(3), "v", "c2")),
+	)
+	wantStats(t, st, apply.Stats{Upserted: 1, Deleted: 2})
+	tg.wantRows("public.k", `(3,c2)`)
+}
