@@ -37,15 +37,6 @@ type Stats struct {
 	Ignored        int // tombstones and ignored truncates
 }
 
-func (s *Stats) add(o Stats) {
-	s.Upserted += o.Upserted
-	s.Deleted += o.Deleted
-	s.SoftDeleted += o.SoftDeleted
-	s.MissingDeletes += o.MissingDeletes
-	s.Truncated += o.Truncated
-	s.Ignored += o.Ignored
-}
-
 // RecordError is returned (wrapped) by Apply when events[Index] can never apply: its mapping
 // fails, it lacks a master key field, or one of its values cannot be read as its column's
 // type. Apply has rolled its effects back; the caller sets the record aside (dead-letter
