@@ -76,18 +76,12 @@ func (r *Row) Get(name string) (Value, bool) {
 type Value struct {
 	// Schema is the field's Connect schema, nil for schemaless JSON.
 	Schema *envelope.Schema
-	// Raw is the value as decoded: for JSON, what encoding/json's UseNumber decoding gives
-	// (nil, bool, json.Number, string, []any, map[string]any); for Avro, the Connect value
-	// (envelope.Schema's Go values).
+	// Raw is the value as decoded: with a schema (JSON with schemas, Avro), the Connect value
+	// (envelope.Schema's Go values: a Decimal for Connect's Decimal, *envelope.Value for a
+	// struct); without one, what encoding/json's UseNumber decoding gives (nil, bool,
+	// json.Number, string, []any, map[string]any).
 	Raw any
-}
 
-// The rest of this package's API (implemented beside this file):
-//
-//	type Options struct{ Registry *registry.Client; Placeholder string; TimePrecisionMode string; ... }
-//	func NewDecoder(opts Options) *Decoder
-//	func (d *Decoder) Decode(ctx context.Context, rec *sink.ConsumedRecord) (*Event, error)
-//	func (v Value) Text(pgType string) (text string, null bool, err error)
-//	func (v Value) Unchanged() bool
-//	func (v Value) Path(names ...string) (Value, bool)
-//	func ColumnType(s *envelope.Schema) (string, error)
+	// cfg is the Decoder's settings (placeholder, modes); nil reads as the defaults.
+	cfg *settings
+}
