@@ -248,7 +248,7 @@ func connectFromJSON(s *envelope.Schema, v any, path string) (any, error) {
 				}
 				return decimalFromBytes(b, scale), nil
 			case json.Number: // decimal.format=NUMERIC
-				if !isDecimalText(string(x)) || strings.ContainsAny(string(x), "eE") {
+				if len(x) > 2*maxDecimalBytes || !isDecimalText(string(x)) || strings.ContainsAny(string(x), "eE") {
 					return nil, fmt.Errorf("%sDecimal is not a plain number", where(path))
 				}
 				whole, frac, _ := strings.Cut(string(x), ".")

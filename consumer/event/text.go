@@ -100,7 +100,10 @@ func kindOf(s *envelope.Schema, raw any) string {
 	return fmt.Sprintf("a %T value", raw)
 }
 
-var errKind = errors.New("not a value of that type")
+var (
+	errKind        = errors.New("not a value of that type")
+	errDecimalSize = errors.New("a decimal larger than numeric holds")
+)
 
 func textOf(c *settings, s *envelope.Schema, raw any, t *pgType, depth int) (string, bool, error) {
 	if raw == nil {
@@ -424,6 +427,9 @@ func jsonStringText(c *settings, s string, t *pgType) (string, error) {
 			if err != nil {
 				return "", errors.New("not a base64 Decimal (decimal.handling.mode=precise)")
 			}
+			if len(b) > maxDecimalBytes {
+				return "", errDecimalSize
+			}
 			return numberText(decimalFromBytes(b, int32(scale)).String(), t)
 		}
 		return specialNumber(s, t)
@@ -627,8 +633,8 @@ func bitsText(b []byte, length int, t *pgType) (string, error) {
 			}
 		}
 	}
-	if n > 8*len(b)+8*(1<<20) {
-		return "", errors.New("bit string too long")
+	if n > maxBits {
+		return "", errors.New("bit string longer than PostgreSQL allows")
 	}
 	out := make([]byte, n)
 	for i := 0; i < n; i++ {
@@ -764,8 +770,14 @@ func decimalOf(s *envelope.Schema, raw any) (envelope.Decimal, error) {
 		if x.Unscaled == nil {
 			return envelope.Decimal{}, errKind
 		}
+		if x.Unscaled.BitLen() > 8*maxDecimalBytes || x.Scale < -maxScale || x.Scale > maxScale {
+			return envelope.Decimal{}, errDecimalSize
+		}
 		return x, nil
 	case []byte:
+		if len(x) > maxDecimalBytes {
+			return envelope.Decimal{}, errDecimalSize
+		}
 		scale, err := schemaScale(s)
 		if err != nil {
 			return envelope.Decimal{}, err
@@ -783,6 +795,14 @@ func schemaScale(s *envelope.Schema) (int32, error) {
 	}
 	return int32(n), nil
 }
+
+// maxBits is PostgreSQL's longest bit string (MaxAttrSize in bits).
+const maxBits = 83886080
+
+// maxDecimalBytes bounds a Decimal's unscaled value: numeric holds at most 131072 digits
+// before the point and 16383 after, about 61 KB as binary; a larger value is no numeric, and
+// its text would cost quadratic time to write.
+const maxDecimalBytes = 64 << 10
 
 // maxScale bounds decimal scales: PostgreSQL's numeric allows 16383 digits after the point,
 // and a huge scale would have String build a huge text.
@@ -808,6 +828,9 @@ func varDecimalOf(raw any) (envelope.Decimal, error) {
 	if !ok || !okb || scale < -maxScale || scale > maxScale {
 		return envelope.Decimal{}, errKind
 	}
+	if len(b) > maxDecimalBytes {
+		return envelope.Decimal{}, errDecimalSize
+	}
 	return decimalFromBytes(b, scale), nil
 }
 
@@ -824,6 +847,9 @@ func jsonVarDecimal(m map[string]any) (envelope.Decimal, error) {
 	b, err := base64.StdEncoding.DecodeString(vs)
 	if err != nil {
 		return envelope.Decimal{}, errKind
+	}
+	if len(b) > maxDecimalBytes {
+		return envelope.Decimal{}, errDecimalSize
 	}
 	return decimalFromBytes(b, int32(scale)), nil
 }
