@@ -181,6 +181,11 @@ func TestConsumerEventRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Compare in another zone than the UTC the values were read in: a timestamptz read
+	// without its zone would then come back shifted.
+	if _, err := conn.Exec(ctx, "SET TimeZone = 'Asia/Kolkata'"); err != nil {
+		t.Fatal(err)
+	}
 	reg, err := registry.New(registry.Config{URL: env.RegistryURL})
 	if err != nil {
 		t.Fatal(err)
