@@ -518,8 +518,32 @@ type avroSchema struct {
 	connect *envelope.Schema
 }
 
-// avroDecoding bounds what a body can make the Avro decoder allocate, as package registry does.
-var avroDecoding = hamba.Config{MaxByteSliceSize: maxRecordBytes, MaxSliceAllocSize: 1 << 20}.Freeze()
+// avroConfigs bound what a body can make the Avro decoder allocate. hamba allocates a string
+// or bytes value at the length the body claims before reading it, and an array at its count,
+// so a few bytes could make it allocate megabytes; no value can be longer than the body, and
+// no Connect array has more items than the body has bytes (each optional item takes one), so
+// a body is decoded with the limits of the smallest tier it fits in.
+var avroConfigs = func() (cs []struct {
+	limit int
+	api   hamba.API
+}) {
+	for _, limit := range []int{4 << 10, 64 << 10, 1 << 20, 16 << 20, maxRecordBytes} {
+		cs = append(cs, struct {
+			limit int
+			api   hamba.API
+		}{limit, hamba.Config{MaxByteSliceSize: limit, MaxSliceAllocSize: limit}.Freeze()})
+	}
+	return cs
+}()
+
+func avroDecoding(size int) hamba.API {
+	for _, c := range avroConfigs {
+		if size <= c.limit {
+			return c.api
+		}
+	}
+	return avroConfigs[len(avroConfigs)-1].api
+}
 
 func (d *Decoder) avroDocument(ctx context.Context, b []byte) (*doc, error) {
 	if !registry.IsFramed(b) {
@@ -545,7 +569,7 @@ func (d *Decoder) avroDocument(ctx context.Context, b []byte) (*doc, error) {
 		d.mu.Unlock()
 	}
 	var v any
-	if err := avroDecoding.Unmarshal(as.avro, b[5:], &v); err != nil {
+	if err := avroDecoding(len(b)).Unmarshal(as.avro, b[5:], &v); err != nil {
 		return nil, fmt.Errorf("Avro body (schema id %d): %w", id, err)
 	}
 	cv, err := connectFromAvro(as.avro, as.connect, v, "")

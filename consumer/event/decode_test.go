@@ -3,6 +3,7 @@ package event
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -168,5 +169,57 @@ func TestNewDecoderOptions(t *testing.T) {
 	}
 	if _, err := NewDecoder(Options{Placeholder: "hex:zz"}); err == nil {
 		t.Errorf("bad hex placeholder: no error")
+	}
+}
+
+// TestDecodeConcurrent shares one Decoder, and its cache of Avro schemas, between goroutines
+// (run with -race).
+func TestDecodeConcurrent(t *testing.T) {
+	reg := &memRegistry{}
+	seeds := fuzzSeeds(t, reg)
+	d := mustDecoder(t, Options{})
+	d.schemaByID = reg.SchemaByID
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 20; i++ {
+				s := seeds[(g+i)%len(seeds)]
+				ev, err := d.Decode(context.Background(), &sink.ConsumedRecord{Topic: "t", Key: s[0], Value: s[1]})
+				if err == nil && ev.After == nil {
+					err = fmt.Errorf("no after image")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDecodeAvroLengthClaims checks that a body claiming a string longer than itself is
+// refused before it is allocated, whatever the claim below the record size limit.
+func TestDecodeAvroLengthClaims(t *testing.T) {
+	reg := &memRegistry{}
+	id, _ := reg.Register(context.Background(), "s", `{"type":"record","name":"r","fields":[{"name":"s","type":"string"}]}`)
+	d := mustDecoder(t, Options{})
+	d.schemaByID = reg.SchemaByID
+	// Zigzag varint of 50 MiB.
+	n := uint64(50<<20) << 1
+	body := []byte{0, 0, 0, 0, byte(id)}
+	for n >= 0x80 {
+		body = append(body, byte(n)|0x80)
+		n >>= 7
+	}
+	body = append(body, byte(n))
+	_, err := decodeValue(t, d, "", string(body))
+	if err == nil || !strings.Contains(err.Error(), "MaxByteSliceSize") {
+		t.Errorf("err = %v, want the claimed length refused (MaxByteSliceSize)", err)
 	}
 }

@@ -5,6 +5,27 @@
 // types of every time.precision.mode, Json, Uuid, arrays, bytes, intervals) become the literal
 // PostgreSQL parses into the column's type.
 //
+// A Decoder (NewDecoder) reads each record in the form it finds: a zero first byte is
+// Confluent's framing, whose writer schema it fetches from the registry once per id and whose
+// connect.* properties give back the Connect schema; a JSON object of exactly "schema" and
+// "payload" is Kafka's JsonConverter with schemas; any other JSON object is a schemaless
+// payload. Keys are read the same way. A null value is a tombstone. Every field's Value keeps
+// its Connect schema (nil without one), which Value.Text follows; without a schema the target
+// column's type and the Decoder's Options (the producer's time.precision.mode,
+// decimal.handling.mode, binary.handling.mode) say how a JSON value reads.
+//
+// Value.Unchanged recognizes the unchanged-TOAST placeholder, which must never overwrite a
+// stored value; Value.Path and Row.Path look into structs and JSON documents (keys_mapping's
+// "meta.plan"); ColumnType chooses the column type for a field when a table is created.
+//
+// What Debezium's encodings lose stays lost: MicroDuration's average months, Connect's
+// millisecond times, Bits' leading zeros of a bit varying, isostring's 24:00:00 (00:00:00),
+// timetz offsets (the instant is kept, in UTC). Text documents each.
+//
+// Records come from outside: a malformed one is an error naming its topic, partition and
+// offset and what is wrong, never a panic; sizes and nesting are bounded (a key or value of at
+// most 64 MiB, schemas 32 deep, arrays 6 dimensions, decimals of what numeric holds).
+//
 // Concurrency: a Decoder is safe for concurrent use; an Event and its Values are read by one
 // goroutine at a time.
 package event

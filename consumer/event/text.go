@@ -59,10 +59,13 @@ const maxArrayDims = 6
 // does not know (text, varchar, uuid, inet, enums, ranges, ...) take the value's text as it
 // is, for PostgreSQL to parse.
 //
-// Two encodings lose information, and Text documents what it gives back: an
+// Some encodings lose information, and Text gives back what is left: an
 // io.debezium.time.MicroDuration counts a month as 30.4375 days, so it is read as whole such
 // months, then days, then time ('1 year 2 mons 3 days 04:05:06' returns as it was, '45 days'
-// as '1 mon 14 days 13:30:00'); io.debezium.data.Bits drops a bit varying's leading zeros.
+// as '1 mon 14 days 13:30:00'); io.debezium.data.Bits drops a bit varying's leading zeros;
+// ZonedTime is in UTC ("10:00:00+00" for '12:00:00+02'); times and timestamps are written
+// in UTC, with "+00" for a column with a time zone. Debezium's infinity encodings of dates and
+// timestamps (each time.precision.mode's) read as 'infinity' and '-infinity'.
 //
 // The error of a value that cannot be read as the column's type names the value's kind and
 // the column type, never the value (values may be secrets).
