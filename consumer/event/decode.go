@@ -133,7 +133,14 @@ type Decoder struct {
 
 	mu      sync.Mutex
 	schemas map[int]*avroSchema
+	// jsonSchemas are the Connect schemas of JSON records by their text: with
+	// schemas.enable=true every record of a topic repeats its schema, parsed once here.
+	jsonSchemas map[string]*envelope.Schema
 }
+
+// maxJSONSchemas bounds the cache of JSON schemas; it is emptied when full (a topic has a
+// few schemas at a time: key, value, and a new value schema after each change of the table).
+const maxJSONSchemas = 256
 
 // NewDecoder returns a Decoder; it checks the options.
 func NewDecoder(opts Options) (*Decoder, error) {
@@ -172,7 +179,7 @@ func NewDecoder(opts Options) (*Decoder, error) {
 	if err := check("BinaryHandlingMode", &c.binaryMode, "bytes", "bytes", "base64", "base64-url-safe", "hex"); err != nil {
 		return nil, err
 	}
-	d := &Decoder{cfg: c, schemas: map[int]*avroSchema{}}
+	d := &Decoder{cfg: c, schemas: map[int]*avroSchema{}, jsonSchemas: map[string]*envelope.Schema{}}
 	if opts.Registry != nil {
 		d.schemaByID = opts.Registry.SchemaByID
 	}
@@ -290,7 +297,7 @@ func (d *Decoder) document(ctx context.Context, b []byte) (*doc, error) {
 			}
 			return nil, errors.New(`"schema" is null but "payload" is not`)
 		}
-		s, err := parseConnectSchema(rawSchema)
+		s, err := d.connectSchema(rawSchema)
 		if err != nil {
 			return nil, fmt.Errorf("schema: %w", err)
 		}
@@ -308,6 +315,28 @@ func (d *Decoder) document(ctx context.Context, b []byte) (*doc, error) {
 		return &doc{schema: s, value: v}, nil
 	}
 	return &doc{fields: fields}, nil
+}
+
+// connectSchema parses a JsonConverter schema, or finds it parsed. The schemas it returns are
+// shared by every record that carries the same text, and never modified.
+func (d *Decoder) connectSchema(raw json.RawMessage) (*envelope.Schema, error) {
+	d.mu.Lock()
+	s := d.jsonSchemas[string(raw)]
+	d.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := parseConnectSchema(raw)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if len(d.jsonSchemas) >= maxJSONSchemas {
+		clear(d.jsonSchemas)
+	}
+	d.jsonSchemas[string(raw)] = s
+	d.mu.Unlock()
+	return s, nil
 }
 
 // orderedObject splits a JSON object into its fields in order; duplicate names are an error.

@@ -108,13 +108,18 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(nil), []byte(`{"op":"d","before":{"a":[[1,[2]]],"b":{"scale":3,"value":"AQ=="}}}`))
 	f.Add([]byte(`{"schema":{"type":"struct","fields":[{"type":"bytes","name":"io.debezium.data.Bits","parameters":{"length":"2147483646"},"field":"x"}]},"payload":{"x":"AQ=="}}`), []byte(nil))
+	// The decoders are shared, as a consumer shares one: their Avro schemas are parsed once.
+	var decoders []*Decoder
+	for _, opts := range []Options{{}, {TimePrecisionMode: "nanoseconds", DecimalHandlingMode: "string", BinaryHandlingMode: "hex"}} {
+		d, err := NewDecoder(opts)
+		if err != nil {
+			f.Fatal(err)
+		}
+		d.schemaByID = reg.SchemaByID
+		decoders = append(decoders, d)
+	}
 	f.Fuzz(func(t *testing.T, key, value []byte) {
-		for _, opts := range []Options{{}, {TimePrecisionMode: "nanoseconds", DecimalHandlingMode: "string", BinaryHandlingMode: "hex"}} {
-			d, err := NewDecoder(opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.schemaByID = reg.SchemaByID
+		for _, d := range decoders {
 			ev, err := d.Decode(context.Background(), &sink.ConsumedRecord{Topic: "t", Key: key, Value: value})
 			if err != nil {
 				continue

@@ -62,10 +62,14 @@ func (t *pgType) precision() int {
 }
 
 // parsePGType reads format_type's output. Names it does not know are user types (enums,
-// domains, extension types), read from their text.
+// domains, extension types), read from their text. It is on the path of every value a
+// consumer writes, so the common spellings take no allocation beyond the result.
 func parsePGType(s string) *pgType {
 	t := &pgType{text: s}
-	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if hasUpper(s) {
+		s = strings.ToLower(s)
+	}
 	if base, ok := strings.CutSuffix(s, "[]"); ok {
 		for {
 			// format_type writes one [] whatever the dimensions; accept more.
@@ -78,21 +82,24 @@ func parsePGType(s string) *pgType {
 		t.elem = parsePGType(base)
 		return t
 	}
-	name, rest := s, ""
+	name := s
 	if i := strings.IndexByte(s, '('); i >= 0 {
 		if j := strings.IndexByte(s[i:], ')'); j > 0 {
-			for _, m := range strings.Split(s[i+1:i+j], ",") {
+			mods := s[i+1 : i+j]
+			for mods != "" {
+				m, rest, _ := strings.Cut(mods, ",")
 				n, err := strconv.Atoi(strings.TrimSpace(m))
 				if err != nil {
 					n = -1
 				}
 				t.mods = append(t.mods, n)
+				mods = rest
 			}
-			name, rest = strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+j+1:])
+			name = strings.TrimSpace(s[:i])
+			if rest := strings.TrimSpace(s[i+j+1:]); rest != "" {
+				name += " " + rest
+			}
 		}
-	}
-	if rest != "" {
-		name += " " + rest
 	}
 	name = strings.TrimPrefix(name, "pg_catalog.")
 	switch name {
@@ -143,4 +150,13 @@ func parsePGType(s string) *pgType {
 		}
 	}
 	return t
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
