@@ -120,6 +120,7 @@ func textCases() []textCase {
 		{name: "float8[]", col: column{typ: arrayOf(base("float8")), typmod: -1}, in: `{NaN,-Infinity,1.5}`, pgType: "double precision[]", want: `{"NaN","-Infinity","1.5"}`},
 		{name: "empty array", col: column{typ: arrayOf(base("int4")), typmod: -1}, in: `{}`, pgType: "integer[]", want: `{}`},
 		{name: "point", col: c("point", -1), in: "(1.5,-2)", pgType: "point", want: "(1.5,-2)"},
+		{name: "hstore map", col: c("hstore", -1), opts: func(o *envelope.Options) { o.HstoreMode = envelope.HstoreMap }, in: `"a"=>"1", "b\"c"=>NULL`, pgType: "hstore", want: `"a"=>"1", "b\"c"=>NULL`},
 		{name: "hstore", col: c("hstore", -1), in: `"a"=>"1", "b\"c"=>NULL`, pgType: "hstore", want: `"a"=>"1", "b\"c"=>NULL`},
 	}
 }
