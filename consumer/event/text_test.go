@@ -176,3 +176,24 @@ func TestTextNull(t *testing.T) {
 		}
 	}
 }
+
+// TestGeometryText checks io.debezium.data.geometry.Geometry: its WKB as hex EWKB, the SRID
+// put into it when set, which PostGIS reads.
+func TestGeometryText(t *testing.T) {
+	s := &envelope.Schema{Type: envelope.Struct, Name: nameGeometry, Fields: []envelope.Field{
+		{Name: "wkb", Schema: &envelope.Schema{Type: envelope.Bytes}},
+		{Name: "srid", Schema: &envelope.Schema{Type: envelope.Int32, Optional: true}}}}
+	// POINT(1 2), little-endian.
+	wkb := []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0x40}
+	v := envelope.NewValue(s)
+	v.Fields[0] = wkb
+	got, _, err := Value{Schema: s, Raw: v}.Text("geometry")
+	if want := "0101000000000000000000f03f0000000000000040"; err != nil || got != want {
+		t.Errorf("without SRID: %q, %v; want %q", got, err, want)
+	}
+	v.Fields[1] = int32(4326)
+	got, _, err = Value{Schema: s, Raw: v}.Text("geometry")
+	if want := "0101000020e6100000000000000000f03f0000000000000040"; err != nil || got != want {
+		t.Errorf("with SRID 4326: %q, %v; want %q", got, err, want)
+	}
+}
