@@ -5,6 +5,27 @@
 // types of every time.precision.mode, Json, Uuid, arrays, bytes, intervals) become the literal
 // PostgreSQL parses into the column's type.
 //
+// A Decoder (NewDecoder) reads each record in the form it finds: a zero first byte is
+// Confluent's framing, whose writer schema it fetches from the registry once per id and whose
+// connect.* properties give back the Connect schema; a JSON object of exactly "schema" and
+// "payload" is Kafka's JsonConverter with schemas; any other JSON object is a schemaless
+// payload. Keys are read the same way. A null value is a tombstone. Every field's Value keeps
+// its Connect schema (nil without one), which Value.Text follows; without a schema the target
+// column's type and the Decoder's Options (the producer's time.precision.mode,
+// decimal.handling.mode, binary.handling.mode) say how a JSON value reads.
+//
+// Value.Unchanged recognizes the unchanged-TOAST placeholder, which must never overwrite a
+// stored value; Value.Path and Row.Path look into structs and JSON documents (keys_mapping's
+// "meta.plan"); ColumnType chooses the column type for a field when a table is created.
+//
+// What Debezium's encodings lose stays lost: MicroDuration's average months, Connect's
+// millisecond times, Bits' leading zeros of a bit varying, isostring's 24:00:00 (00:00:00),
+// timetz offsets (the instant is kept, in UTC). Text documents each.
+//
+// Records come from outside: a malformed one is an error naming its topic, partition and
+// offset and what is wrong, never a panic; sizes and nesting are bounded (a key or value of at
+// most 64 MiB, schemas 32 deep, arrays 6 dimensions, decimals of what numeric holds).
+//
 // Concurrency: a Decoder is safe for concurrent use; an Event and its Values are read by one
 // goroutine at a time.
 package event
@@ -76,18 +97,12 @@ func (r *Row) Get(name string) (Value, bool) {
 type Value struct {
 	// Schema is the field's Connect schema, nil for schemaless JSON.
 	Schema *envelope.Schema
-	// Raw is the value as decoded: for JSON, what encoding/json's UseNumber decoding gives
-	// (nil, bool, json.Number, string, []any, map[string]any); for Avro, the Connect value
-	// (envelope.Schema's Go values).
+	// Raw is the value as decoded: with a schema (JSON with schemas, Avro), the Connect value
+	// (envelope.Schema's Go values: a Decimal for Connect's Decimal, *envelope.Value for a
+	// struct); without one, what encoding/json's UseNumber decoding gives (nil, bool,
+	// json.Number, string, []any, map[string]any).
 	Raw any
-}
 
-// The rest of this package's API (implemented beside this file):
-//
-//	type Options struct{ Registry *registry.Client; Placeholder string; TimePrecisionMode string; ... }
-//	func NewDecoder(opts Options) *Decoder
-//	func (d *Decoder) Decode(ctx context.Context, rec *sink.ConsumedRecord) (*Event, error)
-//	func (v Value) Text(pgType string) (text string, null bool, err error)
-//	func (v Value) Unchanged() bool
-//	func (v Value) Path(names ...string) (Value, bool)
-//	func ColumnType(s *envelope.Schema) (string, error)
+	// cfg is the Decoder's settings (placeholder, modes); nil reads as the defaults.
+	cfg *settings
+}
