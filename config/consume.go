@@ -80,6 +80,11 @@ type ConsumeDecoding struct {
 	// TimePrecisionMode is the producer's time.precision.mode, needed only for JSON without
 	// schemas, where a number alone does not say its unit.
 	TimePrecisionMode string `yaml:"time_precision_mode"`
+	// DecimalHandlingMode (precise, string, double) and BinaryHandlingMode (bytes, base64,
+	// base64-url-safe, hex) are the producer's, also for JSON without schemas only: "1234" for
+	// a numeric column may be a number or a base64 Decimal.
+	DecimalHandlingMode string `yaml:"decimal_handling_mode"`
+	BinaryHandlingMode  string `yaml:"binary_handling_mode"`
 }
 
 // Entity is what the events of one topic do to one table (the original Procon's vocabulary).
@@ -243,6 +248,12 @@ func (c *Consume) applyDefaults() {
 	if c.Decoding.TimePrecisionMode == "" {
 		c.Decoding.TimePrecisionMode = "adaptive"
 	}
+	if c.Decoding.DecimalHandlingMode == "" {
+		c.Decoding.DecimalHandlingMode = "precise"
+	}
+	if c.Decoding.BinaryHandlingMode == "" {
+		c.Decoding.BinaryHandlingMode = "bytes"
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -287,6 +298,8 @@ func (c *Consume) Validate() error {
 	errs.oneOf("on_error", c.OnError, "stop", "dlq")
 	errs.oneOf("decoding.time_precision_mode", c.Decoding.TimePrecisionMode,
 		"adaptive", "adaptive_time_microseconds", "connect", "isostring", "microseconds", "nanoseconds")
+	errs.oneOf("decoding.decimal_handling_mode", c.Decoding.DecimalHandlingMode, "precise", "string", "double")
+	errs.oneOf("decoding.binary_handling_mode", c.Decoding.BinaryHandlingMode, "bytes", "base64", "base64-url-safe", "hex")
 	if c.SchemaRegistry.URL != "" {
 		c.SchemaRegistry.validate(&errs)
 	}

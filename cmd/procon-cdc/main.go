@@ -7,6 +7,7 @@
 //	procon-cdc drop --config FILE     drop the slot and the publication (--topics: and the topics)
 //	procon-cdc snapshot --config FILE --table T [--where C]   request an incremental snapshot
 //	procon-cdc status --config FILE   the slot's position and snapshot progress
+//	procon-cdc consume --config FILE  apply topics to a PostgreSQL database until SIGINT/SIGTERM
 //	procon-cdc init-sql               print the SQL of Procon's own tables
 //	procon-cdc version
 package main
@@ -25,6 +26,7 @@ import (
 	"syscall"
 
 	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/consumer"
 	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/snapshot"
 )
@@ -42,6 +44,8 @@ commands:
   snapshot --config FILE --table T [--where COND]
                          request an incremental snapshot of T while procon-cdc run streams
   status --config FILE   the slot's position and the progress of snapshots (--json)
+  consume --config FILE  apply change events from Kafka to a PostgreSQL database, with the
+                         offsets stored in the same transactions, until SIGINT/SIGTERM
   init-sql               print the SQL that creates Procon's tables
   version                print the version
 `
@@ -89,8 +93,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSnapshot(ctx, args, stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args, stdout, stderr)
+	case "consume":
+		return cmdConsume(ctx, args, stderr)
 	case "init-sql":
-		_, err := io.WriteString(stdout, initSQL+"\n"+snapshot.InitSQL)
+		_, err := io.WriteString(stdout, initSQL+"\n"+snapshot.InitSQL+"\n"+consumer.OffsetsSQL)
 		return err
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "procon-cdc", version)
@@ -125,11 +131,11 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.F
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	_ = level.UnmarshalText([]byte(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
+	if cfg.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
@@ -147,7 +153,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if onTerminal {
 		stderr = progress
 	}
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg.Log, stderr)
 	if pprofAddr != "" {
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(pprofAddr, nil)) }()
 	}

@@ -1,0 +1,162 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/procon-cdc/procon/consumer/apply"
+	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/sink"
+)
+
+// assigned starts a worker for each new partition, from its stored offset, and tells the
+// reader where each starts. ctx is the run's, actx the assignment's (ended by a revocation).
+func (c *Consumer) assigned(ctx, actx context.Context, parts map[string][]int32) (map[string]map[int32]int64, error) {
+	starts := map[string]map[int32]int64{}
+	for topic, ps := range parts {
+		e := c.entities[topic]
+		if e == nil {
+			return nil, fmt.Errorf("assigned %s, which no entity reads", topic)
+		}
+		var rows map[int32]stored
+		err := retryTransient(actx, c, "read the stored offsets of "+topic, func() error {
+			var err error
+			rows, err = c.offsets.load(actx, topic, ps)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		starts[topic] = map[int32]int64{}
+		for _, p := range ps {
+			tp := topicPartition{topic, p}
+			applier, err := apply.New(actx, c.db, e.Entity, c.log)
+			if err != nil {
+				return nil, fmt.Errorf("entity of topic %s: %w", topic, err)
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			w := &worker{c: c, tp: tp, entity: e, applier: applier,
+				in: make(chan []sink.ConsumedRecord, 4), stop: make(chan struct{}), done: make(chan struct{}),
+				ctx: wctx, cancel: cancel, state: rows[p]}
+			c.mu.Lock()
+			old := c.workers[tp]
+			c.workers[tp] = w
+			c.mu.Unlock()
+			if old != nil { // assigned again without a revocation in between
+				old.halt()
+			}
+			go w.run()
+			starts[topic][p] = rows[p].next
+			c.log.Info("partition assigned", "partition", tp.String(), "next_offset", rows[p].next)
+		}
+	}
+	return starts, nil
+}
+
+// revoked stops the workers of partitions leaving this member; it returns once none of them
+// is in a transaction.
+func (c *Consumer) revoked(parts map[string][]int32) {
+	for topic, ps := range parts {
+		for _, p := range ps {
+			tp := topicPartition{topic, p}
+			c.mu.Lock()
+			w := c.workers[tp]
+			delete(c.workers, tp)
+			c.mu.Unlock()
+			if w != nil {
+				w.halt()
+				c.log.Info("partition revoked", "partition", tp.String())
+			}
+		}
+	}
+}
+
+// stopWorkers stops every worker (the run is ending).
+func (c *Consumer) stopWorkers() {
+	c.mu.Lock()
+	ws := c.workers
+	c.workers = map[topicPartition]*worker{}
+	c.mu.Unlock()
+	for _, w := range ws {
+		close(w.stop)
+	}
+	for _, w := range ws {
+		w.wait()
+	}
+}
+
+// halt stops a worker and waits for it.
+func (w *worker) halt() {
+	close(w.stop)
+	w.wait()
+}
+
+// wait waits for a stopped worker, and after stopGrace abandons its transaction.
+func (w *worker) wait() {
+	defer w.cancel()
+	select {
+	case <-w.done:
+		return
+	case <-time.After(stopGrace):
+		w.c.log.Warn("partition worker did not stop in time; abandoning its transaction", "partition", w.tp.String())
+		w.cancel()
+		<-w.done
+	}
+}
+
+// dispatch hands polled records to their partitions' workers, in order. Records of partitions
+// no longer assigned here are dropped: their next owner reads them from the stored offset.
+func (c *Consumer) dispatch(ctx context.Context, recs []sink.ConsumedRecord) error {
+	for len(recs) > 0 {
+		tp := topicPartition{recs[0].Topic, recs[0].Partition}
+		n := 1
+		for n < len(recs) && recs[n].Topic == tp.topic && recs[n].Partition == tp.partition {
+			n++
+		}
+		part := recs[:n:n]
+		recs = recs[n:]
+		c.mu.Lock()
+		w := c.workers[tp]
+		c.mu.Unlock()
+		if w == nil {
+			continue
+		}
+		select {
+		case w.in <- part:
+		case <-w.done:
+		case <-ctx.Done():
+			return nil
+		case err := <-c.fatal:
+			return err
+		}
+	}
+	return nil
+}
+
+// fail records the first error that stops the consumer.
+func (c *Consumer) fail(err error) {
+	select {
+	case c.fatal <- err:
+	default:
+	}
+}
+
+// retryTransient runs fn until it succeeds, fails with an error retrying cannot fix, or ctx
+// ends.
+func retryTransient(ctx context.Context, c *Consumer, what string, fn func() error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !pg.Transient(err) {
+			return err
+		}
+		c.log.Warn("retrying", "what", what, "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}

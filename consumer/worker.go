@@ -1,0 +1,364 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/procon-cdc/procon/consumer/apply"
+	"github.com/procon-cdc/procon/consumer/event"
+	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/sink"
+)
+
+// worker applies the records of one partition, one batch per transaction.
+type worker struct {
+	c       *Consumer
+	tp      topicPartition
+	entity  *Entity
+	applier *apply.Applier
+
+	in   chan []sink.ConsumedRecord
+	stop chan struct{} // closed: finish the batch being applied and return
+	done chan struct{} // closed when run returns
+
+	ctx    context.Context // cancelled only when a stop's grace period is over
+	cancel context.CancelFunc
+
+	state stored // the partition's row as of this worker's last commit
+}
+
+// stopGrace bounds how long a stopping worker may take to end its transaction.
+const stopGrace = 30 * time.Second
+
+// item is one record of a batch and what became of it.
+type item struct {
+	rec    *sink.ConsumedRecord
+	ev     *event.Event
+	poison error // it can never apply: the reason
+	repeat bool  // an at-least-once producer's repeat of an applied record
+}
+
+// errRedo asks for the batch to be tried again (a record was found to be poison).
+var errRedo = errors.New("redo the batch")
+
+// errResynced: another member applied records of the partition; the worker now starts from
+// the stored offset, and its records read so far are dropped.
+var errResynced = errors.New("resynchronised with the stored offset")
+
+// stopError is a poison record under the Stop policy.
+type stopError struct {
+	tp     topicPartition
+	offset int64
+	err    error
+}
+
+func (e *stopError) Error() string {
+	return fmt.Sprintf("%s offset %d can never apply: %v (on_error: stop; fix the cause, or set on_error: dlq to send such records to the dead-letter topic)", e.tp, e.offset, e.err)
+}
+func (e *stopError) Unwrap() error { return e.err }
+
+func (w *worker) run() {
+	defer close(w.done)
+	var carry []sink.ConsumedRecord
+	for {
+		batch, rest, ok := w.collect(carry)
+		if !ok {
+			return
+		}
+		carry = rest
+		if len(batch) == 0 {
+			continue
+		}
+		switch err := w.applyBatch(batch); {
+		case err == nil:
+		case errors.Is(err, errResynced):
+			carry = nil
+		default:
+			if w.ctx.Err() == nil {
+				w.c.fail(err)
+			}
+			return
+		}
+	}
+}
+
+// collect gathers the next batch: what is carried over, then records as they come, until
+// BatchRecords or Linger. Records before the stored offset (fetched before a seek) are dropped.
+func (w *worker) collect(carry []sink.ConsumedRecord) (batch, rest []sink.ConsumedRecord, ok bool) {
+	max := w.c.cfg.BatchRecords
+	add := func(recs []sink.ConsumedRecord) {
+		for _, r := range recs {
+			if r.Offset >= w.state.next {
+				batch = append(batch, r)
+			}
+		}
+	}
+	add(carry)
+	for len(batch) == 0 {
+		select {
+		case recs := <-w.in:
+			add(recs)
+		case <-w.stop:
+			return nil, nil, false
+		}
+	}
+	if len(batch) < max && w.c.cfg.Linger > 0 {
+		timer := time.NewTimer(w.c.cfg.Linger)
+	wait:
+		for len(batch) < max {
+			select {
+			case recs := <-w.in:
+				add(recs)
+			case <-timer.C:
+				break wait
+			case <-w.stop:
+				timer.Stop()
+				return nil, nil, false
+			}
+		}
+		timer.Stop()
+	}
+	// Whatever is already queued joins without waiting.
+drain:
+	for len(batch) < max {
+		select {
+		case recs := <-w.in:
+			add(recs)
+		default:
+			break drain
+		}
+	}
+	if len(batch) > max {
+		return batch[:max], batch[max:], true
+	}
+	return batch, nil, true
+}
+
+// applyBatch applies a batch, retrying what may go away by retrying, until it is committed.
+func (w *worker) applyBatch(recs []sink.ConsumedRecord) error {
+	items := make([]item, len(recs))
+	pos := w.state.last
+	for i := range recs {
+		it := &items[i]
+		it.rec = &recs[i]
+		ev, err := w.c.dec.Decode(w.ctx, it.rec)
+		if err != nil {
+			it.poison = err
+			continue
+		}
+		it.ev = ev
+		if ev.HasTx {
+			if pos.repeats(ev.SourceHeader, ev.Tx, ev.Op == event.Read) {
+				it.repeat = true
+				continue
+			}
+			pos = pos.after(ev.SourceHeader, ev.Tx)
+		}
+	}
+	backoff := 100 * time.Millisecond
+	isolate := false
+	for {
+		err := w.attempt(items, isolate)
+		var recErr *apply.RecordError
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errRedo):
+			isolate = false
+			continue
+		case errors.As(err, &recErr):
+			// Index is into the events handed to Apply: the live items.
+			if it := w.liveItem(items, recErr.Index); it != nil {
+				it.poison = recErr.Err
+				isolate = false
+				continue
+			}
+			return fmt.Errorf("consumer %s: %w", w.tp, err)
+		case errors.Is(err, errMoved):
+			return w.resync()
+		case pg.Transient(err) || errors.Is(err, errAmbiguous):
+			w.c.log.Warn("batch not applied; retrying", "partition", w.tp.String(), "err", err, "in", backoff)
+		case isolate || errors.As(err, new(*stopError)) || errors.Is(err, errHook):
+			return err
+		default:
+			// Something in the batch cannot apply: find which record, one at a time.
+			w.c.log.Warn("batch failed; applying its records one at a time to find the one that cannot apply", "partition", w.tp.String(), "err", err)
+			isolate = true
+			continue
+		}
+		select {
+		case <-time.After(backoff):
+		case <-w.stop:
+			return context.Canceled
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// liveItem returns the i-th item that is handed to Apply.
+func (w *worker) liveItem(items []item, i int) *item {
+	for j := range items {
+		if items[j].live() {
+			if i == 0 {
+				return &items[j]
+			}
+			i--
+		}
+	}
+	return nil
+}
+
+func (it *item) live() bool { return it.poison == nil && !it.repeat }
+
+// errAmbiguous: the commit's outcome is unknown; the stored offset tells.
+var errAmbiguous = errors.New("commit outcome unknown")
+
+// errHook wraps a hook's error that is not transient.
+var errHook = errors.New("hook")
+
+// attempt applies items in one transaction. Under Stop, a poison record ends the batch before
+// it, and once the records before it are committed, attempt returns its stopError.
+func (w *worker) attempt(items []item, isolate bool) error {
+	var stopErr error
+	if w.c.cfg.OnError == Stop {
+		for i := range items {
+			if items[i].poison != nil {
+				stopErr = &stopError{tp: w.tp, offset: items[i].rec.Offset, err: items[i].poison}
+				items = items[:i]
+				break
+			}
+		}
+	}
+	if len(items) == 0 {
+		return stopErr
+	}
+	target := stored{next: items[len(items)-1].rec.Offset + 1, last: w.state.last}
+	batch := &Batch{Topic: w.tp.topic, Partition: w.tp.partition}
+	var events []*event.Event
+	var dead []*item
+	for i := range items {
+		it := &items[i]
+		if it.ev != nil && it.ev.HasTx && it.poison == nil {
+			target.last = target.last.after(it.ev.SourceHeader, it.ev.Tx)
+		}
+		switch {
+		case it.poison != nil:
+			dead = append(dead, it)
+		case it.live():
+			batch.Records = append(batch.Records, Record{ConsumedRecord: *it.rec, Event: it.ev})
+			events = append(events, it.ev)
+		}
+	}
+	ctx := w.ctx
+	tx, err := w.c.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit it does nothing
+	if h := w.c.cfg.Hooks.BeforeApply; h != nil {
+		if err := hookErr("BeforeApply", h(ctx, tx, batch)); err != nil {
+			return err
+		}
+	}
+	var stats apply.Stats
+	if isolate {
+		stats, err = w.applyOneByOne(ctx, tx, items)
+	} else {
+		stats, err = w.applier.Apply(ctx, tx, events)
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.c.notify(ctx, tx, w.entity, events); err != nil {
+		return err
+	}
+	if h := w.c.cfg.Hooks.AfterApply; h != nil {
+		if err := hookErr("AfterApply", h(ctx, tx, batch)); err != nil {
+			return err
+		}
+	}
+	if len(dead) > 0 {
+		if err := w.c.deadLetter(ctx, w.tp, dead); err != nil {
+			return err
+		}
+	}
+	if err := w.c.offsets.store(ctx, tx, w.tp.topic, w.tp.partition, w.state, target); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		// The commit may have happened: the stored offset says.
+		cur, rerr := w.c.offsets.current(ctx, w.tp.topic, w.tp.partition)
+		switch {
+		case rerr != nil:
+			return fmt.Errorf("%w: %w (and reading the stored offset: %w)", errAmbiguous, err, rerr)
+		case cur.next == target.next:
+		case cur.next == w.state.next:
+			return fmt.Errorf("commit: %w", err)
+		default:
+			return errMoved
+		}
+	}
+	w.state = target
+	w.c.committed(w.tp, target.next, stats, len(items)-len(events)-len(dead), len(dead))
+	if h := w.c.cfg.Hooks.AfterCommit; h != nil {
+		h(ctx, batch)
+	}
+	return stopErr
+}
+
+// applyOneByOne applies the live items one at a time (Apply rolls a failed call back to its
+// own savepoint, so the transaction goes on) to find a record that cannot apply: the first
+// whose error retrying cannot fix is marked, and errRedo has the batch tried again without it.
+// When all apply, their effects stand.
+func (w *worker) applyOneByOne(ctx context.Context, tx pgx.Tx, items []item) (apply.Stats, error) {
+	var total apply.Stats
+	for i := range items {
+		it := &items[i]
+		if !it.live() {
+			continue
+		}
+		stats, err := w.applier.Apply(ctx, tx, []*event.Event{it.ev})
+		if err == nil {
+			total = addStats(total, stats)
+			continue
+		}
+		if pg.Transient(err) {
+			return total, err
+		}
+		var recErr *apply.RecordError
+		if errors.As(err, &recErr) {
+			err = recErr.Err
+		}
+		it.poison = err
+		return total, errRedo
+	}
+	return total, nil
+}
+
+func hookErr(name string, err error) error {
+	if err == nil || pg.Transient(err) {
+		return err
+	}
+	return fmt.Errorf("%w %s: %w", errHook, name, err)
+}
+
+// resync reads the stored offset after another member moved it and starts from there.
+func (w *worker) resync() error {
+	cur, err := w.c.offsets.current(w.ctx, w.tp.topic, w.tp.partition)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", w.tp, err)
+	}
+	w.c.log.Warn("another consumer applied records of this partition; continuing from the stored offset",
+		"partition", w.tp.String(), "was", w.state.next, "stored", cur.next)
+	w.state = cur
+	if cur.next >= 0 {
+		w.c.reader.Load().Seek(w.tp.topic, w.tp.partition, cur.next)
+	}
+	return errResynced
+}
