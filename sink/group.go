@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -34,7 +37,9 @@ type GroupConfig struct {
 // partition whose start offset is gone (retention) is an error, never a silent jump. Poll is
 // called by one goroutine; Seek and CommitOffsets by any.
 type GroupReader struct {
-	cl *kgo.Client
+	cl    *kgo.Client
+	log   *slog.Logger
+	group string
 
 	mu  sync.Mutex
 	err error // from Assigned: returned by the next Poll
@@ -43,7 +48,7 @@ type GroupReader struct {
 // NewGroupReader joins the group and checks that a broker answers within cfg.ConnectTimeout.
 func NewGroupReader(ctx context.Context, cfg Config, gc GroupConfig) (*GroupReader, error) {
 	cfg.defaults()
-	g := &GroupReader{}
+	g := &GroupReader{log: cfg.Logger, group: gc.Group}
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(gc.Group),
 		kgo.ConsumeTopics(gc.Topics...),
@@ -122,10 +127,17 @@ func (g *GroupReader) Poll(ctx context.Context, max int) ([]ConsumedRecord, erro
 	}
 	var errs []error
 	for _, fe := range fs.Errors() {
+		var session *kgo.ErrGroupSession
+		var netErr net.Error
 		switch {
 		case errors.Is(fe.Err, context.Canceled), errors.Is(fe.Err, kgo.ErrClientClosed):
 			return nil, fe.Err
-		case kerr.IsRetriable(fe.Err):
+		case errors.As(fe.Err, &session):
+			// The client keeps trying to (re)join; partitions it lost were revoked first.
+			g.log.Warn("consumer group: not a member for now; the client retries", "group", g.group, "err", fe.Err)
+			continue
+		case kerr.IsRetriable(fe.Err), errors.As(fe.Err, &netErr), errors.Is(fe.Err, io.EOF), kgo.IsRetryableBrokerErr(fe.Err):
+			g.log.Debug("fetch error; the client retries", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s[%d]: %w", fe.Topic, fe.Partition, fe.Err))
