@@ -21,6 +21,7 @@ import (
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/consumer"
 	"github.com/procon-cdc/procon/test/testenv"
+	"github.com/procon-cdc/procon/txid"
 )
 
 // The consuming side end to end: a source database → procon-cdc → Kafka → procon-cdc consume →
@@ -46,6 +47,36 @@ type consumeSetup struct {
 	*setup
 	target *testenv.DB
 	group  string
+	// notifications: every entity inserts a realtime notification per applied event, on a
+	// channel named after its table: a count of effects that repeating an event would change.
+	notifications bool
+}
+
+func (cs *consumeSetup) notify(table string) string {
+	if !cs.notifications {
+		return ""
+	}
+	return ", realtime: {channel: " + table + "}"
+}
+
+// changeEvents counts the distinct change events (by procon.tx and procon.seq) in a table's
+// topic: what exactly-once effects apply once each.
+func (cs *consumeSetup) changeEvents(t *testing.T, table string) int {
+	t.Helper()
+	topic := cs.topic(table)
+	recs := cs.env.ReadN(t, topic, int(cs.count(t, topic)), time.Minute)
+	seen := map[txid.Key]bool{}
+	for _, r := range recs {
+		if r.Value == nil {
+			continue // a tombstone
+		}
+		k, err := txid.FromRecordHeaders(r.Headers)
+		if err != nil {
+			t.Fatalf("%s offset %d: %v", topic, r.Offset, err)
+		}
+		seen[k] = true
+	}
+	return len(seen)
 }
 
 func newConsumeSetup(t *testing.T) *consumeSetup {
@@ -77,10 +108,10 @@ kafka:
 	cfg += fmt.Sprintf(`batch: {max_records: 300, linger: 5ms}
 log: {level: debug}
 entities:
-  - {topic: %s, table: public.ce_accounts, master_key: id}
-  - {topic: %s, table: public.ce_orders, master_key: [[tenant, tenant], [id, id]]}
-  - {topic: %s, table: public.ce_items, master_key: id}
-`, cs.topic("ce_accounts"), cs.topic("ce_orders"), cs.topic("ce_items"))
+  - {topic: %s, table: public.ce_accounts, master_key: id%s}
+  - {topic: %s, table: public.ce_orders, master_key: [[tenant, tenant], [id, id]]%s}
+  - {topic: %s, table: public.ce_items, master_key: id%s}
+`, cs.topic("ce_accounts"), cs.notify("ce_accounts"), cs.topic("ce_orders"), cs.notify("ce_orders"), cs.topic("ce_items"), cs.notify("ce_items"))
 	return cfg + extra
 }
 
@@ -268,6 +299,8 @@ func (w *changeWriter) start(t *testing.T) (stop func()) {
 // for row and column for column.
 func TestConsumeKill9EndToEnd(t *testing.T) {
 	cs := newConsumeSetup(t)
+	cs.notifications = true
+	createRealtimeTable(t, &setup{db: cs.target})
 	w := &changeWriter{pool: cs.db.Pool, rnd: testenv.Rand(t, 21), keys: 60}
 	rnd := testenv.Rand(t, 22) // when to kill
 	configs := []string{cs.consumeConfig("c1", ""), cs.consumeConfig("c2", "")}
@@ -319,6 +352,19 @@ func TestConsumeKill9EndToEnd(t *testing.T) {
 	}
 	stopWriter()
 	cs.waitTablesEqual(t, 3*time.Minute)
+	// Each event applied exactly once: as many notifications (inserted in the transactions
+	// that applied them) as distinct events, though records were sent again after procon-cdc's
+	// kills and batches were cut short by the consumers'.
+	for table := range consumeKeys {
+		want := cs.changeEvents(t, table)
+		var got int
+		if err := cs.target.Pool.QueryRow(context.Background(), `SELECT count(*) FROM procon_realtimes WHERE channel = $1`, table).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: %d notifications, want one per distinct event: %d", table, got, want)
+		}
+	}
 	for _, p := range procs[1:] {
 		out := p.output()
 		if strings.Contains(out, "panic") || strings.Contains(out, "DATA RACE") {
