@@ -39,6 +39,8 @@ type Result struct {
 	PeakRSSMB     float64 `json:"peak_rss_mb"`
 	WalsenderCPU  float64 `json:"walsender_cpu_seconds,omitempty"`
 	KafkaCPU      float64 `json:"kafka_broker_cpu_seconds,omitempty"`
+	// TargetCPU (apply) is the CPU of the target database's backends serving the contender.
+	TargetCPU float64 `json:"target_backend_cpu_seconds,omitempty"`
 	// HarnessCPU is this program's own CPU during the run (polling, and the steady writer's
 	// client side); OtherCPU excludes it and the steady writer's backends.
 	HarnessCPU float64      `json:"harness_cpu_seconds"`
@@ -90,6 +92,12 @@ func short(c string) string {
 		return "dbz"
 	case "pg_recvlogical":
 		return "recv"
+	case "pg-subscription":
+		return "sub"
+	case "procon-consume":
+		return "cons"
+	case "debezium-jdbc":
+		return "jdbc"
 	}
 	return "copy"
 }

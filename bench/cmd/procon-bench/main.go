@@ -1,5 +1,6 @@
 // Command procon-bench races procon-cdc against Debezium 3.6.1 embedded and pg_recvlogical on
-// the same WAL backlog, in one run on one machine, and prints one table.
+// the same WAL backlog, in one run on one machine, and prints one table; its apply scenario
+// races procon-cdc consume against a PostgreSQL subscription and the Debezium JDBC sink.
 //
 // bench/run is the entry point (it starts the services and builds the binaries); see
 // bench/README.md for what each scenario does and how each number is measured.
@@ -41,11 +42,21 @@ type options struct {
 	keep         bool
 	debeziumOpts []string // extra debezium.* properties, k=v
 	javaOpts     string
+	connectLib   string // the Kafka Connect + JDBC sink classpath (bench/jdbc-sink/build)
+	jdbcTasks    int
+	jdbcOpts     []string // extra JDBC sink connector properties, k=v
+	applyChanges int64    // apply's change count; 0: 1M x scale
 }
 
-var allScenarios = []string{"drain-small", "drain-batched", "huge-tx", "steady", "snapshot"}
+var allScenarios = []string{"drain-small", "drain-batched", "huge-tx", "steady", "snapshot", "apply"}
 
-var allContenders = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "debezium"}
+// cdcContenders produce to Kafka from the source (every scenario but apply); applyContenders
+// apply changes to a target database (apply).
+var (
+	cdcContenders   = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "debezium"}
+	applyContenders = []string{"pg-subscription", "procon-consume", "debezium-jdbc"}
+	allContenders   = append(append([]string{}, cdcContenders...), applyContenders...)
+)
 
 func main() {
 	if err := run(); err != nil {
@@ -133,10 +144,14 @@ func parseOptions(args []string) (*options, error) {
 	fs.BoolVar(&o.pprof, "pprof", envBool("BENCH_PPROF"), "profile procon-cdc (CPU, through run --pprof) and save the profile next to the results")
 	fs.BoolVar(&o.keep, "keep", envBool("BENCH_KEEP"), "keep slots, publications, topics and the table after each scenario")
 	debeziumOpts := fs.String("debezium-props", envString("BENCH_DEBEZIUM_PROPS", ""), "extra Debezium engine properties, k=v,k=v (BENCH_DEBEZIUM_PROPS), e.g. poll.interval.ms=10")
+	fs.StringVar(&o.connectLib, "connect-lib", envString("BENCH_CONNECT_LIB", ""), "directory of the Kafka Connect worker's and the Debezium JDBC sink's jars (bench/jdbc-sink/build; bench/run passes it)")
+	fs.IntVar(&o.jdbcTasks, "jdbc-tasks", envInt("BENCH_JDBC_TASKS", 3), "tasks.max of the Debezium JDBC sink (apply; one per topic partition by default)")
+	jdbcOpts := fs.String("jdbc-props", envString("BENCH_JDBC_PROPS", ""), "extra Debezium JDBC sink connector properties, k=v,k=v (BENCH_JDBC_PROPS), e.g. batch.size=2000")
+	fs.Int64Var(&o.applyChanges, "apply-changes", int64(envInt("BENCH_APPLY_CHANGES", 0)), "source changes of the apply scenario, a multiple of 1000 (default 1M x scale)")
 	fs.StringVar(&o.javaOpts, "java-opts", envString("PROCON_DEBEZIUM_JAVA_OPTS", "-Xms256m -Xmx1g -XX:+ExitOnOutOfMemoryError"), "JVM options of the Debezium runner (scripts/debezium's default)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: procon-bench [flags] [scenario...]\nscenarios: %s (default: all)\ncontenders: %s\n\nflags:\n",
-			strings.Join(allScenarios, " "), strings.Join(allContenders, " "))
+			strings.Join(allScenarios, " "), strings.Join(cdcContenders, " ")+"; apply: "+strings.Join(applyContenders, " "))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -148,7 +163,10 @@ func parseOptions(args []string) (*options, error) {
 	if o.proconBin == "" || o.debeziumJar == "" {
 		return nil, errors.New("-procon and -debezium-jar are required (bench/run passes them)")
 	}
-	for _, p := range []*string{&o.proconBin, &o.debeziumJar, &o.outDir} {
+	for _, p := range []*string{&o.proconBin, &o.debeziumJar, &o.outDir, &o.connectLib} {
+		if *p == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return nil, err
@@ -185,6 +203,21 @@ func parseOptions(args []string) (*options, error) {
 			return nil, fmt.Errorf("-debezium-props: %q is not k=v", kv)
 		}
 		o.debeziumOpts = append(o.debeziumOpts, kv)
+	}
+	if o.applyChanges < 0 || o.applyChanges%applyTxSize != 0 {
+		return nil, fmt.Errorf("-apply-changes must be a multiple of %d (0: 1M x scale), got %d", applyTxSize, o.applyChanges)
+	}
+	if o.jdbcTasks < 1 {
+		return nil, fmt.Errorf("-jdbc-tasks must be at least 1, got %d", o.jdbcTasks)
+	}
+	for _, kv := range strings.Split(*jdbcOpts, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if !strings.Contains(kv, "=") {
+			return nil, fmt.Errorf("-jdbc-props: %q is not k=v", kv)
+		}
+		o.jdbcOpts = append(o.jdbcOpts, kv)
 	}
 	if o.steadyFor == 0 {
 		o.steadyFor = time.Duration(float64(60*time.Second) * o.scale).Round(time.Second)

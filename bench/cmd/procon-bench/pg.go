@@ -123,6 +123,7 @@ func (b *bench) dropPublication(ctx context.Context, pub string) {
 
 // cleanupLeftovers removes inactive slots, publications and topics of earlier, interrupted runs.
 func (b *bench) cleanupLeftovers(ctx context.Context) {
+	b.cleanupApplyLeftovers(ctx)
 	rows, err := b.pool.Query(ctx, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pbench\_%' AND NOT active`)
 	if err == nil {
 		slots, _ := pgx.CollectRows(rows, pgx.RowTo[string])

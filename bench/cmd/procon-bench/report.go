@@ -43,6 +43,10 @@ func find(res *ScenarioResult, contender string) *Result {
 // score fills in the ratios to Debezium and to the limit (pg_recvlogical, or COPY for the
 // snapshot) and checks procon-cdc's targets.
 func score(res *ScenarioResult) {
+	if res.Name == "apply" {
+		scoreApply(res)
+		return
+	}
 	dbz := find(res, "debezium")
 	limit := find(res, "pg_recvlogical")
 	limitName := "pg_recvlogical"
@@ -94,6 +98,38 @@ func score(res *ScenarioResult) {
 			r.Targets = []Target{target("p99 < 20 ms", ok && p99 >= 0 && p99 < 20, true, fmt.Sprintf("%.0f ms", p99)), cpu}
 		default:
 			r.Targets = []Target{cpu}
+		}
+	}
+}
+
+// scoreApply fills in the apply scenario's ratios: × Debezium is to the JDBC sink, × limit to
+// the subscription (PostgreSQL's own apply); issue 15's targets for procon-cdc consume are at
+// least 0.7× the subscription's rows/s and 3× the JDBC sink's.
+func scoreApply(res *ScenarioResult) {
+	jdbc := find(res, "debezium-jdbc")
+	sub := find(res, "pg-subscription")
+	for _, r := range res.Results {
+		if !r.Complete || r.EventsPerSecond == 0 {
+			continue
+		}
+		if jdbc != nil {
+			r.VsDebezium = r.EventsPerSecond / jdbc.EventsPerSecond
+			if jdbc.CPUPerMillion > 0 && r.CPUPerMillion > 0 {
+				r.CPUVsDebezium = r.CPUPerMillion / jdbc.CPUPerMillion
+			}
+		}
+		if sub != nil {
+			r.VsLimit = r.EventsPerSecond / sub.EventsPerSecond
+		}
+	}
+	for _, r := range res.Results {
+		if r.Contender != "procon-consume" || (r.WallSeconds == 0 && r.Error == "") {
+			continue
+		}
+		ok := r.Complete
+		r.Targets = []Target{
+			target("≥0.7× pg-subscription rows/s", ok && r.VsLimit >= 0.7, sub != nil || !ok, fmt.Sprintf("%.2f×", r.VsLimit)),
+			target("≥3× debezium-jdbc rows/s", ok && r.VsDebezium >= 3, jdbc != nil || !ok, fmt.Sprintf("%.2f×", r.VsDebezium)),
 		}
 	}
 }
@@ -218,6 +254,7 @@ func (b *bench) newReport() *Report {
 			"steady_duration":      b.o.steadyFor.String(),
 			"debezium_java_opts":   b.o.javaOpts,
 			"debezium_extra_props": strings.Join(b.o.debeziumOpts, ","),
+			"jdbc_sink":            fmt.Sprintf("Debezium JDBC sink 3.6.0.Final in a Kafka Connect %s standalone worker, JsonConverter schemas.enable=true, tasks.max=%d, insert.mode=upsert, delete.enabled=true, primary.key.mode=record_key, schema.evolution=none; otherwise the connector's defaults; extra: %s", kafkaVersion(), b.o.jdbcTasks, strings.Join(b.o.jdbcOpts, ",")),
 			"pprof":                fmt.Sprint(b.o.pprof),
 			"topics":               "1 partition, RF 1, message.timestamp.type=LogAppendTime, created before each contender starts",
 			"procon":               "serialization json (no schema wrapper) or avro via PROCON_SCHEMA_REGISTRY_URL; otherwise procon-cdc's defaults (linger 0, no compression)",
@@ -385,6 +422,20 @@ the machine's busy CPU during the run minus contender, walsender, Kafka broker, 
 (steady) the writer's backends, i.e. noise from other work on the machine. *records in Kafka*: end offsets after the contender stopped, including delete
 tombstones; ✓ = exactly the expected count. *latency*: Kafka LogAppendTime − source.ts_ms.
 `)
+	for _, sc := range r.Scenarios {
+		if sc.Name == "apply" {
+			sb.WriteString(`
+*apply*: *events* are source row changes (the sentinel inserts included); *wall s* runs from the
+process start (the subscription: from ALTER SUBSCRIPTION ENABLE) until the target database holds
+the last source transaction, and every target is then compared with the source; *events/s* is
+rows/s applied; *× Debezium* is to debezium-jdbc, *× limit* to pg-subscription; *1st record s*:
+until the target's statistics first showed an applied change (about 1 s precision); *records in
+Kafka*: the pre-filled topics the Kafka contenders read; *CPU*: the subscription's apply worker,
+the Connect JVM or procon-cdc (the target database's backends are in the notes).
+`)
+			break
+		}
+	}
 	if len(notes) > 0 {
 		sb.WriteString("\n**Notes.**\n\n")
 		for _, n := range notes {

@@ -17,6 +17,7 @@ const (
 	backlog  scenarioKind = iota // written while no contender runs; each drains it from its slot
 	steady                       // written at a fixed rate while the contender runs
 	snapshot                     // a filled table read by an initial snapshot
+	apply                        // changes applied to target databases (apply.go)
 )
 
 // scenario is one workload.
@@ -30,6 +31,7 @@ type scenario struct {
 	Sizes    map[string]any
 	prepare  func(ctx context.Context) error // after the table exists, before any slot
 	write    func(ctx context.Context) error // backlog: the workload, after the slots exist
+	plan     *applyPlan                      // apply: the workload
 }
 
 func scaled(n float64, scale float64, min int64) int64 {
@@ -68,6 +70,8 @@ func (b *bench) scenario(name string) *scenario {
 		return &scenario{Name: name, Code: "st", Kind: steady, Events: n, Records: n,
 			Describe: fmt.Sprintf("a writer at %d single-row transactions/s for %s while the contender streams; latency = Kafka LogAppendTime - source.ts_ms", b.o.steadyRate, b.o.steadyFor),
 			Sizes:    map[string]any{"rate": b.o.steadyRate, "seconds": b.o.steadyFor.Seconds(), "transactions": n}}
+	case "apply":
+		return b.applyScenario()
 	case "snapshot":
 		n := scaled(5e6, s, 1000)
 		return &scenario{Name: name, Code: "sn", Kind: snapshot, Events: n, Records: n,
@@ -112,8 +116,10 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario) (*ScenarioResult,
 		err = b.runSteady(ctx, sc, res, runs)
 	case snapshot:
 		err = b.runSnapshot(ctx, sc, res, runs)
+	case apply:
+		err = b.runApply(ctx, sc, res, runs)
 	}
-	order := b.o.contenders
+	order := b.contendersFor(sc)
 	if sc.Kind == snapshot {
 		order = append([]string{"copy"}, order...)
 	}
@@ -124,6 +130,21 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario) (*ScenarioResult,
 	}
 	score(res)
 	return res, err
+}
+
+// contendersFor is the chosen contenders that take part in sc, in the order given.
+func (b *bench) contendersFor(sc *scenario) []string {
+	set := cdcContenders
+	if sc.Kind == apply {
+		set = applyContenders
+	}
+	var out []string
+	for _, c := range b.o.contenders {
+		if contains(set, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // cleanup drops what a scenario created, unless -keep.
@@ -162,7 +183,7 @@ func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResul
 	}
 	// Every run's slot exists before the first change: all of them read the same WAL.
 	for rep := 1; rep <= b.o.repeat; rep++ {
-		for _, c := range b.o.contenders {
+		for _, c := range b.contendersFor(sc) {
 			name := b.name(sc, c, rep)
 			if err := b.createSlot(ctx, name); err != nil {
 				return err
@@ -192,7 +213,7 @@ func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResul
 	if err := b.checkpoint(ctx); err != nil {
 		return err
 	}
-	return b.interleave(ctx, b.o.contenders, func(c string, rep int) error {
+	return b.interleave(ctx, b.contendersFor(sc), func(c string, rep int) error {
 		name := b.name(sc, c, rep)
 		r := &runSpec{sc: sc, name: name, pub: pub, endLSN: end}
 		runs[c] = append(runs[c], b.runContender(ctx, r, c))
@@ -235,7 +256,7 @@ func (b *bench) runSteady(ctx context.Context, sc *scenario, res *ScenarioResult
 	}
 	k := int64(0)
 	for rep := 1; rep <= b.o.repeat; rep++ {
-		for _, c := range b.o.contenders {
+		for _, c := range b.contendersFor(sc) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -282,7 +303,7 @@ func (b *bench) snapshotSupported() bool {
 
 func (b *bench) runSnapshot(ctx context.Context, sc *scenario, res *ScenarioResult, runs map[string][]*Result) error {
 	contenders := []string{"copy"}
-	for _, c := range b.o.contenders {
+	for _, c := range b.contendersFor(sc) {
 		if !isKafka(c) {
 			continue
 		}
