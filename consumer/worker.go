@@ -61,8 +61,42 @@ func (e *stopError) Error() string {
 }
 func (e *stopError) Unwrap() error { return e.err }
 
+// run applies batches until the worker is stopped. Records are read and decoded one batch
+// ahead, on a goroutine of their own, while the previous batch is applied: decoding is CPU
+// and applying mostly waits for the database.
 func (w *worker) run() {
 	defer close(w.done)
+	decoded := make(chan []item, 1)
+	go w.decodeBatches(decoded)
+	for items := range decoded {
+		// Records at offsets already applied (fetched again after a seek) are dropped here,
+		// where the stored offset is known.
+		live := items[:0]
+		for _, it := range items {
+			if it.rec.Offset >= w.state.next {
+				live = append(live, it)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		if err := w.applyBatch(live); err != nil && !errors.Is(err, errResynced) {
+			if w.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				w.c.fail(err)
+			}
+			// Drain the decoder: it stops at w.stop, which the consumer closes after a failure.
+			go func() {
+				for range decoded {
+				}
+			}()
+			return
+		}
+	}
+}
+
+// decodeBatches collects batches and decodes their records until the worker is stopped.
+func (w *worker) decodeBatches(out chan<- []item) {
+	defer close(out)
 	var carry []sink.ConsumedRecord
 	for {
 		batch, rest, ok := w.collect(carry)
@@ -70,38 +104,29 @@ func (w *worker) run() {
 			return
 		}
 		carry = rest
-		if len(batch) == 0 {
-			continue
+		items := make([]item, len(batch))
+		for i := range batch {
+			it := &items[i]
+			it.rec = &batch[i]
+			it.ev, it.poison = w.c.dec.Decode(w.ctx, it.rec)
 		}
-		switch err := w.applyBatch(batch); {
-		case err == nil:
-		case errors.Is(err, errResynced):
-			carry = nil
-		default:
-			if w.ctx.Err() == nil {
-				w.c.fail(err)
-			}
+		select {
+		case out <- items:
+		case <-w.stop:
 			return
 		}
 	}
 }
 
 // collect gathers the next batch: what is carried over, then records as they come, until
-// BatchRecords or Linger. Records before the stored offset (fetched before a seek) are dropped.
+// BatchRecords or Linger.
 func (w *worker) collect(carry []sink.ConsumedRecord) (batch, rest []sink.ConsumedRecord, ok bool) {
 	max := w.c.cfg.BatchRecords
-	add := func(recs []sink.ConsumedRecord) {
-		for _, r := range recs {
-			if r.Offset >= w.state.next {
-				batch = append(batch, r)
-			}
-		}
-	}
-	add(carry)
+	batch = carry
 	for len(batch) == 0 {
 		select {
 		case recs := <-w.in:
-			add(recs)
+			batch = recs
 		case <-w.stop:
 			return nil, nil, false
 		}
@@ -112,7 +137,7 @@ func (w *worker) collect(carry []sink.ConsumedRecord) (batch, rest []sink.Consum
 		for len(batch) < max {
 			select {
 			case recs := <-w.in:
-				add(recs)
+				batch = append(batch, recs...)
 			case <-timer.C:
 				break wait
 			case <-w.stop:
@@ -127,30 +152,26 @@ drain:
 	for len(batch) < max {
 		select {
 		case recs := <-w.in:
-			add(recs)
+			batch = append(batch, recs...)
 		default:
 			break drain
 		}
 	}
 	if len(batch) > max {
-		return batch[:max], batch[max:], true
+		return batch[:max:max], batch[max:], true
 	}
 	return batch, nil, true
 }
 
 // applyBatch applies a batch, retrying what may go away by retrying, until it is committed.
-func (w *worker) applyBatch(recs []sink.ConsumedRecord) error {
-	items := make([]item, len(recs))
+func (w *worker) applyBatch(items []item) error {
 	pos := w.state.last
-	for i := range recs {
+	for i := range items {
 		it := &items[i]
-		it.rec = &recs[i]
-		ev, err := w.c.dec.Decode(w.ctx, it.rec)
-		if err != nil {
-			it.poison = err
+		ev := it.ev
+		if it.poison != nil {
 			continue
 		}
-		it.ev = ev
 		if ev.HasTx {
 			if pos.repeats(ev.SourceHeader, ev.Tx, ev.Op == event.Read) {
 				it.repeat = true

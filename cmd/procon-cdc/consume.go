@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net/http"
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/consumer"
@@ -15,6 +16,7 @@ func cmdConsume(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "consumer configuration file (YAML)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
@@ -27,6 +29,9 @@ func cmdConsume(ctx context.Context, args []string, stderr io.Writer) error {
 		return &exitError{2, err}
 	}
 	log := newLogger(cfg.Log, stderr)
+	if *pprofAddr != "" {
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	log.Info("starting procon-cdc consume", "version", version, "name", cfg.Name, "group", cfg.Kafka.Group, "entities", len(cfg.Entities))
 	c, err := consumer.Open(ctx, cfg, consumer.Hooks{}, log)
 	if err != nil {
