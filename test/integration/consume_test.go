@@ -81,10 +81,16 @@ func (cs *consumeSetup) changeEvents(t *testing.T, table string) int {
 
 func newConsumeSetup(t *testing.T) *consumeSetup {
 	t.Helper()
+	return newConsumeSetupWith(t, "")
+}
+
+// newConsumeSetupWith adds extra to procon-cdc's configuration.
+func newConsumeSetupWith(t *testing.T, extra string) *consumeSetup {
+	t.Helper()
 	// Intervals as ISO 8601: Debezium's default (microseconds) keeps an interval's length but
 	// not its split into months, days and time, so '1 day -1.5s' would come back as 23:59:58.5
 	// (equal as PostgreSQL compares intervals, but not as text).
-	s := newSetup(t, "public.ce_accounts: {}\npublic.ce_orders: {}\npublic.ce_items: {}", "debezium:\n  interval.handling.mode: string\n")
+	s := newSetup(t, "public.ce_accounts: {}\npublic.ce_orders: {}\npublic.ce_items: {}", "debezium:\n  interval.handling.mode: string\n"+extra)
 	cs := &consumeSetup{setup: s, target: s.env.Database(t), group: s.name + "-consume"}
 	for _, ddl := range consumeTables {
 		s.db.Exec(t, ddl)
@@ -541,4 +547,22 @@ func TestConsumeHooksAndRealtime(t *testing.T) {
 		t.Fatalf("audit before %d (want 30 records), after %d (want the 15 rows left), %d notifications (want 20 creates), %d with session and metadata from the row",
 			before, after, notes, matching)
 	}
+}
+
+// TestConsumeAvro: topics procon-cdc writes as Avro through the schema registry apply as JSON
+// ones do, every column of every type equal to its source.
+func TestConsumeAvro(t *testing.T) {
+	env := testenv.Get(t)
+	cs := newConsumeSetupWith(t, "serialization: avro\nschema_registry:\n  url: "+env.RegistryURL+"\n")
+	registryClient(t, env, cs.name) // deletes the test's subjects at cleanup
+	p := cs.startProcess(t)
+	cs.waitSlot(t)
+	w := &changeWriter{pool: cs.db.Pool, rnd: testenv.Rand(t, 23), keys: 40}
+	stop := w.start(t)
+	c := cs.startConsume(t, cs.consumeConfig("", "schema_registry: {url: \""+env.RegistryURL+"\"}\n"))
+	testenv.WaitFor(t, time.Minute, "the consumer to apply records", func() (bool, error) { return cs.appliedOffsets(t) > 500, nil })
+	stop()
+	cs.waitTablesEqual(t, 2*time.Minute)
+	c.stop(t)
+	p.stop(t)
 }
