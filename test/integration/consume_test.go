@@ -553,7 +553,7 @@ func TestConsumeHooksAndRealtime(t *testing.T) {
 // ones do, every column of every type equal to its source.
 func TestConsumeAvro(t *testing.T) {
 	env := testenv.Get(t)
-	cs := newConsumeSetupWith(t, "serialization: avro\nschema_registry:\n  url: "+env.RegistryURL+"\n")
+	cs := newConsumeSetupWith(t, "  schema.name.adjustment.mode: avro\nserialization: avro\nschema_registry:\n  url: "+env.RegistryURL+"\n")
 	registryClient(t, env, cs.name) // deletes the test's subjects at cleanup
 	p := cs.startProcess(t)
 	cs.waitSlot(t)
