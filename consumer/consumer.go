@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,12 +175,13 @@ func (c *Consumer) Close() {
 }
 
 // Run applies records until ctx ends (then it returns nil once the batches in flight are
-// committed or rolled back) or until an error stops it.
+// committed or rolled back) or until an error stops it. It is called once.
 func (c *Consumer) Run(ctx context.Context) error {
 	topics := make([]string, 0, len(c.entities))
 	for t := range c.entities {
 		topics = append(topics, t)
 	}
+	slices.Sort(topics)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reader, err := sink.NewGroupReader(runCtx, c.kafka, sink.GroupConfig{

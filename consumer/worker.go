@@ -265,7 +265,7 @@ func (w *worker) attempt(items []item, isolate bool) error {
 	var dead []*item
 	for i := range items {
 		it := &items[i]
-		if it.ev != nil && it.ev.HasTx && it.poison == nil {
+		if it.ev != nil && it.ev.HasTx { // dead letters too: a repeat of one is not sent again
 			target.last = target.last.after(it.ev.SourceHeader, it.ev.Tx)
 		}
 		switch {
