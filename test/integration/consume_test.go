@@ -59,6 +59,22 @@ func (cs *consumeSetup) notify(table string) string {
 	return ", realtime: {channel: " + table + "}"
 }
 
+// checkOneEffectPerEvent checks that each event was applied exactly once: as many
+// notifications (inserted in the transactions that applied them) as distinct events.
+func (cs *consumeSetup) checkOneEffectPerEvent(t *testing.T) {
+	t.Helper()
+	for table := range consumeKeys {
+		want := cs.changeEvents(t, table)
+		var got int
+		if err := cs.target.Pool.QueryRow(context.Background(), `SELECT count(*) FROM procon_realtimes WHERE channel = $1`, table).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: %d notifications, want one per distinct event: %d", table, got, want)
+		}
+	}
+}
+
 // changeEvents counts the distinct change events (by procon.tx and procon.seq) in a table's
 // topic: what exactly-once effects apply once each.
 func (cs *consumeSetup) changeEvents(t *testing.T, table string) int {
@@ -358,19 +374,9 @@ func TestConsumeKill9EndToEnd(t *testing.T) {
 	}
 	stopWriter()
 	cs.waitTablesEqual(t, 3*time.Minute)
-	// Each event applied exactly once: as many notifications (inserted in the transactions
-	// that applied them) as distinct events, though records were sent again after procon-cdc's
-	// kills and batches were cut short by the consumers'.
-	for table := range consumeKeys {
-		want := cs.changeEvents(t, table)
-		var got int
-		if err := cs.target.Pool.QueryRow(context.Background(), `SELECT count(*) FROM procon_realtimes WHERE channel = $1`, table).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("%s: %d notifications, want one per distinct event: %d", table, got, want)
-		}
-	}
+	// Records were sent again after procon-cdc's kills and batches were cut short by the
+	// consumers'.
+	cs.checkOneEffectPerEvent(t)
 	for _, p := range procs[1:] {
 		out := p.output()
 		if strings.Contains(out, "panic") || strings.Contains(out, "DATA RACE") {
@@ -564,5 +570,47 @@ func TestConsumeAvro(t *testing.T) {
 	stop()
 	cs.waitTablesEqual(t, 2*time.Minute)
 	c.stop(t)
+	p.stop(t)
+}
+
+// TestConsumeRebalance: three dynamic members of one group share nine partitions while
+// changes flow; members join, one leaves gracefully in the middle of its batches, one is
+// SIGKILLed (its partitions move after the session timeout) and one rejoins: no event is lost
+// or applied twice.
+func TestConsumeRebalance(t *testing.T) {
+	cs := newConsumeSetup(t)
+	for table := range consumeKeys {
+		cs.config = strings.Replace(cs.config, "public."+table+": {}", "public."+table+": {partitions: 3}", 1)
+	}
+	cs.notifications = true
+	createRealtimeTable(t, &setup{db: cs.target})
+	p := cs.startProcess(t)
+	cs.waitSlot(t)
+	stop := (&changeWriter{pool: cs.db.Pool, rnd: testenv.Rand(t, 24), keys: 60}).start(t)
+	cfg := cs.consumeConfig("", "")
+	progress := func(what string) {
+		from := cs.appliedOffsets(t)
+		testenv.WaitFor(t, 2*time.Minute, what, func() (bool, error) { return cs.appliedOffsets(t) > from+200, nil })
+	}
+	c1 := cs.startConsume(t, cfg)
+	progress("c1 alone to apply")
+	c2 := cs.startConsume(t, cfg)
+	progress("c1 and c2 to apply")
+	c3 := cs.startConsume(t, cfg)
+	progress("three members to apply")
+	c1.stop(t) // leaves the group: its partitions are revoked with batches in flight
+	if out := c1.output(); !strings.Contains(out, "partition revoked") {
+		t.Errorf("c1 gave no partition up to c2 and c3:\n%s", lastLines(out, 40))
+	}
+	progress("c2 and c3 to apply")
+	c2.kill9(t) // its partitions wait for the session timeout, then move to c3
+	progress("c3 to apply alone")
+	c1 = cs.startConsume(t, cfg)
+	progress("c1 and c3 to apply")
+	stop()
+	cs.waitTablesEqual(t, 2*time.Minute)
+	cs.checkOneEffectPerEvent(t)
+	c1.stop(t)
+	c3.stop(t)
 	p.stop(t)
 }
