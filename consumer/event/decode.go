@@ -277,7 +277,17 @@ func (d *Decoder) document(ctx context.Context, b []byte) (*doc, error) {
 	default:
 		return nil, fmt.Errorf("neither a JSON object nor Confluent-framed Avro (first byte 0x%02x)", b[0])
 	}
-	fields, err := orderedObject(trimmed)
+	// Records with schemas mostly have the shape the fast path reads; it declines the rest.
+	if dc, ok := d.fastDocument(trimmed); ok {
+		return dc, nil
+	}
+	return d.jsonDocument(trimmed)
+}
+
+// jsonDocument is the general path of a JSON object (b starts with '{'): any shape, every
+// error explained.
+func (d *Decoder) jsonDocument(b []byte) (*doc, error) {
+	fields, err := orderedObject(b)
 	if err != nil {
 		return nil, err
 	}
