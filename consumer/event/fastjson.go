@@ -15,9 +15,11 @@ import (
 // With schemas.enable=true every record repeats its schema, several kilobytes that dwarf the
 // payload, and the general path (orderedObject, decodeJSONDoc, connectFromJSON) tokenizes all
 // of it, then builds a map[string]any of the payload only to walk it again. The fast path
-// reads the common shape {"schema": S, "payload": P} by hand: it only finds S's end, looks the
-// parsed schema up by S's exact bytes (parsing and validating it the first time, as the general
-// path does), and decodes P straight into the Connect value the schema describes.
+// reads the common shape {"schema": S, "payload": P} by hand. S is one of the texts it parsed
+// last when the record begins with that text (a memory compare; the usual case); otherwise it
+// finds S's end, without building anything, and looks the schema up by S's exact bytes in the
+// Decoder's cache (parsing and validating it the first time, as the general path does). Then
+// it decodes P straight into the Connect value the schema describes.
 //
 // It must give exactly what the general path gives, or nothing: whatever it does not handle or
 // finds wrong (another shape, escaped or duplicate names, malformed JSON, a value that does not
@@ -34,7 +36,9 @@ const maxFastDepth = 256
 // of it) of exactly "schema" and "payload". ok=false leaves the record to the general path; a
 // nil doc with ok is a null value.
 func (d *Decoder) fastDocument(b []byte) (dc *doc, ok bool) {
-	schemaAt, schemaEnd, payloadAt, payloadEnd := -1, -1, -1, -1
+	var s *envelope.Schema
+	var value any
+	schemaAt, payloadAt, payloadEnd := -1, -1, -1
 	i := skipSpace(b, 1)
 	for n := 0; n < 2; n++ {
 		name, j, ok := plainName(b, i)
@@ -45,15 +49,41 @@ func (d *Decoder) fastDocument(b []byte) (dc *doc, ok bool) {
 			return nil, false
 		}
 		j = skipSpace(b, j+1)
-		end, ok := valueEnd(b, j)
-		if !ok {
-			return nil, false
-		}
+		var end int
 		switch {
 		case string(name) == "schema" && schemaAt < 0:
-			schemaAt, schemaEnd = j, end
+			if j >= len(b) || b[j] != '{' {
+				return nil, false // null (a tombstone, rare), or not a schema
+			}
+			var size int
+			if s, size = d.parsedPrefix(b[j:]); s != nil {
+				// A well-formed object ends at its closing brace whatever follows, so
+				// encoding/json reads these bytes as this schema, and no more.
+				end = j + size
+			} else {
+				// valueEnd trusts the schema to be well formed: it is, when its bytes
+				// are those of a schema parsed before, or when they parse now.
+				if end, ok = valueEnd(b, j); !ok {
+					return nil, false
+				}
+				var err error
+				if s, err = d.cachedSchema(b[j:end], true); err != nil {
+					return nil, false
+				}
+			}
+			schemaAt = j
 		case string(name) == "payload" && payloadAt < 0:
-			payloadAt, payloadEnd = j, end
+			payloadAt = j
+			if s != nil {
+				r := payloadReader{b: b, i: j}
+				if value, ok = r.value(s); !ok {
+					return nil, false
+				}
+				end = r.i
+			} else if end, ok = valueEnd(b, j); !ok { // read once the schema is known
+				return nil, false
+			}
+			payloadEnd = end
 		default:
 			return nil, false
 		}
@@ -67,26 +97,33 @@ func (d *Decoder) fastDocument(b []byte) (dc *doc, ok bool) {
 		}
 		i = skipSpace(b, i+1)
 	}
-	if i != len(b) || b[schemaAt] != '{' {
-		// Trailing data, or a schema that is not an object (null: a tombstone, rare).
-		return nil, false
+	if i != len(b) {
+		return nil, false // data after the object
 	}
-	// valueEnd trusted the schema to be well formed: it is, when its bytes are those of a
-	// schema parsed before, or when they parse now. A well-formed object ends where valueEnd
-	// says, so encoding/json would have read the same bytes.
-	s, err := d.connectSchema(b[schemaAt:schemaEnd])
-	if err != nil {
-		return nil, false
+	if payloadAt < schemaAt {
+		r := payloadReader{b: b[:payloadEnd], i: payloadAt}
+		if value, ok = r.value(s); !ok || r.i != payloadEnd {
+			return nil, false
+		}
 	}
-	r := payloadReader{b: b[:payloadEnd], i: payloadAt}
-	v, ok := r.value(s)
-	if !ok || r.i != payloadEnd {
-		return nil, false
-	}
-	if v == nil {
+	if value == nil {
 		return nil, true
 	}
-	return &doc{schema: s, value: v}, true
+	return &doc{schema: s, value: value}, true
+}
+
+// parsedPrefix returns one of the schemas parsed last whose text b begins with, and that
+// text's length: with a stable set of tables, the usual case, the schema's several kilobytes
+// are compared, not scanned.
+func (d *Decoder) parsedPrefix(b []byte) (*envelope.Schema, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.parsedJSON {
+		if p.schema != nil && len(b) >= len(p.text) && string(b[:len(p.text)]) == p.text {
+			return p.schema, len(p.text)
+		}
+	}
+	return nil, 0
 }
 
 func skipSpace(b []byte, i int) int {

@@ -36,6 +36,9 @@ var fastSeeds = []string{
 	`{"s\u0063hema":{"type":"struct","fields":[]},"payload":{}}`,
 	`{"schema":{"type":"struct","fields":[]},"payload":{},"schema":{}}`,
 	`{"schema":{"type":"struct","fields":[]},"payload":{}} x`,
+	// A schema parsed before, then something else.
+	`{"schema":{"type":"struct","fields":[{"type":"int32","field":"id"}]}}],"payload":{"id":1}}`,
+	`{"schema":{"type":"struct","fields":[{"type":"int32","field":"id"}],"optional":true},"payload":{"id":1}}`,
 	`{"schema":{"type":"struct","fields":[]},"payload":{}`,
 	// Floats, bytes, decimals, arrays, maps, booleans.
 	`{"schema":{"type":"struct","fields":[{"type":"double","field":"a"},{"type":"float","field":"b"},{"type":"double","field":"c"},{"type":"double","field":"d"}]},"payload":{"a":"NaN","b":1e40,"c":-1e-400,"d":"-Infinity"}}`,
@@ -96,8 +99,9 @@ func FuzzDecodeFastPath(f *testing.F) {
 	})
 }
 
-// TestFastPathTaken checks that procon-cdc's records with schemas take the fast path: were it
-// to decline them, FuzzDecodeFastPath would compare nothing and the records would be slow.
+// TestFastPathTaken checks that procon-cdc's records with schemas take the fast path, and that
+// their schemas are then compared rather than scanned: were it to decline them,
+// FuzzDecodeFastPath would compare nothing and the records would be slow.
 func TestFastPathTaken(t *testing.T) {
 	d := mustDecoder(t, Options{})
 	for i, s := range fuzzSeeds(t, &memRegistry{}) {
@@ -108,6 +112,9 @@ func TestFastPathTaken(t *testing.T) {
 			dc, ok := d.fastDocument(b)
 			if !ok || dc == nil {
 				t.Errorf("seed %d: the fast path declined %.200s...", i, b)
+			}
+			if s, _ := d.parsedPrefix(b[len(`{"schema":`):]); s == nil || s != dc.schema {
+				t.Errorf("seed %d: the schema is not among those parsed last", i)
 			}
 		}
 	}
