@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/procon-cdc/procon/envelope"
@@ -65,6 +66,19 @@ func FuzzDecodeFastPath(f *testing.F) {
 	for _, s := range fastSeeds {
 		f.Add([]byte(s))
 	}
+	// A struct of more fields than a word has bits, some missing: a required one too (f66), or
+	// given, or given twice.
+	var fields, values []string
+	for i := range 70 {
+		fields = append(fields, fmt.Sprintf(`{"type":"int32","optional":%t,"field":"f%d"}`, i != 66, i))
+		if i%3 == 0 && i != 66 {
+			values = append(values, fmt.Sprintf(`"f%d":%d`, i, i))
+		}
+	}
+	wide := `{"schema":{"type":"struct","fields":[` + strings.Join(fields, ",") + `]},"payload":{`
+	f.Add([]byte(wide + strings.Join(values, ",") + `}}`))
+	f.Add([]byte(wide + strings.Join(values, ",") + `,"f66":1}}`))
+	f.Add([]byte(wide + strings.Join(values, ",") + `,"f66":1,"f66":2}}`))
 	d, err := NewDecoder(Options{})
 	if err != nil {
 		f.Fatal(err)
