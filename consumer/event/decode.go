@@ -136,6 +136,15 @@ type Decoder struct {
 	// jsonSchemas are the Connect schemas of JSON records by their text: with
 	// schemas.enable=true every record of a topic repeats its schema, parsed once here.
 	jsonSchemas map[string]*envelope.Schema
+	// parsedJSON are the last JSON schemas the fast path parsed, with their texts: a record
+	// whose schema begins with one of these texts needs no scan for its end (fastDocument).
+	parsedJSON [8]parsedSchema
+	parsedNext int
+}
+
+type parsedSchema struct {
+	text   string
+	schema *envelope.Schema
 }
 
 // maxJSONSchemas bounds the cache of JSON schemas; it is emptied when full (a topic has a
@@ -277,7 +286,17 @@ func (d *Decoder) document(ctx context.Context, b []byte) (*doc, error) {
 	default:
 		return nil, fmt.Errorf("neither a JSON object nor Confluent-framed Avro (first byte 0x%02x)", b[0])
 	}
-	fields, err := orderedObject(trimmed)
+	// Records with schemas mostly have the shape the fast path reads; it declines the rest.
+	if dc, ok := d.fastDocument(trimmed); ok {
+		return dc, nil
+	}
+	return d.jsonDocument(trimmed)
+}
+
+// jsonDocument is the general path of a JSON object (b starts with '{'): any shape, every
+// error explained.
+func (d *Decoder) jsonDocument(b []byte) (*doc, error) {
+	fields, err := orderedObject(b)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +339,12 @@ func (d *Decoder) document(ctx context.Context, b []byte) (*doc, error) {
 // connectSchema parses a JsonConverter schema, or finds it parsed. The schemas it returns are
 // shared by every record that carries the same text, and never modified.
 func (d *Decoder) connectSchema(raw json.RawMessage) (*envelope.Schema, error) {
+	return d.cachedSchema(raw, false)
+}
+
+// cachedSchema is connectSchema; remember also keeps a schema it parses among the parsedJSON
+// that fastDocument compares records with (only the fast path's: their nesting is bounded).
+func (d *Decoder) cachedSchema(raw []byte, remember bool) (*envelope.Schema, error) {
 	d.mu.Lock()
 	s := d.jsonSchemas[string(raw)]
 	d.mu.Unlock()
@@ -333,8 +358,14 @@ func (d *Decoder) connectSchema(raw json.RawMessage) (*envelope.Schema, error) {
 	d.mu.Lock()
 	if len(d.jsonSchemas) >= maxJSONSchemas {
 		clear(d.jsonSchemas)
+		clear(d.parsedJSON[:]) // so that both give a text the same *Schema
 	}
-	d.jsonSchemas[string(raw)] = s
+	text := string(raw)
+	d.jsonSchemas[text] = s
+	if remember {
+		d.parsedJSON[d.parsedNext%len(d.parsedJSON)] = parsedSchema{text: text, schema: s}
+		d.parsedNext++
+	}
 	d.mu.Unlock()
 	return s, nil
 }
