@@ -54,11 +54,24 @@ type settings struct {
 	timeMode         string
 	decimalMode      string
 	binaryMode       string
+
+	// The placeholder as the other encodings write it, made once: Unchanged is asked of
+	// every value.
+	placeholderBase64, placeholderHstore, placeholderUUID string
+}
+
+// derive fills the placeholder's other encodings.
+func (c *settings) derive() *settings {
+	c.placeholderBase64 = base64.StdEncoding.EncodeToString(c.placeholderBytes)
+	b, _ := json.Marshal(map[string]string{c.placeholder: c.placeholder})
+	c.placeholderHstore = string(b)
+	c.placeholderUUID = nameUUID3(c.placeholderBytes)
+	return c
 }
 
 // defaults are the settings of a Value made without a Decoder.
-var defaults = &settings{placeholder: DefaultPlaceholder, placeholderBytes: []byte(DefaultPlaceholder),
-	timeMode: "adaptive", decimalMode: "precise", binaryMode: "bytes"}
+var defaults = (&settings{placeholder: DefaultPlaceholder, placeholderBytes: []byte(DefaultPlaceholder),
+	timeMode: "adaptive", decimalMode: "precise", binaryMode: "bytes"}).derive()
 
 func (v Value) settings() *settings {
 	if v.cfg == nil {
@@ -188,6 +201,7 @@ func NewDecoder(opts Options) (*Decoder, error) {
 	if err := check("BinaryHandlingMode", &c.binaryMode, "bytes", "bytes", "base64", "base64-url-safe", "hex"); err != nil {
 		return nil, err
 	}
+	c.derive()
 	d := &Decoder{cfg: c, schemas: map[int]*avroSchema{}, jsonSchemas: map[string]*envelope.Schema{}}
 	if opts.Registry != nil {
 		d.schemaByID = opts.Registry.SchemaByID

@@ -2,9 +2,7 @@ package event
 
 import (
 	"crypto/md5"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 
 	"github.com/procon-cdc/procon/envelope"
@@ -21,8 +19,7 @@ func (v Value) Unchanged() bool {
 	c := v.settings()
 	switch x := v.Raw.(type) {
 	case string:
-		return x == c.placeholder || (v.Schema == nil && x == base64.StdEncoding.EncodeToString(c.placeholderBytes)) ||
-			x == c.hstorePlaceholder()
+		return x == c.placeholder || (v.Schema == nil && x == c.placeholderBase64) || x == c.placeholderHstore
 	case []byte:
 		return string(x) == string(c.placeholderBytes)
 	case []any:
@@ -44,16 +41,11 @@ func (v Value) Unchanged() bool {
 	return false
 }
 
-func (c *settings) hstorePlaceholder() string {
-	b, _ := json.Marshal(map[string]string{c.placeholder: c.placeholder})
-	return string(b)
-}
-
 func (c *settings) unchangedList(xs []any) bool {
 	if len(xs) == 1 {
 		switch x := xs[0].(type) {
 		case string:
-			return x == c.placeholder || x == base64.StdEncoding.EncodeToString(c.placeholderBytes) || x == nameUUID3(c.placeholderBytes)
+			return x == c.placeholder || x == c.placeholderBase64 || x == c.placeholderUUID
 		case []byte:
 			return string(x) == string(c.placeholderBytes)
 		}
