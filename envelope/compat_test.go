@@ -45,7 +45,7 @@ func TestPlaceholders(t *testing.T) {
 	if len(ints) != 28 || ints[0] != int32('_') {
 		t.Errorf("int4[] placeholder = %v", ints)
 	}
-	if got := o.placeholder(col("hstore"), named(String, nameJSON, 1)); got != `{"__debezium_unavailable_value":"__debezium_unavailable_value"}` {
+	if got := o.placeholder(col("hstore"), named(String, NameJSON, 1)); got != `{"__debezium_unavailable_value":"__debezium_unavailable_value"}` {
 		t.Errorf("hstore placeholder = %v", got)
 	}
 	o.BinaryMode = BinaryBase64

@@ -242,7 +242,7 @@ func convNumericDouble(b []byte) (any, error) {
 // variableScaleSchema is io.debezium.data.VariableScaleDecimal, shared by every value (one
 // schema per value would make a numeric[] cost hundreds of bytes per element).
 var variableScaleSchema = func() *Schema {
-	s := structSchema(nameVarDecimal, 1, false,
+	s := structSchema(NameVarDecimal, 1, false,
 		field("scale", prim(Int32, false)),
 		field("value", prim(Bytes, false)))
 	s.Doc = "Variable scaled decimal"

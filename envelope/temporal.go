@@ -36,8 +36,9 @@ func daysFromCivil(y, m, d int64) int64 {
 	return era*146097 + doe - 719468
 }
 
-// civilFromDays is the inverse of daysFromCivil.
-func civilFromDays(z int64) (y, m, d int64) {
+// CivilFromDays is the proleptic Gregorian date of a day number (days since 1970-01-01; year 0
+// is 1 BC): the inverse of daysFromCivil, for readers of Debezium dates too.
+func CivilFromDays(z int64) (y, m, d int64) {
 	z += 719468
 	era := z / 146097
 	if z < 0 && z%146097 != 0 {
@@ -137,7 +138,7 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 	case "timestamp":
 		return o.timestampType(mode, p), nil
 	case "timestamptz":
-		return columnType{schema: named(String, nameZonedTS, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(String, NameZonedTS, 1), conv: func(b []byte) (any, error) {
 			ts, inf, err := parseTimestamp(b, true)
 			switch {
 			case err != nil:
@@ -150,7 +151,7 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 			return formatISOInstant(ts, p), nil
 		}}, nil
 	case "timetz":
-		return columnType{schema: named(String, nameZonedTime, 1), conv: convZonedTime}, nil
+		return columnType{schema: named(String, NameZonedTime, 1), conv: convZonedTime}, nil
 	case "interval":
 		return o.intervalType(), nil
 	}
@@ -177,12 +178,12 @@ func (o *Options) dateType(mode TimePrecisionMode) columnType {
 		}}
 	case TimeISOString:
 		// ISO_OFFSET_DATE at UTC: 2020-02-29Z.
-		return columnType{schema: named(String, nameIsoDate, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(String, NameIsoDate, 1), conv: func(b []byte) (any, error) {
 			d, err := days(b)
 			return formatISODate(d) + "Z", err
 		}}
 	}
-	return columnType{schema: named(Int32, nameDate, 1), conv: func(b []byte) (any, error) {
+	return columnType{schema: named(Int32, NameDate, 1), conv: func(b []byte) (any, error) {
 		d, err := days(b)
 		return int32(d), err
 	}}
@@ -197,22 +198,22 @@ func (o *Options) timeType(mode TimePrecisionMode, p int) columnType {
 		}}
 	case mode == TimeISOString:
 		// ISO_OFFSET_TIME of a LocalTime: 24:00:00 wraps to 00:00:00.
-		return columnType{schema: named(String, nameIsoTime, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(String, NameIsoTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return formatClock(us%microsPerDay, 0, true) + "Z", err
 		}}
 	case mode == TimeNanoseconds:
-		return columnType{schema: named(Int64, nameNanoTime, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(Int64, NameNanoTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return us * 1000, err
 		}}
 	case mode == TimeAdaptive && p <= 3:
-		return columnType{schema: named(Int32, nameTime, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(Int32, NameTime, 1), conv: func(b []byte) (any, error) {
 			us, err := parseClock(b)
 			return int32(us / 1000), err
 		}}
 	}
-	return columnType{schema: named(Int64, nameMicroTime, 1), conv: func(b []byte) (any, error) {
+	return columnType{schema: named(Int64, NameMicroTime, 1), conv: func(b []byte) (any, error) {
 		return parseClock(b)
 	}}
 }
@@ -254,7 +255,7 @@ func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
 		return columnType{schema: named(Int64, LogicalTimestamp, 1), conv: millis}
 	case mode == TimeISOString:
 		// ISO_OFFSET_DATE_TIME at UTC, the fraction as short as it can be.
-		return columnType{schema: named(String, nameIsoTimestamp, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(String, NameIsoTimestamp, 1), conv: func(b []byte) (any, error) {
 			ts, inf, err := parse(b)
 			switch {
 			case err != nil:
@@ -268,7 +269,7 @@ func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
 		}}
 	case mode == TimeNanoseconds:
 		// Infinity is Long.MAX_VALUE / MIN_VALUE.
-		return columnType{schema: named(Int64, nameNanoTS, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(Int64, NameNanoTS, 1), conv: func(b []byte) (any, error) {
 			ts, inf, err := parse(b)
 			switch {
 			case err != nil:
@@ -285,9 +286,9 @@ func (o *Options) timestampType(mode TimePrecisionMode, p int) columnType {
 			return us * 1000, nil
 		}}
 	case (mode == TimeAdaptive || mode == TimeAdaptiveTimeMicroseconds) && p <= 3:
-		return columnType{schema: named(Int64, nameTimestamp, 1), conv: millis}
+		return columnType{schema: named(Int64, NameTimestamp, 1), conv: millis}
 	}
-	return columnType{schema: named(Int64, nameMicroTS, 1), conv: micros}
+	return columnType{schema: named(Int64, NameMicroTS, 1), conv: micros}
 }
 
 // splitTimetz splits a timetz's text into its clock in microseconds and its UTC offset, in
@@ -446,12 +447,12 @@ func (iv interval) isoString() string {
 
 func (o *Options) intervalType() columnType {
 	if o.IntervalMode == IntervalString {
-		return columnType{schema: named(String, nameInterval, 1), conv: func(b []byte) (any, error) {
+		return columnType{schema: named(String, NameInterval, 1), conv: func(b []byte) (any, error) {
 			iv, err := parseInterval(string(b))
 			return iv.isoString(), err
 		}}
 	}
-	return columnType{schema: named(Int64, nameMicroDuration, 1), conv: func(b []byte) (any, error) {
+	return columnType{schema: named(Int64, NameMicroDuration, 1), conv: func(b []byte) (any, error) {
 		iv, err := parseInterval(string(b))
 		return iv.microDuration(), err
 	}}

@@ -239,7 +239,7 @@ func append2(dst []byte, v int64) []byte { return append(dst, byte('0'+v/10), by
 
 // appendISODate appends a date as java.time.LocalDate.toString writes it.
 func appendISODate(dst []byte, days int64) []byte {
-	y, m, d := civilFromDays(days)
+	y, m, d := CivilFromDays(days)
 	switch {
 	case y > 9999:
 		dst = append(dst, '+')

@@ -241,7 +241,7 @@ func refFormatISOInstant(micros int64, digits int) string {
 // formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
 // for years past 9999 or before year 0.
 func refFormatISODate(days int64) string {
-	y, m, d := civilFromDays(days)
+	y, m, d := CivilFromDays(days)
 	var ys string
 	switch {
 	case y > 9999:

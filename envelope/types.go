@@ -32,28 +32,28 @@ type columnType struct {
 
 // Semantic type names used by Debezium (Kafka Connect's own are in schema.go).
 const (
-	nameVarDecimal    = "io.debezium.data.VariableScaleDecimal"
-	nameJSON          = "io.debezium.data.Json"
-	nameXML           = "io.debezium.data.Xml"
-	nameUUID          = "io.debezium.data.Uuid"
-	nameEnum          = "io.debezium.data.Enum"
-	nameLtree         = "io.debezium.data.Ltree"
-	nameBits          = "io.debezium.data.Bits"
-	nameTsvector      = "io.debezium.data.Tsvector"
-	nameDate          = "io.debezium.time.Date"
-	nameTime          = "io.debezium.time.Time"
-	nameMicroTime     = "io.debezium.time.MicroTime"
-	nameNanoTime      = "io.debezium.time.NanoTime"
-	nameTimestamp     = "io.debezium.time.Timestamp"
-	nameMicroTS       = "io.debezium.time.MicroTimestamp"
-	nameNanoTS        = "io.debezium.time.NanoTimestamp"
-	nameZonedTS       = "io.debezium.time.ZonedTimestamp"
-	nameZonedTime     = "io.debezium.time.ZonedTime"
-	nameMicroDuration = "io.debezium.time.MicroDuration"
-	nameInterval      = "io.debezium.time.Interval"
-	nameIsoDate       = "io.debezium.time.IsoDate"
-	nameIsoTime       = "io.debezium.time.IsoTime"
-	nameIsoTimestamp  = "io.debezium.time.IsoTimestamp"
+	NameVarDecimal    = "io.debezium.data.VariableScaleDecimal"
+	NameJSON          = "io.debezium.data.Json"
+	NameXML           = "io.debezium.data.Xml"
+	NameUUID          = "io.debezium.data.Uuid"
+	NameEnum          = "io.debezium.data.Enum"
+	NameLtree         = "io.debezium.data.Ltree"
+	NameBits          = "io.debezium.data.Bits"
+	NameTsvector      = "io.debezium.data.Tsvector"
+	NameDate          = "io.debezium.time.Date"
+	NameTime          = "io.debezium.time.Time"
+	NameMicroTime     = "io.debezium.time.MicroTime"
+	NameNanoTime      = "io.debezium.time.NanoTime"
+	NameTimestamp     = "io.debezium.time.Timestamp"
+	NameMicroTS       = "io.debezium.time.MicroTimestamp"
+	NameNanoTS        = "io.debezium.time.NanoTimestamp"
+	NameZonedTS       = "io.debezium.time.ZonedTimestamp"
+	NameZonedTime     = "io.debezium.time.ZonedTime"
+	NameMicroDuration = "io.debezium.time.MicroDuration"
+	NameInterval      = "io.debezium.time.Interval"
+	NameIsoDate       = "io.debezium.time.IsoDate"
+	NameIsoTime       = "io.debezium.time.IsoTime"
+	NameIsoTimestamp  = "io.debezium.time.IsoTimestamp"
 )
 
 func named(t Type, name string, version int, params ...Param) *Schema {
@@ -93,7 +93,7 @@ func (o *Options) columnTypeOf(col *replication.Column) (columnType, error) {
 func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, error) {
 	switch t.Kind {
 	case 'e':
-		return columnType{schema: named(String, nameEnum, 1, Param{"allowed", strings.Join(t.EnumLabels, ",")}), conv: convString}, nil
+		return columnType{schema: named(String, NameEnum, 1, Param{"allowed", strings.Join(t.EnumLabels, ",")}), conv: convString}, nil
 	case 'r':
 		return columnType{schema: prim(String, false), conv: convString}, nil
 	}
@@ -125,15 +125,15 @@ func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, err
 	case "point":
 		return columnType{schema: pointSchema, conv: convPoint}, nil
 	case "json", "jsonb":
-		return columnType{schema: named(String, nameJSON, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameJSON, 1), conv: convString}, nil
 	case "xml":
-		return columnType{schema: named(String, nameXML, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameXML, 1), conv: convString}, nil
 	case "uuid":
-		return columnType{schema: named(String, nameUUID, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameUUID, 1), conv: convString}, nil
 	case "ltree":
-		return columnType{schema: named(String, nameLtree, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameLtree, 1), conv: convString}, nil
 	case "tsvector":
-		return columnType{schema: named(String, nameTsvector, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameTsvector, 1), conv: convString}, nil
 	case "hstore":
 		return o.hstoreType(), nil
 	case "bytea":
@@ -387,7 +387,7 @@ func bitType(name string, typmod int32) columnType {
 	if typmod > 0 {
 		length = strconv.Itoa(int(typmod))
 	}
-	return columnType{schema: named(Bytes, nameBits, 1, Param{"length", length}), conv: convBits}
+	return columnType{schema: named(Bytes, NameBits, 1, Param{"length", length}), conv: convBits}
 }
 
 func convBits(b []byte) (any, error) {
@@ -429,7 +429,7 @@ func (o *Options) hstoreType() columnType {
 			return entries, nil
 		}}
 	}
-	return columnType{schema: named(String, nameJSON, 1), conv: func(b []byte) (any, error) {
+	return columnType{schema: named(String, NameJSON, 1), conv: func(b []byte) (any, error) {
 		kv, err := parseHstore(b)
 		if err != nil {
 			return nil, err

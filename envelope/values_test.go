@@ -70,7 +70,7 @@ func TestTemporal(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("parseDate(%s) = %d, %v; want %d", in, got, err, want)
 		}
-		if y, m, d := civilFromDays(want); daysFromCivil(y, m, d) != want {
+		if y, m, d := CivilFromDays(want); daysFromCivil(y, m, d) != want {
 			t.Errorf("civilFromDays(%d) does not round-trip", want)
 		}
 	}

@@ -46,35 +46,35 @@ func columnType(s *envelope.Schema, depth int) (string, error) {
 			}
 		}
 		return "numeric", nil
-	case nameVarDecimal:
+	case envelope.NameVarDecimal:
 		return "numeric", nil
-	case envelope.LogicalDate, nameDate, nameIsoDate:
+	case envelope.LogicalDate, envelope.NameDate, envelope.NameIsoDate:
 		return "date", nil
-	case envelope.LogicalTime, nameTime:
+	case envelope.LogicalTime, envelope.NameTime:
 		return "time(3) without time zone", nil
-	case nameMicroTime, nameNanoTime, nameIsoTime:
+	case envelope.NameMicroTime, envelope.NameNanoTime, envelope.NameIsoTime:
 		return "time without time zone", nil
-	case envelope.LogicalTimestamp, nameTimestamp:
+	case envelope.LogicalTimestamp, envelope.NameTimestamp:
 		return "timestamp(3) without time zone", nil
-	case nameMicroTS, nameNanoTS, nameIsoTimestamp:
+	case envelope.NameMicroTS, envelope.NameNanoTS, envelope.NameIsoTimestamp:
 		return "timestamp without time zone", nil
-	case nameZonedTS:
+	case envelope.NameZonedTS:
 		return "timestamp with time zone", nil
-	case nameZonedTime:
+	case envelope.NameZonedTime:
 		return "time with time zone", nil
-	case nameMicroDuration, nameInterval:
+	case envelope.NameMicroDuration, envelope.NameInterval:
 		return "interval", nil
-	case nameJSON:
+	case envelope.NameJSON:
 		return "jsonb", nil
-	case nameXML:
+	case envelope.NameXML:
 		return "xml", nil
-	case nameUUID:
+	case envelope.NameUUID:
 		return "uuid", nil
-	case nameEnum, nameLtree:
+	case envelope.NameEnum, envelope.NameLtree:
 		return "text", nil
-	case nameTsvector:
+	case envelope.NameTsvector:
 		return "tsvector", nil
-	case nameBits:
+	case envelope.NameBits:
 		if p, ok := s.Param("length"); ok {
 			if n, err := strconv.Atoi(p); err == nil && n > 0 && n <= 83886080 {
 				return fmt.Sprintf("bit varying(%d)", n), nil

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/procon-cdc/procon/envelope"
 )
 
 // The inverse of package envelope's temporal encodings: Debezium's numbers and ISO strings back
@@ -40,26 +42,6 @@ func daysFromCivil(y, m, d int64) int64 {
 	return era*146097 + doe - 719468
 }
 
-// civilFromDays is the inverse of daysFromCivil.
-func civilFromDays(z int64) (y, m, d int64) {
-	z += 719468
-	era := floorDiv(z, 146097)
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y = yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = doy - (153*mp+2)/5 + 1
-	m = mp + 3
-	if m > 12 {
-		m -= 12
-	}
-	if m <= 2 {
-		y++
-	}
-	return y, m, d
-}
-
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b != 0 && (a < 0) != (b < 0) {
@@ -84,7 +66,7 @@ func dateText(days int64) (string, error) {
 	if days > maxDays || days < -maxDays {
 		return "", errors.New("date out of range")
 	}
-	y, m, d := civilFromDays(days)
+	y, m, d := envelope.CivilFromDays(days)
 	return string(appendDate(nil, y, m, d)), nil
 }
 
@@ -158,7 +140,7 @@ func timestampText(in instant, t *pgType) (string, error) {
 	if in.days > maxDays || in.days < -maxDays {
 		return "", errors.New("timestamp out of range")
 	}
-	y, m, d := civilFromDays(in.days)
+	y, m, d := envelope.CivilFromDays(in.days)
 	bc := y <= 0
 	b := appendDate(nil, y, m, d)
 	if bc {

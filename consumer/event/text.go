@@ -17,34 +17,12 @@ import (
 	"github.com/procon-cdc/procon/envelope"
 )
 
-// Semantic type names Debezium uses (Connect's own are in package envelope).
+// Semantic type names Debezium uses that the producer never writes (the others are envelope.Name*).
 const (
-	nameVarDecimal    = "io.debezium.data.VariableScaleDecimal"
-	nameJSON          = "io.debezium.data.Json"
-	nameXML           = "io.debezium.data.Xml"
-	nameUUID          = "io.debezium.data.Uuid"
-	nameEnum          = "io.debezium.data.Enum"
-	nameLtree         = "io.debezium.data.Ltree"
-	nameBits          = "io.debezium.data.Bits"
-	nameTsvector      = "io.debezium.data.Tsvector"
-	nameDate          = "io.debezium.time.Date"
-	nameTime          = "io.debezium.time.Time"
-	nameMicroTime     = "io.debezium.time.MicroTime"
-	nameNanoTime      = "io.debezium.time.NanoTime"
-	nameTimestamp     = "io.debezium.time.Timestamp"
-	nameMicroTS       = "io.debezium.time.MicroTimestamp"
-	nameNanoTS        = "io.debezium.time.NanoTimestamp"
-	nameZonedTS       = "io.debezium.time.ZonedTimestamp"
-	nameZonedTime     = "io.debezium.time.ZonedTime"
-	nameMicroDuration = "io.debezium.time.MicroDuration"
-	nameInterval      = "io.debezium.time.Interval"
-	nameIsoDate       = "io.debezium.time.IsoDate"
-	nameIsoTime       = "io.debezium.time.IsoTime"
-	nameIsoTimestamp  = "io.debezium.time.IsoTimestamp"
-	nameYear          = "io.debezium.time.Year"
-	namePoint         = "io.debezium.data.geometry.Point"
-	nameGeometry      = "io.debezium.data.geometry.Geometry"
-	nameGeography     = "io.debezium.data.geometry.Geography"
+	nameYear      = "io.debezium.time.Year"
+	namePoint     = "io.debezium.data.geometry.Point"
+	nameGeometry  = "io.debezium.data.geometry.Geometry"
+	nameGeography = "io.debezium.data.geometry.Geography"
 )
 
 // maxArrayDims is PostgreSQL's MAXDIM: no column holds deeper arrays, and nesting deeper in a
@@ -134,79 +112,79 @@ func schemaText(c *settings, s *envelope.Schema, raw any, t *pgType, depth int) 
 			return "", err
 		}
 		return numberText(d.String(), t)
-	case nameVarDecimal:
+	case envelope.NameVarDecimal:
 		d, err := varDecimalOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return numberText(d.String(), t)
-	case envelope.LogicalDate, nameDate:
+	case envelope.LogicalDate, envelope.NameDate:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return dateText(n)
-	case nameIsoDate:
+	case envelope.NameIsoDate:
 		str, ok := raw.(string)
 		if !ok {
 			return "", errKind
 		}
 		return isoDateText(str)
-	case envelope.LogicalTime, nameTime:
+	case envelope.LogicalTime, envelope.NameTime:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return clockText(n, 1e6, t)
-	case nameMicroTime:
+	case envelope.NameMicroTime:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return clockText(n, 1e3, t)
-	case nameNanoTime:
+	case envelope.NameNanoTime:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return clockText(n, 1, t)
-	case nameIsoTime, nameZonedTime:
+	case envelope.NameIsoTime, envelope.NameZonedTime:
 		str, ok := raw.(string)
 		if !ok {
 			return "", errKind
 		}
 		return isoTimeText(str, t)
-	case envelope.LogicalTimestamp, nameTimestamp:
+	case envelope.LogicalTimestamp, envelope.NameTimestamp:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return epochTimestampText(n, 1e6, t)
-	case nameMicroTS:
+	case envelope.NameMicroTS:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return epochTimestampText(n, 1e3, t)
-	case nameNanoTS:
+	case envelope.NameNanoTS:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return epochTimestampText(n, 1, t)
-	case nameIsoTimestamp, nameZonedTS:
+	case envelope.NameIsoTimestamp, envelope.NameZonedTS:
 		str, ok := raw.(string)
 		if !ok {
 			return "", errKind
 		}
 		return isoTimestampText(str, t)
-	case nameMicroDuration:
+	case envelope.NameMicroDuration:
 		n, err := intOf(raw)
 		if err != nil {
 			return "", err
 		}
 		return intervalText(n), nil
-	case nameBits:
+	case envelope.NameBits:
 		b, ok := raw.([]byte)
 		if !ok {
 			return "", errKind
@@ -268,7 +246,7 @@ func schemaText(c *settings, s *envelope.Schema, raw any, t *pgType, depth int) 
 		if !ok {
 			return "", errKind
 		}
-		return stringText(c, str, t, s.Name == nameJSON)
+		return stringText(c, str, t, s.Name == envelope.NameJSON)
 	case envelope.Bytes:
 		b, ok := raw.([]byte)
 		if !ok {

@@ -113,7 +113,7 @@ func (v Value) field(name string) (Value, bool) {
 			return Value{Raw: y, cfg: v.cfg}, true
 		}
 	case string:
-		isJSON := v.Schema != nil && v.Schema.Name == nameJSON
+		isJSON := v.Schema != nil && v.Schema.Name == envelope.NameJSON
 		if !isJSON && (v.Schema != nil || !strings.HasPrefix(strings.TrimSpace(x), "{")) {
 			return Value{}, false
 		}

@@ -76,7 +76,7 @@ func TestNotUnchanged(t *testing.T) {
 }
 
 func TestPath(t *testing.T) {
-	meta := &envelope.Schema{Type: envelope.String, Name: nameJSON, Optional: true}
+	meta := &envelope.Schema{Type: envelope.String, Name: envelope.NameJSON, Optional: true}
 	inner := &envelope.Schema{Type: envelope.Struct, Name: "inner", Fields: []envelope.Field{{Name: "plan", Schema: &envelope.Schema{Type: envelope.String}}}}
 	s := &envelope.Schema{Type: envelope.Struct, Name: "row", Fields: []envelope.Field{{Name: "meta", Schema: meta}, {Name: "in", Schema: inner}}}
 	sv := envelope.NewValue(s)
@@ -178,8 +178,8 @@ func TestTextErrors(t *testing.T) {
 		{Value{Raw: []any{secret}}, "integer"},
 		{Value{Raw: map[string]any{"k": secret}}, "date"},
 		{Value{Raw: true}, "interval"},
-		{Value{Schema: &envelope.Schema{Type: envelope.String, Name: nameZonedTS}, Raw: secret}, "timestamp with time zone"},
-		{Value{Schema: &envelope.Schema{Type: envelope.Int32, Name: nameDate}, Raw: "x"}, "date"},
+		{Value{Schema: &envelope.Schema{Type: envelope.String, Name: envelope.NameZonedTS}, Raw: secret}, "timestamp with time zone"},
+		{Value{Schema: &envelope.Schema{Type: envelope.Int32, Name: envelope.NameDate}, Raw: "x"}, "date"},
 		{Value{Schema: &envelope.Schema{Type: envelope.Float64}, Raw: 1.5}, "bigint"},
 		{Value{Schema: &envelope.Schema{Type: envelope.String}, Raw: secret}, "double precision"},
 	}
