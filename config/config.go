@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -188,12 +189,17 @@ type Log struct {
 
 // Load reads, expands and validates a configuration file.
 func Load(path string) (*Config, error) {
+	return loadFile(path, Parse)
+}
+
+// loadFile parses the file at path with parse, naming the file in its errors.
+func loadFile[T any](path string, parse func(io.Reader, func(string) (string, bool)) (*T, error)) (*T, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	cfg, err := Parse(f, os.LookupEnv)
+	cfg, err := parse(f, os.LookupEnv)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -207,33 +213,11 @@ func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	// The one parse: everything below reads or decodes this tree.
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, syntaxError(raw, err)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, errors.New("the file is empty")
-	}
-	root := doc.Content[0]
-	x, err := expandDocument(root, lookup)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkInstanceNum(root, x); err != nil {
-		return nil, err
-	}
-	if err := checkTree(root, x); err != nil {
-		return nil, err
-	}
 	// Defaults where an explicit zero means something else are set before decoding.
 	cfg := &Config{Kafka: Kafka{Linger: DefaultLinger}}
-	if err := root.Decode(cfg); err != nil {
-		return nil, x.redact(explainDecodeError(root, err))
+	root, x, err := decodeDocument(r, lookup, cfg, checkInstanceNum)
+	if err != nil {
+		return nil, err
 	}
 	cfg.RelationOrder = relationOrder(root)
 	if err := cfg.applyDefaults(lookup); err != nil {
@@ -243,6 +227,41 @@ func Parse(r io.Reader, lookup func(string) (string, bool)) (*Config, error) {
 		return nil, x.redact(err)
 	}
 	return cfg, nil
+}
+
+// decodeDocument reads a YAML document into out, a pointer to a struct: the one parse (everything
+// reads or decodes this tree), ${VAR} expansion in values, the checks given, the check of the tree
+// beside out's type (unknown keys, numbers), and the decoding, its errors named by key and
+// redacted.
+func decodeDocument(r io.Reader, lookup func(string) (string, bool), out any, checks ...func(*yaml.Node, expansions) error) (*yaml.Node, expansions, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, nil, syntaxError(raw, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, nil, errors.New("the file is empty")
+	}
+	root := doc.Content[0]
+	x, err := expandDocument(root, lookup)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, check := range checks {
+		if err := check(root, x); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := checkTreeOf(root, x, reflect.TypeOf(out).Elem()); err != nil {
+		return nil, nil, err
+	}
+	if err := root.Decode(out); err != nil {
+		return nil, nil, x.redact(explainDecodeError(root, err))
+	}
+	return root, x, nil
 }
 
 // syntaxError explains a YAML syntax error. An unquoted ${VAR} in a flow collection is one,

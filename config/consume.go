@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -169,16 +168,7 @@ const (
 
 // LoadConsume reads, expands and validates a consumer configuration file.
 func LoadConsume(path string) (*Consume, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	cfg, err := ParseConsume(f, os.LookupEnv)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
+	return loadFile(path, ParseConsume)
 }
 
 // ParseConsume is Parse for a consumer configuration: ${VAR} expansion in values, unknown keys
@@ -187,28 +177,10 @@ func ParseConsume(r io.Reader, lookup func(string) (string, bool)) (*Consume, er
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, syntaxError(raw, err)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, errors.New("the file is empty")
-	}
-	root := doc.Content[0]
-	x, err := expandDocument(root, lookup)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkTreeOf(root, x, reflect.TypeFor[Consume]()); err != nil {
-		return nil, err
-	}
 	cfg := &Consume{Batch: ConsumeBatch{Linger: DefaultConsumeLinger}}
-	if err := root.Decode(cfg); err != nil {
-		return nil, x.redact(explainDecodeError(root, err))
+	_, x, err := decodeDocument(r, lookup, cfg)
+	if err != nil {
+		return nil, err
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -11,16 +11,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// checkTree walks the document beside the Config type, before it is decoded, for what the
-// decoder would accept wrongly or report without a key: a key Config does not have (a decoder
+// checkTreeOf walks the document beside its type t (Config, Consume), before it is decoded, for
+// what the decoder would accept wrongly or report without a key: a key t does not have (a decoder
 // given a node, not text, cannot be told to refuse them), and numbers, since it silently
 // truncates 1.5 into an integer field, and says only "line 7: cannot unmarshal !!str `abc` into
 // int". Aliases and merge keys are followed, so that a key is refused wherever it is written.
-func checkTree(root *yaml.Node, x expansions) error {
-	return checkTreeOf(root, x, reflect.TypeFor[Config]())
-}
-
-// checkTreeOf is checkTree for a document of type t.
 func checkTreeOf(root *yaml.Node, x expansions, t reflect.Type) error {
 	w := treeWalk{x: x, seen: map[walked]bool{}}
 	w.walk(root, t, "", "")
