@@ -280,7 +280,7 @@ func TestConsumeDebeziumTopics(t *testing.T) {
 	ctx := testenv.Context(t, 10*time.Minute)
 	src := env.Database(t)
 	src.Exec(t, consumeSchema+consumeSourceSetup)
-	bin := proconBinary(t) // built while nothing else runs
+	bin := testenv.ProconBinary(t) // built while nothing else runs
 
 	pls := consumePipelines()
 	base := strings.TrimPrefix(testenv.Name(t, "x"), "x_")
@@ -470,33 +470,6 @@ func (p *consumePipeline) waitTablesEqual(t *testing.T, src *pgxpool.Pool, timeo
 		}
 		time.Sleep(200 * time.Millisecond) // polling two databases; nothing to wait on
 	}
-}
-
-// The procon-cdc binary, built once (with the race detector) for the tests that run it.
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-func proconBinary(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "procon-bin")
-		if err != nil {
-			binaryErr = err
-			return
-		}
-		binaryPath = filepath.Join(dir, "procon-cdc")
-		out, err := exec.Command("go", "build", "-race", "-o", binaryPath, "github.com/procon-cdc/procon/cmd/procon-cdc").CombinedOutput()
-		if err != nil {
-			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
-	}
-	return binaryPath
 }
 
 // consumeProcess is one procon-cdc consume child process.

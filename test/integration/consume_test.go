@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,24 +138,7 @@ entities:
 // startConsume runs procon-cdc consume as a child process.
 func (cs *consumeSetup) startConsume(t *testing.T, config string) *process {
 	t.Helper()
-	path := writeConfig(t, config)
-	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	p.cmd = exec.Command(procon(t), "consume", "--config", path)
-	w := lockedWriter{p.mu, p.out}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("procon-cdc consume output:\n%s", lastLines(p.output(), 60))
-		}
-	})
-	return p
+	return startProcon(t, "consume", writeConfig(t, config))
 }
 
 func lastLines(s string, n int) string {

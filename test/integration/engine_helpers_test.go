@@ -25,33 +25,6 @@ import (
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
-// binary is procon-cdc built once for the tests that run it as a process.
-var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
-)
-
-func procon(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "procon-bin")
-		if err != nil {
-			binaryErr = err
-			return
-		}
-		binaryPath = filepath.Join(dir, "procon-cdc")
-		out, err := exec.Command("go", "build", "-race", "-o", binaryPath, "github.com/procon-cdc/procon/cmd/procon-cdc").CombinedOutput()
-		if err != nil {
-			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binaryErr != nil {
-		t.Fatal(binaryErr)
-	}
-	return binaryPath
-}
-
 // setup is a test's database plus the names its engine uses.
 type setup struct {
 	env    *testenv.Env
@@ -186,9 +159,15 @@ type process struct {
 
 func (s *setup) startProcess(t *testing.T) *process {
 	t.Helper()
-	path := writeConfig(t, s.config)
+	return startProcon(t, "run", writeConfig(t, s.config))
+}
+
+// startProcon runs procon-cdc's command with --config path as a child process, killed when the
+// test ends; its output is logged if the test failed.
+func startProcon(t *testing.T, command, path string) *process {
+	t.Helper()
 	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	p.cmd = exec.Command(procon(t), "run", "--config", path)
+	p.cmd = exec.Command(testenv.ProconBinary(t), command, "--config", path)
 	w := lockedWriter{p.mu, p.out}
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
@@ -200,7 +179,7 @@ func (s *setup) startProcess(t *testing.T) *process {
 			_ = p.cmd.Wait()
 		}
 		if t.Failed() {
-			t.Logf("procon-cdc output:\n%s", p.output())
+			t.Logf("procon-cdc %s output:\n%s", command, p.output())
 		}
 	})
 	return p
@@ -353,7 +332,7 @@ func (s *setup) withSASL(config, password string) string {
 func startTail(t *testing.T, args ...string) (*bufio.Scanner, *bytes.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	cmd := exec.CommandContext(ctx, procon(t), append([]string{"tail"}, args...)...)
+	cmd := exec.CommandContext(ctx, testenv.ProconBinary(t), append([]string{"tail"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		cancel()

@@ -153,7 +153,7 @@ func TestBadConfig(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.config), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(procon(t), "run", "--config", path)
+			cmd := exec.Command(testenv.ProconBinary(t), "run", "--config", path)
 			cmd.Env = append(os.Environ(), "PROCON_TEST_UNSET_VAR=")
 			cmd.Env = cmd.Env[:len(cmd.Env)-1]
 			out, err := cmd.CombinedOutput()

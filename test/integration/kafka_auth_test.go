@@ -22,7 +22,7 @@ func TestKafkaSASLEverywhere(t *testing.T) {
 	s.config = s.withSASL(original, s.env.SASLPassword)
 	good, bad := writeConfig(t, s.config), writeConfig(t, s.withSASL(original, "wrong-"+s.env.SASLPassword))
 	command := func(ctx context.Context, args ...string) (string, error) {
-		out, err := exec.CommandContext(ctx, procon(t), args...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, testenv.ProconBinary(t), args...).CombinedOutput()
 		return string(out), err
 	}
 	ctx := context.Background()
@@ -46,7 +46,7 @@ func TestKafkaSASLEverywhere(t *testing.T) {
 	// tail prints until stopped: read its output until the three records are there.
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	tail := exec.CommandContext(tctx, procon(t), "tail", "--config", good, "--from-beginning")
+	tail := exec.CommandContext(tctx, testenv.ProconBinary(t), "tail", "--config", good, "--from-beginning")
 	stdout, err := tail.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

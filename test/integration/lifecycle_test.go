@@ -101,7 +101,7 @@ func TestCheckCommand(t *testing.T) {
 		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command(procon(t), "check", "--config", path).CombinedOutput()
+		out, err := exec.Command(testenv.ProconBinary(t), "check", "--config", path).CombinedOutput()
 		return string(out), err
 	}
 	out, err := run(s.config)
@@ -179,7 +179,7 @@ func TestNumbersPastTheirBoundsRefused(t *testing.T) {
 		if err := os.WriteFile(path, []byte(fmt.Sprintf(base, vals...)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command(procon(t), "run", "--config", path).CombinedOutput()
+		out, err := exec.Command(testenv.ProconBinary(t), "run", "--config", path).CombinedOutput()
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
 			t.Errorf("%s: got %v, want exit code 2\n%s", tc.value, err, out)

@@ -28,7 +28,7 @@ import (
 // createRealtimeTable creates procon_realtimes with the SQL that `procon-cdc init-sql` prints.
 func createRealtimeTable(t *testing.T, s *setup) {
 	t.Helper()
-	out, err := exec.Command(procon(t), "init-sql").Output()
+	out, err := exec.Command(testenv.ProconBinary(t), "init-sql").Output()
 	if err != nil {
 		t.Fatalf("procon-cdc init-sql: %v", err)
 	}
@@ -633,7 +633,7 @@ func TestInstanceNumRefused(t *testing.T) {
 		if err := os.WriteFile(path, []byte(base+tc.yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(procon(t), "run", "--config", path)
+		cmd := exec.Command(testenv.ProconBinary(t), "run", "--config", path)
 		cmd.Env = append(os.Environ(), "PROCON_INSTANCE="+tc.envVal)
 		out, err := cmd.CombinedOutput()
 		var exit *exec.ExitError

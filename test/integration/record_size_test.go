@@ -267,7 +267,7 @@ func TestExistingTopicWithASmallerLimit(t *testing.T) {
 	if err := os.WriteFile(path, []byte(s.config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(procon(t), "check", "--config", path).CombinedOutput()
+	out, err := exec.Command(testenv.ProconBinary(t), "check", "--config", path).CombinedOutput()
 	want := "warn  topic " + s.topic("docs")
 	if err != nil || !strings.Contains(string(out), want) ||
 		!strings.Contains(string(out), "max.message.bytes is 10000, below kafka.max_record_bytes (1048576)") {

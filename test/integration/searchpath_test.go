@@ -212,7 +212,7 @@ func (s *setup) startRefused(t *testing.T) error {
 // check runs procon-cdc check and returns its output and exit code.
 func (s *setup) check(t *testing.T) (string, int) {
 	t.Helper()
-	out, err := exec.Command(procon(t), "check", "--config", writeConfig(t, s.config)).CombinedOutput()
+	out, err := exec.Command(testenv.ProconBinary(t), "check", "--config", writeConfig(t, s.config)).CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

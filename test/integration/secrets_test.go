@@ -59,7 +59,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	runCmd := func(path string, args ...string) {
 		cctx, cancel := context.WithTimeout(ctx, 40*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(cctx, procon(t), append([]string{args[0], "--config", path}, args[1:]...)...)
+		cmd := exec.CommandContext(cctx, testenv.ProconBinary(t), append([]string{args[0], "--config", path}, args[1:]...)...)
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		out, err := cmd.CombinedOutput()
 		outputs = append(outputs, strings.Join(args, " ")+": "+string(out))
@@ -79,7 +79,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	runCmd(goodPath, "status", "--json")
 	runCmd(goodPath, "snapshot", "--table", "public.secret_items") // fails: no signal table
 	tailCtx, stopTail := context.WithTimeout(ctx, 5*time.Second)
-	tail := exec.CommandContext(tailCtx, procon(t), "tail", "--config", goodPath, "--from-beginning")
+	tail := exec.CommandContext(tailCtx, testenv.ProconBinary(t), "tail", "--config", goodPath, "--from-beginning")
 	tail.Cancel = func() error { return tail.Process.Signal(os.Interrupt) }
 	out, _ := tail.CombinedOutput()
 	stopTail()

@@ -413,7 +413,7 @@ snapshot:
 func (s *setup) proconCmd(t *testing.T, cmd string, args ...string) string {
 	t.Helper()
 	path := writeConfig(t, s.config)
-	out, err := exec.Command(procon(t), append([]string{cmd, "--config", path}, args...)...).Output()
+	out, err := exec.Command(testenv.ProconBinary(t), append([]string{cmd, "--config", path}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("procon-cdc %s: %v\n%s", cmd, err, out)
 	}

@@ -53,7 +53,7 @@ func TestTLSEverywhere(t *testing.T) {
 	s.db.Exec(t, `CREATE TABLE secured (id int PRIMARY KEY, note text)`)
 
 	s.config = secure(env.TLSCA)
-	out, err := exec.Command(procon(t), "check", "--config", writeConfig(t, s.config)).CombinedOutput()
+	out, err := exec.Command(testenv.ProconBinary(t), "check", "--config", writeConfig(t, s.config)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
@@ -86,7 +86,7 @@ func TestTLSEverywhere(t *testing.T) {
 	// Without the CA, nothing is used unverified: check names each of the three.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err = exec.CommandContext(ctx, procon(t), "check", "--config", writeConfig(t, secure(""))).CombinedOutput()
+	out, err = exec.CommandContext(ctx, testenv.ProconBinary(t), "check", "--config", writeConfig(t, secure(""))).CombinedOutput()
 	t.Logf("check without the CA:\n%s", out)
 	if err == nil {
 		t.Fatalf("check passed without the CA:\n%s", out)
