@@ -68,7 +68,20 @@ func (w *worker) run() {
 	defer close(w.done)
 	decoded := make(chan []item, 1)
 	go w.decodeBatches(decoded)
+	// The decoder may be blocked handing over a batch: it ends at w.stop, which a failed
+	// worker's consumer closes too.
+	defer func() {
+		go func() {
+			for range decoded {
+			}
+		}()
+	}()
 	for items := range decoded {
+		select {
+		case <-w.stop: // revoked or stopping: a batch decoded ahead is not begun
+			return
+		default:
+		}
 		// Records at offsets already applied (fetched again after a seek) are dropped here,
 		// where the stored offset is known.
 		live := items[:0]
@@ -84,11 +97,6 @@ func (w *worker) run() {
 			if w.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 				w.c.fail(err)
 			}
-			// Drain the decoder: it stops at w.stop, which the consumer closes after a failure.
-			go func() {
-				for range decoded {
-				}
-			}()
 			return
 		}
 	}
