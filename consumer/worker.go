@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/procon-cdc/procon/consumer/apply"
 	"github.com/procon-cdc/procon/consumer/event"
@@ -211,10 +213,14 @@ func (w *worker) applyBatch(items []item) error {
 			return w.resync()
 		case pg.Transient(err) || errors.Is(err, errAmbiguous):
 			w.c.log.Warn("batch not applied; retrying", "partition", w.tp.String(), "err", err, "in", backoff)
-		case isolate || errors.As(err, new(*stopError)) || errors.Is(err, errHook):
+		case errors.As(err, new(*stopError)), errors.Is(err, errHook):
+			return err
+		case isolate || !recordCaused(err):
+			// No record causes it (a missing privilege or table, the server out of disk):
+			// dead-lettering records would not cure it.
 			return err
 		default:
-			// Something in the batch cannot apply: find which record, one at a time.
+			// A record of the batch cannot apply: find which, one at a time.
 			w.c.log.Warn("batch failed; applying its records one at a time to find the one that cannot apply", "partition", w.tp.String(), "err", err)
 			isolate = true
 			continue
@@ -357,17 +363,23 @@ func (w *worker) applyOneByOne(ctx context.Context, tx pgx.Tx, items []item) (ap
 			total = addStats(total, stats)
 			continue
 		}
-		if pg.Transient(err) {
-			return total, err
-		}
 		var recErr *apply.RecordError
 		if errors.As(err, &recErr) {
 			err = recErr.Err
+		} else if !recordCaused(err) {
+			return total, err
 		}
 		it.poison = err
 		return total, errRedo
 	}
 	return total, nil
+}
+
+// recordCaused reports whether err is PostgreSQL refusing a record's values: a data exception
+// (class 22: a value its column cannot hold) or an integrity constraint violation (class 23).
+func recordCaused(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
 func hookErr(name string, err error) error {

@@ -424,7 +424,22 @@ func TestConsumeDeadLetter(t *testing.T) {
 		t.Fatalf("row 51 applied: %v %v", has51, err)
 	}
 	testenv.WaitFor(t, time.Minute, "the offset past the last record", func() (bool, error) { return cs.appliedOffsets(t) == 62, nil })
-	c.stop(t)
+
+	// An error no record causes (here the target table is gone) stops the consumer: sending
+	// every record to the dead-letter topic would not cure it.
+	cs.target.Exec(t, `DROP TABLE ce_items`)
+	p := cs.startProcess(t)
+	cs.db.Exec(t, `INSERT INTO ce_items VALUES (62, 1, 'after the drop')`)
+	if err := c.waitExit(t, time.Minute); err == nil || !strings.Contains(c.output(), "does not exist") {
+		t.Fatalf("consume: %v, want an exit for the missing table:\n%s", err, lastLines(c.output(), 20))
+	}
+	p.stop(t)
+	if n := cs.count(t, dlq); n != 2 {
+		t.Fatalf("%d dead-letter records, want still 2", n)
+	}
+	if n := cs.appliedOffsets(t); n != 62 {
+		t.Fatalf("stored offset %d, want 62: nothing past the unapplied record", n)
+	}
 }
 
 // TestConsumeStopsAtPoison: with the default on_error: stop, the consumer applies what comes
@@ -434,7 +449,7 @@ func TestConsumeStopsAtPoison(t *testing.T) {
 	cs, topic := poisonSetup(t)
 	for range 2 {
 		c := cs.startConsume(t, cs.consumeConfig("", ""))
-		err := c.cmd.Wait()
+		err := c.waitExit(t, time.Minute)
 		out := c.output()
 		if err == nil || !strings.Contains(out, topic+"[0] offset 50 can never apply") {
 			t.Fatalf("consume: %v, want an exit naming offset 50:\n%s", err, lastLines(out, 30))
@@ -599,4 +614,21 @@ func TestConsumeRebalance(t *testing.T) {
 	c1.stop(t)
 	c3.stop(t)
 	p.stop(t)
+}
+
+// waitExit waits for the process to exit on its own and returns how it ended; the test fails
+// if it is still running after timeout.
+func (p *process) waitExit(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-done
+		t.Fatalf("still running after %s:\n%s", timeout, lastLines(p.output(), 30))
+		return nil
+	}
 }
