@@ -202,8 +202,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		defer close(polled)
 		for {
 			recs, err := reader.Poll(runCtx, 4*c.cfg.BatchRecords)
+			bs := c.bind(recs)
+			reader.AllowRebalance()
 			select {
-			case polled <- pollResult{recs, err}:
+			case polled <- pollResult{bs, err}:
 			case <-runCtx.Done():
 				return
 			}
@@ -234,7 +236,7 @@ loop:
 				}
 				break loop
 			}
-			if err := c.dispatch(ctx, r.recs); err != nil {
+			if err := c.dispatch(ctx, r.bound); err != nil {
 				runErr = err
 				break loop
 			}
@@ -255,6 +257,6 @@ loop:
 }
 
 type pollResult struct {
-	recs []sink.ConsumedRecord
-	err  error
+	bound []bound
+	err   error
 }

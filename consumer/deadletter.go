@@ -16,6 +16,9 @@ const (
 	HeaderDLQPartition = "procon.dlq.partition"
 	HeaderDLQOffset    = "procon.dlq.offset"
 	HeaderDLQGroup     = "procon.dlq.group"
+	// HeaderDLQValueOmitted: the record was too large for the dead-letter topic; its value (of
+	// this many bytes) is left out, and the origin headers say where to find it.
+	HeaderDLQValueOmitted = "procon.dlq.value_omitted"
 )
 
 // maxReasonBytes bounds the reason header: an error can quote a whole statement.
@@ -38,9 +41,23 @@ func (c *Consumer) deadLetter(ctx context.Context, tp topicPartition, items []*i
 			sink.Header{Key: HeaderDLQPartition, Value: strconv.AppendInt(nil, int64(tp.partition), 10)},
 			sink.Header{Key: HeaderDLQOffset, Value: strconv.AppendInt(nil, it.rec.Offset, 10)},
 			sink.Header{Key: HeaderDLQGroup, Value: []byte(c.cfg.Group)})
+		rec := &sink.Record{Topic: c.cfg.DLQTopic, Key: it.rec.Key, Value: it.rec.Value, Headers: headers, Partition: -1}
+		limit, err := c.dlq.MaxRecordBytes(ctx, c.cfg.DLQTopic)
+		if err != nil {
+			return fmt.Errorf("dead-letter topic %s: %w", c.cfg.DLQTopic, err)
+		}
+		if sink.Size(rec) > limit {
+			// Too large for the dead-letter topic with its reason: the reference to its origin
+			// (topic, partition, offset) stays, the value is left out.
+			rec.Value = nil
+			rec.Headers = append(rec.Headers, sink.Header{Key: HeaderDLQValueOmitted, Value: strconv.AppendInt(nil, int64(len(it.rec.Value)), 10)})
+			if sink.Size(rec) > limit {
+				rec.Key, rec.Headers = nil, headers[len(it.rec.Headers):]
+				rec.Headers = append(rec.Headers, sink.Header{Key: HeaderDLQValueOmitted, Value: strconv.AppendInt(nil, int64(len(it.rec.Value)), 10)})
+			}
+		}
 		acks.Add(1)
-		rec := &sink.Record{Topic: c.cfg.DLQTopic, Key: it.rec.Key, Value: it.rec.Value, Headers: headers,
-			Partition: -1, Ack: ackFunc(acks.Done)}
+		rec.Ack = ackFunc(acks.Done)
 		if err := c.dlq.Produce(ctx, rec); err != nil {
 			return fmt.Errorf("dead-letter %s offset %d: %w", tp, it.rec.Offset, err)
 		}

@@ -35,7 +35,9 @@ func (c *Consumer) assigned(ctx, actx context.Context, parts map[string][]int32)
 			if err != nil {
 				return nil, fmt.Errorf("entity of topic %s: %w", topic, err)
 			}
-			wctx, cancel := context.WithCancel(ctx)
+			// Not the run's context: a stop lets the batch in flight finish (within
+			// stopGrace) rather than abort it.
+			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			w := &worker{c: c, tp: tp, entity: e, applier: applier,
 				in: make(chan []sink.ConsumedRecord, 4), stop: make(chan struct{}), done: make(chan struct{}),
 				ctx: wctx, cancel: cancel, state: rows[p]}
@@ -105,26 +107,43 @@ func (w *worker) wait() {
 	}
 }
 
-// dispatch hands polled records to their partitions' workers, in order. Records of partitions
-// no longer assigned here are dropped: their next owner reads them from the stored offset.
-func (c *Consumer) dispatch(ctx context.Context, recs []sink.ConsumedRecord) error {
+// bound is the records of one partition polled under one assignment, and the worker of that
+// assignment.
+type bound struct {
+	w    *worker
+	recs []sink.ConsumedRecord
+}
+
+// bind splits polled records by partition and binds each run to the partition's current
+// worker. It is called between a Poll and AllowRebalance, when no partition can be revoked:
+// records fetched under an assignment go to that assignment's worker, never to the worker of
+// a later one (which starts from the stored offset and would see them as a gap). Records of a
+// partition with no worker are dropped: their next owner reads them from the stored offset.
+func (c *Consumer) bind(recs []sink.ConsumedRecord) []bound {
+	var out []bound
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for len(recs) > 0 {
 		tp := topicPartition{recs[0].Topic, recs[0].Partition}
 		n := 1
 		for n < len(recs) && recs[n].Topic == tp.topic && recs[n].Partition == tp.partition {
 			n++
 		}
-		part := recs[:n:n]
-		recs = recs[n:]
-		c.mu.Lock()
-		w := c.workers[tp]
-		c.mu.Unlock()
-		if w == nil {
-			continue
+		if w := c.workers[tp]; w != nil {
+			out = append(out, bound{w: w, recs: recs[:n:n]})
 		}
+		recs = recs[n:]
+	}
+	return out
+}
+
+// dispatch hands bound records to their workers, in order. A worker stopped since (revoked)
+// no longer takes them.
+func (c *Consumer) dispatch(ctx context.Context, bs []bound) error {
+	for _, b := range bs {
 		select {
-		case w.in <- part:
-		case <-w.done:
+		case b.w.in <- b.recs:
+		case <-b.w.done:
 		case <-ctx.Done():
 			return nil
 		case err := <-c.fatal:

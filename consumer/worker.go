@@ -13,6 +13,7 @@ import (
 	"github.com/procon-cdc/procon/consumer/apply"
 	"github.com/procon-cdc/procon/consumer/event"
 	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/registry"
 	"github.com/procon-cdc/procon/sink"
 )
 
@@ -47,10 +48,6 @@ type item struct {
 // errRedo asks for the batch to be tried again (a record was found to be poison).
 var errRedo = errors.New("redo the batch")
 
-// errResynced: another member applied records of the partition; the worker now starts from
-// the stored offset, and its records read so far are dropped.
-var errResynced = errors.New("resynchronised with the stored offset")
-
 // stopError is a poison record under the Stop policy.
 type stopError struct {
 	tp     topicPartition
@@ -61,7 +58,6 @@ type stopError struct {
 func (e *stopError) Error() string {
 	return fmt.Sprintf("%s offset %d can never apply: %v (on_error: stop; fix the cause, or set on_error: dlq to send such records to the dead-letter topic)", e.tp, e.offset, e.err)
 }
-func (e *stopError) Unwrap() error { return e.err }
 
 // run applies batches until the worker is stopped. Records are read and decoded one batch
 // ahead, on a goroutine of their own, while the previous batch is applied: decoding is CPU
@@ -78,27 +74,63 @@ func (w *worker) run() {
 			}
 		}()
 	}()
+	next := w.state.next // the offset the next record must be at or after
 	for items := range decoded {
 		select {
 		case <-w.stop: // revoked or stopping: a batch decoded ahead is not begun
 			return
 		default:
 		}
-		// Records at offsets already applied (fetched again after a seek) are dropped here,
-		// where the stored offset is known.
+		// Records before it (a repeat of a fetch) are dropped here, where the offsets are known.
 		live := items[:0]
 		for _, it := range items {
-			if it.rec.Offset >= w.state.next {
+			if it.rec.Offset >= next {
 				live = append(live, it)
+				next = it.rec.Offset + 1
 			}
 		}
 		if len(live) == 0 {
 			continue
 		}
-		if err := w.applyBatch(live); err != nil && !errors.Is(err, errResynced) {
+		err := w.applyBatch(live)
+		switch {
+		case err == nil:
+		case errors.Is(err, errMoved):
+			w.fenced(decoded)
+			return
+		default:
 			if w.ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 				w.c.fail(err)
 			}
+			return
+		}
+	}
+}
+
+// fenced is a worker whose partition another member has applied records of: this member lost
+// it (a session that expired, a pause longer than the session timeout) and is about to be
+// told. It applies nothing more and waits for the revocation; the partition's next owner
+// starts from the stored offset. Should no revocation come, the consumer stops.
+func (w *worker) fenced(decoded <-chan []item) {
+	wait := w.c.cfg.SessionTimeout
+	if wait <= 0 {
+		wait = 45 * time.Second
+	}
+	wait = 2*wait + 30*time.Second
+	w.c.log.Warn("another consumer applied records of this partition: it was taken from this member; waiting to be told",
+		"partition", w.tp.String(), "for", wait)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-decoded: // dropped: the next owner reads them from the stored offset
+			if !ok {
+				decoded = nil
+			}
+		case <-w.stop:
+			return
+		case <-timer.C:
+			w.c.fail(fmt.Errorf("consumer %s: another consumer applied records of this partition, and the group did not take it from this member within %s", w.tp, wait))
 			return
 		}
 	}
@@ -180,6 +212,9 @@ func (w *worker) applyBatch(items []item) error {
 		it := &items[i]
 		ev := it.ev
 		if it.poison != nil {
+			if !decodeCaused(it.poison) {
+				return fmt.Errorf("consumer %s offset %d: %w", w.tp, it.rec.Offset, it.poison)
+			}
 			continue
 		}
 		if ev.HasTx {
@@ -193,6 +228,11 @@ func (w *worker) applyBatch(items []item) error {
 	backoff := 100 * time.Millisecond
 	isolate := false
 	for {
+		// What an earlier attempt of this batch committed (the records before a poison
+		// record, under Stop) is never applied again.
+		for len(items) > 0 && items[0].rec.Offset < w.state.next {
+			items = items[1:]
+		}
 		err := w.attempt(items, isolate)
 		var recErr *apply.RecordError
 		switch {
@@ -210,11 +250,11 @@ func (w *worker) applyBatch(items []item) error {
 			}
 			return fmt.Errorf("consumer %s: %w", w.tp, err)
 		case errors.Is(err, errMoved):
-			return w.resync()
-		case pg.Transient(err) || errors.Is(err, errAmbiguous):
-			w.c.log.Warn("batch not applied; retrying", "partition", w.tp.String(), "err", err, "in", backoff)
+			return err
 		case errors.As(err, new(*stopError)), errors.Is(err, errHook):
 			return err
+		case pg.Transient(err) || errors.Is(err, errAmbiguous):
+			w.c.log.Warn("batch not applied; retrying", "partition", w.tp.String(), "err", err, "in", backoff)
 		case isolate || !recordCaused(err):
 			// No record causes it (a missing privilege or table, the server out of disk):
 			// dead-lettering records would not cure it.
@@ -375,6 +415,19 @@ func (w *worker) applyOneByOne(ctx context.Context, tx pgx.Tx, items []item) (ap
 	return total, nil
 }
 
+// decodeCaused reports whether a decoding error is the record's: not a stop (the context), nor
+// the schema registry refusing procon-cdc consume's credentials, which no record causes.
+func decodeCaused(err error) bool {
+	var regErr *registry.Error
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.As(err, &regErr):
+		return regErr.StatusCode != 401 && regErr.StatusCode != 403
+	}
+	return true
+}
+
 // recordCaused reports whether err is PostgreSQL refusing a record's values: a data exception
 // (class 22: a value its column cannot hold) or an integrity constraint violation (class 23).
 func recordCaused(err error) bool {
@@ -387,19 +440,4 @@ func hookErr(name string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w %s: %w", errHook, name, err)
-}
-
-// resync reads the stored offset after another member moved it and starts from there.
-func (w *worker) resync() error {
-	cur, err := w.c.offsets.current(w.ctx, w.tp.topic, w.tp.partition)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", w.tp, err)
-	}
-	w.c.log.Warn("another consumer applied records of this partition; continuing from the stored offset",
-		"partition", w.tp.String(), "was", w.state.next, "stored", cur.next)
-	w.state = cur
-	if cur.next >= 0 {
-		w.c.reader.Load().Seek(w.tp.topic, w.tp.partition, cur.next)
-	}
-	return errResynced
 }

@@ -54,6 +54,9 @@ func NewGroupReader(ctx context.Context, cfg Config, gc GroupConfig) (*GroupRead
 		kgo.ConsumeTopics(gc.Topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
+		// Between a Poll and AllowRebalance no partition is revoked: the user binds what it
+		// polled to the owners of this assignment before any can change.
+		kgo.BlockRebalanceOnPoll(),
 		// Never jump: an offset out of range is an error for the user to see.
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.AdjustFetchOffsetsFn(func(ctx context.Context, fetched map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
@@ -65,7 +68,11 @@ func NewGroupReader(ctx context.Context, cfg Config, gc GroupConfig) (*GroupRead
 			}
 			starts, err := gc.Assigned(ctx, parts)
 			if err != nil {
-				g.setErr(fmt.Errorf("start offsets of %v: %w", parts, err))
+				if ctx.Err() == nil {
+					g.setErr(fmt.Errorf("start offsets of %v: %w", parts, err))
+				}
+				// Else a rebalance began while the offsets were read: the client assigns
+				// again in the next session.
 				return nil, err
 			}
 			out := map[string]map[int32]kgo.Offset{}
@@ -113,7 +120,8 @@ func (g *GroupReader) setErr(err error) {
 
 // Poll waits for at most max records. Errors a client retries (brokers unreachable, leaders
 // moving) are not returned; any other partition error is, since reading past it would skip
-// records. When ctx ends it returns ctx's error.
+// records. When ctx ends it returns ctx's error. No partition is revoked from a Poll until
+// AllowRebalance: the caller must call it after every Poll.
 func (g *GroupReader) Poll(ctx context.Context, max int) ([]ConsumedRecord, error) {
 	fs := g.cl.PollRecords(ctx, max)
 	if err := ctx.Err(); err != nil {
@@ -153,11 +161,8 @@ func (g *GroupReader) Poll(ctx context.Context, max int) ([]ConsumedRecord, erro
 	return recs, nil
 }
 
-// Seek makes the partition's next fetched record the one at offset (for a partition this
-// member owns; records already fetched may still be returned once).
-func (g *GroupReader) Seek(topic string, partition int32, offset int64) {
-	g.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{topic: {partition: {Epoch: -1, Offset: offset}}})
-}
+// AllowRebalance lets the group revoke partitions again after a Poll.
+func (g *GroupReader) AllowRebalance() { g.cl.AllowRebalance() }
 
 // CommitOffsets records offsets in the group (the next offset to read, per partition), for
 // the tools that show a group's lag; the offsets that count are the user's own.
