@@ -588,11 +588,18 @@ func TestConsumeRebalance(t *testing.T) {
 		from := cs.appliedOffsets(t)
 		testenv.WaitFor(t, 2*time.Minute, what, func() (bool, error) { return cs.appliedOffsets(t) > from+200, nil })
 	}
+	assigned := func(name string, c *process) {
+		testenv.WaitFor(t, time.Minute, name+" to be assigned partitions", func() (bool, error) {
+			return strings.Contains(c.output(), "partition assigned"), nil
+		})
+	}
 	c1 := cs.startConsume(t, cfg)
 	progress("c1 alone to apply")
 	c2 := cs.startConsume(t, cfg)
+	assigned("c2", c2) // taken from c1, which revokes them first
 	progress("c1 and c2 to apply")
 	c3 := cs.startConsume(t, cfg)
+	assigned("c3", c3)
 	progress("three members to apply")
 	// The target database restarts under them (it is the source's server too): batches fail
 	// and are retried, nothing is skipped.
