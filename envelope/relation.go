@@ -219,7 +219,7 @@ func keysEqual(a, b *Value) bool {
 // or as a one-entry hstore.
 func (o *Options) placeholder(col *replication.Column, s *Schema) any {
 	raw := o.placeholderBytes()
-	text := javaString(raw)
+	text := JavaString(raw)
 	name := ""
 	if col.Type != nil {
 		name = col.Type.Name
@@ -352,9 +352,10 @@ func fits(s *Schema, v any) bool {
 	return false
 }
 
-// javaString decodes bytes as Java's new String(bytes, UTF_8) does: each byte of a malformed
-// sequence becomes U+FFFD.
-func javaString(b []byte) string {
+// JavaString decodes bytes as Java's new String(bytes, UTF_8) does, as Debezium reads a binary
+// placeholder (and so must a reader of its events): each byte of a malformed sequence becomes
+// U+FFFD.
+func JavaString(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}

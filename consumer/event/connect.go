@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	hamba "github.com/hamba/avro/v2"
 
@@ -681,23 +680,4 @@ func branchName(s hamba.Schema) string {
 		return n.FullName()
 	}
 	return string(s.Type())
-}
-
-// javaString decodes bytes as Java's new String(bytes, UTF_8) does (as Debezium reads a
-// binary placeholder): each byte of a malformed sequence becomes U+FFFD.
-func javaString(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	var sb strings.Builder
-	for len(b) > 0 {
-		r, size := utf8.DecodeRune(b)
-		if r == utf8.RuneError && size == 1 {
-			sb.WriteRune(utf8.RuneError)
-		} else {
-			sb.Write(b[:size])
-		}
-		b = b[size:]
-	}
-	return sb.String()
 }

@@ -178,7 +178,7 @@ func NewDecoder(opts Options) (*Decoder, error) {
 			return nil, fmt.Errorf("event: placeholder %q: invalid hex after hex:", c.placeholder)
 		}
 		c.placeholderBytes = b
-		c.placeholder = javaString(b)
+		c.placeholder = envelope.JavaString(b)
 	}
 	check := func(field string, v *string, def string, allowed ...string) error {
 		if *v == "" {
