@@ -334,7 +334,7 @@ func TestConsumeDebeziumTopics(t *testing.T) {
 	for round := range rounds {
 		testenv.WaitFor(t, time.Minute, "every consumer to apply a batch", func() (bool, error) {
 			for i, p := range pls {
-				if p.appliedOffsets(t) <= applied[i] {
+				if testenv.AppliedOffsets(p.target.Pool, p.group) <= applied[i] {
 					return false, nil
 				}
 			}
@@ -354,7 +354,7 @@ func TestConsumeDebeziumTopics(t *testing.T) {
 		kills.Wait()
 		var summary []string
 		for i, p := range pls {
-			applied[i] = p.appliedOffsets(t)
+			applied[i] = testenv.AppliedOffsets(p.target.Pool, p.group)
 			summary = append(summary, fmt.Sprintf("%s %d", p.name, applied[i]))
 			p.proc = startConsumeProcess(t, bin, p.consumeConfig(env.Brokers))
 		}
@@ -369,7 +369,7 @@ func TestConsumeDebeziumTopics(t *testing.T) {
 	}
 	for _, p := range pls {
 		if out := p.proc.output(); strings.Contains(out, "panic") || strings.Contains(out, "DATA RACE") {
-			t.Errorf("consumer of %s panicked or raced:\n%s", p.name, lastLines(out, 80))
+			t.Errorf("consumer of %s panicked or raced:\n%s", p.name, testenv.LastLines(out, 80))
 		}
 	}
 	t.Logf("every table equal after %s", time.Since(start).Round(time.Millisecond))
@@ -390,60 +390,15 @@ func (p *consumePipeline) consumeConfig(brokers []string) string {
 	return b.String()
 }
 
-// appliedOffsets is the sum of the group's stored offsets: it grows with every committed batch.
-func (p *consumePipeline) appliedOffsets(t *testing.T) int64 {
-	t.Helper()
-	var n int64
-	err := p.target.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(next_offset), 0)::bigint
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
-		LEFT JOIN procon.procon_consumer_offsets o ON o.consumer_group = $1
-		WHERE ns.nspname = 'procon' AND c.relname = 'procon_consumer_offsets'`, p.group).Scan(&n)
-	if err != nil {
-		return 0 // not created yet
-	}
-	return n
-}
-
-// tableRows reads a table's rows as PostgreSQL prints them, in key order.
-func tableRows(t *testing.T, pool *pgxpool.Pool, table, expr string) []string {
-	t.Helper()
-	if expr == "" {
-		expr = "r"
-	}
-	rows, err := pool.Query(context.Background(), `SELECT `+expr+`::text FROM `+table+` r ORDER BY `+strings.Join(consumeKeyOf[table], ", "))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // diffTables compares every table of the pipeline's target with the source and describes the
 // first difference ("" when equal).
 func (p *consumePipeline) diffTables(t *testing.T, src *pgxpool.Pool) string {
 	t.Helper()
 	for _, table := range p.tables {
-		s, d := tableRows(t, src, table, p.compared[table]), tableRows(t, p.target.Pool, table, p.compared[table])
-		for i := 0; i < len(s) || i < len(d); i++ {
-			switch {
-			case i >= len(s):
-				return fmt.Sprintf("%s: the target has %d rows more than the source, first %s", table, len(d)-len(s), d[i])
-			case i >= len(d):
-				return fmt.Sprintf("%s: the target lacks %d rows, first %s", table, len(s)-len(d), s[i])
-			case s[i] != d[i]:
-				return fmt.Sprintf("%s row %d:\n source %.600s\n target %.600s", table, i, s[i], d[i])
-			}
+		key := strings.Join(consumeKeyOf[table], ", ")
+		if d := testenv.DiffRows(table, testenv.TableText(t, src, table, p.compared[table], key),
+			testenv.TableText(t, p.target.Pool, table, p.compared[table], key)); d != "" {
+			return d
 		}
 	}
 	return ""
@@ -466,7 +421,7 @@ func (p *consumePipeline) waitTablesEqual(t *testing.T, src *pgxpool.Pool, timeo
 		}
 		if exited || time.Now().After(deadline) {
 			t.Fatalf("%s: the target does not equal the source after %s (consume exited: %v): %s\nDebezium log tail:\n%s\nconsumer output tail:\n%s",
-				p.name, timeout, exited, diff, tail(p.runner.log, 10), lastLines(p.proc.output(), 30))
+				p.name, timeout, exited, diff, tail(p.runner.log, 10), testenv.LastLines(p.proc.output(), 30))
 		}
 		time.Sleep(200 * time.Millisecond) // polling two databases; nothing to wait on
 	}
@@ -522,18 +477,10 @@ func (p *consumeProcess) kill9(t *testing.T) {
 	t.Helper()
 	select {
 	case <-p.exited:
-		t.Errorf("consume exited before it was killed (%v):\n%s", p.cmd.ProcessState, lastLines(p.output(), 40))
+		t.Errorf("consume exited before it was killed (%v):\n%s", p.cmd.ProcessState, testenv.LastLines(p.output(), 40))
 		return
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.exited
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -141,65 +141,19 @@ func (cs *consumeSetup) startConsume(t *testing.T, config string) *process {
 	return startProcon(t, "consume", writeConfig(t, config))
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // appliedOffsets is the sum of the group's stored offsets: it grows with every committed batch.
 func (cs *consumeSetup) appliedOffsets(t *testing.T) int64 {
-	t.Helper()
-	var n int64
-	err := cs.target.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(next_offset), 0)::bigint
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
-		LEFT JOIN procon.procon_consumer_offsets o ON o.consumer_group = $1
-		WHERE ns.nspname = 'procon' AND c.relname = 'procon_consumer_offsets'`, cs.group).Scan(&n)
-	if err != nil {
-		return 0 // not created yet
-	}
-	return n
-}
-
-// tableRows reads a table's rows as PostgreSQL prints them, in key order.
-func tableRows(t *testing.T, pool *pgxpool.Pool, table string) []string {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT t::text FROM `+table+` t ORDER BY `+consumeKeys[table])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testenv.AppliedOffsets(cs.target.Pool, cs.group)
 }
 
 // diffTables compares every table of the target with the source, row for row and column for
 // column, and describes the first difference ("" when equal).
 func (cs *consumeSetup) diffTables(t *testing.T) string {
 	t.Helper()
-	for table := range consumeKeys {
-		src, dst := tableRows(t, cs.db.Pool, table), tableRows(t, cs.target.Pool, table)
-		for i := 0; i < len(src) || i < len(dst); i++ {
-			switch {
-			case i >= len(src):
-				return fmt.Sprintf("%s: the target has %d rows more than the source, first %s", table, len(dst)-len(src), dst[i])
-			case i >= len(dst):
-				return fmt.Sprintf("%s: the target lacks %d rows, first %s", table, len(src)-len(dst), src[i])
-			case src[i] != dst[i]:
-				return fmt.Sprintf("%s row %d:\n source %.300s\n target %.300s", table, i, src[i], dst[i])
-			}
+	for table, key := range consumeKeys {
+		if d := testenv.DiffRows(table, testenv.TableText(t, cs.db.Pool, table, "", key),
+			testenv.TableText(t, cs.target.Pool, table, "", key)); d != "" {
+			return d
 		}
 	}
 	return ""
@@ -361,7 +315,7 @@ func TestConsumeKill9EndToEnd(t *testing.T) {
 	for _, p := range procs[1:] {
 		out := p.output()
 		if strings.Contains(out, "panic") || strings.Contains(out, "DATA RACE") {
-			t.Fatalf("a consumer panicked or raced:\n%s", lastLines(out, 80))
+			t.Fatalf("a consumer panicked or raced:\n%s", testenv.LastLines(out, 80))
 		}
 	}
 }
@@ -431,7 +385,7 @@ func TestConsumeDeadLetter(t *testing.T) {
 	p := cs.startProcess(t)
 	cs.db.Exec(t, `INSERT INTO ce_items VALUES (62, 1, 'after the drop')`)
 	if err := c.waitExit(t, time.Minute); err == nil || !strings.Contains(c.output(), "does not exist") {
-		t.Fatalf("consume: %v, want an exit for the missing table:\n%s", err, lastLines(c.output(), 20))
+		t.Fatalf("consume: %v, want an exit for the missing table:\n%s", err, testenv.LastLines(c.output(), 20))
 	}
 	p.stop(t)
 	if n := cs.count(t, dlq); n != 2 {
@@ -452,7 +406,7 @@ func TestConsumeStopsAtPoison(t *testing.T) {
 		err := c.waitExit(t, time.Minute)
 		out := c.output()
 		if err == nil || !strings.Contains(out, topic+"[0] offset 50 can never apply") {
-			t.Fatalf("consume: %v, want an exit naming offset 50:\n%s", err, lastLines(out, 30))
+			t.Fatalf("consume: %v, want an exit naming offset 50:\n%s", err, testenv.LastLines(out, 30))
 		}
 		if n := cs.appliedOffsets(t); n != 50 {
 			t.Fatalf("stored offset %d, want 50 (the poison record's)", n)
@@ -471,7 +425,7 @@ func (p *process) stop(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("%v:\n%s", err, lastLines(p.output(), 30))
+		t.Fatalf("%v:\n%s", err, testenv.LastLines(p.output(), 30))
 	}
 }
 
@@ -608,7 +562,7 @@ func TestConsumeRebalance(t *testing.T) {
 	progress("the members to apply after PostgreSQL's restart")
 	c1.stop(t) // leaves the group: its partitions are revoked with batches in flight
 	if out := c1.output(); !strings.Contains(out, "partition revoked") {
-		t.Errorf("c1 gave no partition up to c2 and c3:\n%s", lastLines(out, 40))
+		t.Errorf("c1 gave no partition up to c2 and c3:\n%s", testenv.LastLines(out, 40))
 	}
 	progress("c2 and c3 to apply")
 	c2.kill9(t) // its partitions wait for the session timeout, then move to c3
@@ -635,7 +589,7 @@ func (p *process) waitExit(t *testing.T, timeout time.Duration) error {
 	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
 		<-done
-		t.Fatalf("still running after %s:\n%s", timeout, lastLines(p.output(), 30))
+		t.Fatalf("still running after %s:\n%s", timeout, testenv.LastLines(p.output(), 30))
 		return nil
 	}
 }
