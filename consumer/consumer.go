@@ -112,7 +112,7 @@ type Consumer struct {
 	dec      Decoder
 	log      *slog.Logger
 	offsets  offsets
-	entities map[string]*Entity               // by topic
+	entities map[string]*entity               // by topic
 	dlq      *sink.Writer                     // nil unless OnError is DeadLetter
 	reader   atomic.Pointer[sink.GroupReader] // set by Run
 	counters Counters
@@ -121,6 +121,12 @@ type Consumer struct {
 	workers      map[topicPartition]*worker
 	groupOffsets map[topicPartition]int64 // committed since the last copy to the group
 	fatal        chan error               // the first worker error that stops the consumer
+}
+
+// entity is an Entity and the Applier of its table, which all its partitions' workers share.
+type entity struct {
+	*Entity
+	applier *apply.Applier
 }
 
 type topicPartition struct {
@@ -138,7 +144,7 @@ func New(ctx context.Context, cfg Config, db *pgxpool.Pool, kafka sink.Config, d
 	}
 	c := &Consumer{cfg: cfg, db: db, kafka: kafka, dec: dec, log: log,
 		offsets:  offsets{pool: db, group: cfg.Group},
-		entities: map[string]*Entity{}, workers: map[topicPartition]*worker{}, groupOffsets: map[topicPartition]int64{},
+		entities: map[string]*entity{}, workers: map[topicPartition]*worker{}, groupOffsets: map[topicPartition]int64{},
 		fatal: make(chan error, 1)}
 	if err := c.offsets.ensure(ctx); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
@@ -148,11 +154,13 @@ func New(ctx context.Context, cfg Config, db *pgxpool.Pool, kafka sink.Config, d
 		if _, dup := c.entities[e.Topic]; dup {
 			return nil, fmt.Errorf("consumer: topic %s has two entities", e.Topic)
 		}
-		// Checked here, so that a wrong table or key stops the start, not the first batch.
-		if _, err := apply.New(ctx, db, e.Entity, log); err != nil {
+		// Made here, so that a wrong table or key stops the start, not the first batch; one
+		// Applier serves every partition of the topic.
+		a, err := apply.New(ctx, db, e.Entity, log)
+		if err != nil {
 			return nil, fmt.Errorf("consumer: entity of topic %s: %w", e.Topic, err)
 		}
-		c.entities[e.Topic] = e
+		c.entities[e.Topic] = &entity{Entity: e, applier: a}
 	}
 	if cfg.OnError == DeadLetter {
 		if cfg.DLQTopic == "" {

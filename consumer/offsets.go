@@ -120,11 +120,9 @@ func (p position) after(source string, k txid.Key) position {
 // load returns the stored positions of partitions, inserting a row for each that has none, so
 // that every later write is a compare-and-set on an existing row.
 func (o *offsets) load(ctx context.Context, topic string, partitions []int32) (map[int32]stored, error) {
-	for _, p := range partitions {
-		if _, err := o.pool.Exec(ctx, `INSERT INTO `+OffsetsTable+` (consumer_group, topic, partition, next_offset)
-			VALUES ($1, $2, $3, -1) ON CONFLICT DO NOTHING`, o.group, topic, p); err != nil {
-			return nil, fmt.Errorf("offsets of %s[%d]: %w", topic, p, err)
-		}
+	if _, err := o.pool.Exec(ctx, `INSERT INTO `+OffsetsTable+` (consumer_group, topic, partition, next_offset)
+		SELECT $1, $2, p, -1 FROM pg_catalog.unnest($3::pg_catalog.int4[]) AS p ON CONFLICT DO NOTHING`, o.group, topic, partitions); err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
 	}
 	rows, err := o.pool.Query(ctx, `SELECT partition, next_offset, last_source, last_tx, last_seq FROM `+OffsetsTable+`
 		WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)`, o.group, topic, partitions)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/procon-cdc/procon/consumer/apply"
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/sink"
 )
@@ -31,14 +30,10 @@ func (c *Consumer) assigned(ctx, actx context.Context, parts map[string][]int32)
 		starts[topic] = map[int32]int64{}
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
-			applier, err := apply.New(actx, c.db, e.Entity, c.log)
-			if err != nil {
-				return nil, fmt.Errorf("entity of topic %s: %w", topic, err)
-			}
 			// Not the run's context: a stop lets the batch in flight finish (within
 			// stopGrace) rather than abort it.
 			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			w := &worker{c: c, tp: tp, entity: e, applier: applier,
+			w := &worker{c: c, tp: tp, entity: e.Entity, applier: e.applier,
 				in: make(chan []sink.ConsumedRecord, 4), stop: make(chan struct{}), done: make(chan struct{}),
 				ctx: wctx, cancel: cancel, state: rows[p]}
 			c.mu.Lock()
