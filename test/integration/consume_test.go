@@ -421,10 +421,7 @@ func TestConsumeStopsAtPoison(t *testing.T) {
 // stop ends a process with SIGTERM and waits for it.
 func (p *process) stop(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.signal(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("%v:\n%s", err, testenv.LastLines(p.output(), 30))
 	}
 }
@@ -581,14 +578,12 @@ func TestConsumeRebalance(t *testing.T) {
 // if it is still running after timeout.
 func (p *process) waitExit(t *testing.T, timeout time.Duration) error {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
 	select {
-	case err := <-done:
-		return err
+	case <-p.exited:
+		return p.waitErr
 	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.exited
 		t.Fatalf("still running after %s:\n%s", timeout, testenv.LastLines(p.output(), 30))
 		return nil
 	}

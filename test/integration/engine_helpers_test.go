@@ -150,11 +150,15 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// process is procon-cdc running as a child process.
+// process is procon-cdc running as a child process. One goroutine owns cmd.Wait (exec.Cmd
+// allows a single Wait; a second one blocks for ever on the output copiers the first drained):
+// everything else waits on exited.
 type process struct {
-	cmd *exec.Cmd
-	out *bytes.Buffer
-	mu  *sync.Mutex
+	cmd     *exec.Cmd
+	out     *bytes.Buffer
+	mu      *sync.Mutex
+	exited  chan struct{} // closed when the process has exited and its output is copied
+	waitErr error         // how it exited; read only after exited is closed
 }
 
 func (s *setup) startProcess(t *testing.T) *process {
@@ -166,23 +170,40 @@ func (s *setup) startProcess(t *testing.T) *process {
 // test ends; its output is logged if the test failed.
 func startProcon(t *testing.T, command, path string) *process {
 	t.Helper()
-	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(testenv.ProconBinary(t), command, "--config", path)
 	w := lockedWriter{p.mu, p.out}
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
+		_ = p.cmd.Process.Kill() // an error only says it has exited already
+		<-p.exited
 		if t.Failed() {
 			t.Logf("procon-cdc %s output:\n%s", command, p.output())
 		}
 	})
 	return p
+}
+
+// wait blocks until the process has exited and returns how it exited.
+func (p *process) wait() error {
+	<-p.exited
+	return p.waitErr
+}
+
+// signal sends sig to the process and waits for it to exit.
+func (p *process) signal(t *testing.T, sig os.Signal) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait()
 }
 
 func (p *process) output() string {
@@ -193,10 +214,7 @@ func (p *process) output() string {
 
 func (p *process) kill9(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
+	_ = p.signal(t, syscall.SIGKILL)
 }
 
 type lockedWriter struct {

@@ -338,11 +338,9 @@ func TestExactlyOnceFencing(t *testing.T) {
 	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > 50, nil })
 	second := s.startProcess(t)
-	exited := make(chan error, 1)
-	go func() { exited <- first.cmd.Wait() }()
 	select {
-	case err := <-exited:
-		if err == nil {
+	case <-first.exited:
+		if first.waitErr == nil {
 			t.Fatal("the fenced procon-cdc exited without an error")
 		}
 	case <-time.After(time.Minute):
@@ -375,15 +373,13 @@ func TestExactlyOnceTransactionTimeout(t *testing.T) {
 	s.env.StartService(t, "kafka")
 	// Either the commit won (procon-cdc streams on: the slot's position moves) or Kafka's
 	// abort did (procon-cdc stops and says so).
-	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
 	from := s.confirmedLSN(t)
 	var exitErr error
 	stopped := false
 	testenv.WaitFor(t, time.Minute, "procon-cdc to stream on or to stop", func() (bool, error) {
 		select {
-		case exitErr = <-exited:
-			stopped = true
+		case <-p.exited:
+			exitErr, stopped = p.waitErr, true
 			return true, nil
 		default:
 		}

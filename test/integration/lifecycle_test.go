@@ -27,10 +27,7 @@ func TestGracefulShutdown(t *testing.T) {
 	testenv.WaitFor(t, time.Minute, "all rows in Kafka", func() (bool, error) {
 		return s.countIfExists(t, s.topic("items")) == 5000, nil
 	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.signal(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.output())
 	}
 	if got := s.confirmedLSN(t); got < end {

@@ -87,8 +87,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		t.Errorf("tail printed no row:\n%s", out)
 	}
 	outputs = append(outputs, "tail: "+string(out))
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	_ = p.cmd.Wait()
+	_ = p.signal(t, os.Interrupt)
 	outputs = append(outputs, "run: "+p.output())
 
 	runCmd(writeConfig(t, config(dsn.String(), "wrong-"+s.env.SASLPassword)), "check") // Kafka refuses
