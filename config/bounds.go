@@ -36,6 +36,8 @@ const (
 var bounds = map[string]bound{
 	"instance_num": {min: 0, max: 65535, why: "it numbers this engine in the procon.tx transaction id"},
 
+	"metrics.ready_max_lag": {min: int64(time.Second), max: int64(24 * time.Hour), zero: "no bound", duration: true},
+
 	"postgres.status_interval": {min: int64(100 * time.Millisecond), max: int64(time.Minute), duration: true},
 
 	"kafka.topic_defaults.partitions":         {min: 1, max: maxPartitions, defaulted: true},

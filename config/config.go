@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,7 @@ type Config struct {
 	Realtime       Realtime                   `yaml:"realtime"`
 	Errors         Errors                     `yaml:"errors"`
 	Log            Log                        `yaml:"log"`
+	Metrics        Metrics                    `yaml:"metrics"`
 
 	// RelationOrder lists the keys of Relations in the order the file gives them.
 	RelationOrder []string `yaml:"-"`
@@ -179,6 +182,31 @@ type Snapshot struct {
 	// StatementTimeout bounds each statement of an in-stream snapshot (a chunk's read, a
 	// filter's check, a row estimate).
 	StatementTimeout Duration `yaml:"statement_timeout"`
+}
+
+// Metrics configures the listener of Prometheus metrics, health probes and status.
+type Metrics struct {
+	// Listen is host:port to serve /metrics, /healthz, /readyz and /status on (":9187" for
+	// every interface); empty serves nothing and counts nothing.
+	Listen string `yaml:"listen"`
+	// ReadyMaxLag makes /readyz fail while the replication lag (procon-cdc run) or the
+	// oldest unapplied record (consume) is older than it; 0 puts no bound.
+	ReadyMaxLag Duration `yaml:"ready_max_lag"`
+}
+
+// validate checks that listen is a host:port a listener can bind.
+func (m *Metrics) validate(errs *fieldErrors) {
+	if m.Listen == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		errs.add("metrics.listen", "%q is not host:port (e.g. :9187 or 127.0.0.1:9187): %v", m.Listen, err)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		errs.add("metrics.listen", "%q: the port must be a number from 0 to 65535", m.Listen)
+	}
 }
 
 // Log configures logging.

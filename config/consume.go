@@ -31,6 +31,7 @@ type Consume struct {
 	RealtimeTable string          `yaml:"realtime_table"`
 	Decoding      ConsumeDecoding `yaml:"decoding"`
 	Log           Log             `yaml:"log"`
+	Metrics       Metrics         `yaml:"metrics"`
 }
 
 // ConsumePostgres is the target database.
@@ -268,6 +269,10 @@ func (c *Consume) Validate() error {
 		errs.add("batch.linger", "%s is out of range: 0 to 1m", time.Duration(c.Batch.Linger))
 	}
 	errs.oneOf("on_error", c.OnError, "stop", "dlq")
+	c.Metrics.validate(&errs)
+	if d := time.Duration(c.Metrics.ReadyMaxLag); d != 0 && (d < time.Second || d > 24*time.Hour) {
+		errs.add("metrics.ready_max_lag", "%s is out of range: 1s to 24h, or 0 for no bound", d)
+	}
 	errs.oneOf("decoding.time_precision_mode", c.Decoding.TimePrecisionMode,
 		"adaptive", "adaptive_time_microseconds", "connect", "isostring", "microseconds", "nanoseconds")
 	errs.oneOf("decoding.decimal_handling_mode", c.Decoding.DecimalHandlingMode, "precise", "string", "double")

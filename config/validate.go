@@ -240,6 +240,7 @@ func (c *Config) Validate() error {
 	errs.oneOf("snapshot.mode", c.Snapshot.Mode, "initial", "never", "no_data", "initial_only", "when_needed", "always")
 	errs.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	errs.oneOf("log.format", c.Log.Format, "text", "json")
+	c.Metrics.validate(&errs)
 	c.Debezium.validate(&errs)
 
 	if len(c.Relations) == 0 {

@@ -54,6 +54,7 @@ type Engine struct {
 	resume   *progress.State   // exactly once: the last committed progress record, or nil
 	guard    *deadletter.Guard // errors.record_too_large
 	snap     *snapshots        // snapshot.go
+	obs      *observer         // observe.go; nil without metrics.listen
 
 	// DrainTimeout bounds the wait for Kafka's acknowledgements on shutdown.
 	DrainTimeout time.Duration
@@ -61,12 +62,21 @@ type Engine struct {
 
 // New checks Kafka, then prepares the publication and the slot. Kafka is checked first so that
 // an unreachable broker changes nothing in the database.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: log, DrainTimeout: 30 * time.Second}
 	specs := RelationSpecs(cfg)
+	// The metrics listener comes first: its probes answer while the start takes its time.
+	if e.obs, err = newObserver(cfg, e); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			e.obs.close()
+		}
+	}()
 
 	// Configuration the validation cannot see (handling modes, regular expressions) is refused
 	// before anything is touched.
@@ -77,6 +87,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	scfg, err := sink.ConfigFrom(&cfg.Kafka, log)
 	if err != nil {
 		return nil, err
+	}
+	if e.obs != nil {
+		scfg.Observer = e.obs.metrics
 	}
 	plain := scfg
 	if cfg.Kafka.ExactlyOnce() {
@@ -124,6 +137,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 		Relations:       specs,
 		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
 		ExportSnapshot:  e.snap.exportSnapshot(),
+		Observer:        e.obs.streamObserver(),
 		Logger:          log,
 	})
 	if err != nil {
@@ -173,7 +187,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, er
 	if e.rt != nil {
 		pcfg.Notifier = e.rt
 	}
+	if e.obs != nil {
+		pcfg.Meter = e.obs.metrics
+	}
 	e.pipe = pipeline.New(pcfg)
+	e.obs.built(e)
 	return e, nil
 }
 
@@ -336,10 +354,12 @@ func (e *Engine) Stream() *replication.Stream { return e.stream }
 // produced, and confirms the resulting position to PostgreSQL; a context cancellation (a
 // signal) returns nil.
 func (e *Engine) Run(ctx context.Context) error {
+	defer e.obs.close()
 	if done, err := e.snapshotBeforeStreaming(ctx); done {
 		return err
 	}
 	defer e.snap.close()
+	e.obs.setRunning()
 	// The goroutines run until hard ends; ctx ending only stops the stream at the next
 	// transaction boundary, and the pipeline ends hard once it has handed over every change.
 	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))
@@ -360,6 +380,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.runSnapshots(gctx) })
 	g.Go(func() error { return e.runSignals(gctx) })
 	g.Go(func() error { e.runHeartbeats(gctx); return nil })
+	g.Go(func() error { e.watchBackpressure(gctx); return nil })
+	g.Go(func() error { e.obs.pollSlot(gctx, e.cfg.Postgres.DSN, e.cfg.Postgres.Slot); return nil })
 	if e.rt != nil {
 		g.Go(func() error { return e.rt.Run(gctx) })
 	}
@@ -378,6 +400,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-ctx.Done():
+			e.obs.setStopping()
 			e.stream.Stop()
 		case <-gctx.Done():
 		case <-stopped:

@@ -122,6 +122,7 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 		}
 		if c := st.c; c.Op == replication.OpCommit {
 			p.cfg.Tracker.Seal(c.Tx)
+			p.cfg.Meter.Transaction()
 			if p.log.Enabled(ctx, slog.LevelDebug) {
 				p.log.Debug("transaction handed to kafka", "xid", c.Tx.XID, "commit_lsn", c.Tx.CommitLSN.String(), "records", b.seq)
 			}
@@ -240,6 +241,7 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 	pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
 	if p.eos != nil {
 		if p.eos.written(pos) {
+			p.cfg.Meter.Skipped()
 			return nil
 		}
 		if err := p.splitFull(ctx); err != nil {
@@ -248,8 +250,12 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		p.eos.handed(pos)
 	} else {
 		dup, err := p.resume.written(ctx, topicPartition{rec.Topic, rec.Partition}, pos)
-		if err != nil || dup {
+		if err != nil {
 			return err
+		}
+		if dup {
+			p.cfg.Meter.Skipped()
+			return nil
 		}
 	}
 	rec.Ack = tx
@@ -261,7 +267,11 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		return err
 	}
 	p.cfg.Tracker.Add(tx, 1)
-	return p.cfg.Producer.Produce(ctx, rec)
+	if err := p.cfg.Producer.Produce(ctx, rec); err != nil {
+		return err
+	}
+	p.cfg.Meter.Produced(j.ev.Relation, rec.Topic, len(rec.Key)+len(rec.Value))
+	return nil
 }
 
 // origin describes a job's record for the record-size policy.

@@ -98,6 +98,25 @@ type Notifier interface {
 	Submit(ctx context.Context, p *realtime.Pending) error
 }
 
+// Meter counts what the pipeline hands to Kafka, for metrics. Its methods are called from the
+// pipeline goroutine, once per record or transaction: they must be quick.
+type Meter interface {
+	// Produced counts a record handed to the producer: the relation its event is about (""
+	// for messages, transaction metadata and heartbeats), its topic and its key and value
+	// bytes.
+	Produced(relation, topic string, bytes int)
+	// Skipped counts a record not produced because Kafka has it from an earlier run.
+	Skipped()
+	// Transaction counts a source transaction handed over whole.
+	Transaction()
+}
+
+type nopMeter struct{}
+
+func (nopMeter) Produced(string, string, int) {}
+func (nopMeter) Skipped()                     {}
+func (nopMeter) Transaction()                 {}
+
 // Config is what a Pipeline is made of. Snapshots, Notifier and Oversize may be nil.
 type Config struct {
 	Builder   Builder
@@ -123,7 +142,9 @@ type Config struct {
 	ExactlyOnce *ExactlyOnce
 	// HeartbeatTopic receives the records that Heartbeat asks for.
 	HeartbeatTopic string
-	Logger         *slog.Logger
+	// Meter counts records and transactions; nil counts nothing.
+	Meter  Meter
+	Logger *slog.Logger
 }
 
 // Pipeline turns changes into records. See the package documentation.
@@ -140,6 +161,9 @@ type Pipeline struct {
 func New(cfg Config) *Pipeline {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Meter == nil {
+		cfg.Meter = nopMeter{}
 	}
 	return &Pipeline{
 		cfg:       cfg,
@@ -237,7 +261,11 @@ func (p *Pipeline) produceHeartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return p.cfg.Producer.Produce(ctx, &sink.Record{Topic: topic, Key: key, Value: value, Partition: 0})
+	if err := p.cfg.Producer.Produce(ctx, &sink.Record{Topic: topic, Key: key, Value: value, Partition: 0}); err != nil {
+		return err
+	}
+	p.cfg.Meter.Produced("", topic, len(key)+len(value))
+	return nil
 }
 
 // txTime is the time part of a transaction's procon.tx id: its commit time. A non-transactional

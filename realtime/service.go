@@ -120,6 +120,9 @@ type Service struct {
 	warnsInWindow, warnsOut int
 
 	tooLarge atomic.Int64 // notifications dropped for their size
+	// sent and coalesced count notifications Kafka acknowledged and those a newer one of
+	// their channel and session replaced.
+	sent, coalesced atomic.Int64
 
 	mu            sync.Mutex
 	thr           *throttle
@@ -142,6 +145,10 @@ type Stats struct {
 	// room in the queue: the next notification of such a channel may follow its previous one
 	// sooner than the threshold.
 	ChannelsForgotten int64
+	// Sent counts notifications Kafka acknowledged; Coalesced those a newer notification of
+	// their channel and session replaced while they waited; Delayed those that waited for
+	// their channel's spacing (or for an earlier notification of their channel).
+	Sent, Coalesced, Delayed int64
 }
 
 // Stats returns the stage's counters. It is safe to call from any goroutine; a nil Service
@@ -153,7 +160,8 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{Waiting: s.thr.total, QueueBytes: s.thr.bytes, PeakQueueBytes: s.thr.peak,
-		TooLarge: s.tooLarge.Load(), ChannelsForgotten: s.thr.forgotten}
+		TooLarge: s.tooLarge.Load(), ChannelsForgotten: s.thr.forgotten,
+		Sent: s.sent.Load(), Coalesced: s.coalesced.Load(), Delayed: s.thr.delayed}
 }
 
 // relInfo is what the Service knows about one relation version.
@@ -174,7 +182,8 @@ type item struct {
 	txHdr     []byte // procon.tx
 	seq       int    // procon.seq
 	threshold time.Duration
-	row       *rowRef // the realtime table row to delete once produced; nil otherwise
+	row       *rowRef   // the realtime table row to delete once produced; nil otherwise
+	queued    time.Time // when it entered the queue
 }
 
 // rowRef identifies a realtime table row by its key.
@@ -469,6 +478,7 @@ func (s *Service) enqueue(ctx context.Context, it *item) error {
 			default:
 			}
 			if dropped != nil {
+				s.coalesced.Add(1)
 				s.done(dropped) // coalesced away: it will never be produced
 			}
 			return nil
@@ -574,7 +584,10 @@ func (s *Service) produce(ctx context.Context, it *item) error {
 }
 
 // Ack is called when Kafka acknowledges the item's notification. It does not block.
-func (it *item) Ack() { it.svc.done(it) }
+func (it *item) Ack() {
+	it.svc.sent.Add(1)
+	it.svc.done(it)
+}
 
 // done finishes a notification that Kafka has or that was dropped: its row goes to the
 // cleanup, which acknowledges it once deleted; without a row it is acknowledged at once.

@@ -36,6 +36,7 @@ type throttle struct {
 	idleBytes int   // the part of bytes that idle channels cost
 	peak      int   // the most bytes held
 	forgotten int64 // idle channels forgotten before their spacing ran out, to make room
+	delayed   int64 // notifications that could not go when they arrived
 }
 
 // The bookkeeping a waiting notification and a known channel cost beyond their own bytes (the
@@ -160,6 +161,7 @@ func (t *throttle) forget(c *channel) {
 // notification of the same channel and session, which it returns.
 func (t *throttle) push(it *item, now time.Time) (dropped *item) {
 	it.threshold = max(it.threshold, 0)
+	it.queued = now
 	t.maxThreshold = max(t.maxThreshold, it.threshold)
 	c := t.chans[it.n.Channel]
 	if t.coalesce {
@@ -229,6 +231,9 @@ func (t *throttle) pop(now time.Time) (*item, time.Duration) {
 	}
 	heap.Pop(&t.ready)
 	s := c.queue[c.head]
+	if c.next.After(s.it.queued) {
+		t.delayed++
+	}
 	c.queue[c.head] = nil
 	c.head++
 	if c.head >= 64 && c.head*2 >= len(c.queue) {

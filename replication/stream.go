@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -32,7 +33,24 @@ type Config struct {
 	// ExportSnapshot makes a newly created slot export its snapshot; the snapshot stays
 	// usable until Run is called.
 	ExportSnapshot bool
-	Logger         *slog.Logger
+	// Observer, when set, is told the stream's state changes and each transaction Kafka has
+	// all of (metrics).
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// Observer is told what the stream does, for metrics and health. Its methods are called from
+// the stream goroutine and, for TxAcknowledged, from Kafka's promise goroutines under the
+// tracker's lock: they must be quick and must not call back into the stream.
+type Observer interface {
+	// Streaming reports that replication started (true) or that the connection was lost
+	// (false).
+	Streaming(on bool)
+	// Reconnecting reports an attempt to reconnect that failed with err.
+	Reconnecting(err error)
+	// TxAcknowledged reports that every record of the transaction that committed at commit is
+	// acknowledged by Kafka.
+	TxAcknowledged(commit time.Time)
 }
 
 // Stream reads a logical replication slot. Open prepares the publication and the slot; Run
@@ -53,6 +71,11 @@ type Stream struct {
 	created       bool
 	snapshotName  string
 	received      pglogrepl.LSN // highest WAL position received, reported as "written"
+	// serverWAL is the server's WAL end as its messages last told it (keepalives and row
+	// data), and beat the time the stream goroutine last ran its loop: both for metrics and
+	// health, read from any goroutine.
+	serverWAL atomic.Uint64
+	beat      atomic.Int64
 
 	stopping chan struct{} // closed by Stop
 	stopOnce sync.Once
@@ -160,7 +183,11 @@ func (s *Stream) open(ctx context.Context) error {
 		// existed; an initial snapshot's records sit just below its consistent point.
 		s.system.XLogPos = start
 	}
+	s.serverWAL.Store(uint64(s.system.XLogPos))
 	s.tracker = NewTracker(start)
+	if s.cfg.Observer != nil {
+		s.tracker.acknowledged = s.cfg.Observer.TxAcknowledged
+	}
 	s.dec = newDecoder(s.cfg.Relations, cat, s.tracker, s.log)
 	return nil
 }
@@ -220,11 +247,13 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 			return err
 		}
 		s.dec.abandonOpenTx()
-		s.log.Warn("replication connection lost; reconnecting", "err", err, "confirmed_lsn", s.tracker.Confirmed().String())
+		s.observe(func(o Observer) { o.Streaming(false) })
+		s.log.Warn("replication connection lost; reconnecting", "slot", s.cfg.Slot, "err", err, "confirmed_lsn", s.tracker.Confirmed().String())
 		s.closeRepl()
 		// Wait until Kafka has everything sent so far: restarting from an older position would
 		// replay it after newer events of the same key.
 		for s.tracker.Open() > 0 {
+			s.beatNow()
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -233,6 +262,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 			}
 		}
 		for {
+			s.beatNow()
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -246,7 +276,8 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 			if !pg.Transient(err) {
 				return err
 			}
-			s.log.Warn("reconnecting to PostgreSQL", "err", err)
+			s.observe(func(o Observer) { o.Reconnecting(err) })
+			s.log.Warn("reconnecting to PostgreSQL", "slot", s.cfg.Slot, "err", err)
 		}
 		backoff = 100 * time.Millisecond
 	}
@@ -314,6 +345,8 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 		return fmt.Errorf("start replication on slot %s at %s: %w", s.cfg.Slot, start, err)
 	}
 	s.log.Info("streaming", "slot", s.cfg.Slot, "from", start.String())
+	s.observe(func(o Observer) { o.Streaming(true) })
+	s.beatNow()
 
 	raw := make(chan rawMsg, 256)
 	stop := make(chan struct{})
@@ -329,6 +362,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 			case out <- c:
 				return nil
 			case <-ticker.C:
+				s.beatNow()
 				if err := s.sendStatus(false); err != nil {
 					return err
 				}
@@ -351,6 +385,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 		case <-stop:
 			return errStopped
 		case <-ticker.C:
+			s.beatNow()
 			// When idle, ask for a keepalive: its WAL end lets the tracker confirm past WAL
 			// that holds nothing for us, so an idle slot retains nothing.
 			if err := s.sendStatus(s.tracker.Open() == 0); err != nil {
@@ -409,6 +444,7 @@ func (s *Stream) handle(ctx context.Context, data []byte, emit func(*Change) err
 			return fmt.Errorf("parse keepalive: %w", err)
 		}
 		s.tracker.ServerWALEnd(ka.ServerWALEnd)
+		s.sawServerWAL(ka.ServerWALEnd)
 		if ka.ServerWALEnd > s.received {
 			s.received = ka.ServerWALEnd
 		}
@@ -423,9 +459,41 @@ func (s *Stream) handle(ctx context.Context, data []byte, emit func(*Change) err
 		if xld.WALStart > s.received {
 			s.received = xld.WALStart
 		}
+		// Not the tracker's: the server's WAL end may lie past transactions not yet sent.
+		s.sawServerWAL(xld.ServerWALEnd)
 		return s.dec.decode(ctx, xld.WALStart, xld.WALData, emit)
 	}
 	return nil
+}
+
+// observe calls f with the Observer, if there is one.
+func (s *Stream) observe(f func(Observer)) {
+	if s.cfg.Observer != nil {
+		f(s.cfg.Observer)
+	}
+}
+
+func (s *Stream) beatNow() { s.beat.Store(time.Now().UnixNano()) }
+
+// sawServerWAL records the server's WAL end from one of its messages. Only the stream
+// goroutine writes it.
+func (s *Stream) sawServerWAL(lsn pglogrepl.LSN) {
+	if uint64(lsn) > s.serverWAL.Load() {
+		s.serverWAL.Store(uint64(lsn))
+	}
+}
+
+// ServerWAL is the server's WAL end as its last messages told it. Any goroutine may call it.
+func (s *Stream) ServerWAL() pglogrepl.LSN { return pglogrepl.LSN(s.serverWAL.Load()) }
+
+// LastBeat is when the stream goroutine last went round its loop (it does at least every
+// status interval while streaming, and every few seconds while reconnecting); zero before
+// Run. Any goroutine may call it.
+func (s *Stream) LastBeat() time.Time {
+	if n := s.beat.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // sendStatus reports the confirmed position. It writes the message itself: pglogrepl's helper

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"sync"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -28,12 +29,17 @@ type Tracker struct {
 	confirmed pglogrepl.LSN
 	serverEnd pglogrepl.LSN
 	changed   chan struct{} // closed and replaced whenever confirmed moves
+	// acknowledged, when set, is told the commit time of each transaction whose records are
+	// all acknowledged (for the commit-to-acknowledgement latency); it runs under mu.
+	acknowledged func(commit time.Time)
 }
 
 type txn struct {
 	tracker *Tracker
 	end     pglogrepl.LSN
+	commit  time.Time
 	pending int
+	records bool // a record was counted: only then is the transaction's latency observed
 	sealed  bool
 }
 
@@ -46,7 +52,7 @@ func NewTracker(start pglogrepl.LSN) *Tracker {
 // The stream calls it in stream order, which is commit order; so can tests that drive a
 // pipeline without a server.
 func (t *Tracker) Begin(tx *Tx) {
-	x := &txn{tracker: t}
+	x := &txn{tracker: t, commit: tx.CommitTime}
 	t.mu.Lock()
 	t.queue = append(t.queue, x)
 	t.mu.Unlock()
@@ -57,6 +63,7 @@ func (t *Tracker) Begin(tx *Tx) {
 func (t *Tracker) Add(tx *Tx, n int) {
 	t.mu.Lock()
 	tx.txn.pending += n
+	tx.txn.records = true
 	t.mu.Unlock()
 }
 
@@ -68,6 +75,9 @@ func (t *Tracker) Ack(tx *Tx) {
 		t.mu.Unlock()
 		panic("replication: Tracker.Ack without a matching Add") // a bug in the caller, never data
 	}
+	if tx.txn.pending == 0 && tx.txn.sealed {
+		t.done(tx.txn)
+	}
 	t.advance()
 	t.mu.Unlock()
 }
@@ -78,8 +88,18 @@ func (t *Tracker) Seal(tx *Tx) {
 	t.mu.Lock()
 	tx.txn.end = tx.EndLSN
 	tx.txn.sealed = true
+	if tx.txn.pending == 0 {
+		t.done(tx.txn)
+	}
 	t.advance()
 	t.mu.Unlock()
+}
+
+// done reports a sealed transaction whose records are all acknowledged. t.mu must be held.
+func (t *Tracker) done(x *txn) {
+	if t.acknowledged != nil && x.records {
+		t.acknowledged(x.commit)
+	}
 }
 
 // abandon drops a transaction that the server will send again from its start (the connection
@@ -89,6 +109,7 @@ func (t *Tracker) abandon(x *txn) {
 	t.mu.Lock()
 	x.sealed = true
 	x.end = 0
+	x.records = false // sent again whole: its latency is the resent one's
 	t.advance()
 	t.mu.Unlock()
 }
@@ -146,6 +167,17 @@ func (t *Tracker) Open() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.queue) - t.head
+}
+
+// Oldest returns the commit time of the oldest transaction not yet confirmable, and false
+// when every transaction received is.
+func (t *Tracker) Oldest() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.head == len(t.queue) {
+		return time.Time{}, false
+	}
+	return t.queue[t.head].commit, true
 }
 
 // Changed returns a channel closed the next time the confirmed LSN moves.

@@ -42,6 +42,9 @@ type Config struct {
 	// ConnectTimeout bounds the reachability check of New and NewAdmin (default 15s).
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
+	// Observer, when set, is told what the clients built from this configuration do
+	// (metrics).
+	Observer Observer
 }
 
 // ConfigFrom maps the configuration's kafka section. A TLS file that cannot be read is a
@@ -113,6 +116,9 @@ func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*k
 	opts, err := c.connOpts()
 	if err != nil {
 		return nil, err
+	}
+	if c.Observer != nil {
+		opts = append(opts, kgo.WithHooks(hooks{c.Observer}))
 	}
 	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {

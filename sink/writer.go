@@ -328,6 +328,17 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	return nil
 }
 
+// Buffered returns the records handed to the client and not yet acknowledged, and their
+// bytes; the limits are MaxBuffered. Any goroutine may call it.
+func (w *Writer) Buffered() (records, bytes int64) {
+	return w.cl.BufferedProduceRecords(), w.cl.BufferedProduceBytes()
+}
+
+// MaxBuffered returns the buffer's limits: Produce blocks once either is reached.
+func (w *Writer) MaxBuffered() (records, bytes int64) {
+	return int64(w.cfg.MaxBufferedRecords), int64(w.cfg.MaxBufferedBytes)
+}
+
 // failed latches the error of a record Kafka refused: nothing after it is acknowledged.
 func (w *Writer) failed(rec *kgo.Record, ack Acker, err error) {
 	if w.records.Err() != nil {
@@ -336,6 +347,9 @@ func (w *Writer) failed(rec *kgo.Record, ack Acker, err error) {
 	of := ""
 	if s, ok := ack.(fmt.Stringer); ok {
 		of = " (a record of " + s.String() + ")"
+	}
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.ProduceFailed(ErrorKind(err))
 	}
 	w.fail(fmt.Errorf("produce to %s[%d]%s: %w", rec.Topic, rec.Partition, of, describe(err)))
 }

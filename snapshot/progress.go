@@ -24,6 +24,7 @@ type Progress struct {
 type tableProgress struct {
 	relation string
 	rows     atomic.Int64 // rows read and handed to Kafka
+	chunks   atomic.Int64 // chunks that had rows
 	total    atomic.Int64 // estimate
 	started  atomic.Int64 // unix nanos, 0 until the first row
 	finished atomic.Int64 // unix nanos, 0 until done
@@ -49,11 +50,14 @@ func (p *Progress) table(rel string) *tableProgress {
 // SetTotal sets the estimated rows of a table, adding it to the progress.
 func (p *Progress) SetTotal(rel string, total int64) { p.table(rel).total.Store(total) }
 
-// Add counts n rows of a table (and starts its clock).
+// Add counts a chunk of n rows of a table (and starts its clock; n = 0 only starts it).
 func (p *Progress) Add(rel string, n int64) {
 	t := p.table(rel)
 	t.started.CompareAndSwap(0, p.now().UnixNano())
 	t.rows.Add(n)
+	if n > 0 {
+		t.chunks.Add(1)
+	}
 }
 
 // Resume sets the rows a table already had before a restart.
@@ -71,6 +75,7 @@ func (p *Progress) Done(rel string) {
 type TableStat struct {
 	Relation string
 	Rows     int64
+	Chunks   int64 // chunks read in this run (not those of a run before a restart)
 	Total    int64 // estimate; 0 when unknown
 	Rate     float64
 	ETA      time.Duration // -1 when unknown
@@ -85,7 +90,7 @@ func (p *Progress) Stats() []TableStat {
 	now := p.now().UnixNano()
 	out := make([]TableStat, len(tables))
 	for i, t := range tables {
-		s := TableStat{Relation: t.relation, Rows: t.rows.Load(), Total: t.total.Load(), ETA: -1}
+		s := TableStat{Relation: t.relation, Rows: t.rows.Load(), Chunks: t.chunks.Load(), Total: t.total.Load(), ETA: -1}
 		start, end := t.started.Load(), t.finished.Load()
 		s.Done = end != 0
 		if end == 0 {
