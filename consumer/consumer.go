@@ -74,7 +74,38 @@ type Config struct {
 	// RealtimeTable is where notifications go (Realtime, Notify).
 	RealtimeTable string
 	Hooks         Hooks
+	// Meter counts what the consumer does (metrics); nil counts nothing.
+	Meter Meter
 }
+
+// Meter is told what the consumer does, for metrics. Its methods are called from the
+// workers' goroutines and must be quick.
+type Meter interface {
+	// Committed reports a committed batch of a partition of topic.
+	Committed(topic string, s CommitStats)
+	// Retrying reports an error that retrying can fix, about to be retried.
+	Retrying(err error)
+	// Rebalanced reports partitions assigned to and revoked from this member.
+	Rebalanced(assigned, revoked int)
+}
+
+// CommitStats is what one committed batch did.
+type CommitStats struct {
+	// Applied, Repeats (an at-least-once producer's repeats, not applied) and DeadLettered
+	// records.
+	Applied, Repeats, DeadLettered int
+	Effects                        apply.Stats
+	// Duration is the batch's transaction, from BEGIN to COMMIT.
+	Duration time.Duration
+	// Newest is the Kafka timestamp of the batch's last record.
+	Newest time.Time
+}
+
+type nopMeter struct{}
+
+func (nopMeter) Committed(string, CommitStats) {}
+func (nopMeter) Retrying(error)                {}
+func (nopMeter) Rebalanced(int, int)           {}
 
 // Record is a consumed record and its event.
 type Record struct {
@@ -141,6 +172,9 @@ func (tp topicPartition) String() string { return fmt.Sprintf("%s[%d]", tp.topic
 func New(ctx context.Context, cfg Config, db *pgxpool.Pool, kafka sink.Config, dec Decoder, log *slog.Logger) (*Consumer, error) {
 	if cfg.BatchRecords <= 0 {
 		cfg.BatchRecords = 5000
+	}
+	if cfg.Meter == nil {
+		cfg.Meter = nopMeter{}
 	}
 	c := &Consumer{cfg: cfg, db: db, kafka: kafka, dec: dec, log: log,
 		offsets:  offsets{pool: db, group: cfg.Group},

@@ -16,15 +16,27 @@ import (
 	"github.com/procon-cdc/procon/sink"
 )
 
+// Options are what Open takes besides the configuration.
+type Options struct {
+	Hooks  Hooks
+	Logger *slog.Logger
+	// Version is procon-cdc's version, for procon_build_info.
+	Version string
+}
+
 // Open builds a Consumer from a consume configuration file's contents: the target database's
-// pool, the Kafka connection, the schema registry (for Avro topics) and the entities. Close
-// releases what it opened.
-func Open(ctx context.Context, cfg *config.Consume, hooks Hooks, log *slog.Logger) (*Opened, error) {
+// pool, the Kafka connection, the schema registry (for Avro topics), the entities and, with
+// metrics.listen, the metrics listener. Close releases what it opened.
+func Open(ctx context.Context, cfg *config.Consume, opts Options) (*Opened, error) {
+	log, hooks := opts.Logger, opts.Hooks
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	kafka, err := sink.ConfigFrom(cfg.Kafka.Connection(), log)
 	if err != nil {
 		return nil, err
 	}
-	opts := event.Options{Placeholder: cfg.Decoding.UnavailableValuePlaceholder, TimePrecisionMode: cfg.Decoding.TimePrecisionMode,
+	decOpts := event.Options{Placeholder: cfg.Decoding.UnavailableValuePlaceholder, TimePrecisionMode: cfg.Decoding.TimePrecisionMode,
 		DecimalHandlingMode: cfg.Decoding.DecimalHandlingMode, BinaryHandlingMode: cfg.Decoding.BinaryHandlingMode}
 	if cfg.SchemaRegistry.URL != "" {
 		rc := registry.Config{URL: cfg.SchemaRegistry.URL, Username: cfg.SchemaRegistry.Username, Password: cfg.SchemaRegistry.Password, Logger: log}
@@ -33,11 +45,11 @@ func Open(ctx context.Context, cfg *config.Consume, hooks Hooks, log *slog.Logge
 				return nil, &config.FieldError{Key: "schema_registry.tls", Problem: err.Error()}
 			}
 		}
-		if opts.Registry, err = registry.New(rc); err != nil {
+		if decOpts.Registry, err = registry.New(rc); err != nil {
 			return nil, err
 		}
 	}
-	dec, err := event.NewDecoder(opts)
+	dec, err := event.NewDecoder(decOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +62,14 @@ func Open(ctx context.Context, cfg *config.Consume, hooks Hooks, log *slog.Logge
 		BatchRecords: cfg.Batch.MaxRecords, Linger: time.Duration(cfg.Batch.Linger),
 		DLQTopic: cfg.DLQTopic, RealtimeTable: cfg.RealtimeTable, Hooks: hooks,
 	}
+	var obs *observer
+	if cfg.Metrics.Listen != "" {
+		if obs, err = listenMetrics(cfg, opts.Version, log); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		cc.Meter = meter{obs.metrics}
+	}
 	if cfg.OnError == "dlq" {
 		cc.OnError = DeadLetter
 	}
@@ -58,20 +78,32 @@ func Open(ctx context.Context, cfg *config.Consume, hooks Hooks, log *slog.Logge
 	}
 	c, err := New(ctx, cc, pool, kafka, dec, log)
 	if err != nil {
+		obs.close()
 		pool.Close()
 		return nil, err
 	}
-	return &Opened{Consumer: c, Pool: pool}, nil
+	obs.built(c, cfg.Kafka.Group)
+	return &Opened{Consumer: c, Pool: pool, obs: obs}, nil
 }
 
 // Opened is a Consumer and the pool Open made for it.
 type Opened struct {
 	*Consumer
 	Pool *pgxpool.Pool
+	obs  *observer // nil without metrics.listen
 }
 
-// Close closes the consumer and its pool.
+// MetricsAddr is the address the metrics listener is bound to ("" without one).
+func (o *Opened) MetricsAddr() string {
+	if o.obs == nil {
+		return ""
+	}
+	return o.obs.server.Addr()
+}
+
+// Close closes the consumer, its pool and its metrics listener.
 func (o *Opened) Close() {
+	o.obs.close()
 	o.Consumer.Close()
 	o.Pool.Close()
 }

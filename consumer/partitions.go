@@ -2,7 +2,10 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/procon-cdc/procon/pg"
@@ -36,6 +39,7 @@ func (c *Consumer) assigned(ctx, actx context.Context, parts map[string][]int32)
 			w := &worker{c: c, tp: tp, entity: e.Entity, applier: e.applier,
 				in: make(chan []sink.ConsumedRecord, 4), stop: make(chan struct{}), done: make(chan struct{}),
 				ctx: wctx, cancel: cancel, state: rows[p]}
+			w.next.Store(rows[p].next)
 			c.mu.Lock()
 			old := c.workers[tp]
 			c.workers[tp] = w
@@ -45,8 +49,9 @@ func (c *Consumer) assigned(ctx, actx context.Context, parts map[string][]int32)
 			}
 			go w.run()
 			starts[topic][p] = rows[p].next
-			c.log.Info("partition assigned", "partition", tp.String(), "next_offset", rows[p].next)
+			c.log.Info("partition assigned", "topic", topic, "partition", p, "next_offset", rows[p].next)
 		}
+		c.cfg.Meter.Rebalanced(len(ps), 0)
 	}
 	return starts, nil
 }
@@ -63,9 +68,10 @@ func (c *Consumer) revoked(parts map[string][]int32) {
 			c.mu.Unlock()
 			if w != nil {
 				w.halt()
-				c.log.Info("partition revoked", "partition", tp.String())
+				c.log.Info("partition revoked", "topic", topic, "partition", p)
 			}
 		}
+		c.cfg.Meter.Rebalanced(0, len(ps))
 	}
 }
 
@@ -81,6 +87,45 @@ func (c *Consumer) stopWorkers() {
 	for _, w := range ws {
 		w.wait()
 	}
+}
+
+// PartitionState is an assigned partition's stored offset.
+type PartitionState struct {
+	Topic     string
+	Partition int32
+	Next      int64 // the next offset to apply
+}
+
+// Partitions returns the partitions this member applies now, sorted. Any goroutine may call
+// it.
+func (c *Consumer) Partitions() []PartitionState {
+	c.mu.Lock()
+	out := make([]PartitionState, 0, len(c.workers))
+	for tp, w := range c.workers {
+		out = append(out, PartitionState{Topic: tp.topic, Partition: tp.partition, Next: w.next.Load()})
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b PartitionState) int {
+		if a.Topic != b.Topic {
+			return strings.Compare(a.Topic, b.Topic)
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
+}
+
+// EndOffsets returns the end offsets of the consumer's topics (see sink.GroupReader), or an
+// error before Run has joined the group.
+func (c *Consumer) EndOffsets(ctx context.Context) (map[string]map[int32]int64, error) {
+	r := c.reader.Load()
+	if r == nil {
+		return nil, errors.New("not reading Kafka yet")
+	}
+	topics := make([]string, 0, len(c.entities))
+	for t := range c.entities {
+		topics = append(topics, t)
+	}
+	return r.EndOffsets(ctx, topics...)
 }
 
 // halt stops a worker and waits for it.
@@ -165,6 +210,7 @@ func retryTransient(ctx context.Context, c *Consumer, what string, fn func() err
 		if err == nil || !pg.Transient(err) {
 			return err
 		}
+		c.cfg.Meter.Retrying(err)
 		c.log.Warn("retrying", "what", what, "err", err, "in", backoff)
 		select {
 		case <-time.After(backoff):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +33,8 @@ type worker struct {
 	cancel context.CancelFunc
 
 	state stored // the partition's row as of this worker's last commit
+	// next is state.next for other goroutines (the consumer's state for metrics).
+	next atomic.Int64
 }
 
 // stopGrace bounds how long a stopping worker may take to end its transaction.
@@ -254,7 +257,8 @@ func (w *worker) applyBatch(items []item) error {
 		case errors.As(err, new(*stopError)), errors.Is(err, errHook):
 			return err
 		case pg.Transient(err) || errors.Is(err, errAmbiguous):
-			w.c.log.Warn("batch not applied; retrying", "partition", w.tp.String(), "err", err, "in", backoff)
+			w.c.cfg.Meter.Retrying(err)
+			w.c.log.Warn("batch not applied; retrying", "topic", w.tp.topic, "partition", w.tp.partition, "err", err, "in", backoff)
 		case isolate || !recordCaused(err):
 			// No record causes it (a missing privilege or table, the server out of disk):
 			// dead-lettering records would not cure it.
@@ -331,6 +335,7 @@ func (w *worker) attempt(items []item, isolate bool) error {
 		}
 	}
 	ctx := w.ctx
+	began := time.Now()
 	tx, err := w.c.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -380,7 +385,10 @@ func (w *worker) attempt(items []item, isolate bool) error {
 		}
 	}
 	w.state = target
+	w.next.Store(target.next)
 	w.c.committed(w.tp, target.next, stats, len(items)-len(events)-len(dead), len(dead))
+	w.c.cfg.Meter.Committed(w.tp.topic, CommitStats{Applied: len(events), Repeats: len(items) - len(events) - len(dead),
+		DeadLettered: len(dead), Effects: stats, Duration: time.Since(began), Newest: items[len(items)-1].rec.Timestamp})
 	if h := w.c.cfg.Hooks.AfterCommit; h != nil {
 		h(ctx, batch)
 	}

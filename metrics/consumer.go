@@ -209,10 +209,22 @@ func (c *Consumer) ready(st *ConsumerStatus, now time.Time) error {
 	switch {
 	case len(st.Partitions) == 0:
 		return errors.New("no partition assigned (joining the group, or more members than partitions)")
-	case c.maxLag > 0 && st.LagRecords != 0 && !st.NewestApplied.IsZero() && now.Sub(st.NewestApplied) > c.maxLag:
+	case c.maxLag > 0 && behind(st.Partitions) && !st.NewestApplied.IsZero() && now.Sub(st.NewestApplied) > c.maxLag:
 		return errors.New("records wait and the newest applied is older than metrics.ready_max_lag " + c.maxLag.String())
 	}
 	return nil
+}
+
+// behind reports a partition with records to apply. A lag of 1 does not count: in a
+// partition written in Kafka transactions, the end lies one past the last commit marker, so
+// a consumer that applied everything stays 1 behind.
+func behind(parts []PartitionState) bool {
+	for _, p := range parts {
+		if p.Lag() > 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // Ready is /readyz for the consumer.
@@ -225,7 +237,7 @@ func (c *Consumer) Ready() error {
 }
 
 var (
-	descCLag        = desc("consumer_lag_records", "Records of an assigned partition not applied yet (end offset minus the stored offset).", "topic", "partition")
+	descCLag        = desc("consumer_lag_records", "Offsets of an assigned partition not applied yet: its end offset for read_committed readers minus the stored offset (a partition written in Kafka transactions shows 1 when everything is applied: its last commit marker).", "topic", "partition")
 	descCNext       = desc("consumer_next_offset", "The stored offset of an assigned partition: the next record to apply.", "topic", "partition")
 	descCAssigned   = desc("consumer_partitions_assigned", "Partitions this member applies now.")
 	descCEndOffsets = desc("consumer_end_offsets_ok", "1 when the partitions' end offsets could be read at this scrape (the lag is known).")

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -156,9 +157,33 @@ func (g *GroupReader) Poll(ctx context.Context, max int) ([]ConsumedRecord, erro
 	recs := make([]ConsumedRecord, 0, fs.NumRecords())
 	fs.EachRecord(func(rec *kgo.Record) {
 		recs = append(recs, ConsumedRecord{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
-			Key: rec.Key, Value: rec.Value, Headers: headersOf(rec)})
+			Key: rec.Key, Value: rec.Value, Headers: headersOf(rec), Timestamp: rec.Timestamp})
 	})
 	return recs, nil
+}
+
+// EndOffsets returns the end offset a read_committed reader sees (the last stable offset) of
+// each partition of topics, for the consumer's lag. In a partition written in Kafka
+// transactions it lies one past the last commit marker, one past the offset a consumer that
+// has applied everything stores.
+func (g *GroupReader) EndOffsets(ctx context.Context, topics ...string) (map[string]map[int32]int64, error) {
+	offs, err := kadm.NewClient(g.cl).ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets: %w", err)
+	}
+	out := map[string]map[int32]int64{}
+	var errs []error
+	offs.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", o.Topic, o.Partition, o.Err))
+			return
+		}
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]int64{}
+		}
+		out[o.Topic][o.Partition] = o.Offset
+	})
+	return out, errors.Join(errs...)
 }
 
 // AllowRebalance lets the group revoke partitions again after a Poll.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,6 +29,8 @@ type ConsumedRecord struct {
 	Key       []byte
 	Value     []byte
 	Headers   []Header
+	// Timestamp is the record's Kafka timestamp (set by GroupReader.Poll).
+	Timestamp time.Time
 	// Transactional: written in a Kafka transaction (set by LastRecords only).
 	Transactional bool
 }

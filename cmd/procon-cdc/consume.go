@@ -33,7 +33,7 @@ func cmdConsume(ctx context.Context, args []string, stderr io.Writer) error {
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 	log.Info("starting procon-cdc consume", "version", version, "name", cfg.Name, "group", cfg.Kafka.Group, "entities", len(cfg.Entities))
-	c, err := consumer.Open(ctx, cfg, consumer.Hooks{}, log)
+	c, err := consumer.Open(ctx, cfg, consumer.Options{Logger: log, Version: version})
 	if err != nil {
 		var fe *config.FieldError
 		if errors.As(err, &fe) {

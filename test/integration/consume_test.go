@@ -468,7 +468,7 @@ func TestConsumeHooksAndRealtime(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := consumer.Open(ctx, cfg, hooks, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	c, err := consumer.Open(ctx, cfg, consumer.Options{Hooks: hooks, Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
