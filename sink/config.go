@@ -117,6 +117,11 @@ func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*k
 	if err != nil {
 		return nil, err
 	}
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts = append(opts, kgo.WithHooks(&reachability{log: log}))
 	if c.Observer != nil {
 		opts = append(opts, kgo.WithHooks(hooks{c.Observer}))
 	}

@@ -3,8 +3,11 @@ package sink
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -46,6 +49,37 @@ func ErrorKind(err error) string {
 		return "network"
 	}
 	return "other"
+}
+
+// reachability logs, once per change, that the client cannot reach the brokers and that it
+// can again: an outage is two lines in the log, however many attempts the client makes.
+type reachability struct {
+	log  *slog.Logger
+	down atomic.Bool
+}
+
+var (
+	_ kgo.HookBrokerConnect       = (*reachability)(nil)
+	_ kgo.HookProduceBatchWritten = (*reachability)(nil)
+)
+
+func (r *reachability) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	addr := net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port)))
+	if err != nil {
+		if r.down.CompareAndSwap(false, true) {
+			r.log.Warn("kafka: cannot connect to a broker; the client keeps trying", "broker", addr, "err", err)
+		}
+		return
+	}
+	if r.down.CompareAndSwap(true, false) {
+		r.log.Info("kafka: connected again", "broker", addr)
+	}
+}
+
+func (r *reachability) OnProduceBatchWritten(_ kgo.BrokerMetadata, topic string, _ int32, _ kgo.ProduceBatchMetrics) {
+	if r.down.CompareAndSwap(true, false) {
+		r.log.Info("kafka: producing again", "topic", topic)
+	}
 }
 
 // hooks adapts an Observer to the client's hooks.
