@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +73,8 @@ type runSpec struct {
 	endLSN   string // backlog: where the workload ended
 	snapshot bool   // read the table with an initial snapshot instead of the slot's backlog
 	steady   func(ctx context.Context) (steadyStats, error)
+	// metricsAddr is procon-metrics's metrics.listen.
+	metricsAddr string
 }
 
 func (r *runSpec) topic() string { return r.name + ".public." + table }
@@ -78,7 +82,9 @@ func (r *runSpec) topic() string { return r.name + ".public." + table }
 func isKafka(c string) bool { return isProcon(c) || c == "debezium" }
 
 // isProcon reports whether c is procon-cdc.
-func isProcon(c string) bool { return c == "procon-json" || c == "procon-avro" || c == "procon-eos" }
+func isProcon(c string) bool {
+	return c == "procon-json" || c == "procon-avro" || c == "procon-eos" || c == "procon-metrics"
+}
 
 func short(c string) string {
 	switch c {
@@ -88,6 +94,8 @@ func short(c string) string {
 		return "avro"
 	case "procon-eos":
 		return "eos"
+	case "procon-metrics":
+		return "met"
 	case "debezium":
 		return "dbz"
 	case "pg_recvlogical":
@@ -232,6 +240,25 @@ func (b *bench) runContender(ctx context.Context, r *runSpec, c string) *Result 
 	return res
 }
 
+// scrape reads url every second until ctx ends, as a Prometheus would; failures (before the
+// listener is up) are ignored.
+func scrape(ctx context.Context, url string) {
+	cl := http.Client{Timeout: 5 * time.Second}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if resp, err := cl.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+}
+
 // proconConfig is procon-cdc's YAML for one contender.
 func (b *bench) proconConfig(r *runSpec, c string) string {
 	var sb strings.Builder
@@ -248,6 +275,9 @@ func (b *bench) proconConfig(r *runSpec, c string) string {
 	delivery := ""
 	if c == "procon-eos" {
 		delivery = "  delivery: exactly_once\n"
+	}
+	if c == "procon-metrics" {
+		fmt.Fprintf(&sb, "metrics:\n  listen: %s\n", r.metricsAddr)
 	}
 	fmt.Fprintf(&sb, `postgres:
   dsn: ${PROCON_PG_DSN}
@@ -358,6 +388,18 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 		args = append(args, "-jar", b.o.debeziumJar, props)
 		ready = make(chan struct{})
 	default:
+		if c == "procon-metrics" {
+			addr, err := freePort()
+			if err != nil {
+				return err
+			}
+			r.metricsAddr = addr
+			// Scraped every second while it runs (Prometheus usually scrapes every 15 s):
+			// the scrapes' cost is part of what is measured.
+			sctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go scrape(sctx, "http://"+addr+"/metrics")
+		}
 		cfg := base + ".yaml"
 		if err := os.WriteFile(cfg, []byte(b.proconConfig(r, c)), 0o644); err != nil {
 			return err

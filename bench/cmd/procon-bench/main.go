@@ -53,7 +53,7 @@ var allScenarios = []string{"drain-small", "drain-batched", "huge-tx", "steady",
 // cdcContenders produce to Kafka from the source (every scenario but apply); applyContenders
 // apply changes to a target database (apply).
 var (
-	cdcContenders   = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "debezium"}
+	cdcContenders   = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "procon-metrics", "debezium"}
 	applyContenders = []string{"pg-subscription", "procon-consume", "debezium-jdbc"}
 	allContenders   = append(append([]string{}, cdcContenders...), applyContenders...)
 )

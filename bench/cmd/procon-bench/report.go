@@ -83,6 +83,10 @@ func score(res *ScenarioResult) {
 			r.Targets = eosTargets(res, r)
 			continue
 		}
+		if r.Contender == "procon-metrics" {
+			r.Targets = metricsTargets(res, r)
+			continue
+		}
 		switch res.Name {
 		case "drain-small", "drain-batched":
 			r.Targets = []Target{speedDbz(), speedLimit(), cpu}
@@ -155,6 +159,17 @@ func eosTargets(res *ScenarioResult, r *Result) []Target {
 		return []Target{target("p99 visible < 50 ms", ok && p99 >= 0 && p99 < 50, true, fmt.Sprintf("%.0f ms", p99))}
 	}
 	return nil
+}
+
+// metricsTargets is the cost of metrics (issue 16): with metrics.listen on and scraped every
+// second, at least 0.97× procon-json's throughput in the same run.
+func metricsTargets(res *ScenarioResult, r *Result) []Target {
+	base := find(res, "procon-json")
+	ratio := 0.0
+	if base != nil && base.EventsPerSecond > 0 {
+		ratio = r.EventsPerSecond / base.EventsPerSecond
+	}
+	return []Target{target("≥0.97× procon-json events/s", r.Complete && ratio >= 0.97, base != nil || !r.Complete, fmt.Sprintf("%.3f×", ratio))}
 }
 
 // RunSummary is one run of a contender that ran several times (-repeat).
