@@ -84,7 +84,7 @@ func NewProducer(reg prometheus.Registerer, cfg ProducerConfig) *Producer {
 	p.bytes = f.counterVec("event_bytes_produced_total", "Key and value bytes of the records counted by procon_events_produced_total.", "relation", "topic")
 	p.skipped = f.counter("records_skipped_total", "Records not produced because Kafka has them from an earlier run (the resume check, or the progress record of exactly-once delivery).")
 	p.transactions = f.counter("transactions_total", "Source transactions handed to Kafka whole.")
-	p.ackedRecords = f.counterVec("kafka_acknowledged_records_total", "Records Kafka acknowledged, from every producer of the process (change events, initial snapshot rows, realtime notifications, heartbeats).", "topic")
+	p.ackedRecords = f.counterVec("kafka_acknowledged_records_total", "Records Kafka's brokers acknowledged, from every producer of the process (change events, initial snapshot rows, realtime notifications, heartbeats); with exactly-once delivery, written in a Kafka transaction whether it later commits or aborts.", "topic")
 	p.ackedBytes = f.counterVec("kafka_acknowledged_bytes_total", "Uncompressed bytes of the batches counted by procon_kafka_acknowledged_records_total.", "topic")
 	p.requestErrors = f.counterVec("kafka_request_errors_total", "Requests to a Kafka broker that failed and are retried, by error (a Kafka error code name, timeout, network, canceled or other).", "kind")
 	p.produceErrors = f.counterVec("kafka_produce_errors_total", "Records Kafka refused for good, by error; procon-cdc stops at the first, keeping the slot's position.", "kind")
