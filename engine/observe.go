@@ -143,14 +143,15 @@ func (o *observer) state() metrics.State {
 			metrics.DeadLetterCount{Kind: k.String(), Outcome: "dead_letter", Records: dead},
 			metrics.DeadLetterCount{Kind: k.String(), Outcome: "skipped", Records: skipped})
 	}
+	streaming, streamed := o.metrics.IsStreaming()
 	switch {
 	case stopping:
 		st.Phase = metrics.PhaseStopping
-	case running && o.metrics.IsStreaming():
+	case running && streaming:
 		st.Phase = metrics.PhaseStreaming
-	case running:
+	case running && streamed:
 		st.Phase = metrics.PhaseReconnecting
-	case running0 != nil:
+	case running0 != nil && !running:
 		st.Phase = metrics.PhaseSnapshotting
 	}
 	return st

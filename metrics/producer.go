@@ -33,6 +33,7 @@ type Producer struct {
 	slotPollErrors   prometheus.Counter
 	streamingGauge   prometheus.Gauge
 	streaming        atomic.Bool
+	streamedOnce     atomic.Bool
 	kafkaReachable   atomic.Bool
 	eventsTotal      atomic.Int64 // every record Produced, for /status's throughput
 	throughput       *window
@@ -167,6 +168,7 @@ func (p *Producer) Disconnected() { p.kafkaDisconnects.Inc() }
 func (p *Producer) Streaming(on bool) {
 	p.streaming.Store(on)
 	if on {
+		p.streamedOnce.Store(true)
 		p.streamingGauge.Set(1)
 		return
 	}
@@ -175,8 +177,9 @@ func (p *Producer) Streaming(on bool) {
 	p.setErr("the replication connection was lost; reconnecting")
 }
 
-// IsStreaming reports whether the replication stream last said it streams.
-func (p *Producer) IsStreaming() bool { return p.streaming.Load() }
+// IsStreaming reports whether the replication stream last said it streams, and whether it
+// ever did (a stream that never did is starting, not reconnecting).
+func (p *Producer) IsStreaming() (now, ever bool) { return p.streaming.Load(), p.streamedOnce.Load() }
 
 // Reconnecting implements replication.Observer.
 func (p *Producer) Reconnecting(err error) {
