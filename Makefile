@@ -15,13 +15,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# The alert rules and their unit tests, and the Grafana dashboard's JSON and queries
-# (docs/monitoring). promtool is in Debian's prometheus package (.ci/run installs it).
+# The alert rules and their unit tests; the Grafana dashboard's JSON and queries and the metric
+# reference of docs/monitoring.md against metrics/*.go. promtool is in Debian's prometheus
+# package (.ci/run installs it).
 check-monitoring:
 	@command -v promtool >/dev/null || { echo "promtool is missing: install Debian's prometheus package (see .ci/run) or Prometheus's release"; exit 1; }
 	promtool check rules docs/monitoring/procon-rules.yml
 	promtool test rules docs/monitoring/procon-rules.test.yml
-	scripts/check-dashboard docs/monitoring/grafana-dashboard.json docs/monitoring/procon-rules.yml
+	scripts/check-monitoring docs/monitoring/grafana-dashboard.json docs/monitoring/procon-rules.yml docs/monitoring.md
 
 # With the services' environment: a few package tests (engine's caches through reconnects) need
 # the real services, and under CI=true a test that lacks them fails rather than skips.
