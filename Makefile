@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both start the real services
 # (PostgreSQL, Kafka, schema registry) with scripts/services first; that is idempotent and takes
 # seconds when they are already up.
-.PHONY: test test-unit test-integration fuzz fuzz-smoke demo build lint services-up services-down bench
+.PHONY: test test-unit test-integration fuzz fuzz-smoke demo build lint check-monitoring services-up services-down bench
 
 GO ?= go
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
@@ -9,11 +9,20 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
 build:
 	$(GO) build -o bin/procon-cdc ./cmd/procon-cdc
 
-test: lint test-unit fuzz-smoke test-integration
+test: lint check-monitoring test-unit fuzz-smoke test-integration
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# The alert rules and their unit tests; the Grafana dashboard's JSON and queries and the metric
+# reference of docs/monitoring.md against metrics/*.go. promtool is in Debian's prometheus
+# package (.ci/run installs it).
+check-monitoring:
+	@command -v promtool >/dev/null || { echo "promtool is missing: install Debian's prometheus package (see .ci/run) or Prometheus's release"; exit 1; }
+	promtool check rules docs/monitoring/procon-rules.yml
+	promtool test rules docs/monitoring/procon-rules.test.yml
+	scripts/check-monitoring docs/monitoring/grafana-dashboard.json docs/monitoring/procon-rules.yml docs/monitoring.md
 
 # With the services' environment: a few package tests (engine's caches through reconnects) need
 # the real services, and under CI=true a test that lacks them fails rather than skips.
