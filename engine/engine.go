@@ -355,6 +355,14 @@ func (e *Engine) Stream() *replication.Stream { return e.stream }
 // signal) returns nil.
 func (e *Engine) Run(ctx context.Context) error {
 	defer e.obs.close()
+	// The slot is watched from the start: an initial snapshot is when its WAL grows most.
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		e.obs.pollSlot(pollCtx, e.cfg.Postgres.DSN, e.cfg.Postgres.Slot)
+	}()
+	defer func() { stopPoll(); <-polled }()
 	if done, err := e.snapshotBeforeStreaming(ctx); done {
 		return err
 	}
@@ -381,7 +389,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.runSignals(gctx) })
 	g.Go(func() error { e.runHeartbeats(gctx); return nil })
 	g.Go(func() error { e.watchBackpressure(gctx); return nil })
-	g.Go(func() error { e.obs.pollSlot(gctx, e.cfg.Postgres.DSN, e.cfg.Postgres.Slot); return nil })
 	if e.rt != nil {
 		g.Go(func() error { return e.rt.Run(gctx) })
 	}
