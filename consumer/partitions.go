@@ -212,12 +212,12 @@ func retryTransient(ctx context.Context, c *Consumer, what string, fn func() err
 		err := fn()
 		if err == nil || !pg.Transient(err) {
 			if err == nil {
-				failing.Recovered(c.log, "succeeded after retries", attrs...)
+				failing.Recovered(c.log, "succeeded after retrying", attrs...)
 			}
 			return err
 		}
 		c.cfg.Meter.Retrying(err)
-		failing.Failed(c.log, "failed; retrying", err, attrs...)
+		failing.Failed(c.log, "retrying", err, attrs...)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
