@@ -320,7 +320,7 @@ func (e *Encoder) register(ctx context.Context, subject, text, topic string) (in
 	if err != nil {
 		return 0, fmt.Errorf("avro: topic %s: %w", topic, err)
 	}
-	e.log.Info("Avro schema registered", "subject", subject, "id", id, "topic", topic)
+	e.log.Info("Avro schema registered", "subject", subject, "schema_id", id, "topic", topic)
 	e.mu.Lock()
 	e.ids[ck] = id
 	e.mu.Unlock()
@@ -345,7 +345,7 @@ func (e *Encoder) pin(ctx context.Context, subject string, version int) (*pinned
 		return nil, fmt.Errorf("avro: version %d of subject %s (id %d) does not parse: %w", version, subject, id, err)
 	}
 	p = &pinnedSchema{id: id, text: text, schema: parsed}
-	e.log.Info("using pinned Avro schema", "subject", subject, "version", version, "id", id)
+	e.log.Info("using pinned Avro schema", "subject", subject, "schema_version", version, "schema_id", id)
 	e.mu.Lock()
 	e.pinned[k] = p
 	e.mu.Unlock()

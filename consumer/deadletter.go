@@ -61,8 +61,8 @@ func (c *Consumer) deadLetter(ctx context.Context, tp topicPartition, items []*i
 		if err := c.dlq.Produce(ctx, rec); err != nil {
 			return fmt.Errorf("dead-letter %s offset %d: %w", tp, it.rec.Offset, err)
 		}
-		c.log.Warn("record sent to the dead-letter topic", "partition", tp.String(), "offset", it.rec.Offset,
-			"dlq", c.cfg.DLQTopic, "reason", reason)
+		c.log.Warn("record sent to the dead-letter topic", "topic", tp.topic, "partition", tp.partition, "offset", it.rec.Offset,
+			"dlq_topic", c.cfg.DLQTopic, "reason", reason)
 	}
 	if err := c.dlq.Flush(ctx); err != nil {
 		return fmt.Errorf("dead-letter topic %s: %w", c.cfg.DLQTopic, err)

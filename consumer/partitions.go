@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/retrylog"
 	"github.com/procon-cdc/procon/sink"
 )
 
@@ -22,11 +23,11 @@ func (c *Consumer) assigned(ctx, actx context.Context, parts map[string][]int32)
 			return nil, fmt.Errorf("assigned %s, which no entity reads", topic)
 		}
 		var rows map[int32]stored
-		err := retryTransient(actx, c, "read the stored offsets of "+topic, func() error {
+		err := retryTransient(actx, c, "read the stored offsets", func() error {
 			var err error
 			rows, err = c.offsets.load(actx, topic, ps)
 			return err
-		})
+		}, "topic", topic)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +142,7 @@ func (w *worker) wait() {
 	case <-w.done:
 		return
 	case <-time.After(stopGrace):
-		w.c.log.Warn("partition worker did not stop in time; abandoning its transaction", "partition", w.tp.String())
+		w.c.log.Warn("partition worker did not stop in time; abandoning its transaction", "topic", w.tp.topic, "partition", w.tp.partition)
 		w.cancel()
 		<-w.done
 	}
@@ -202,16 +203,21 @@ func (c *Consumer) fail(err error) {
 }
 
 // retryTransient runs fn until it succeeds, fails with an error retrying cannot fix, or ctx
-// ends.
-func retryTransient(ctx context.Context, c *Consumer, what string, fn func() error) error {
+// ends. what and attrs say what it does, in the log.
+func retryTransient(ctx context.Context, c *Consumer, what string, fn func() error, attrs ...any) error {
 	backoff := 100 * time.Millisecond
+	attrs = append([]any{"what", what}, attrs...)
+	var failing retrylog.Outage
 	for {
 		err := fn()
 		if err == nil || !pg.Transient(err) {
+			if err == nil {
+				failing.Recovered(c.log, "succeeded after retrying", attrs...)
+			}
 			return err
 		}
 		c.cfg.Meter.Retrying(err)
-		c.log.Warn("retrying", "what", what, "err", err, "in", backoff)
+		failing.Failed(c.log, "retrying", err, attrs...)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

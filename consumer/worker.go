@@ -15,6 +15,7 @@ import (
 	"github.com/procon-cdc/procon/consumer/event"
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/registry"
+	"github.com/procon-cdc/procon/retrylog"
 	"github.com/procon-cdc/procon/sink"
 )
 
@@ -121,7 +122,7 @@ func (w *worker) fenced(decoded <-chan []item) {
 	}
 	wait = 2*wait + 30*time.Second
 	w.c.log.Warn("another consumer applied records of this partition: it was taken from this member; waiting to be told",
-		"partition", w.tp.String(), "for", wait)
+		"topic", w.tp.topic, "partition", w.tp.partition, "for", wait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -230,6 +231,7 @@ func (w *worker) applyBatch(items []item) error {
 	}
 	backoff := 100 * time.Millisecond
 	isolate := false
+	var failing retrylog.Outage
 	for {
 		// What an earlier attempt of this batch committed (the records before a poison
 		// record, under Stop) is never applied again.
@@ -240,6 +242,7 @@ func (w *worker) applyBatch(items []item) error {
 		var recErr *apply.RecordError
 		switch {
 		case err == nil:
+			failing.Recovered(w.c.log, "batch applied after retries", "topic", w.tp.topic, "partition", w.tp.partition)
 			return nil
 		case errors.Is(err, errRedo):
 			isolate = false
@@ -258,14 +261,15 @@ func (w *worker) applyBatch(items []item) error {
 			return err
 		case pg.Transient(err) || errors.Is(err, errAmbiguous):
 			w.c.cfg.Meter.Retrying(err)
-			w.c.log.Warn("batch not applied; retrying", "topic", w.tp.topic, "partition", w.tp.partition, "err", err, "in", backoff)
+			failing.Failed(w.c.log, "batch not applied; retrying", err, "topic", w.tp.topic, "partition", w.tp.partition)
 		case isolate || !recordCaused(err):
 			// No record causes it (a missing privilege or table, the server out of disk):
 			// dead-lettering records would not cure it.
 			return err
 		default:
 			// A record of the batch cannot apply: find which, one at a time.
-			w.c.log.Warn("batch failed; applying its records one at a time to find the one that cannot apply", "partition", w.tp.String(), "err", err)
+			w.c.log.Warn("batch failed; applying its records one at a time to find the one that cannot apply",
+				"topic", w.tp.topic, "partition", w.tp.partition, "err", err)
 			isolate = true
 			continue
 		}

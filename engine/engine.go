@@ -200,16 +200,26 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 // its next commit and releases the slot.
 func (e *Engine) openStream(ctx context.Context, cfg replication.Config) (*replication.Stream, error) {
 	deadline := time.Now().Add(slotTakeover)
-	for {
+	for attempt := 0; ; attempt++ {
 		st, err := replication.Open(ctx, cfg)
 		if err == nil || !e.writer.Transactional() || !errors.Is(err, replication.ErrSlotActive) || time.Now().After(deadline) {
+			if err == nil && attempt > 0 {
+				e.log.Info("the fenced procon-cdc released the slot", "slot", cfg.Slot, "attempts", attempt+1)
+			}
 			return st, err
 		}
 		// The fenced instance stops at its next commit; an idle one would never notice, so its
 		// replication connection is ended (it can commit nothing more, so nothing is lost).
-		e.log.Info("the slot is in use by the procon-cdc this one fenced: ending its replication connection", "slot", cfg.Slot, "err", err)
+		// Tried every 500ms: said at the first attempt.
+		if attempt == 0 {
+			e.log.Info("the slot is in use by the procon-cdc this one fenced: ending its replication connection", "slot", cfg.Slot, "err", err)
+		}
 		if terr := terminateSlotUser(ctx, cfg.DSN, cfg.Slot); terr != nil {
-			e.log.Warn("cannot end the fenced procon-cdc's replication connection; waiting for it to stop", "err", terr)
+			lvl := slog.LevelDebug
+			if attempt == 0 {
+				lvl = slog.LevelWarn
+			}
+			e.log.Log(ctx, lvl, "cannot end the fenced procon-cdc's replication connection; waiting for it to stop", "slot", cfg.Slot, "err", terr)
 		}
 		select {
 		case <-ctx.Done():
@@ -247,7 +257,7 @@ func (e *Engine) abort(err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if derr := e.stream.Discard(ctx); derr != nil {
-		e.log.Warn("the refused start left its new slot behind; drop it with procon-cdc drop", "err", derr)
+		e.log.Warn("the refused start left its new slot behind; drop it with procon-cdc drop", "slot", e.cfg.Postgres.Slot, "err", derr)
 	}
 	e.closeWriters()
 	return err

@@ -60,11 +60,11 @@ func (e *Engine) loadProgress(ctx context.Context) (*progress.State, error) {
 		return nil, nil
 	case st.Source != string(e.source) || st.Instance != uint16(*e.cfg.InstanceNum):
 		e.log.Warn("the progress topic's last record names another pipeline or instance_num: ignored", "topic", topic, "offset", last.Offset,
-			"source", st.Source, "instance", st.Instance)
+			"its_source", st.Source, "its_instance", st.Instance)
 		return nil, nil
 	case st.Stream != nil && st.Stream.CommitLSN > uint64(e.stream.WALAtOpen()):
 		e.log.Warn("the progress topic's last record is ahead of the server's WAL: ignored (was the database restored from a backup?)",
-			"topic", topic, "offset", last.Offset, "position", pglogrepl.LSN(st.Stream.CommitLSN).String(), "wal", e.stream.WALAtOpen().String())
+			"topic", topic, "offset", last.Offset, "commit_lsn", pglogrepl.LSN(st.Stream.CommitLSN).String(), "wal", e.stream.WALAtOpen().String())
 		return nil, nil
 	}
 	attrs := []any{"topic", topic, "offset", last.Offset}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // runHeartbeats asks the pipeline for a heartbeat record every debezium.heartbeat.interval.ms,
@@ -43,6 +44,7 @@ type heartbeatAction struct {
 	dsn, query string
 	log        *slog.Logger
 	conn       *pgx.Conn
+	failing    retrylog.Outage
 }
 
 func (h *heartbeatAction) run(ctx context.Context) {
@@ -55,21 +57,23 @@ func (h *heartbeatAction) run(ctx context.Context) {
 		conn, err := pg.Connect(ctx, h.dsn, "procon-cdc heartbeat")
 		if err != nil {
 			if ctx.Err() == nil {
-				h.log.Warn("heartbeat.action.query: cannot connect; trying again at the next heartbeat", "err", err)
+				h.failing.Failed(h.log, "heartbeat.action.query: cannot connect; trying again at the next heartbeat", err)
 			}
 			return
 		}
 		h.conn = conn
 	}
 	if _, err := h.conn.Exec(ctx, h.query); err != nil {
-		msg := "heartbeat.action.query failed; trying again at the next heartbeat"
+		var args []any
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42883" || pgErr.Code == "42704") {
-			msg += "; it runs with search_path " + pg.SearchPath + ": name tables, functions and types with their schema (public.heartbeat)"
+			args = append(args, "hint", "it runs with search_path "+pg.SearchPath+": name tables, functions and types with their schema (public.heartbeat)")
 		}
-		h.log.Warn(msg, "err", err)
+		h.failing.Failed(h.log, "heartbeat.action.query failed; trying again at the next heartbeat", err, args...)
 		h.close()
+		return
 	}
+	h.failing.Recovered(h.log, "heartbeat.action.query runs again")
 }
 
 func (h *heartbeatAction) close() {

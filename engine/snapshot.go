@@ -89,7 +89,7 @@ func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger)
 		return nil, err
 	}
 	s.decision = snapshot.Decide(cfg.Snapshot.Mode, slot, snapshot.Latest(recorded, snapshot.KindInitial))
-	log.Info("snapshot: "+s.decision.Reason, "mode", cfg.Snapshot.Mode, "slot", cfg.Postgres.Slot)
+	log.Info("snapshot decided", "decision", s.decision.Reason, "mode", cfg.Snapshot.Mode, "slot", cfg.Postgres.Slot)
 	if s.decision.DropSlot {
 		if slot.ActivePID != 0 {
 			s.close()
@@ -262,7 +262,7 @@ func (e *Engine) snapshotBeforeStreaming(ctx context.Context) (done bool, err er
 		for _, r := range s.keyless {
 			icfg.Relations = append(icfg.Relations, r.Relation)
 		}
-		e.log.Warn("snapshot: tables without a key are read again whole before streaming", "tables", icfg.Relations)
+		e.log.Warn("snapshot: tables without a key are read again whole before streaming", "relations", icfg.Relations)
 		run, err = snapshot.PrepareInitial(ctx, withCommit(icfg))
 	}
 	if err == nil && run != nil {

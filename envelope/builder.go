@@ -80,6 +80,9 @@ type Builder struct {
 	rels map[*replication.Relation]*relSchema
 	// retired are the schemas of versions dropped from rels, until Retired hands them over.
 	retired []*Schema
+	// unknownLogged are the columns of unknown types already logged ("relation.column type"):
+	// each version of a relation (a reconnect, any DDL) would log them again.
+	unknownLogged map[string]bool
 
 	lastCommit pglogrepl.LSN
 	lastTxTime time.Time // commit time of the last transaction begun
@@ -120,7 +123,8 @@ func NewBuilder(cfg Config) *Builder {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Builder{cfg: cfg, log: cfg.Logger, rels: map[*replication.Relation]*relSchema{}, perTable: map[string]int64{}}
+	return &Builder{cfg: cfg, log: cfg.Logger, rels: map[*replication.Relation]*relSchema{}, perTable: map[string]int64{},
+		unknownLogged: map[string]bool{}}
 }
 
 // Build appends the events of one change to out.

@@ -35,8 +35,12 @@ func (b *Builder) relSchema(rel *replication.Relation) (*relSchema, error) {
 		return nil, fmt.Errorf("relation %s: %w", rel.QualifiedName(), err)
 	}
 	for i, c := range rs.cols {
-		if c.unknown {
-			col := rel.Columns[i]
+		if !c.unknown {
+			continue
+		}
+		col := rel.Columns[i]
+		if k := rel.QualifiedName() + "." + col.Name + " " + col.Type.Name; !b.unknownLogged[k] {
+			b.unknownLogged[k] = true
 			msg := "Debezium cannot map this column's type (it leaves the column out); Procon sends its text form as a string"
 			if b.cfg.Options.IncludeUnknown {
 				msg = "Debezium cannot map this column's type; with include.unknown.datatypes its text is sent as binary, as Debezium does"

@@ -2,9 +2,10 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/jackc/pglogrepl"
 
 	"github.com/procon-cdc/procon/progress"
 	"github.com/procon-cdc/procon/sink"
@@ -136,7 +137,7 @@ func (p *Pipeline) split(ctx context.Context) error {
 		x.split = true
 		p.log.Warn("a source transaction is split over Kafka transactions (over kafka.transactions.max_records records, or open at half of kafka.transactions.timeout): "+
 			"read_committed consumers see it in parts; exactly-once still holds",
-			"commit_lsn", fmt.Sprintf("%X/%X", x.pos.CommitLSN>>32, uint32(x.pos.CommitLSN)), "records_so_far", x.sourceN)
+			"commit_lsn", pglogrepl.LSN(x.pos.CommitLSN).String(), "records_so_far", x.sourceN)
 	}
 	return p.commit(ctx)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // cleaner deletes realtime table rows whose notification Kafka has (or that coalescing
@@ -63,6 +64,7 @@ func (c *cleaner) pending() int {
 
 func (c *cleaner) run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
+	var failing retrylog.Outage
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,7 +85,7 @@ func (c *cleaner) run(ctx context.Context) error {
 				if !pg.Transient(err) {
 					return err
 				}
-				c.log.Warn("realtime cleanup failed; retrying", "table", c.table, "rows", c.pending(), "err", err)
+				failing.Failed(c.log, "realtime cleanup failed; retrying", err, "relation", c.table, "rows", c.pending())
 				select {
 				case <-ctx.Done():
 					return nil
@@ -93,6 +95,9 @@ func (c *cleaner) run(ctx context.Context) error {
 				continue
 			}
 			backoff = 100 * time.Millisecond
+			if failing.Failing() {
+				failing.Recovered(c.log, "realtime cleanup works again", "relation", c.table, "rows", c.pending())
+			}
 			if n == 0 {
 				break
 			}
@@ -209,7 +214,7 @@ func (c *cleaner) awaitVisible(ctx context.Context, items []*item) error {
 		}
 		if time.Now().After(deadline) {
 			c.log.Warn("realtime cleanup: inserting transactions still not visible after a minute; deleting anyway, rows may remain",
-				"transactions", running)
+				"relation", c.table, "transactions", running)
 			return nil
 		}
 		select {

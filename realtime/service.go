@@ -391,13 +391,14 @@ func (s *Service) droppedTooLarge(c *replication.Change, err error) bool {
 		return false
 	}
 	dropped := s.tooLarge.Add(1)
-	source := "message " + c.Prefix
+	args := []any{"channel", shortened(tl.channel), "lsn", c.LSN.String(), "xid", c.Tx.XID, "op", c.Op.String()}
 	if c.Rel != nil {
-		source = c.Op.String() + " of " + c.Rel.QualifiedName()
+		args = append(args, "relation", c.Rel.QualifiedName())
+	} else {
+		args = append(args, "prefix", c.Prefix)
 	}
 	s.warnInput("dropping a realtime notification over realtime.max_notification_bytes",
-		"channel", shortened(tl.channel), "lsn", c.LSN.String(), "xid", c.Tx.XID, "source", source,
-		"size", tl.size, "max_notification_bytes", tl.limit, "dropped_total", dropped)
+		append(args, "size", tl.size, "max_notification_bytes", tl.limit, "dropped_total", dropped)...)
 	return true
 }
 

@@ -554,8 +554,8 @@ func TestServiceDropsOverCapNotifications(t *testing.T) {
 	text := logs.String()
 	logMu.Unlock()
 	for _, want := range []string{
-		"level=WARN msg=\"dropping a realtime notification over realtime.max_notification_bytes\" channel=big lsn=0/4242 xid=4 source=\"message procon-realtime\" size=113",
-		"channel=spaces", "channel=acct lsn=0/4343 xid=4 source=\"insert of public.orders\" size=",
+		"level=WARN msg=\"dropping a realtime notification over realtime.max_notification_bytes\" channel=big lsn=0/4242 xid=4 op=message prefix=procon-realtime size=113",
+		"channel=spaces", "channel=acct lsn=0/4343 xid=4 op=insert relation=public.orders size=",
 		"dropped_total=3",
 	} {
 		if !strings.Contains(text, want) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // Config says where the registry is and how to reach it.
@@ -173,13 +175,11 @@ func permanent(op string, err error) error {
 // backoff between attempts while the registry is unreachable.
 func (c *Client) retry(ctx context.Context, op string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
-	var failedSince time.Time
-	for attempt := 1; ; attempt++ {
+	var down retrylog.Outage
+	for {
 		err := fn(ctx)
 		if err == nil {
-			if !failedSince.IsZero() {
-				c.log.Info("schema registry answers again", "url", c.url, "op", op, "after", time.Since(failedSince).Round(time.Millisecond).String())
-			}
+			down.Recovered(c.log, "schema registry answers again", "url", c.url, "op", op)
 			return nil
 		}
 		if perr := permanent(op, err); perr != nil {
@@ -188,11 +188,8 @@ func (c *Client) retry(ctx context.Context, op string, fn func(context.Context) 
 		if ctx.Err() != nil {
 			return fmt.Errorf("registry: %s: gave up waiting for the registry: %w (last error: %v)", op, context.Cause(ctx), err)
 		}
-		if failedSince.IsZero() {
-			failedSince = time.Now()
-		}
-		c.log.Warn("schema registry unavailable; waiting and retrying (events are held, nothing is lost)",
-			"url", c.url, "op", op, "attempt", attempt, "retry_in", backoff.String(), "err", err)
+		down.Failed(c.log, "schema registry unavailable; waiting and retrying (events are held, nothing is lost)",
+			err, "url", c.url, "op", op)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -138,7 +138,7 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		}
 		return emit(&Change{Op: OpCommit, Tx: tx, LSN: lsn})
 	}
-	d.log.Debug("ignoring pgoutput message", "type", msg.Type().String(), "lsn", lsn)
+	d.log.Debug("ignoring pgoutput message", "type", msg.Type().String(), "lsn", lsn.String())
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // Config says which slot to read and what to capture.
@@ -176,7 +177,7 @@ func (s *Stream) open(ctx context.Context) error {
 		s.created, s.snapshotName = true, res.SnapshotName
 		s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String())
 	} else {
-		s.log.Info("resuming replication slot", "slot", s.cfg.Slot, "confirmed_flush_lsn", start.String())
+		s.log.Info("resuming replication slot", "slot", s.cfg.Slot, "confirmed_lsn", start.String())
 	}
 	if start > s.system.XLogPos {
 		// A slot created just now starts past the position IDENTIFY_SYSTEM gave before it
@@ -261,6 +262,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 			case <-time.After(time.Second):
 			}
 		}
+		var down retrylog.Outage
 		for {
 			s.beatNow()
 			select {
@@ -271,13 +273,14 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 			backoff = min(backoff*2, 5*time.Second)
 			err := s.reconnect(ctx)
 			if err == nil {
+				down.Recovered(s.log, "reconnected to PostgreSQL", "slot", s.cfg.Slot)
 				break
 			}
 			if !pg.Transient(err) {
 				return err
 			}
 			s.observe(func(o Observer) { o.Reconnecting(err) })
-			s.log.Warn("reconnecting to PostgreSQL", "slot", s.cfg.Slot, "err", err)
+			down.Failed(s.log, "cannot reconnect to PostgreSQL; retrying", err, "slot", s.cfg.Slot)
 		}
 		backoff = 100 * time.Millisecond
 	}

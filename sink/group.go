@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // GroupConfig configures a GroupReader.
@@ -44,6 +46,9 @@ type GroupReader struct {
 
 	mu  sync.Mutex
 	err error // from Assigned: returned by the next Poll
+
+	// outside: the group's session was lost and the client is joining again (Poll's alone).
+	outside retrylog.Outage
 }
 
 // NewGroupReader joins the group and checks that a broker answers within cfg.ConnectTimeout.
@@ -135,6 +140,7 @@ func (g *GroupReader) Poll(ctx context.Context, max int) ([]ConsumedRecord, erro
 		return nil, err
 	}
 	var errs []error
+	joining := false
 	for _, fe := range fs.Errors() {
 		var session *kgo.ErrGroupSession
 		var netErr net.Error
@@ -143,13 +149,18 @@ func (g *GroupReader) Poll(ctx context.Context, max int) ([]ConsumedRecord, erro
 			return nil, fe.Err
 		case errors.As(fe.Err, &session):
 			// The client keeps trying to (re)join; partitions it lost were revoked first.
-			g.log.Warn("consumer group: not a member for now; the client retries", "group", g.group, "err", fe.Err)
+			joining = true
+			g.outside.Failed(g.log, "consumer group: not a member for now; the client retries", fe.Err, "group", g.group)
 			continue
 		case kerr.IsRetriable(fe.Err), errors.As(fe.Err, &netErr), errors.Is(fe.Err, io.EOF), kgo.IsRetryableBrokerErr(fe.Err):
 			g.log.Debug("fetch error; the client retries", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s[%d]: %w", fe.Topic, fe.Partition, fe.Err))
+	}
+	if !joining {
+		// Fetches only come from a member (the errors of a session come without any).
+		g.outside.Recovered(g.log, "consumer group: a member again", "group", g.group)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

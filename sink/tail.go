@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // TailReadTimeout bounds LastHeaders. The read runs on the pipeline goroutine at the first
@@ -64,12 +66,16 @@ func (w *Writer) LastRecords(ctx context.Context, topic string) (map[int32]*Cons
 	// A broker restarting or a leader election fails the read for a moment: it is read again,
 	// from the start, until the deadline.
 	backoff := 100 * time.Millisecond
+	var failing retrylog.Outage
 	for {
 		out, err := w.lastRecords(ctx, topic)
+		if err == nil {
+			failing.Recovered(w.log, "read the last records of a topic after retries", "topic", topic)
+		}
 		if err == nil || !retriable(err) || ctx.Err() != nil {
 			return out, err
 		}
-		w.log.Warn("reading the last records of a topic; retrying", "topic", topic, "err", err)
+		failing.Failed(w.log, "cannot read the last records of a topic; retrying", err, "topic", topic)
 		select {
 		case <-ctx.Done():
 			return nil, tailError(ctx, fmt.Errorf("read the last records of %s: %w (%w)", topic, err, context.Cause(ctx)))

@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // TopicSpec is how a topic is created when it is missing.
@@ -177,9 +179,11 @@ func (w *Writer) EnsureTopic(ctx context.Context, topic string) (int32, error) {
 		return ti.partitions, nil
 	}
 	backoff := 100 * time.Millisecond
+	var failing retrylog.Outage
 	for {
 		ti, err := w.ensureTopic(ctx, topic)
 		if err == nil {
+			failing.Recovered(w.log, "topic ready after retries", "topic", topic)
 			w.mu.Lock()
 			w.topics[topic] = ti
 			w.mu.Unlock()
@@ -188,7 +192,7 @@ func (w *Writer) EnsureTopic(ctx context.Context, topic string) (int32, error) {
 		if !retriable(err) {
 			return 0, err
 		}
-		w.log.Warn("creating topic; retrying", "topic", topic, "err", err)
+		failing.Failed(w.log, "cannot create or describe a topic; retrying", err, "topic", topic)
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()

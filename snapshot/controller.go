@@ -16,6 +16,7 @@ import (
 
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // Acked is the stream's acknowledgement tracker, as far as a snapshot needs it: progress of
@@ -165,6 +166,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var conn *pgx.Conn
 	defer func() { closeConn(conn) }()
 	backoff := 100 * time.Millisecond
+	var down retrylog.Outage
 	for {
 		j := c.next(ctx)
 		if j == nil {
@@ -176,13 +178,14 @@ func (c *Controller) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				c.log.Warn("snapshot: connecting to PostgreSQL; retrying", "err", err)
+				down.Failed(c.log, "snapshot: cannot connect to PostgreSQL; retrying", err, "snapshot", j.snap.ID)
 				if !sleep(ctx, backoff) {
 					return ctx.Err()
 				}
 				backoff = min(2*backoff, 5*time.Second)
 				continue
 			}
+			down.Recovered(c.log, "snapshot: connected to PostgreSQL again", "snapshot", j.snap.ID)
 		}
 		err := c.runJob(ctx, conn, j)
 		switch {
@@ -350,7 +353,7 @@ func (c *Controller) runJob(ctx context.Context, conn *pgx.Conn, j *job) error {
 	if reason != "" {
 		lvl = slog.LevelError
 	}
-	c.log.Log(ctx, lvl, "snapshot in the stream: "+status, "snapshot", snap.ID, "kind", snap.Kind, "rows", rows,
+	c.log.Log(ctx, lvl, "snapshot in the stream: ended", "snapshot", snap.ID, "kind", snap.Kind, "status", status, "rows", rows,
 		"elapsed", time.Since(start).Round(time.Millisecond), "reason", reason)
 	return nil
 }
@@ -386,7 +389,8 @@ func outcomeOf(snap *Snapshot) (status, reason string) {
 // endRange ends a range that cannot be read to its end: its outcome is recorded after the
 // progress of the chunks already handed over, and the snapshot goes on with its other ranges.
 func (c *Controller) endRange(j *job, r *Range, last []string, rows int64, outcome string, err error) {
-	c.log.Error("snapshot in the stream: table "+outcome, "snapshot", j.snap.ID, "relation", r.Relation, "filter", r.Filter, "err", err)
+	c.log.Error("snapshot in the stream: a table cannot be read to its end", "snapshot", j.snap.ID, "relation", r.Relation, "outcome", outcome,
+		"filter", r.Filter, "err", err)
 	r.Done, r.Outcome, r.Error = true, outcome, err.Error()
 	c.saves = append(c.saves, pendingSave{snap: j.snap.ID, upd: RangeUpdate{Relation: r.Relation, Part: r.Part, Last: last, Rows: rows,
 		Done: true, Outcome: outcome, Error: r.Error}})
@@ -760,6 +764,7 @@ func (c *Controller) watermark(ch *replication.Change) *Emission {
 	}
 	if c.overflow && xidBefore(c.dropped, w.xmin) {
 		c.overflow = false
+		c.log.Info("snapshot: the forgotten transactions have ended; chunks are no longer read again")
 	}
 	w.done <- res
 	if res.invalid == "" {
@@ -814,6 +819,10 @@ func (c *Controller) noteTx(tx *replication.Tx) {
 	}
 	if len(c.txs) >= maxTrackedTxs {
 		first := !c.overflow
+		if first {
+			c.log.Warn("snapshot: too many transactions while a long one is open; chunks are read again until it ends",
+				"transactions", maxTrackedTxs)
+		}
 		for x := range c.txs {
 			if first || xidBefore(c.dropped, x) {
 				c.dropped, first = x, false
@@ -821,7 +830,6 @@ func (c *Controller) noteTx(tx *replication.Tx) {
 		}
 		c.overflow = true
 		clear(c.txs)
-		c.log.Warn("snapshot: too many transactions while a long one is open; chunks are read again until it ends")
 	}
 	c.txs[tx.XID] = tx.CommitLSN
 }

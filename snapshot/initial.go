@@ -15,6 +15,7 @@ import (
 
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // Source.snapshot markers of snapshot rows (Debezium's SnapshotRecord).
@@ -683,13 +684,17 @@ func (in *Initial) lastTable() *tableState {
 func (in *Initial) persistLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var failing retrylog.Outage
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := in.persist(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				in.log.Warn("recording snapshot progress", "err", err)
+			switch err := in.persist(ctx); {
+			case err == nil:
+				failing.Recovered(in.log, "snapshot progress is recorded again", "snapshot", in.snap.ID)
+			case !errors.Is(err, context.Canceled):
+				failing.Failed(in.log, "cannot record snapshot progress; retrying every second", err, "snapshot", in.snap.ID)
 			}
 		}
 	}

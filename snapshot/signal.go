@@ -17,6 +17,7 @@ import (
 
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/retrylog"
 )
 
 // Signal types procon-cdc acts on (Debezium's names).
@@ -244,6 +245,7 @@ func (c *Controller) RunSignals(ctx context.Context) error {
 		}
 		c.reportDropped()
 		backoff := 100 * time.Millisecond
+		var failing retrylog.Outage
 		for {
 			var err error
 			if conn == nil || conn.IsClosed() {
@@ -253,6 +255,7 @@ func (c *Controller) RunSignals(ctx context.Context) error {
 				err = c.handleSignal(ctx, conn, s)
 			}
 			if err == nil {
+				failing.Recovered(c.log, "snapshot: signal handled after retries", "signal", s.id)
 				break
 			}
 			if ctx.Err() != nil {
@@ -261,7 +264,7 @@ func (c *Controller) RunSignals(ctx context.Context) error {
 			if !pg.Transient(err) {
 				return fmt.Errorf("snapshot: signal %s: %w", s.id, err)
 			}
-			c.log.Warn("snapshot: handling a signal; retrying", "signal", s.id, "err", err)
+			failing.Failed(c.log, "snapshot: cannot handle a signal; retrying", err, "signal", s.id)
 			if conn != nil {
 				_ = conn.Close(context.Background())
 				conn = nil
@@ -295,7 +298,7 @@ func (c *Controller) handleSignal(ctx context.Context, conn *pgx.Conn, s signalR
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal([]byte(s.data), &m)
-		log.Info("signal: " + m.Message)
+		log.Info("signal: log", "message", m.Message)
 		return nil
 	case SignalExecuteSnapshot:
 		return c.executeSnapshot(ctx, conn, s, log)
@@ -305,7 +308,7 @@ func (c *Controller) handleSignal(ctx context.Context, conn *pgx.Conn, s signalR
 			log.Error("signal ignored", "err", err)
 			return nil
 		}
-		c.stop(req)
+		c.stop(req, log)
 		return nil
 	}
 	log.Info("signal ignored: procon-cdc does not act on this type")
@@ -369,7 +372,7 @@ func (c *Controller) executeSnapshot(ctx context.Context, conn *pgx.Conn, s sign
 	}
 	for _, r := range snap.Ranges {
 		if r.Outcome != "" {
-			log.Error("signal: table refused", "relation", r.Relation, "filter", r.Filter, "reason", r.Error)
+			log.Error("signal: table refused", "snapshot", snap.ID, "relation", r.Relation, "filter", r.Filter, "reason", r.Error)
 		}
 	}
 	if snap.Status == StatusRefused {
@@ -378,7 +381,7 @@ func (c *Controller) executeSnapshot(ctx context.Context, conn *pgx.Conn, s sign
 		}
 		return nil
 	}
-	log.Info("incremental snapshot requested", "tables", tables, "filters", filters)
+	log.Info("incremental snapshot requested", "snapshot", snap.ID, "relations", tables, "filters", filters)
 	c.Enqueue(snap)
 	return nil
 }
@@ -424,12 +427,12 @@ func cancelled(err error) bool {
 
 // stop stops the queued and running incremental snapshots of the tables a stop-snapshot
 // signal names (all of them when it names none).
-func (c *Controller) stop(req *SnapshotRequest) {
+func (c *Controller) stop(req *SnapshotRequest, log *slog.Logger) {
 	tables := map[string]bool{}
 	if len(req.DataCollections) > 0 {
 		names, _, err := req.Resolve(c.cfg.Relations)
 		if err != nil {
-			c.log.Warn("stop-snapshot signal ignored", "err", err)
+			log.Warn("stop-snapshot signal ignored", "err", err)
 			return
 		}
 		for _, n := range names {
@@ -448,7 +451,7 @@ func (c *Controller) stop(req *SnapshotRequest) {
 			}
 		}
 		if j.stop.Load() {
-			c.log.Info("incremental snapshot stopping", "snapshot", j.snap.ID)
+			log.Info("incremental snapshot stopping", "snapshot", j.snap.ID)
 		}
 	}
 }

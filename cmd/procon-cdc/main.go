@@ -158,7 +158,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(pprofAddr, nil)) }()
 	}
 	log.Info("starting procon-cdc", "version", version, "name", cfg.Name, "slot", cfg.Postgres.Slot,
-		"publication", cfg.Postgres.Publication, "relations", len(cfg.Relations))
+		"publication", cfg.Postgres.Publication, "tables", len(cfg.Relations))
 	for _, w := range transportWarnings(cfg) {
 		log.Warn("unprotected connection", "problem", w)
 	}

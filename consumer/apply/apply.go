@@ -25,6 +25,8 @@ type Applier struct {
 	tbl     *tableState
 	reload  bool            // DDL ran: read the table again before the next batch
 	ignored map[string]bool // fields with no column already logged
+	// truncateLogged: an ignored truncate was logged at warn level; the next are at debug.
+	truncateLogged bool
 }
 
 // Stats counts what a batch did, as applying its events one at a time would count it.
@@ -210,6 +212,21 @@ func (a *Applier) ignoreField(field, column, why string) {
 	a.ignored[field] = true
 	a.mu.Unlock()
 	if !seen {
-		a.log.Warn("ignoring an event field: "+why, "topic", a.e.Topic, "table", a.e.Table, "field", field, "column", column)
+		a.log.Warn("ignoring an event field", "topic", a.e.Topic, "table", a.e.Table, "field", field, "column", column, "reason", why)
 	}
+}
+
+// ignoreTruncate logs an ignored truncate: the first at warn level, the next at debug level
+// (on_truncate: ignore asks for them all to be ignored).
+func (a *Applier) ignoreTruncate(ctx context.Context) {
+	a.mu.Lock()
+	logged := a.truncateLogged
+	a.truncateLogged = true
+	a.mu.Unlock()
+	lvl := slog.LevelWarn
+	if logged {
+		lvl = slog.LevelDebug
+	}
+	a.log.Log(ctx, lvl, "ignoring a truncate (on_truncate: ignore); the next are logged at debug level",
+		"topic", a.e.Topic, "table", a.e.Table)
 }

@@ -113,7 +113,7 @@ func (b *batch) event(ctx context.Context, seg *segment, i int, ev *event.Event)
 	case event.Truncate:
 		if b.a.e.OnTruncate != TruncateDelete {
 			b.stats.Ignored++
-			b.a.log.Warn("ignoring a truncate (on_truncate: ignore)", "topic", b.a.e.Topic, "table", b.a.e.Table)
+			b.a.ignoreTruncate(ctx)
 			return nil
 		}
 		b.stats.Truncated++
