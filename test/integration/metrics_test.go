@@ -38,6 +38,7 @@ func TestMetricsPrometheus(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
 
 	events := fmt.Sprintf(`sum(procon_events_produced_total{relation="public.%s"})`, table)
+	acked := fmt.Sprintf(`sum(procon_kafka_acknowledged_records_total{topic=%q})`, s.topic(table))
 	lagSeconds := `procon_replication_lag_seconds`
 	lagBytes := `procon_replication_lag_bytes`
 	firing := `ALERTS{alertname="ProconReplicationLagGrowing",alertstate="firing"}`
@@ -86,20 +87,21 @@ func TestMetricsPrometheus(t *testing.T) {
 	if n := s.countIfExists(t, s.topic(table)); n != written {
 		t.Fatalf("the topic holds %d records, want the %d rows written", n, written)
 	}
-	testenv.WaitFor(t, time.Minute, "Prometheus to see the last events and the lag back at 0", func() (bool, error) {
-		n, err := query(events, time.Time{})
-		if err != nil {
-			return false, err
-		}
-		lag, err := query(lagSeconds, time.Time{})
-		return n >= float64(written) && lag == 0, err
+	testenv.WaitFor(t, time.Minute, "Prometheus to see the last events acknowledged and the lag back at 0", func() (bool, error) {
+		n, err1 := query(events, time.Time{})
+		a, err2 := query(acked, time.Time{})
+		lag, err3 := query(lagSeconds, time.Time{})
+		return n >= float64(written) && a >= float64(written) && lag == 0, errors.Join(err1, err2, err3)
 	})
 	done := time.Now()
 
 	// Every row written is counted once: not less (lost), not more (counted again after the
-	// Kafka client retried).
+	// Kafka client retried); both when handed to Kafka and when Kafka acknowledged it.
 	if n, err := query(events, time.Time{}); err != nil || n != float64(written) {
 		t.Errorf("Prometheus counts %v events of public.%s (err %v), want the %d rows written", n, table, err, written)
+	}
+	if n, err := query(acked, time.Time{}); err != nil || n != float64(written) {
+		t.Errorf("Prometheus counts %v records acknowledged by Kafka in %s (err %v), want the %d rows written", n, s.topic(table), err, written)
 	}
 
 	// The lag rose during the outage and fell after it.
