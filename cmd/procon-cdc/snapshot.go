@@ -104,15 +104,21 @@ type progressWriter struct {
 }
 
 func newProgressWriter(w io.Writer) (*progressWriter, bool) {
-	f, ok := w.(*os.File)
-	if !ok {
-		return nil, false
-	}
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+	if !isTerminal(w) {
 		return nil, false
 	}
 	return &progressWriter{w: w}, true
+}
+
+// isTerminal reports whether w is a terminal (a character device), where redrawing with
+// escape sequences makes sense.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {

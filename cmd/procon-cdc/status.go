@@ -1,17 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"net"
+	"net/http"
+	neturl "net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/procon-cdc/procon/config"
+	"github.com/procon-cdc/procon/metrics"
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/snapshot"
@@ -24,10 +30,13 @@ type statusReport struct {
 }
 
 type slotReport struct {
-	Name       string `json:"name"`
-	Exists     bool   `json:"exists"`
-	ActivePID  int32  `json:"active_pid,omitempty"`
-	Confirmed  string `json:"confirmed_flush_lsn,omitempty"`
+	Name      string `json:"name"`
+	Exists    bool   `json:"exists"`
+	ActivePID int32  `json:"active_pid,omitempty"`
+	Confirmed string `json:"confirmed_flush_lsn,omitempty"`
+	// ServerLSN is the server's WAL end (its replay position on a standby); LagBytes is how
+	// far it is past Confirmed.
+	ServerLSN  string `json:"server_lsn,omitempty"`
 	LagBytes   *int64 `json:"lag_bytes,omitempty"`
 	PositionOK bool   `json:"position_available"`
 }
@@ -57,31 +66,221 @@ type tableReport struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// cmdStatus prints the slot's position and the progress of the snapshots recorded for it.
+// statusOutput is one reading of procon-cdc status: what PostgreSQL says about the slot and
+// the recorded snapshots, and what the running procon-cdc run says on metrics.listen.
+type statusOutput struct {
+	At time.Time `json:"at"`
+	// Postgres is nil when PostgreSQL could not be read; PostgresError says why.
+	Postgres      *statusReport `json:"postgres"`
+	PostgresError string        `json:"postgres_error,omitempty"`
+	// Process is nil without metrics.listen (ProcessURL is empty then) or when the process
+	// did not answer (ProcessError says why).
+	Process      *metrics.Status `json:"process"`
+	ProcessURL   string          `json:"process_url,omitempty"`
+	ProcessError string          `json:"process_error,omitempty"`
+}
+
+// Bounds of one reading: the process answers from memory, so a slow answer means it is stuck
+// or unreachable; PostgreSQL runs three small queries.
+const (
+	processTimeout  = 2 * time.Second
+	postgresTimeout = 15 * time.Second
+)
+
+// cmdStatus prints the slot's position, the progress of the snapshots recorded for it, and
+// the running process's view when metrics.listen is set; --watch prints it again every
+// --interval until ctx ends (Ctrl-C).
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var asJSON bool
+	var asJSON, watch bool
+	var interval time.Duration
 	cfg, err := loadConfig("status", args, stderr, func(fs *flag.FlagSet) {
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.BoolVar(&asJSON, "json", false, "print JSON (with --watch: one object per line)")
+		fs.BoolVar(&watch, "watch", false, "print the status again every --interval until Ctrl-C")
+		fs.DurationVar(&interval, "interval", 2*time.Second, "how often --watch reads the status again")
 	})
 	if err != nil {
 		return err
 	}
-	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc status")
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	if interval < 100*time.Millisecond {
+		return &exitError{2, fmt.Errorf("status: --interval %s is too short: give 100ms or more", interval)}
 	}
-	defer conn.Close(context.Background())
-	rep, err := readStatus(ctx, conn, cfg)
-	if err != nil {
-		return err
+	r := newStatusReader(cfg)
+	defer r.close()
+	if !watch {
+		out := r.read(ctx)
+		if err := writeStatus(stdout, out, asJSON, true); err != nil {
+			return err
+		}
+		if out.Postgres == nil {
+			return fmt.Errorf("status: %s", out.PostgresError)
+		}
+		return nil
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
+	onTerminal := isTerminal(stdout)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for first := true; ; first = false {
+		out := r.read(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var buf bytes.Buffer
+		if !asJSON {
+			switch {
+			case onTerminal:
+				buf.WriteString("\x1b[H\x1b[2J") // cursor home, clear the screen
+			case !first:
+				buf.WriteString("\n")
+			}
+			fmt.Fprintf(&buf, "procon-cdc status at %s, every %s (Ctrl-C stops)\n", out.At.Format("2006-01-02 15:04:05"), interval)
+		}
+		if err := writeStatus(&buf, out, asJSON, false); err != nil {
+			return err
+		}
+		if _, err := stdout.Write(buf.Bytes()); err != nil {
+			return fmt.Errorf("status: write the report: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// writeStatus prints out as text, or as JSON (indented, or one line for --watch).
+func writeStatus(w io.Writer, out *statusOutput, asJSON, indent bool) error {
+	if !asJSON {
+		printStatus(w, out, time.Now())
+		return nil
+	}
+	enc := json.NewEncoder(w)
+	if indent {
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
 	}
-	printStatus(stdout, rep)
+	if err := enc.Encode(out); err != nil {
+		return fmt.Errorf("status: write JSON: %w", err)
+	}
 	return nil
+}
+
+// statusReader reads the status, keeping its PostgreSQL connection between readings of
+// --watch (and connecting again after an error: the connection may be the problem).
+type statusReader struct {
+	cfg    *config.Config
+	conn   *pgx.Conn
+	client *http.Client
+	url    string // empty without metrics.listen
+	urlErr error  // why url cannot be reached at all
+}
+
+func newStatusReader(cfg *config.Config) *statusReader {
+	r := &statusReader{cfg: cfg}
+	if cfg.Metrics.Listen != "" {
+		r.url, r.urlErr = processURL(cfg.Metrics.Listen)
+		// No proxy: metrics.listen is an address of this host or its network.
+		r.client = &http.Client{Timeout: processTimeout, Transport: &http.Transport{Proxy: nil, MaxIdleConns: 1}}
+	}
+	return r
+}
+
+func (r *statusReader) close() {
+	if r.conn != nil {
+		r.conn.Close(context.Background())
+	}
+	if r.client != nil {
+		r.client.CloseIdleConnections()
+	}
+}
+
+// read takes one reading: the process first, so that a position PostgreSQL reports is never
+// older than the process's one beside it.
+func (r *statusReader) read(ctx context.Context) *statusOutput {
+	out := &statusOutput{At: time.Now(), ProcessURL: r.url}
+	switch {
+	case r.url == "":
+	case r.urlErr != nil:
+		out.ProcessError = r.urlErr.Error()
+	default:
+		st, err := fetchProcessStatus(ctx, r.client, r.url, r.cfg.Postgres.Slot)
+		if err != nil {
+			out.ProcessError = err.Error()
+		}
+		out.Process = st
+	}
+	rep, err := r.readPostgres(ctx)
+	if err != nil {
+		out.PostgresError = err.Error()
+	}
+	out.Postgres = rep
+	return out
+}
+
+func (r *statusReader) readPostgres(ctx context.Context) (*statusReport, error) {
+	ctx, cancel := context.WithTimeout(ctx, postgresTimeout)
+	defer cancel()
+	if r.conn == nil {
+		conn, err := pg.Connect(ctx, r.cfg.Postgres.DSN, "procon-cdc status")
+		if err != nil {
+			return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+		}
+		r.conn = conn
+	}
+	rep, err := readStatus(ctx, r.conn, r.cfg)
+	if err != nil {
+		r.conn.Close(context.Background())
+		r.conn = nil
+		return nil, fmt.Errorf("read PostgreSQL: %w", err)
+	}
+	return rep, nil
+}
+
+// processURL is the URL of /status for metrics.listen: an empty or unspecified host
+// (":9187", "0.0.0.0:9187", "[::]:9187") is served on this host's loopback too.
+func processURL(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("metrics.listen %q is not host:port: %w", listen, err)
+	}
+	if port == "0" {
+		return "", fmt.Errorf("metrics.listen %q has port 0: procon-cdc run listens on a port chosen at its start, which status cannot know; set a fixed port", listen)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/status", nil
+}
+
+// fetchProcessStatus reads procon-cdc run's /status at url. A process that streams another
+// slot is an error: its numbers are not this configuration's.
+func fetchProcessStatus(ctx context.Context, client *http.Client, url, slot string) (*metrics.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // the URL is already in the message that shows this error
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("it answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var st metrics.Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("its answer is not the status of procon-cdc run: %w", err)
+	}
+	if st.Slot != "" && st.Slot != slot {
+		return nil, fmt.Errorf("the process there streams slot %s, not this configuration's %s", st.Slot, slot)
+	}
+	return &st, nil
 }
 
 func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statusReport, error) {
@@ -91,11 +290,19 @@ func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statu
 	}
 	rep := &statusReport{Slot: slotReport{Name: cfg.Postgres.Slot, Exists: slot.Exists, ActivePID: slot.ActivePID,
 		Confirmed: slot.Confirmed, PositionOK: slot.Exists && !slot.Lost}}
+	var confirmed *string
 	if slot.Confirmed != "" {
-		var lag int64
-		if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), $1::pg_catalog.pg_lsn)::bigint`, slot.Confirmed).Scan(&lag); err == nil {
-			rep.Slot.LagBytes = &lag
-		}
+		confirmed = &slot.Confirmed
+	}
+	var server *string
+	err = conn.QueryRow(ctx, `SELECT w::text, pg_catalog.pg_wal_lsn_diff(w, $1::pg_catalog.pg_lsn)::bigint
+		FROM (SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END) AS s(w)`,
+		confirmed).Scan(&server, &rep.Slot.LagBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read the server's WAL position: %w", err)
+	}
+	if server != nil {
+		rep.Slot.ServerLSN = *server
 	}
 	snaps, err := snapshot.ReadSnapshots(ctx, conn, cfg.Postgres.Slot)
 	if err != nil {
@@ -140,79 +347,4 @@ func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statu
 		rep.Snapshots = append(rep.Snapshots, sr)
 	}
 	return rep, nil
-}
-
-func printStatus(w io.Writer, rep *statusReport) {
-	s := rep.Slot
-	switch {
-	case !s.Exists:
-		fmt.Fprintf(w, "slot %s: does not exist (procon-cdc run creates it)\n", s.Name)
-	default:
-		state := "inactive"
-		if s.ActivePID != 0 {
-			state = fmt.Sprintf("active (server process %d)", s.ActivePID)
-		}
-		fmt.Fprintf(w, "slot %s: %s, confirmed_flush_lsn %s", s.Name, state, s.Confirmed)
-		if s.LagBytes != nil {
-			fmt.Fprintf(w, ", %s of WAL behind", bytesText(*s.LagBytes))
-		}
-		if !s.PositionOK {
-			fmt.Fprint(w, ", POSITION LOST (wal_status lost)")
-		}
-		fmt.Fprintln(w)
-	}
-	if len(rep.Snapshots) == 0 {
-		fmt.Fprintln(w, "snapshots: none recorded")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SNAPSHOT\tKIND\tSTATUS\tTABLE\tROWS\tEST. TOTAL\tDONE\tROWS/S\tETA")
-	for _, sn := range rep.Snapshots {
-		for i, t := range sn.Tables {
-			id, kind, status := sn.ID, sn.Kind, sn.Status
-			if i > 0 {
-				id, kind, status = "", "", ""
-			}
-			pct := "-"
-			if t.Total > 0 {
-				pct = fmt.Sprintf("%d%%", min(100, t.Rows*100/t.Total))
-			}
-			if t.Done {
-				pct = "100%"
-			}
-			if t.Outcome != "" {
-				pct = t.Outcome
-			}
-			eta := snapshot.FormatETA(time.Duration(t.ETASeconds * float64(time.Second)))
-			if t.Done || sn.Status != snapshot.StatusRunning {
-				eta = "-"
-			}
-			table := t.Relation
-			if t.Filter != "" {
-				table += " WHERE " + t.Filter
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%.0f\t%s\n", id, kind, status, table, t.Rows, t.Total, pct, t.RowsPerSec, eta)
-		}
-		if len(sn.Tables) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\n", sn.ID, sn.Kind, sn.Status)
-		}
-	}
-	tw.Flush()
-	for _, sn := range rep.Snapshots {
-		if sn.Error != "" {
-			fmt.Fprintf(w, "%s %s: %s\n", sn.ID, sn.Status, sn.Error)
-		}
-	}
-}
-
-func bytesText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
