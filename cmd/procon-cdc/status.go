@@ -198,9 +198,9 @@ func (r *statusReader) close() {
 func (r *statusReader) read(ctx context.Context) *statusOutput {
 	out := &statusOutput{At: time.Now(), ProcessURL: r.url}
 	switch {
-	case r.url == "":
 	case r.urlErr != nil:
 		out.ProcessError = r.urlErr.Error()
+	case r.url == "":
 	default:
 		st, err := fetchProcessStatus(ctx, r.client, r.url, r.cfg.Postgres.Slot)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/metrics"
 )
 
@@ -280,5 +281,28 @@ func TestFetchProcessStatus(t *testing.T) {
 	if _, err := fetchProcessStatus(ctx, client, answer(200, "<html>"), "demo"); err == nil ||
 		!strings.HasPrefix(err.Error(), "its answer is not the status of procon-cdc run: ") {
 		t.Errorf("not JSON: %v", err)
+	}
+}
+
+// TestStatusReaderNamesWhatFailed reads with neither part reachable: each failure is named,
+// and a metrics.listen status cannot use is not mistaken for an unset one.
+func TestStatusReaderNamesWhatFailed(t *testing.T) {
+	cfg := &config.Config{}
+	cfg.Postgres.DSN = "host=/nonexistent-procon-test dbname=x"
+	cfg.Postgres.Slot = "demo"
+	cfg.Metrics.Listen = ":0"
+	r := newStatusReader(cfg)
+	defer r.close()
+	out := r.read(context.Background())
+	if out.Process != nil || out.ProcessURL != "" || !strings.Contains(out.ProcessError, `metrics.listen ":0" has port 0`) {
+		t.Errorf("process %+v, process_url %q, process_error %q; want the port 0 named", out.Process, out.ProcessURL, out.ProcessError)
+	}
+	if out.Postgres != nil || !strings.HasPrefix(out.PostgresError, "connect to PostgreSQL: ") {
+		t.Errorf("postgres %+v, postgres_error %q; want the connection named", out.Postgres, out.PostgresError)
+	}
+	var b bytes.Buffer
+	printStatus(&b, out, out.At)
+	if first, _, _ := strings.Cut(b.String(), "\n"); !strings.HasPrefix(first, "procon-cdc run cannot be asked: metrics.listen \":0\" has port 0") {
+		t.Errorf("first line %q", first)
 	}
 }
