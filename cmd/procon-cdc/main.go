@@ -6,7 +6,7 @@
 //	procon-cdc tail --config FILE     print the events of the configured topics as JSON lines
 //	procon-cdc drop --config FILE     drop the slot and the publication (--topics: and the topics)
 //	procon-cdc snapshot --config FILE --table T [--where C]   request an incremental snapshot
-//	procon-cdc status --config FILE   the slot's position and snapshot progress
+//	procon-cdc status --config FILE   the slot's position, snapshot progress and the running process's view
 //	procon-cdc consume --config FILE  apply topics to a PostgreSQL database until SIGINT/SIGTERM
 //	procon-cdc init-sql               print the SQL of Procon's own tables
 //	procon-cdc version
@@ -43,7 +43,8 @@ commands:
   drop --config FILE     drop the slot and publication (--topics: and the topics)
   snapshot --config FILE --table T [--where COND]
                          request an incremental snapshot of T while procon-cdc run streams
-  status --config FILE   the slot's position and the progress of snapshots (--json)
+  status --config FILE   the slot's position, the progress of snapshots and, with metrics.listen,
+                         what procon-cdc run reports (--json, --watch [--interval 2s])
   consume --config FILE  apply change events from Kafka to a PostgreSQL database, with the
                          offsets stored in the same transactions, until SIGINT/SIGTERM
   init-sql               print the SQL that creates Procon's tables

@@ -480,20 +480,23 @@ snapshot:
 	s.waitSnapshot(t, id, "done", 3*time.Minute)
 	t.Logf("incremental snapshot of %d rows done, %d writer transactions so far", rows, w.ops.Load())
 	// procon-cdc status shows both snapshots, done, with their rows.
-	var st struct {
-		Slot      struct{ Exists bool }
-		Snapshots []struct {
-			ID, Kind, Status string
-			Tables           []struct {
-				Relation string
-				Rows     int64
-				Done     bool
+	var out struct {
+		Postgres struct {
+			Slot      struct{ Exists bool }
+			Snapshots []struct {
+				ID, Kind, Status string
+				Tables           []struct {
+					Relation string
+					Rows     int64
+					Done     bool
+				}
 			}
 		}
 	}
-	if err := json.Unmarshal([]byte(s.proconCmd(t, "status", "--json")), &st); err != nil {
+	if err := json.Unmarshal([]byte(s.proconCmd(t, "status", "--json")), &out); err != nil {
 		t.Fatal(err)
 	}
+	st := out.Postgres
 	if !st.Slot.Exists || len(st.Snapshots) != 2 || st.Snapshots[0].ID != "initial" || st.Snapshots[1].ID != id ||
 		st.Snapshots[1].Status != "done" || st.Snapshots[1].Tables[0].Rows < int64(rows)*9/10 || !st.Snapshots[1].Tables[0].Done {
 		t.Fatalf("status: %+v", st)
