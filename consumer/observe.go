@@ -14,6 +14,7 @@ import (
 type observer struct {
 	metrics *metrics.Consumer
 	server  *metrics.Server
+	stop    context.CancelFunc // ends the rate sampling
 	c       atomic.Pointer[Consumer]
 	group   atomic.Pointer[string]
 }
@@ -34,6 +35,9 @@ func listenMetrics(cfg *config.Consume, version string, log *slog.Logger) (*obse
 		return nil, &config.FieldError{Key: "metrics.listen", Problem: err.Error()}
 	}
 	o.server = srv
+	var ctx context.Context
+	ctx, o.stop = context.WithCancel(context.Background())
+	go o.metrics.SampleRates(ctx)
 	return o, nil
 }
 
@@ -46,6 +50,7 @@ func (o *observer) built(c *Consumer, group string) {
 
 func (o *observer) close() {
 	if o != nil {
+		o.stop()
 		o.server.Close()
 	}
 }

@@ -25,6 +25,7 @@ import (
 type observer struct {
 	metrics *metrics.Producer
 	server  *metrics.Server
+	stop    context.CancelFunc // ends the rate sampling
 
 	// parts are the engine's parts once New has built them (state reads them from the
 	// listener's goroutines).
@@ -61,6 +62,9 @@ func newObserver(cfg *config.Config, e *Engine) (*observer, error) {
 		return nil, &config.FieldError{Key: "metrics.listen", Problem: err.Error()}
 	}
 	o.server = srv
+	var ctx context.Context
+	ctx, o.stop = context.WithCancel(context.Background())
+	go o.metrics.SampleRates(ctx)
 	return o, nil
 }
 
@@ -102,6 +106,7 @@ func (o *observer) setStopping() {
 
 func (o *observer) close() {
 	if o != nil {
+		o.stop()
 		o.server.Close()
 	}
 }

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -162,6 +163,12 @@ func (c *Consumer) Retrying(err error) {
 func (c *Consumer) Rebalanced(assigned, revoked int) {
 	c.rebalance.WithLabelValues("assigned").Add(float64(assigned))
 	c.rebalance.WithLabelValues("revoked").Add(float64(revoked))
+}
+
+// SampleRates keeps the applied rate's window sampled until ctx ends (see
+// Producer.SampleRates).
+func (c *Consumer) SampleRates(ctx context.Context) {
+	c.rate.sampleEvery(ctx, rateSampling, c.applied.Load)
 }
 
 // ConsumerStatus is what /status returns for procon-cdc consume.

@@ -1,11 +1,13 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +184,28 @@ func TestServerProbes(t *testing.T) {
 	}
 	if _, err := Listen(s.Addr(), NewRegistry("test"), Probes{}, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "metrics.listen") {
 		t.Errorf("a second listener on the same port: %v, want an error naming metrics.listen", err)
+	}
+}
+
+func TestWindowSampledBeforeFirstRead(t *testing.T) {
+	w := newWindow(time.Minute)
+	var total atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.sampleEvery(ctx, time.Millisecond, total.Load) }()
+	for {
+		w.mu.Lock()
+		n := len(w.samples)
+		w.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond) // the sampler's first tick; nothing to wait on
+	}
+	cancel()
+	<-done
+	total.Store(100)
+	if r := w.rate(time.Now().Add(time.Second), total.Load()); r <= 0 {
+		t.Fatalf("first read after a sample: rate %v, want the 100 events since it", r)
 	}
 }

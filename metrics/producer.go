@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,6 +217,15 @@ type Status struct {
 	NotReady        string     `json:"not_ready,omitempty"`
 	LastError       *LastError `json:"last_error,omitempty"`
 }
+
+// SampleRates keeps the throughput's window sampled until ctx ends (every 5 s), so /status
+// has the rate of the last minute even when nobody asked before.
+func (p *Producer) SampleRates(ctx context.Context) {
+	p.throughput.sampleEvery(ctx, rateSampling, p.eventsTotal.Load)
+}
+
+// rateSampling is how often SampleRates samples.
+const rateSampling = 5 * time.Second
 
 // Status returns the process's view for /status.
 func (p *Producer) Status() Status {

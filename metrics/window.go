@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -19,6 +20,21 @@ type sample struct {
 }
 
 func newWindow(span time.Duration) *window { return &window{span: span} }
+
+// sampleEvery records total() every interval until ctx ends, so a rate read after a quiet
+// spell still covers the whole span.
+func (w *window) sampleEvery(ctx context.Context, interval time.Duration, total func() int64) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			w.rate(now, total())
+		}
+	}
+}
 
 // rate records total at now and returns the rate per second since the oldest sample within
 // the span (0 with a single sample).
