@@ -82,7 +82,7 @@ func NewProducer(reg prometheus.Registerer, cfg ProducerConfig) *Producer {
 	}
 	p.kafkaReachable.Store(true)
 	f := newFactory(reg)
-	p.events = f.counterVec("events_produced_total", "Records handed to Kafka by the pipeline: change events, tombstones, in-stream snapshot rows, messages, transaction metadata and heartbeats (relation is empty for the last three).", "relation", "topic")
+	p.events = f.counterVec("events_produced_total", "Records handed to Kafka by the pipeline: change events, tombstones, in-stream snapshot rows, messages, transaction metadata and heartbeats (relation is empty for the last three). The initial snapshot's rows are counted by procon_snapshot_rows.", "relation", "topic")
 	p.bytes = f.counterVec("event_bytes_produced_total", "Key and value bytes of the records counted by procon_events_produced_total.", "relation", "topic")
 	p.skipped = f.counter("records_skipped_total", "Records not produced because Kafka has them from an earlier run (the resume check, or the progress record of exactly-once delivery).")
 	p.transactions = f.counter("transactions_total", "Source transactions handed to Kafka whole.")
