@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -73,18 +72,6 @@ func statusOf(t *testing.T, path string) statusJSON {
 	return st
 }
 
-// freeAddr returns a loopback address no one listens on (for a moment).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func mustLSN(t *testing.T, text string) pglogrepl.LSN {
 	t.Helper()
 	lsn, err := pglogrepl.ParseLSN(text)
@@ -99,7 +86,7 @@ func mustLSN(t *testing.T, text string) pglogrepl.LSN {
 // every row produced, nothing in flight, and the position the slot has.
 func TestStatusShowsTheRunningProcess(t *testing.T) {
 	const rows = 250
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	s := newSetup(t, `public.items: {}`, "metrics:\n  listen: "+listen)
 	s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY, note text)`)
 	path := writeConfig(t, s.config)
@@ -183,7 +170,7 @@ func TestStatusWhenTheProcessDoesNotAnswer(t *testing.T) {
 	s.db.Exec(t, `INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 100) g`)
 	written := s.currentLSN(t)
 	confirmed := s.confirmedLSN(t) // nothing confirms while procon-cdc is stopped
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	path := writeConfig(t, s.config+"\nmetrics:\n  listen: "+listen+"\n")
 
 	text := runStatus(t, path)
