@@ -55,9 +55,11 @@ func TestMetricsRunAndConsume(t *testing.T) {
 	if got := testenv.MustMetric(t, fams, "procon_commit_to_ack_seconds"); got < 30 {
 		t.Errorf("procon_commit_to_ack_seconds observed %v transactions, want at least the 30 written", got)
 	}
-	if got := testenv.MustMetric(t, fams, "procon_slot_active"); got != 1 {
-		t.Errorf("procon_slot_active = %v, want 1", got)
-	}
+	// The slot is polled every 5 s, the first time before streaming began.
+	testenv.WaitFor(t, 15*time.Second, "the slot's poll to see it active", func() (bool, error) {
+		v, _ := testenv.MetricValue(testenv.Metrics(t, run+"/metrics"), "procon_slot_active")
+		return v == 1, nil
+	})
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := testenv.HTTPGet(t, run+path); code != http.StatusOK {
 			t.Errorf("procon-cdc run %s: %d %s", path, code, body)
