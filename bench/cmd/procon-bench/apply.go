@@ -431,7 +431,7 @@ relation_configs:
 	}
 	defer p.kill()
 	count := func(ctx context.Context) (int64, error) { return b.topicsCount(ctx, topics) }
-	done, _, err := b.waitRecords(ctx, p, count, sc.Records)
+	done, _, err := b.waitRecords(ctx, count, sc.Records, p)
 	if err != nil {
 		return 0, fmt.Errorf("%w (log: %s.log)", err, base)
 	}

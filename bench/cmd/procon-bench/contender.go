@@ -67,9 +67,13 @@ type Result struct {
 
 // run is what a contender needs to know about the scenario it runs in.
 type runSpec struct {
-	sc       *scenario
-	name     string // slot, and topic prefix of Kafka contenders
-	pub      string
+	sc     *scenario
+	name   string // slot, and topic prefix of Kafka contenders
+	pub    string
+	tables []string // the relations it streams (default: table)
+	// parts are the pipelines of procon-2pipelines, each a runSpec of its own (name, slot,
+	// publication, tables); nil for every other contender.
+	parts    []*runSpec
 	endLSN   string // backlog: where the workload ended
 	snapshot bool   // read the table with an initial snapshot instead of the slot's backlog
 	steady   func(ctx context.Context) (steadyStats, error)
@@ -77,13 +81,27 @@ type runSpec struct {
 	metricsAddr string
 }
 
-func (r *runSpec) topic() string { return r.name + ".public." + table }
+// topic is the Kafka topic of the first (usually only) table.
+func (r *runSpec) topic() string { return r.topics()[0] }
+
+// topics are the Kafka topics of every table r streams, <name>.public.<table>.
+func (r *runSpec) topics() []string {
+	tables := r.tables
+	if len(tables) == 0 {
+		tables = []string{table}
+	}
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		out[i] = r.name + ".public." + t
+	}
+	return out
+}
 
 func isKafka(c string) bool { return isProcon(c) || c == "debezium" }
 
 // isProcon reports whether c is procon-cdc.
 func isProcon(c string) bool {
-	return c == "procon-json" || c == "procon-avro" || c == "procon-eos" || c == "procon-metrics"
+	return c == "procon-json" || c == "procon-avro" || c == "procon-eos" || c == "procon-metrics" || c == "procon-2pipelines"
 }
 
 func short(c string) string {
@@ -96,6 +114,8 @@ func short(c string) string {
 		return "eos"
 	case "procon-metrics":
 		return "met"
+	case "procon-2pipelines":
+		return "2p"
 	case "debezium":
 		return "dbz"
 	case "pg_recvlogical":
@@ -218,6 +238,8 @@ func (b *bench) runContender(ctx context.Context, r *runSpec, c string) *Result 
 		err = b.runRecvlogical(ctx, r, res)
 	case c == "copy":
 		err = b.runCopy(ctx, r, res)
+	case len(r.parts) > 0:
+		err = b.runPipelines(ctx, r, res)
 	default:
 		err = b.runKafkaContender(ctx, r, c, res)
 	}
@@ -279,6 +301,14 @@ func (b *bench) proconConfig(r *runSpec, c string) string {
 	if c == "procon-metrics" {
 		fmt.Fprintf(&sb, "metrics:\n  listen: %s\n", r.metricsAddr)
 	}
+	tables := r.tables
+	if len(tables) == 0 {
+		tables = []string{table}
+	}
+	var rels strings.Builder
+	for _, t := range tables {
+		fmt.Fprintf(&rels, "  public.%s: {}\n", t)
+	}
 	fmt.Fprintf(&sb, `postgres:
   dsn: ${PROCON_PG_DSN}
   slot: %s
@@ -293,10 +323,9 @@ kafka:
 snapshot:
   mode: %s
 relation_configs:
-  public.%s: {}
-log:
+%slog:
   level: %s
-`, r.name, pub, autocreate, delivery, mode, table, envString("BENCH_PROCON_LOG_LEVEL", "warn"))
+`, r.name, pub, autocreate, delivery, mode, rels.String(), envString("BENCH_PROCON_LOG_LEVEL", "warn"))
 	return sb.String()
 }
 
@@ -357,7 +386,7 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 	// What Kafka holds: the topic's end offsets, except under exactly-once delivery, where
 	// transaction markers take offsets too: there the records visible to a read_committed
 	// consumer are counted (committedCounter), and in steady a consumer times them.
-	count := func(ctx context.Context) (int64, error) { return b.recordCount(ctx, r.topic()) }
+	count := func(ctx context.Context) (int64, error) { return b.topicsCount(ctx, r.topics()) }
 	var live *liveReader
 	if c == "procon-eos" {
 		cc, err := b.newCommittedCounter(r.topic())
@@ -465,7 +494,7 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 			return fmt.Errorf("steady writer: %w", err)
 		}
 	}
-	doneAt, first, err := b.waitRecords(ctx, p, count, res.ExpectedRecords)
+	doneAt, first, err := b.waitRecords(ctx, count, res.ExpectedRecords, p)
 	final := treeUsage(p.pid(), b.clkTck)
 	smp.sample(ctx)
 	last, wsCPU := smp.readings()
@@ -560,10 +589,10 @@ func (b *bench) waitReady(ctx context.Context, p *proc, slot string, ready chan 
 	return errors.New("not streaming after 2 minutes")
 }
 
-// waitRecords polls topic's end offset every 50 ms until it reaches want, and returns when
-// that happened and when the first record appeared.
-func (b *bench) waitRecords(ctx context.Context, p *proc, count func(context.Context) (int64, error), want int64) (done, first time.Time, err error) {
-	deadline := p.started.Add(b.o.timeout)
+// waitRecords polls count (topics' end offsets) every 50 ms until it reaches want, and returns
+// when that happened and when the first record appeared. Any of ps exiting first is a failure.
+func (b *bench) waitRecords(ctx context.Context, count func(context.Context) (int64, error), want int64, ps ...*proc) (done, first time.Time, err error) {
+	deadline := ps[0].started.Add(b.o.timeout)
 	lastN, lastMove := int64(-1), time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -581,8 +610,14 @@ func (b *bench) waitRecords(ctx context.Context, p *proc, count func(context.Con
 				lastN, lastMove = n, now
 			}
 		}
-		if p.done() {
-			return now, first, fmt.Errorf("exited with status %d with %d of %d records in Kafka", p.exitCode(), max(lastN, 0), want)
+		for i, p := range ps {
+			if p.done() {
+				which := ""
+				if len(ps) > 1 {
+					which = fmt.Sprintf("process %d of %d ", i+1, len(ps))
+				}
+				return now, first, fmt.Errorf("%sexited with status %d with %d of %d records in Kafka", which, p.exitCode(), max(lastN, 0), want)
+			}
 		}
 		if now.After(deadline) {
 			return now, first, fmt.Errorf("timed out after %s with %d of %d records in Kafka", b.o.timeout, max(lastN, 0), want)

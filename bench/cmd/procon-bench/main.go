@@ -48,12 +48,12 @@ type options struct {
 	applyChanges int64    // apply's change count; 0: 1M x scale
 }
 
-var allScenarios = []string{"drain-small", "drain-batched", "huge-tx", "steady", "snapshot", "apply"}
+var allScenarios = []string{"drain-small", "drain-batched", "drain-split", "huge-tx", "steady", "snapshot", "apply"}
 
 // cdcContenders produce to Kafka from the source (every scenario but apply); applyContenders
 // apply changes to a target database (apply).
 var (
-	cdcContenders   = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "procon-metrics", "debezium"}
+	cdcContenders   = []string{"pg_recvlogical", "procon-json", "procon-avro", "procon-eos", "procon-metrics", "procon-2pipelines", "debezium"}
 	applyContenders = []string{"pg-subscription", "procon-consume", "debezium-jdbc"}
 	allContenders   = append(append([]string{}, cdcContenders...), applyContenders...)
 )

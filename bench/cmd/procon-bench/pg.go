@@ -9,14 +9,19 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// table is the one relation every scenario writes: ~200-byte rows.
+// table is the relation every scenario writes: ~200-byte rows.
 const table = "pbench_rows"
+
+// table2 is the second relation of drain-split, of the same shape: the workload split over two
+// relations, for one pipeline against two.
+const table2 = "pbench_rows_b"
 
 // objectPrefix starts the name of every slot, publication and topic the bench creates, so that
 // leftovers of an interrupted run can be found and removed.
 const objectPrefix = "pbench_"
 
-const createTable = `CREATE TABLE public.pbench_rows (
+// createTable is the DDL of a bench table; %s is its name.
+const createTable = `CREATE TABLE public.%s (
 	id         bigint PRIMARY KEY,
 	name       text NOT NULL,
 	payload    text NOT NULL,
@@ -52,15 +57,27 @@ func firstLine(s string) string {
 	return s
 }
 
-func (b *bench) recreateTable(ctx context.Context) error {
-	if err := b.exec(ctx, "DROP TABLE IF EXISTS public."+table); err != nil {
+// recreateTables drops every bench table (a split run's second one included) and creates
+// tables afresh.
+func (b *bench) recreateTables(ctx context.Context, tables []string) error {
+	if err := b.exec(ctx, "DROP TABLE IF EXISTS public."+table+", public."+table2); err != nil {
 		return err
 	}
-	return b.exec(ctx, createTable)
+	for _, t := range tables {
+		if err := b.exec(ctx, fmt.Sprintf(createTable, t)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (b *bench) createPublication(ctx context.Context, pub string) error {
-	return b.exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE public.%s", pgx.Identifier{pub}.Sanitize(), table))
+// createPublication publishes tables (each in the public schema) as pub.
+func (b *bench) createPublication(ctx context.Context, pub string, tables ...string) error {
+	list := make([]string, len(tables))
+	for i, t := range tables {
+		list[i] = "public." + t
+	}
+	return b.exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s", pgx.Identifier{pub}.Sanitize(), strings.Join(list, ", ")))
 }
 
 func (b *bench) createSlot(ctx context.Context, slot string) error {

@@ -87,9 +87,14 @@ func score(res *ScenarioResult) {
 			r.Targets = metricsTargets(res, r)
 			continue
 		}
+		if r.Contender == "procon-2pipelines" {
+			r.Notes = append(r.Notes, splitRatios(res, r)...)
+			continue
+		}
 		switch res.Name {
 		case "drain-small", "drain-batched":
 			r.Targets = []Target{speedDbz(), speedLimit(), cpu}
+		case "drain-split": // a comparison of one pipeline with two, without targets
 		case "huge-tx":
 			r.Targets = []Target{
 				target("peak RSS < 100 MB", ok && r.PeakRSSMB < 100, true, fmt.Sprintf("%.0f MB", r.PeakRSSMB)),
@@ -172,6 +177,39 @@ func metricsTargets(res *ScenarioResult, r *Result) []Target {
 	return []Target{target("≥0.97× procon-json events/s", r.Complete && ratio >= 0.97, base != nil || !r.Complete, fmt.Sprintf("%.3f×", ratio))}
 }
 
+// splitRatios compares two pipelines with one (procon-json on both tables) in the same run:
+// events/s, procon-cdc CPU per event, walsender CPU and peak RSS, for the shown (median) runs
+// and, with -repeat, for each repeat (the k-th runs of both ran one after the other).
+func splitRatios(res *ScenarioResult, r *Result) []string {
+	one := find(res, "procon-json")
+	if one == nil || !r.Complete {
+		return nil
+	}
+	div := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	line := func(what string, eps2, eps1, cpu2, cpu1, ws2, ws1, rss2, rss1 float64) string {
+		return fmt.Sprintf("%s two pipelines ÷ one (procon-json): events/s %.2f×, procon-cdc CPU/event %.2f×, walsender CPU %.2f×, peak RSS %.2f×",
+			what, div(eps2, eps1), div(cpu2, cpu1), div(ws2, ws1), div(rss2, rss1))
+	}
+	out := []string{line("shown runs:", r.EventsPerSecond, one.EventsPerSecond, r.CPUPerMillion, one.CPUPerMillion,
+		r.WalsenderCPU, one.WalsenderCPU, r.PeakRSSMB, one.PeakRSSMB)}
+	if len(r.Runs) > 1 && len(r.Runs) == len(one.Runs) {
+		for k := range r.Runs {
+			a, b := r.Runs[k], one.Runs[k]
+			if !a.Complete || !b.Complete {
+				continue
+			}
+			out = append(out, line(fmt.Sprintf("repeat %d:", k+1), a.EventsPerSecond, b.EventsPerSecond, a.CPUPerMillion, b.CPUPerMillion,
+				a.WalsenderCPU, b.WalsenderCPU, a.PeakRSSMB, b.PeakRSSMB))
+		}
+	}
+	return out
+}
+
 // RunSummary is one run of a contender that ran several times (-repeat).
 type RunSummary struct {
 	Complete        bool     `json:"complete"`
@@ -179,6 +217,7 @@ type RunSummary struct {
 	EventsPerSecond float64  `json:"events_per_second"`
 	CPUPerMillion   float64  `json:"cpu_seconds_per_million_events"`
 	PeakRSSMB       float64  `json:"peak_rss_mb"`
+	WalsenderCPU    float64  `json:"walsender_cpu_seconds,omitempty"`
 	OtherCPU        float64  `json:"other_cpu_seconds"`
 	P99             float64  `json:"p99_ms,omitempty"`
 	Notes           []string `json:"notes,omitempty"`
@@ -194,7 +233,7 @@ func pickMedian(runs []*Result, byLatency bool) *Result {
 	var failed []*Result
 	for _, r := range runs {
 		s := RunSummary{Complete: r.Complete, WallSeconds: r.WallSeconds, EventsPerSecond: r.EventsPerSecond,
-			CPUPerMillion: r.CPUPerMillion, PeakRSSMB: r.PeakRSSMB, OtherCPU: r.OtherCPU}
+			CPUPerMillion: r.CPUPerMillion, PeakRSSMB: r.PeakRSSMB, WalsenderCPU: r.WalsenderCPU, OtherCPU: r.OtherCPU}
 		if r.Latency != nil {
 			s.P99 = r.Latency.P99
 		}

@@ -29,9 +29,13 @@ type scenario struct {
 	Events   int64 // row changes
 	Records  int64 // Kafka records: events plus delete tombstones
 	Sizes    map[string]any
-	prepare  func(ctx context.Context) error // after the table exists, before any slot
-	write    func(ctx context.Context) error // backlog: the workload, after the slots exist
-	plan     *applyPlan                      // apply: the workload
+	// Tables are the relations the workload writes (default: table alone).
+	Tables []string
+	// only, when set, is the contenders that take part (in the order -contenders gives).
+	only    []string
+	prepare func(ctx context.Context) error // after the table exists, before any slot
+	write   func(ctx context.Context) error // backlog: the workload, after the slots exist
+	plan    *applyPlan                      // apply: the workload
 }
 
 func scaled(n float64, scale float64, min int64) int64 {
@@ -51,6 +55,16 @@ func (b *bench) scenario(name string) *scenario {
 			Describe: fmt.Sprintf("%d single-row insert transactions written while the contender is stopped, then drained", n),
 			Sizes:    map[string]any{"transactions": n, "rows_per_transaction": 1},
 			write:    func(ctx context.Context) error { return b.writeSingleRows(ctx, 1, n) }}
+	case "drain-split":
+		n := scaled(1e6, s, 1000)
+		tables := []string{table, table2}
+		per := b.rowsPerTable(n, len(tables))
+		return &scenario{Name: name, Code: "dsp", Kind: backlog, Events: n, Records: n, Tables: tables,
+			only: []string{"pg_recvlogical", "procon-json", "procon-2pipelines"},
+			Describe: fmt.Sprintf("%d single-row insert transactions, %d into %s and %d into %s, written while the contender is stopped, then drained by one pipeline (both tables) and by two (one table each, each its own slot and publication)",
+				n, per[0], table, per[1], table2),
+			Sizes: map[string]any{"transactions": n, "rows_per_transaction": 1, "tables": tables, "rows_per_table": per},
+			write: func(ctx context.Context) error { return b.writeSingleRowsInto(ctx, tables, 1, n) }}
 	case "drain-batched":
 		p := batchedPlan{txs: int(scaled(1000, s, 1)), size: 1000, writers: b.o.writers}
 		events := int64(p.txs) * int64(p.size)
@@ -94,6 +108,14 @@ type ScenarioResult struct {
 	Skipped      string         `json:"skipped,omitempty"`
 	Repeat       int            `json:"repeat"`
 	Results      []*Result      `json:"results"`
+}
+
+// tables is what sc writes.
+func (sc *scenario) tables() []string {
+	if len(sc.Tables) == 0 {
+		return []string{table}
+	}
+	return sc.Tables
 }
 
 // name is the slot, publication-free name and topic prefix of contender c's rep-th run.
@@ -140,7 +162,11 @@ func (b *bench) contendersFor(sc *scenario) []string {
 	}
 	var out []string
 	for _, c := range b.o.contenders {
-		if contains(set, c) {
+		switch {
+		case !contains(set, c):
+		case sc.only != nil && !contains(sc.only, c):
+		case sc.only == nil && c == "procon-2pipelines": // needs a workload over several tables
+		default:
 			out = append(out, c)
 		}
 	}
@@ -150,7 +176,7 @@ func (b *bench) contendersFor(sc *scenario) []string {
 // cleanup drops what a scenario created, unless -keep.
 func (b *bench) cleanup(sc *scenario, pubs, slots, topics []string) {
 	if b.o.keep {
-		b.logf("keeping slots %v, publications %v, topics %v and table %s", slots, pubs, topics, table)
+		b.logf("keeping slots %v, publications %v, topics %v and tables %v", slots, pubs, topics, sc.tables())
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -163,11 +189,13 @@ func (b *bench) cleanup(sc *scenario, pubs, slots, topics []string) {
 	}
 	b.deleteTopics(ctx, topics...)
 	b.deleteSubjects(ctx, topics...)
-	_ = b.exec(ctx, "DROP TABLE IF EXISTS public."+table)
+	for _, t := range sc.tables() {
+		_ = b.exec(ctx, "DROP TABLE IF EXISTS public."+t)
+	}
 }
 
 func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResult, runs map[string][]*Result) error {
-	if err := b.recreateTable(ctx); err != nil {
+	if err := b.recreateTables(ctx, sc.tables()); err != nil {
 		return err
 	}
 	if sc.prepare != nil {
@@ -176,25 +204,34 @@ func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResul
 		}
 	}
 	pub := fmt.Sprintf("%s%s_%s", objectPrefix, b.runID, sc.Code)
+	pubs := []string{pub}
 	var slots, topics []string
-	defer func() { b.cleanup(sc, []string{pub}, slots, topics) }()
-	if err := b.createPublication(ctx, pub); err != nil {
+	defer func() { b.cleanup(sc, pubs, slots, topics) }()
+	if err := b.createPublication(ctx, pub, sc.tables()...); err != nil {
 		return err
 	}
 	// Every run's slot exists before the first change: all of them read the same WAL.
 	for rep := 1; rep <= b.o.repeat; rep++ {
 		for _, c := range b.contendersFor(sc) {
-			name := b.name(sc, c, rep)
-			if err := b.createSlot(ctx, name); err != nil {
-				return err
-			}
-			slots = append(slots, name)
-			if isKafka(c) {
-				t := name + ".public." + table
-				if err := b.createTopic(ctx, t); err != nil {
+			for _, part := range b.pipelines(sc, c, rep, pub) {
+				if part.pub != pub && !contains(pubs, part.pub) {
+					if err := b.createPublication(ctx, part.pub, part.tables...); err != nil {
+						return err
+					}
+					pubs = append(pubs, part.pub)
+				}
+				if err := b.createSlot(ctx, part.name); err != nil {
 					return err
 				}
-				topics = append(topics, t)
+				slots = append(slots, part.name)
+				if isKafka(c) {
+					for _, t := range part.topics() {
+						if err := b.createTopic(ctx, t); err != nil {
+							return err
+						}
+						topics = append(topics, t)
+					}
+				}
 			}
 		}
 	}
@@ -214,11 +251,20 @@ func (b *bench) runBacklog(ctx context.Context, sc *scenario, res *ScenarioResul
 		return err
 	}
 	return b.interleave(ctx, b.contendersFor(sc), func(c string, rep int) error {
-		name := b.name(sc, c, rep)
-		r := &runSpec{sc: sc, name: name, pub: pub, endLSN: end}
+		parts := b.pipelines(sc, c, rep, pub)
+		r := parts[0]
+		if len(parts) > 1 {
+			r = &runSpec{sc: sc, name: b.name(sc, c, rep), pub: pub, tables: sc.tables(), parts: parts}
+		}
+		for _, p := range parts {
+			p.endLSN = end
+		}
+		r.endLSN = end
 		runs[c] = append(runs[c], b.runContender(ctx, r, c))
-		// A finished run's slot would only hold WAL from here on.
-		b.dropSlot(ctx, name)
+		// A finished run's slots would only hold WAL from here on.
+		for _, p := range parts {
+			b.dropSlot(ctx, p.name)
+		}
 		return nil
 	})
 }
@@ -245,7 +291,7 @@ func (b *bench) interleave(ctx context.Context, contenders []string, run func(c 
 }
 
 func (b *bench) runSteady(ctx context.Context, sc *scenario, res *ScenarioResult, runs map[string][]*Result) error {
-	if err := b.recreateTable(ctx); err != nil {
+	if err := b.recreateTables(ctx, sc.tables()); err != nil {
 		return err
 	}
 	pub := fmt.Sprintf("%s%s_%s", objectPrefix, b.runID, sc.Code)
@@ -314,7 +360,7 @@ func (b *bench) runSnapshot(ctx context.Context, sc *scenario, res *ScenarioResu
 		}
 		contenders = append(contenders, c)
 	}
-	if err := b.recreateTable(ctx); err != nil {
+	if err := b.recreateTables(ctx, sc.tables()); err != nil {
 		return err
 	}
 	var slots, topics []string

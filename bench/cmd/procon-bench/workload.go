@@ -13,13 +13,18 @@ import (
 )
 
 var (
-	insertOneSQL   = `INSERT INTO public.pbench_rows (` + rowColumns + `) SELECT g, ` + rowExprs + ` FROM (SELECT $1::bigint AS g) s`
+	insertOneSQL   = insertOneInto(table)
 	insertRangeSQL = `INSERT INTO public.pbench_rows (` + rowColumns + `) SELECT g, ` + rowExprs +
 		` FROM generate_series($1::bigint, $2::bigint) g`
 	updateRangeSQL = `UPDATE public.pbench_rows SET payload = md5((id + 1)::text) || md5((id * 3)::text),
 		amount = amount + 1, created_at = now() WHERE id BETWEEN $1 AND $2`
 	deleteRangeSQL = `DELETE FROM public.pbench_rows WHERE id BETWEEN $1 AND $2`
 )
+
+// insertOneInto is the single-row insert of row $1 into table t.
+func insertOneInto(t string) string {
+	return `INSERT INTO public.` + t + ` (` + rowColumns + `) SELECT g, ` + rowExprs + ` FROM (SELECT $1::bigint AS g) s`
+}
 
 // split cuts [0, n) into at most parts contiguous ranges.
 func split(n int64, parts int) [][2]int64 {
@@ -38,25 +43,43 @@ func split(n int64, parts int) [][2]int64 {
 // o.writers connections. Each connection pipelines its inserts: every insert is followed by a
 // Sync, so each is its own (implicit) transaction, without a round trip per row.
 func (b *bench) writeSingleRows(ctx context.Context, first, n int64) error {
+	return b.writeSingleRowsInto(ctx, []string{table}, first, n)
+}
+
+// writeSingleRowsInto is writeSingleRows over several tables: the i-th writer inserts into
+// tables[i % len(tables)], so that with an even writer count every table gets the same share
+// of the transactions, written at the same time.
+func (b *bench) writeSingleRowsInto(ctx context.Context, tables []string, first, n int64) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, r := range split(n, b.o.writers) {
-		g.Go(func() error { return b.pipelineInserts(gctx, first+r[0], first+r[1]) })
+	for i, r := range split(n, b.o.writers) {
+		t := tables[i%len(tables)]
+		g.Go(func() error { return b.pipelineInserts(gctx, t, first+r[0], first+r[1]) })
 	}
 	return g.Wait()
 }
 
-func (b *bench) pipelineInserts(ctx context.Context, lo, hi int64) error {
+// rowsPerTable is how many of writeSingleRowsInto's n rows go to each of k tables.
+func (b *bench) rowsPerTable(n int64, k int) []int64 {
+	out := make([]int64, k)
+	for i, r := range split(n, b.o.writers) {
+		out[i%k] += r[1] - r[0]
+	}
+	return out
+}
+
+func (b *bench) pipelineInserts(ctx context.Context, t string, lo, hi int64) error {
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	if _, err := conn.Conn().Prepare(ctx, insertOneStmt, insertOneSQL); err != nil {
-		return fmt.Errorf("prepare insert: %w", err)
+	stmt := insertOneStmt + "_" + t
+	if _, err := conn.Conn().Prepare(ctx, stmt, insertOneInto(t)); err != nil {
+		return fmt.Errorf("prepare insert into %s: %w", t, err)
 	}
 	const depth = 256
 	for id := lo; id < hi; id += depth {
-		if err := pipelineRange(ctx, conn.Conn().PgConn(), id, min(id+depth, hi)); err != nil {
+		if err := pipelineRange(ctx, conn.Conn().PgConn(), stmt, id, min(id+depth, hi)); err != nil {
 			return err
 		}
 	}
@@ -65,12 +88,13 @@ func (b *bench) pipelineInserts(ctx context.Context, lo, hi int64) error {
 
 const insertOneStmt = "pbench_insert_one"
 
-// pipelineRange commits one single-row insert transaction per id in [lo, hi), pipelined: all
-// are sent, each followed by a Sync (which ends its implicit transaction), then all results read.
-func pipelineRange(ctx context.Context, pc *pgconn.PgConn, lo, hi int64) error {
+// pipelineRange commits one single-row insert transaction per id in [lo, hi) with the prepared
+// statement stmt, pipelined: all are sent, each followed by a Sync (which ends its implicit
+// transaction), then all results read.
+func pipelineRange(ctx context.Context, pc *pgconn.PgConn, stmt string, lo, hi int64) error {
 	p := pc.StartPipeline(ctx)
 	for i := lo; i < hi; i++ {
-		p.SendQueryPrepared(insertOneStmt, [][]byte{strconv.AppendInt(nil, i, 10)}, nil, nil)
+		p.SendQueryPrepared(stmt, [][]byte{strconv.AppendInt(nil, i, 10)}, nil, nil)
 		p.SendPipelineSync()
 	}
 	if err := p.Flush(); err != nil {
@@ -240,7 +264,7 @@ func (b *bench) writeSteady(ctx context.Context, first int64, rate int, d time.D
 				if behind := time.Since(due(r[0])); int64(behind) > maxBehind.Load() {
 					maxBehind.Store(int64(behind))
 				}
-				if err := pipelineRange(gctx, conn.Conn().PgConn(), first+r[0], first+r[1]); err != nil {
+				if err := pipelineRange(gctx, conn.Conn().PgConn(), insertOneStmt, first+r[0], first+r[1]); err != nil {
 					return err
 				}
 			}
