@@ -37,26 +37,44 @@ func (b *bench) runPipelines(ctx context.Context, r *runSpec, res *Result) error
 	res.Log = filepath.Join(b.dir, r.parts[0].name+".log")
 	var procs []*proc
 	var smps []*sampler
+	var profs []*profiler
 	defer func() {
 		for _, s := range smps {
 			s.stop()
 		}
+		var saved []string
+		for i, prof := range profs {
+			saved = append(saved, prof.finish(b, filepath.Join(b.o.outDir, r.parts[i].name+".pprof")))
+		}
+		res.Profile = strings.Join(saved, ",")
 		for _, p := range procs {
 			p.kill()
 		}
 	}()
 	s0 := b.snapMachine()
 	var topics []string
+	var err error
 	for _, part := range r.parts {
 		base := filepath.Join(b.dir, part.name)
 		if err := os.WriteFile(base+".yaml", []byte(b.proconConfig(part, "procon-json")), 0o644); err != nil {
 			return err
 		}
-		p, err := startProc(base+".log", nil, nil, b.o.proconBin, "run", "--config", base+".yaml")
+		args := []string{b.o.proconBin, "run", "--config", base + ".yaml"}
+		var pprofAddr string
+		if b.o.pprof {
+			if pprofAddr, err = freePort(); err != nil {
+				return err
+			}
+			args = append(args, "--pprof", pprofAddr)
+		}
+		p, err := startProc(base+".log", nil, nil, args...)
 		if err != nil {
 			return fmt.Errorf("start pipeline %s: %w", part.name, err)
 		}
 		procs = append(procs, p)
+		if pprofAddr != "" {
+			profs = append(profs, startProfiler(ctx, pprofAddr, base))
+		}
 		smps = append(smps, b.startSampler(ctx, p.pid(), part.name))
 		topics = append(topics, part.topics()...)
 	}
@@ -78,6 +96,9 @@ func (b *bench) runPipelines(ctx context.Context, r *runSpec, res *Result) error
 			r.parts[i].name, strings.Join(r.parts[i].tables, ", "), final.CPU, wsCPU, float64(final.HWMKiB)*1024/1e6))
 	}
 	s1 := b.snapMachine()
+	for _, prof := range profs {
+		prof.stop()
+	}
 	if !first.IsZero() {
 		res.FirstRecordSeconds = first.Sub(procs[0].started).Seconds()
 	}
