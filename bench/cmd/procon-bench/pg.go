@@ -73,6 +73,9 @@ func (b *bench) recreateTables(ctx context.Context, tables []string) error {
 
 // createPublication publishes tables (each in the public schema) as pub.
 func (b *bench) createPublication(ctx context.Context, pub string, tables ...string) error {
+	if len(tables) == 0 {
+		return fmt.Errorf("publication %s: no tables to publish", pub)
+	}
 	list := make([]string, len(tables))
 	for i, t := range tables {
 		list[i] = "public." + t

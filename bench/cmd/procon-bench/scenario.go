@@ -297,7 +297,7 @@ func (b *bench) runSteady(ctx context.Context, sc *scenario, res *ScenarioResult
 	pub := fmt.Sprintf("%s%s_%s", objectPrefix, b.runID, sc.Code)
 	var slots, topics []string
 	defer func() { b.cleanup(sc, []string{pub}, slots, topics) }()
-	if err := b.createPublication(ctx, pub); err != nil {
+	if err := b.createPublication(ctx, pub, sc.tables()...); err != nil {
 		return err
 	}
 	k := int64(0)
