@@ -53,7 +53,6 @@ func (b *bench) runPipelines(ctx context.Context, r *runSpec, res *Result) error
 	}()
 	s0 := b.snapMachine()
 	var topics []string
-	var err error
 	for _, part := range r.parts {
 		base := filepath.Join(b.dir, part.name)
 		if err := os.WriteFile(base+".yaml", []byte(b.proconConfig(part, "procon-json")), 0o644); err != nil {
@@ -62,10 +61,12 @@ func (b *bench) runPipelines(ctx context.Context, r *runSpec, res *Result) error
 		args := []string{b.o.proconBin, "run", "--config", base + ".yaml"}
 		var pprofAddr string
 		if b.o.pprof {
-			if pprofAddr, err = freePort(); err != nil {
+			addr, err := freePort()
+			if err != nil {
 				return err
 			}
-			args = append(args, "--pprof", pprofAddr)
+			pprofAddr = addr
+			args = append(args, "--pprof", addr)
 		}
 		p, err := startProc(base+".log", nil, nil, args...)
 		if err != nil {
