@@ -1,0 +1,326 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/test/testenv"
+)
+
+// pgPair is a PostgreSQL 17 primary and its physical standby, made from a cold copy of the
+// primary, set up for failover slots: the standby streams through the physical slot
+// "standby1", which the primary's synchronized_standby_slots names (no logical change is
+// sent before the standby has flushed it) and its synchronous_standby_names too (a commit
+// returns once the standby has it). It starts with sync_replication_slots off: a test turns
+// it on once its slot exists (TestFailover says why).
+type pgPair struct {
+	primary, standby *testenv.PGServer
+}
+
+// common is every server's configuration; fsync is off (the test never crashes the machine,
+// only the server).
+const pgPairConf = `wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+fsync = off
+full_page_writes = off
+wal_sender_timeout = 10s
+wal_receiver_status_interval = 1s
+log_min_messages = info
+log_line_prefix = '%m [%p] '`
+
+// startPGPair starts the pair. standbyConf is appended to the standby's configuration (a
+// test of check's findings breaks it there).
+func startPGPair(t *testing.T, standbyConf string) *pgPair {
+	t.Helper()
+	bin := testenv.PGBin(t, 17)
+	root := testenv.PGRoot(t)
+	p := &pgPair{primary: testenv.InitPG(t, bin, root, "primary", pgPairConf)}
+	p.primary.Start(t)
+	conn := p.primary.Conn(t, "postgres")
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := conn.Exec(ctx, `SELECT pg_create_physical_replication_slot('standby1', true)`); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close(ctx)
+	p.primary.Stop(t, "fast")
+
+	p.standby = p.primary.CopyTo(t, "standby")
+	// The copy carries the primary's physical slot: it is the primary's alone.
+	if err := os.RemoveAll(p.standby.Dir + "/pg_replslot/standby1"); err != nil {
+		t.Fatal(err)
+	}
+	p.standby.WriteFile(t, "standby.signal", "", false)
+	p.standby.AppendConf(t, fmt.Sprintf(`primary_conninfo = 'host=127.0.0.1 port=%d user=procon dbname=postgres application_name=standby1'
+primary_slot_name = 'standby1'
+hot_standby_feedback = on
+sync_replication_slots = off
+%s`, p.primary.Port, standbyConf))
+	// Only the primary waits for the standby; a promoted standby has no standby of its own.
+	p.primary.AppendConf(t, `synchronized_standby_slots = 'standby1'
+synchronous_standby_names = 'standby1'`)
+	p.primary.Start(t)
+	p.standby.Start(t)
+	conn = p.primary.Conn(t, "postgres")
+	testenv.WaitFor(t, time.Minute, "the standby to stream from slot standby1", func() (bool, error) {
+		var active bool
+		err := conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = 'standby1'`).Scan(&active)
+		return active, err
+	})
+	return p
+}
+
+// DSN names both servers; procon-cdc and the writer connect to whichever accepts writes.
+func (p *pgPair) DSN() string {
+	return fmt.Sprintf("postgres://procon@%s,%s/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2",
+		p.primary.Addr(), p.standby.Addr())
+}
+
+// TestFailover runs procon-cdc on a PostgreSQL 17 primary with postgres.failover while a
+// writer inserts rows, crashes the primary (immediate stop), promotes the standby and lets the
+// writer go on there. procon-cdc, never restarted, must follow to the new primary through its
+// multi-host DSN, and Kafka must then hold exactly the rows of the new primary's table: every
+// one (nothing lost, however the synced slot lags) and none that the new primary lacks
+// (changes the crashed primary had not sent to the standby never reached Kafka). Repeats of
+// rows are allowed (at-least-once) and counted.
+func TestFailover(t *testing.T) {
+	start := time.Now()
+	env := testenv.Get(t)
+	p := startPGPair(t, "")
+	ctx := testenv.Context(t, 3*time.Minute)
+	primary := p.primary.Conn(t, "postgres")
+	if _, err := primary.Exec(ctx, `CREATE TABLE public.t (id bigint PRIMARY KEY, pad text)`); err != nil {
+		t.Fatal(err)
+	}
+
+	name := strings.ReplaceAll(testenv.Name(t, "p"), "_", "-")
+	slot := strings.ReplaceAll(name, "-", "_")
+	env.DeleteTopicsAtCleanup(t, name)
+	proc := startProcon(t, "run", writeConfig(t, fmt.Sprintf(`name: %s
+postgres:
+  dsn: %s
+  slot: %s
+  publication: %s
+  status_interval: 200ms
+  failover: true
+kafka:
+  brokers: %s
+log:
+  level: info
+relation_configs:
+  public.t: {}
+`, name, p.DSN(), slot, slot, strings.Join(env.Brokers, ","))))
+	topic := name + ".public.t"
+
+	w := &failoverWriter{dsn: p.DSN()}
+	wctx, stopWriter := context.WithCancel(ctx)
+	defer stopWriter()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.run(wctx) }()
+
+	kafka := newIDCollector(t, env, topic)
+	testenv.WaitFor(t, time.Minute, "rows in Kafka", func() (bool, error) { return kafka.poll(t) > 200, nil })
+	standby := p.standby.Conn(t, "postgres")
+	// Only now: the slot sync worker doubles its sleep while it finds nothing to do, up to 30
+	// s, and a worker started with the standby would take that long to see the new slot.
+	for _, sql := range []string{`ALTER SYSTEM SET sync_replication_slots = on`, `SELECT pg_reload_conf()`} {
+		if _, err := standby.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, time.Minute, "the slot to be synchronized to the standby", func() (bool, error) {
+		// The standby takes the slot only once its catalog_xmin is one the standby still
+		// has; a logged snapshot of running transactions lets the primary's slot advance
+		// it now rather than at the next one the server logs by itself (every 15 s).
+		if _, err := primary.Exec(ctx, `SELECT pg_log_standby_snapshot()`); err != nil {
+			return false, err
+		}
+		var ready bool
+		err := standby.QueryRow(ctx, `SELECT synced AND NOT temporary AND invalidation_reason IS NULL
+			FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&ready)
+		if err == pgx.ErrNoRows {
+			return false, nil
+		}
+		return ready, err
+	})
+	_ = standby.Close(ctx)
+	_ = primary.Close(ctx)
+
+	before := w.committed()
+	crash := time.Now()
+	p.primary.Stop(t, "immediate")
+	// Promoted only once procon-cdc has found no primary (the old one gone, the standby
+	// read-only): it must keep trying until there is one.
+	testenv.WaitFor(t, 30*time.Second, "procon-cdc to find no primary", func() (bool, error) {
+		return strings.Contains(proc.output(), "cannot reconnect to PostgreSQL; retrying"), nil
+	})
+	p.standby.Promote(t)
+	t.Logf("primary crashed after %d committed rows; standby promoted %s later", before, time.Since(crash).Round(time.Millisecond))
+	testenv.WaitFor(t, time.Minute, "the writer to commit on the new primary", func() (bool, error) { return w.committed() > before+300, nil })
+	stopWriter()
+	wg.Wait()
+
+	promoted := p.standby.Conn(t, "postgres")
+	rows, err := promoted.Query(ctx, `SELECT id FROM public.t`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTable := make(map[int64]bool, len(table))
+	for _, id := range table {
+		inTable[id] = true
+	}
+	for _, id := range w.acknowledged() {
+		if !inTable[id] {
+			t.Errorf("row %d: its commit returned (synchronous_standby_names) but the new primary lacks it", id)
+		}
+	}
+	testenv.WaitFor(t, time.Minute, "every row of the new primary in Kafka", func() (bool, error) {
+		kafka.poll(t)
+		return kafka.hasAll(table), nil
+	})
+	select {
+	case <-proc.exited:
+		t.Fatalf("procon-cdc exited: %v", proc.wait())
+	default:
+	}
+	var extra []int64
+	for id := range kafka.seen {
+		if !inTable[id] {
+			extra = append(extra, id)
+		}
+	}
+	if len(extra) > 0 {
+		t.Errorf("%d rows in Kafka are not in the new primary (sent before the standby had them): %v", len(extra), first(extra, 20))
+	}
+	t.Logf("procon-cdc's log of the failover:\n%s", testenv.LastLines(proc.output(), 12))
+	t.Logf("%d rows in the new primary, %d records in Kafka (%d repeats), writer errors %d; %s in all",
+		len(table), kafka.records, kafka.records-len(kafka.seen), w.errors(), time.Since(start).Round(time.Millisecond))
+}
+
+func first(ids []int64, n int) []int64 { return ids[:min(n, len(ids))] }
+
+// failoverWriter inserts rows with increasing ids, one per transaction, reconnecting through
+// the multi-host DSN after any error. A row whose commit returned is acknowledged; one whose
+// commit failed may or may not exist.
+type failoverWriter struct {
+	dsn string
+
+	mu    sync.Mutex
+	acked []int64
+	errs  int
+}
+
+func (w *failoverWriter) run(ctx context.Context) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+	}()
+	for id := int64(1); ctx.Err() == nil; id++ {
+		if conn == nil {
+			c, err := pgx.Connect(ctx, w.dsn)
+			if err != nil {
+				w.failed()
+				time.Sleep(50 * time.Millisecond)
+				id--
+				continue
+			}
+			conn = c
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO public.t VALUES ($1, repeat('x', 100))`, id); err != nil {
+			// Its outcome is unknown: the id is not used again, so the row is either there or not.
+			w.failed()
+			_ = conn.Close(context.Background())
+			conn = nil
+			continue
+		}
+		w.mu.Lock()
+		w.acked = append(w.acked, id)
+		w.mu.Unlock()
+	}
+}
+
+func (w *failoverWriter) failed() {
+	w.mu.Lock()
+	w.errs++
+	w.mu.Unlock()
+}
+
+func (w *failoverWriter) committed() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+func (w *failoverWriter) errors() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.errs
+}
+
+func (w *failoverWriter) acknowledged() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int64(nil), w.acked...)
+}
+
+// idCollector reads a topic of public.t's events from the start and keeps the ids of the rows
+// it has seen.
+type idCollector struct {
+	cl      *kgo.Client
+	seen    map[int64]bool
+	records int
+}
+
+func newIDCollector(t *testing.T, env *testenv.Env, topic string) *idCollector {
+	cl := env.Kafka(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AllowAutoTopicCreation())
+	return &idCollector{cl: cl, seen: map[int64]bool{}}
+}
+
+// poll reads what is there within a moment and returns the number of distinct ids seen.
+func (c *idCollector) poll(t *testing.T) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	fs := c.cl.PollFetches(ctx)
+	fs.EachRecord(func(r *kgo.Record) {
+		c.records++
+		var ev struct {
+			Op    string
+			After struct{ ID int64 }
+		}
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatalf("record at offset %d: %v", r.Offset, err)
+		}
+		if ev.Op != "c" && ev.Op != "r" {
+			t.Fatalf("record at offset %d is %q, want an insert or a snapshot read: %s", r.Offset, ev.Op, r.Value)
+		}
+		c.seen[ev.After.ID] = true
+	})
+	return len(c.seen)
+}
+
+func (c *idCollector) hasAll(ids []int64) bool {
+	for _, id := range ids {
+		if !c.seen[id] {
+			return false
+		}
+	}
+	return true
+}
