@@ -39,9 +39,9 @@ wal_receiver_status_interval = 1s
 log_min_messages = info
 log_line_prefix = '%m [%p] '`
 
-// startPGPair starts the pair. standbyConf is appended to the standby's configuration (a
-// test of check's findings breaks it there).
-func startPGPair(t *testing.T, standbyConf string) *pgPair {
+// startPGPair starts the pair. standbyConf, given the primary's port, is appended to the
+// standby's configuration (a test of check's findings breaks it there).
+func startPGPair(t *testing.T, standbyConf func(primaryPort int) string) *pgPair {
 	t.Helper()
 	bin := testenv.PGBin(t, 17)
 	root := testenv.PGRoot(t)
@@ -65,17 +65,20 @@ func startPGPair(t *testing.T, standbyConf string) *pgPair {
 primary_slot_name = 'standby1'
 hot_standby_feedback = on
 sync_replication_slots = off
-%s`, p.primary.Port, standbyConf))
+`, p.primary.Port))
+	if standbyConf != nil {
+		p.standby.AppendConf(t, standbyConf(p.primary.Port))
+	}
 	// Only the primary waits for the standby; a promoted standby has no standby of its own.
 	p.primary.AppendConf(t, `synchronized_standby_slots = 'standby1'
 synchronous_standby_names = 'standby1'`)
 	p.primary.Start(t)
 	p.standby.Start(t)
 	conn = p.primary.Conn(t, "postgres")
-	testenv.WaitFor(t, time.Minute, "the standby to stream from slot standby1", func() (bool, error) {
-		var active bool
-		err := conn.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = 'standby1'`).Scan(&active)
-		return active, err
+	testenv.WaitFor(t, time.Minute, "the standby to stream", func() (bool, error) {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1' AND state = 'streaming'`).Scan(&n)
+		return n == 1, err
 	})
 	return p
 }
@@ -96,7 +99,7 @@ func (p *pgPair) DSN() string {
 func TestFailover(t *testing.T) {
 	start := time.Now()
 	env := testenv.Get(t)
-	p := startPGPair(t, "")
+	p := startPGPair(t, nil)
 	ctx := testenv.Context(t, 3*time.Minute)
 	primary := p.primary.Conn(t, "postgres")
 	if _, err := primary.Exec(ctx, `CREATE TABLE public.t (id bigint PRIMARY KEY, pad text)`); err != nil {
@@ -106,7 +109,7 @@ func TestFailover(t *testing.T) {
 	name := strings.ReplaceAll(testenv.Name(t, "p"), "_", "-")
 	slot := strings.ReplaceAll(name, "-", "_")
 	env.DeleteTopicsAtCleanup(t, name)
-	proc := startProcon(t, "run", writeConfig(t, fmt.Sprintf(`name: %s
+	configPath := writeConfig(t, fmt.Sprintf(`name: %s
 postgres:
   dsn: %s
   slot: %s
@@ -119,7 +122,8 @@ log:
   level: info
 relation_configs:
   public.t: {}
-`, name, p.DSN(), slot, slot, strings.Join(env.Brokers, ","))))
+`, name, p.DSN(), slot, slot, strings.Join(env.Brokers, ",")))
+	proc := startProcon(t, "run", configPath)
 	topic := name + ".public.t"
 
 	w := &failoverWriter{dsn: p.DSN()}
@@ -131,6 +135,7 @@ relation_configs:
 
 	kafka := newIDCollector(t, env, topic)
 	testenv.WaitFor(t, time.Minute, "rows in Kafka", func() (bool, error) { return kafka.poll(t) > 200, nil })
+	t.Logf("%s: the pair set up, rows in Kafka", time.Since(start).Round(time.Millisecond))
 	standby := p.standby.Conn(t, "postgres")
 	// Only now: the slot sync worker doubles its sleep while it finds nothing to do, up to 30
 	// s, and a worker started with the standby would take that long to see the new slot.
@@ -156,7 +161,22 @@ relation_configs:
 	})
 	_ = standby.Close(ctx)
 	_ = primary.Close(ctx)
+	check := startProcon(t, "check", configPath)
+	if err := check.wait(); err != nil {
+		t.Fatalf("check of a pair set up for failover: %v\n%s", err, check.output())
+	}
+	for _, want := range []string{
+		"slot " + slot + " is a failover slot",
+		"slot standby1 is physical and in use (standby1 at 127.0.0.1)",
+		"standby " + p.standby.Addr() + " slot " + slot + " is synchronized here",
+		"primary " + p.primary.Addr(),
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(check.output()), " "), want) {
+			t.Errorf("check's output lacks %q:\n%s", want, check.output())
+		}
+	}
 
+	t.Logf("%s: streaming, the slot synchronized and checked", time.Since(start).Round(time.Millisecond))
 	before := w.committed()
 	crash := time.Now()
 	p.primary.Stop(t, "immediate")
@@ -323,4 +343,51 @@ func (c *idCollector) hasAll(ids []int64) bool {
 		}
 	}
 	return true
+}
+
+// TestFailoverCheck runs procon-cdc check against a pair whose standby lacks every setting a
+// failover slot needs, and a DSN that lists both servers without target_session_attrs: check
+// must fail and name each setting, with where to set it.
+func TestFailoverCheck(t *testing.T) {
+	env := testenv.Get(t)
+	p := startPGPair(t, func(primaryPort int) string {
+		return fmt.Sprintf(`hot_standby_feedback = off
+primary_slot_name = ''
+primary_conninfo = 'host=127.0.0.1 port=%d user=procon application_name=standby1'`, primaryPort)
+	})
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := p.primary.Conn(t, "postgres").Exec(ctx, `CREATE TABLE public.t (id bigint PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	name := strings.ReplaceAll(testenv.Name(t, "p"), "_", "-")
+	slot := strings.ReplaceAll(name, "-", "_")
+	dsn := fmt.Sprintf("postgres://procon@%s,%s/postgres?sslmode=disable", p.primary.Addr(), p.standby.Addr())
+	check := startProcon(t, "check", writeConfig(t, fmt.Sprintf(`name: %s
+postgres:
+  dsn: %s
+  slot: %s
+  failover: true
+kafka:
+  brokers: %s
+relation_configs:
+  public.t: {}
+`, name, dsn, slot, strings.Join(env.Brokers, ","))))
+	if err := check.wait(); err == nil {
+		t.Fatalf("check passed a misconfigured standby:\n%s", check.output())
+	}
+	out := strings.Join(strings.Fields(check.output()), " ")
+	standby := "error standby " + p.standby.Addr() + " "
+	for _, want := range []string{
+		"error failover postgres.dsn names 2 hosts without target_session_attrs=read-write",
+		"warn synchronized_standby_slots slot standby1 is not in use",
+		standby + "sync_replication_slots is off: the standby does not copy failover slots; set sync_replication_slots = on in its postgresql.conf",
+		standby + "hot_standby_feedback is off",
+		standby + "primary_slot_name is not set",
+		standby + "primary_conninfo names no dbname: slot synchronization connects to a database of the primary; add dbname=postgres to primary_conninfo",
+		"ok failover slot " + slot + " does not exist yet; run creates it with FAILOVER",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check's output lacks %q:\n%s", want, check.output())
+		}
+	}
 }
