@@ -391,3 +391,69 @@ relation_configs:
 		}
 	}
 }
+
+// TestFailoverExistingSlot starts procon-cdc with postgres.failover on a slot made without
+// it: the start makes it a failover slot (ALTER_REPLICATION_SLOT) and says so.
+func TestFailoverExistingSlot(t *testing.T) {
+	env := testenv.Get(t)
+	p := startPGPair(t, nil)
+	ctx := testenv.Context(t, time.Minute)
+	conn := p.primary.Conn(t, "postgres")
+	name := strings.ReplaceAll(testenv.Name(t, "p"), "_", "-")
+	slot := strings.ReplaceAll(name, "-", "_")
+	env.DeleteTopicsAtCleanup(t, name)
+	for _, sql := range []string{
+		`CREATE TABLE public.t (id bigint PRIMARY KEY)`,
+		fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'pgoutput')`, slot),
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc := startProcon(t, "run", writeConfig(t, fmt.Sprintf(`name: %s
+postgres:
+  dsn: %s
+  slot: %s
+  failover: true
+kafka:
+  brokers: %s
+relation_configs:
+  public.t: {}
+`, name, p.DSN(), slot, strings.Join(env.Brokers, ","))))
+	testenv.WaitFor(t, 30*time.Second, "the slot to become a failover slot", func() (bool, error) {
+		var failover bool
+		err := conn.QueryRow(ctx, `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&failover)
+		return failover, err
+	})
+	testenv.WaitFor(t, 10*time.Second, "the log line", func() (bool, error) {
+		return strings.Contains(proc.output(), "slot was not a failover slot; set FAILOVER true"), nil
+	})
+}
+
+// TestFailoverBefore17 runs procon-cdc with postgres.failover against the services' server
+// when it is older than PostgreSQL 17: the start is refused, naming the key and the version,
+// and no slot is made.
+func TestFailoverBefore17(t *testing.T) {
+	s := newSetup(t, `public.t: {}`, "")
+	var version int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int / 10000`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if version >= 17 {
+		t.Skipf("the services' PostgreSQL is %d: it has failover slots", version)
+	}
+	s.db.Exec(t, `CREATE TABLE public.t (id int PRIMARY KEY)`)
+	s.config = strings.Replace(s.config, "status_interval: 200ms", "status_interval: 200ms\n  failover: true", 1)
+	proc := s.startProcess(t)
+	if err := proc.wait(); err == nil {
+		t.Fatalf("procon-cdc ran with postgres.failover on PostgreSQL %d:\n%s", version, proc.output())
+	}
+	want := fmt.Sprintf("postgres.failover: true needs PostgreSQL 17 or later, and the server is PostgreSQL %d", version)
+	if !strings.Contains(proc.output(), want) {
+		t.Fatalf("output lacks %q:\n%s", want, proc.output())
+	}
+	var slots int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("slots named %s: %d (%v), want none", s.slot, slots, err)
+	}
+}
