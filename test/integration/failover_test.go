@@ -84,9 +84,16 @@ synchronous_standby_names = 'standby1'`)
 }
 
 // DSN names both servers; procon-cdc and the writer connect to whichever accepts writes.
-func (p *pgPair) DSN() string {
-	return fmt.Sprintf("postgres://procon@%s,%s/postgres?sslmode=disable&target_session_attrs=read-write&connect_timeout=2",
-		p.primary.Addr(), p.standby.Addr())
+func (p *pgPair) DSN() string { return p.dsn(true) }
+
+// dsn names both servers, the primary first; with readWrite, a connection takes only the
+// one that accepts writes, without it the first that answers.
+func (p *pgPair) dsn(readWrite bool) string {
+	dsn := fmt.Sprintf("postgres://procon@%s,%s/postgres?sslmode=disable&connect_timeout=2", p.primary.Addr(), p.standby.Addr())
+	if readWrite {
+		dsn += "&target_session_attrs=read-write"
+	}
+	return dsn
 }
 
 // TestFailover runs procon-cdc on a PostgreSQL 17 primary with postgres.failover while a
@@ -96,7 +103,15 @@ func (p *pgPair) DSN() string {
 // one (nothing lost, however the synced slot lags) and none that the new primary lacks
 // (changes the crashed primary had not sent to the standby never reached Kafka). Repeats of
 // rows are allowed (at-least-once) and counted.
-func TestFailover(t *testing.T) {
+func TestFailover(t *testing.T) { testFailover(t, true) }
+
+// TestFailoverStandbyGuard is TestFailover with a DSN that lacks target_session_attrs, so
+// that while the old primary is down a connection lands on the standby (a DNS name moved
+// before the promotion does the same): procon-cdc must not read the synchronized slot there,
+// which a standby refuses for good, but keep trying until the standby is promoted.
+func TestFailoverStandbyGuard(t *testing.T) { testFailover(t, false) }
+
+func testFailover(t *testing.T, readWrite bool) {
 	start := time.Now()
 	env := testenv.Get(t)
 	p := startPGPair(t, nil)
@@ -122,11 +137,11 @@ log:
   level: info
 relation_configs:
   public.t: {}
-`, name, p.DSN(), slot, slot, strings.Join(env.Brokers, ",")))
+`, name, p.dsn(readWrite), slot, slot, strings.Join(env.Brokers, ",")))
 	proc := startProcon(t, "run", configPath)
 	topic := name + ".public.t"
 
-	w := &failoverWriter{dsn: p.DSN()}
+	w := &failoverWriter{dsn: p.dsn(readWrite)}
 	wctx, stopWriter := context.WithCancel(ctx)
 	defer stopWriter()
 	var wg sync.WaitGroup
@@ -162,8 +177,10 @@ relation_configs:
 	_ = standby.Close(ctx)
 	_ = primary.Close(ctx)
 	check := startProcon(t, "check", configPath)
-	if err := check.wait(); err != nil {
-		t.Fatalf("check of a pair set up for failover: %v\n%s", err, check.output())
+	// Without target_session_attrs the DSN itself is an error, and the only one.
+	if err := check.wait(); (err == nil) != readWrite ||
+		!readWrite && strings.Count(check.output(), "\nerror") != 1 {
+		t.Fatalf("check of a pair set up for failover (target_session_attrs=read-write: %v): %v\n%s", readWrite, err, check.output())
 	}
 	for _, want := range []string{
 		"slot " + slot + " is a failover slot",
@@ -183,7 +200,11 @@ relation_configs:
 	// Promoted only once procon-cdc has found no primary (the old one gone, the standby
 	// read-only): it must keep trying until there is one.
 	testenv.WaitFor(t, 30*time.Second, "procon-cdc to find no primary", func() (bool, error) {
-		return strings.Contains(proc.output(), "cannot reconnect to PostgreSQL; retrying"), nil
+		want := "cannot reconnect to PostgreSQL; retrying"
+		if !readWrite {
+			want = "the server is a standby (in recovery); waiting for a primary"
+		}
+		return strings.Contains(proc.output(), want), nil
 	})
 	p.standby.Promote(t)
 	t.Logf("primary crashed after %d committed rows; standby promoted %s later", before, time.Since(crash).Round(time.Millisecond))
