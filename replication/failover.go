@@ -76,19 +76,16 @@ func (s *Stream) ensureFailover(ctx context.Context) error {
 	return nil
 }
 
-// warnFailoverSettings logs what the primary lacks for a failover slot to be safe. It does
-// not refuse to start: a standby may be added later, and procon-cdc check says the rest.
+// warnFailoverSettings logs what the primary's synchronized_standby_slots lacks for a
+// failover slot to be safe (check's findings on it). It does not refuse to start: a standby
+// may be added later, and a primary that has just been promoted has none yet.
 func (s *Stream) warnFailoverSettings(ctx context.Context) {
-	var standbySlots string
-	if err := s.sql.QueryRow(ctx, "SHOW synchronized_standby_slots").Scan(&standbySlots); err != nil {
-		s.log.Warn("cannot read synchronized_standby_slots", "slot", s.cfg.Slot, "err", err)
-		return
-	}
-	if strings.TrimSpace(standbySlots) == "" {
-		s.log.Warn("postgres.failover is on but synchronized_standby_slots is empty on the primary: procon-cdc can receive changes "+
-			"a standby has not flushed, and after a failover Kafka would hold changes the new primary lacks; "+
-			"set synchronized_standby_slots to the standby's physical slot (procon-cdc check says how)", "slot", s.cfg.Slot)
-	}
+	checkStandbySlots(ctx, s.sql, func(level, subject, format string, args ...any) {
+		if level != "ok" {
+			s.log.Warn("postgres.failover: a failover could lose changes or stall the stream; procon-cdc check says what to set",
+				"slot", s.cfg.Slot, "setting", subject, "problem", fmt.Sprintf(format, args...))
+		}
+	})
 }
 
 // guardStandby refuses a reconnection that reached a server in recovery when the stream was
