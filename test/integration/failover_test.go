@@ -142,11 +142,12 @@ relation_configs:
 	topic := name + ".public.t"
 
 	w := &failoverWriter{dsn: p.dsn(readWrite)}
-	wctx, stopWriter := context.WithCancel(ctx)
-	defer stopWriter()
+	stopWriter := make(chan struct{})
+	var stopOnce sync.Once
+	defer stopOnce.Do(func() { close(stopWriter) })
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); w.run(wctx) }()
+	go func() { defer wg.Done(); w.run(ctx, stopWriter) }()
 
 	kafka := newIDCollector(t, env, topic)
 	testenv.WaitFor(t, time.Minute, "rows in Kafka", func() (bool, error) { return kafka.poll(t) > 200, nil })
@@ -209,7 +210,7 @@ relation_configs:
 	p.standby.Promote(t)
 	t.Logf("primary crashed after %d committed rows; standby promoted %s later", before, time.Since(crash).Round(time.Millisecond))
 	testenv.WaitFor(t, time.Minute, "the writer to commit on the new primary", func() (bool, error) { return w.committed() > before+300, nil })
-	stopWriter()
+	stopOnce.Do(func() { close(stopWriter) })
 	wg.Wait()
 
 	promoted := p.standby.Conn(t, "postgres")
@@ -266,14 +267,25 @@ type failoverWriter struct {
 	errs  int
 }
 
-func (w *failoverWriter) run(ctx context.Context) {
+// run writes until stop is closed. Stopping does not cancel a statement: a cancelled
+// INSERT can still commit on the server after the writer has returned, after the test has
+// read the table.
+func (w *failoverWriter) run(ctx context.Context, stop <-chan struct{}) {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
 			_ = conn.Close(context.Background())
 		}
 	}()
-	for id := int64(1); ctx.Err() == nil; id++ {
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return ctx.Err() != nil
+		}
+	}
+	for id := int64(1); !stopped(); id++ {
 		if conn == nil {
 			c, err := pgx.Connect(ctx, w.dsn)
 			if err != nil {
