@@ -19,9 +19,10 @@ import (
 // pgPair is a PostgreSQL 17 primary and its physical standby, made from a cold copy of the
 // primary, set up for failover slots: the standby streams through the physical slot
 // "standby1", which the primary's synchronized_standby_slots names (no logical change is
-// sent before the standby has flushed it) and its synchronous_standby_names too (a commit
-// returns once the standby has it). It starts with sync_replication_slots off: a test turns
-// it on once its slot exists (TestFailover says why).
+// sent before the standby has flushed it). Replication is asynchronous: a commit returns
+// before the standby has it, so a crash loses the commits the standby had not received, as
+// it does in most installations. The standby starts with sync_replication_slots off: a test
+// turns it on once its slot exists (TestFailover says why).
 type pgPair struct {
 	primary, standby *testenv.PGServer
 }
@@ -70,8 +71,7 @@ sync_replication_slots = off
 		p.standby.AppendConf(t, standbyConf(p.primary.Port))
 	}
 	// Only the primary waits for the standby; a promoted standby has no standby of its own.
-	p.primary.AppendConf(t, `synchronized_standby_slots = 'standby1'
-synchronous_standby_names = 'standby1'`)
+	p.primary.AppendConf(t, `synchronized_standby_slots = 'standby1'`)
 	p.primary.Start(t)
 	p.standby.Start(t)
 	conn = p.primary.Conn(t, "postgres")
@@ -97,12 +97,13 @@ func (p *pgPair) dsn(readWrite bool) string {
 }
 
 // TestFailover runs procon-cdc on a PostgreSQL 17 primary with postgres.failover while a
-// writer inserts rows, crashes the primary (immediate stop), promotes the standby and lets the
-// writer go on there. procon-cdc, never restarted, must follow to the new primary through its
-// multi-host DSN, and Kafka must then hold exactly the rows of the new primary's table: every
-// one (nothing lost, however the synced slot lags) and none that the new primary lacks
-// (changes the crashed primary had not sent to the standby never reached Kafka). Repeats of
-// rows are allowed (at-least-once) and counted.
+// writer inserts rows, cuts the standby off (its primary_conninfo pointed elsewhere) so that
+// the primary commits rows the standby never gets, crashes the primary (immediate stop), promotes the standby and
+// lets the writer go on there. procon-cdc, never restarted, must follow to the new primary
+// through its multi-host DSN, and Kafka must then hold exactly the rows of the new primary's
+// table: every one (nothing lost, however the synced slot lags) and none that the new primary
+// lacks (the rows lost with the old primary never reached Kafka: synchronized_standby_slots
+// held them back). Repeats of rows are allowed (at-least-once) and counted.
 func TestFailover(t *testing.T) { testFailover(t, true) }
 
 // TestFailoverStandbyGuard is TestFailover with a DSN that lacks target_session_attrs, so
@@ -195,6 +196,19 @@ relation_configs:
 	}
 
 	t.Logf("%s: streaming, the slot synchronized and checked", time.Since(start).Round(time.Millisecond))
+
+	// The standby stops receiving; the primary goes on committing, and must send procon-cdc
+	// none of it: its walsender waits for the standby's confirmation.
+	cutStandby(t, p.standby)
+	frozenAt := w.committed()
+	primary = p.primary.Conn(t, "postgres")
+	testenv.WaitFor(t, 30*time.Second, "the primary to commit rows the standby lacks, and hold them back from procon-cdc", func() (bool, error) {
+		var waiting bool
+		err := primary.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_stat_replication r JOIN pg_stat_activity a USING (pid)
+			WHERE r.application_name = 'procon-cdc' AND a.wait_event = 'WaitForStandbyConfirmation'`).Scan(&waiting)
+		return waiting && w.committed() > frozenAt+200, err
+	})
+	_ = primary.Close(ctx)
 	before := w.committed()
 	crash := time.Now()
 	p.primary.Stop(t, "immediate")
@@ -226,10 +240,14 @@ relation_configs:
 	for _, id := range table {
 		inTable[id] = true
 	}
+	lost := 0
 	for _, id := range w.acknowledged() {
 		if !inTable[id] {
-			t.Errorf("row %d: its commit returned (synchronous_standby_names) but the new primary lacks it", id)
+			lost++
 		}
+	}
+	if lost == 0 {
+		t.Fatalf("no row committed on the old primary is missing from the new one: the test did not make the standby lag")
 	}
 	testenv.WaitFor(t, time.Minute, "every row of the new primary in Kafka", func() (bool, error) {
 		kafka.poll(t)
@@ -250,8 +268,8 @@ relation_configs:
 		t.Errorf("%d rows in Kafka are not in the new primary (sent before the standby had them): %v", len(extra), first(extra, 20))
 	}
 	t.Logf("procon-cdc's log of the failover:\n%s", testenv.LastLines(proc.output(), 12))
-	t.Logf("%d rows in the new primary, %d records in Kafka (%d repeats), writer errors %d; %s in all",
-		len(table), kafka.records, kafka.records-len(kafka.seen), w.errors(), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d rows in the new primary, %d committed on the old one lost with it, %d records in Kafka (%d repeats), writer errors %d; %s in all",
+		len(table), lost, kafka.records, kafka.records-len(kafka.seen), w.errors(), time.Since(start).Round(time.Millisecond))
 }
 
 func first(ids []int64, n int) []int64 { return ids[:min(n, len(ids))] }
@@ -489,4 +507,28 @@ func TestFailoverBefore17(t *testing.T) {
 	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&slots); err != nil || slots != 0 {
 		t.Fatalf("slots named %s: %d (%v), want none", s.slot, slots, err)
 	}
+}
+
+// cutStandby makes the standby stop receiving WAL: its primary_conninfo names a port nothing
+// listens on (the WAL receiver restarts with it at the reload). A stopped WAL receiver
+// would not do: what the primary had already written into the socket would reach the
+// standby when it went on.
+func cutStandby(t *testing.T, standby *testenv.PGServer) {
+	t.Helper()
+	conn := standby.Conn(t, "postgres")
+	ctx := testenv.Context(t, 30*time.Second)
+	for _, sql := range []string{
+		`ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1 user=procon dbname=postgres application_name=standby1'`,
+		`SELECT pg_reload_conf()`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 30*time.Second, "the standby's WAL receiver to stop", func() (bool, error) {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'`).Scan(&n)
+		return n == 0, err
+	})
+	_ = conn.Close(ctx)
 }
