@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -95,6 +96,68 @@ func (s *Stream) guardStandby() error {
 		return errOnStandby
 	}
 	return nil
+}
+
+// errDiverged is a reconnection that reached a server whose WAL is not the continuation of
+// what the stream read: a promoted standby that lacks WAL the stream already received, or
+// another cluster. Streaming on would skip its transactions up to the position the stream
+// asks for, and Kafka may hold changes it does not have: Run stops, confirming nothing more.
+var errDiverged = errors.New("the server's WAL does not continue what procon-cdc read")
+
+// checkTimeline compares the server a reconnection reached with the one the stream read. A
+// server on a new timeline is a promoted standby; its timeline history says where it
+// branched off the timeline the stream read, and every WAL position the stream received
+// must lie before that point. With synchronized_standby_slots that always holds: the old
+// primary sent nothing the standby had not flushed, and a promotion keeps all of it.
+func (s *Stream) checkTimeline(ctx context.Context) error {
+	sys, err := pglogrepl.IdentifySystem(ctx, s.repl)
+	if err != nil {
+		return fmt.Errorf("identify the server: %w", err)
+	}
+	if sys.SystemID != s.system.SystemID {
+		return fmt.Errorf("%w: the server has system identifier %s, not %s: it is another database cluster; check postgres.dsn's hosts",
+			errDiverged, sys.SystemID, s.system.SystemID)
+	}
+	if sys.Timeline == s.system.Timeline {
+		return nil
+	}
+	hist, err := pglogrepl.TimelineHistory(ctx, s.repl, sys.Timeline)
+	if err != nil {
+		return fmt.Errorf("read the history of timeline %d: %w", sys.Timeline, err)
+	}
+	branch, ok := branchPoint(hist.Content, s.system.Timeline)
+	if !ok {
+		return fmt.Errorf("%w: the server's timeline %d does not descend from timeline %d, which procon-cdc read; check postgres.dsn's hosts",
+			errDiverged, sys.Timeline, s.system.Timeline)
+	}
+	if branch < s.received {
+		return fmt.Errorf("%w: the server is a promoted standby whose timeline %d branched off at %s, before WAL procon-cdc had already received (up to %s): "+
+			"Kafka may hold changes it lacks, and reading on would skip its own transactions up to there; "+
+			"synchronized_standby_slots on the primary prevents this (README: Failover). procon-cdc stopped without confirming anything further: "+
+			"compare Kafka with the database, then drop the slot (procon-cdc drop) and start again with a snapshot",
+			errDiverged, sys.Timeline, branch, s.received)
+	}
+	s.log.Info("the server is on a new timeline (a promoted standby) and has all WAL procon-cdc received",
+		"slot", s.cfg.Slot, "timeline", sys.Timeline, "previous_timeline", s.system.Timeline, "branch_lsn", branch.String(), "received_lsn", s.received.String())
+	s.system.Timeline = sys.Timeline
+	return nil
+}
+
+// branchPoint finds in a timeline history file (lines of "parent timeline, switch point,
+// reason", tab-separated) where timeline tli ended.
+func branchPoint(history []byte, tli int32) (pglogrepl.LSN, bool) {
+	for line := range strings.SplitSeq(string(history), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || strings.HasPrefix(fields[0], "#") || fields[0] != strconv.Itoa(int(tli)) {
+			continue
+		}
+		lsn, err := pglogrepl.ParseLSN(fields[1])
+		if err != nil {
+			return 0, false
+		}
+		return lsn, true
+	}
+	return 0, false
 }
 
 // slotMissingHint explains a slot that does not exist on the server a reconnection reached.

@@ -49,3 +49,18 @@ func contains(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// TestBranchPoint reads where a timeline ended from a history file as TIMELINE_HISTORY sends
+// it (a promotion of a standby of a standby: two lines).
+func TestBranchPoint(t *testing.T) {
+	history := []byte("1\t0/3000198\tno recovery target specified\n\n2\t0/5000A10\tno recovery target specified\n")
+	for tli, want := range map[int32]string{1: "0/3000198", 2: "0/5000A10"} {
+		lsn, ok := branchPoint(history, tli)
+		if !ok || lsn.String() != want {
+			t.Errorf("timeline %d: %s, %v; want %s", tli, lsn, ok, want)
+		}
+	}
+	if _, ok := branchPoint(history, 3); ok {
+		t.Error("timeline 3 is not in the history")
+	}
+}

@@ -314,6 +314,10 @@ func (s *Stream) reconnect(ctx context.Context) error {
 		s.closeRepl()
 		return err
 	}
+	if err := s.checkTimeline(ctx); err != nil {
+		s.closeRepl()
+		return err
+	}
 	conn, err := pg.Connect(ctx, s.cfg.DSN, "procon-cdc catalog")
 	if err != nil {
 		s.closeRepl()
