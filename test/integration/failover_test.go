@@ -43,6 +43,11 @@ log_line_prefix = '%m [%p] '`
 // startPGPair starts the pair. standbyConf, given the primary's port, is appended to the
 // standby's configuration (a test of check's findings breaks it there).
 func startPGPair(t *testing.T, standbyConf func(primaryPort int) string) *pgPair {
+	return startPGPairWith(t, standbyConf, true)
+}
+
+// startPGPairWith is startPGPair, without synchronized_standby_slots unless standbySlots.
+func startPGPairWith(t *testing.T, standbyConf func(primaryPort int) string, standbySlots bool) *pgPair {
 	t.Helper()
 	bin := testenv.PGBin(t, 17)
 	root := testenv.PGRoot(t)
@@ -71,7 +76,9 @@ sync_replication_slots = off
 		p.standby.AppendConf(t, standbyConf(p.primary.Port))
 	}
 	// Only the primary waits for the standby; a promoted standby has no standby of its own.
-	p.primary.AppendConf(t, `synchronized_standby_slots = 'standby1'`)
+	if standbySlots {
+		p.primary.AppendConf(t, `synchronized_standby_slots = 'standby1'`)
+	}
 	p.primary.Start(t)
 	p.standby.Start(t)
 	conn = p.primary.Conn(t, "postgres")
@@ -104,18 +111,25 @@ func (p *pgPair) dsn(readWrite bool) string {
 // table: every one (nothing lost, however the synced slot lags) and none that the new primary
 // lacks (the rows lost with the old primary never reached Kafka: synchronized_standby_slots
 // held them back). Repeats of rows are allowed (at-least-once) and counted.
-func TestFailover(t *testing.T) { testFailover(t, true) }
+func TestFailover(t *testing.T) { testFailover(t, true, true) }
 
 // TestFailoverStandbyGuard is TestFailover with a DSN that lacks target_session_attrs, so
 // that while the old primary is down a connection lands on the standby (a DNS name moved
 // before the promotion does the same): procon-cdc must not read the synchronized slot there,
 // which a standby refuses for good, but keep trying until the standby is promoted.
-func TestFailoverStandbyGuard(t *testing.T) { testFailover(t, false) }
+func TestFailoverStandbyGuard(t *testing.T) { testFailover(t, false, true) }
 
-func testFailover(t *testing.T, readWrite bool) {
+// TestFailoverWithoutStandbySlots is TestFailover on a primary without
+// synchronized_standby_slots: procon-cdc receives rows the standby never gets, and the
+// promoted standby's new timeline reuses their WAL positions. Reading on would skip its
+// transactions up to where procon-cdc was (and Kafka holds rows the database lost):
+// procon-cdc must stop instead, saying why, and confirm nothing more.
+func TestFailoverWithoutStandbySlots(t *testing.T) { testFailover(t, true, false) }
+
+func testFailover(t *testing.T, readWrite, standbySlots bool) {
 	start := time.Now()
 	env := testenv.Get(t)
-	p := startPGPair(t, nil)
+	p := startPGPairWith(t, nil, standbySlots)
 	ctx := testenv.Context(t, 3*time.Minute)
 	primary := p.primary.Conn(t, "postgres")
 	if _, err := primary.Exec(ctx, `CREATE TABLE public.t (id bigint PRIMARY KEY, pad text)`); err != nil {
@@ -179,17 +193,27 @@ relation_configs:
 	_ = standby.Close(ctx)
 	_ = primary.Close(ctx)
 	check := startProcon(t, "check", configPath)
-	// Without target_session_attrs the DSN itself is an error, and the only one.
-	if err := check.wait(); (err == nil) != readWrite ||
-		!readWrite && strings.Count(check.output(), "\nerror") != 1 {
+	// Without target_session_attrs the DSN itself is an error; without
+	// synchronized_standby_slots, the setting and the standby's slot that it does not name.
+	wantErrors := 0
+	if !readWrite {
+		wantErrors++
+	}
+	if !standbySlots {
+		wantErrors += 2
+	}
+	if err := check.wait(); (err == nil) != (wantErrors == 0) || strings.Count("\n"+check.output(), "\nerror") != wantErrors {
 		t.Fatalf("check of a pair set up for failover (target_session_attrs=read-write: %v): %v\n%s", readWrite, err, check.output())
 	}
-	for _, want := range []string{
-		"slot " + slot + " is a failover slot",
-		"slot standby1 is physical and in use (standby1 at 127.0.0.1)",
-		"standby " + p.standby.Addr() + " slot " + slot + " is synchronized here",
-		"primary " + p.primary.Addr(),
-	} {
+	wants := []string{"error synchronized_standby_slots is empty on the primary"}
+	if standbySlots {
+		wants = []string{"slot standby1 is physical and in use (standby1 at 127.0.0.1)"}
+	}
+	for _, want := range append(wants,
+		"slot "+slot+" is a failover slot",
+		"standby "+p.standby.Addr()+" slot "+slot+" is synchronized here",
+		"primary "+p.primary.Addr(),
+	) {
 		if !strings.Contains(strings.Join(strings.Fields(check.output()), " "), want) {
 			t.Errorf("check's output lacks %q:\n%s", want, check.output())
 		}
@@ -206,8 +230,17 @@ relation_configs:
 		var waiting bool
 		err := primary.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_stat_replication r JOIN pg_stat_activity a USING (pid)
 			WHERE r.application_name = 'procon-cdc' AND a.wait_event = 'WaitForStandbyConfirmation'`).Scan(&waiting)
-		return waiting && w.committed() > frozenAt+200, err
+		return (waiting || !standbySlots) && w.committed() > frozenAt+200, err
 	})
+	if !standbySlots {
+		// Give procon-cdc the rows the standby lacks, as a primary without the setting does.
+		lsn := walLSN(t, primary)
+		testenv.WaitFor(t, 30*time.Second, "procon-cdc to confirm rows the standby lacks", func() (bool, error) {
+			var confirmed bool
+			err := primary.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = $2`, lsn, slot).Scan(&confirmed)
+			return confirmed, err
+		})
+	}
 	_ = primary.Close(ctx)
 	before := w.committed()
 	crash := time.Now()
@@ -223,6 +256,18 @@ relation_configs:
 	})
 	p.standby.Promote(t)
 	t.Logf("primary crashed after %d committed rows; standby promoted %s later", before, time.Since(crash).Round(time.Millisecond))
+	if !standbySlots {
+		select {
+		case <-proc.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("procon-cdc goes on reading a promoted standby that lacks what it received")
+		}
+		want := "the server's WAL does not continue what procon-cdc read: the server is a promoted standby whose timeline 2 branched off at"
+		if err := proc.wait(); err == nil || !strings.Contains(proc.output(), want) {
+			t.Fatalf("procon-cdc exited (%v) without saying %q", err, want)
+		}
+		return
+	}
 	testenv.WaitFor(t, time.Minute, "the writer to commit on the new primary", func() (bool, error) { return w.committed() > before+300, nil })
 	stopOnce.Do(func() { close(stopWriter) })
 	wg.Wait()
@@ -531,4 +576,13 @@ func cutStandby(t *testing.T, standby *testenv.PGServer) {
 		return n == 0, err
 	})
 	_ = conn.Close(ctx)
+}
+
+func walLSN(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var lsn string
+	if err := conn.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	return lsn
 }
