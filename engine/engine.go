@@ -137,6 +137,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		Relations:       specs,
 		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
 		ExportSnapshot:  e.snap.exportSnapshot(),
+		Failover:        cfg.Postgres.Failover,
 		Observer:        e.obs.streamObserver(),
 		Logger:          log,
 	})

@@ -122,5 +122,8 @@ func Check(ctx context.Context, cfg Config) []Finding {
 		}
 		add("ok", "slot", "%s exists, %s, confirmed at %s, %d bytes of WAL behind", cfg.Slot, state, slot.Confirmed, retained)
 	}
+	if cfg.Failover {
+		out = append(out, checkFailover(ctx, conn, cfg)...)
+	}
 	return out
 }

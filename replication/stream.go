@@ -34,6 +34,9 @@ type Config struct {
 	// ExportSnapshot makes a newly created slot export its snapshot; the snapshot stays
 	// usable until Run is called.
 	ExportSnapshot bool
+	// Failover creates the slot as a failover slot (PostgreSQL 17+), or makes an existing
+	// slot one, so that standbys with sync_replication_slots keep a copy (failover.go).
+	Failover bool
 	// Observer, when set, is told the stream's state changes and each transaction Kafka has
 	// all of (metrics).
 	Observer Observer
@@ -70,8 +73,11 @@ type Stream struct {
 	serverVersion int
 	system        pglogrepl.IdentifySystemResult // at Open
 	created       bool
-	snapshotName  string
-	received      pglogrepl.LSN // highest WAL position received, reported as "written"
+	// openedOnStandby is set when Open found the server in recovery (logical decoding on a
+	// standby, PostgreSQL 16+): only then may a reconnection land on a standby.
+	openedOnStandby bool
+	snapshotName    string
+	received        pglogrepl.LSN // highest WAL position received, reported as "written"
 	// serverWAL is the server's WAL end as its messages last told it (keepalives and row
 	// data), and beat the time the stream goroutine last ran its loop: both for metrics and
 	// health, read from any goroutine.
@@ -110,6 +116,9 @@ func (s *Stream) open(ctx context.Context) error {
 	}
 	if err := s.sql.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int / 10000").Scan(&s.serverVersion); err != nil {
 		return fmt.Errorf("read server version: %w", err)
+	}
+	if err := checkFailoverVersion(s.cfg.Failover, s.serverVersion); err != nil {
+		return err
 	}
 	names := sortedKeys(s.cfg.Relations)
 	if err := checkRelations(ctx, s.sql, names); err != nil {
@@ -154,6 +163,7 @@ func (s *Stream) open(ctx context.Context) error {
 	if s.system, err = pglogrepl.IdentifySystem(ctx, s.repl); err != nil {
 		return fmt.Errorf("identify the server: %w", err)
 	}
+	s.openedOnStandby = s.repl.ParameterStatus("in_hot_standby") == "on"
 	start, err := slot.confirmedLSN(s.cfg.Slot)
 	if err != nil {
 		return err
@@ -166,8 +176,7 @@ func (s *Stream) open(ctx context.Context) error {
 		// PostgreSQL builds a logical slot's starting point only once every transaction running
 		// in the cluster has ended: a long transaction anywhere makes this wait.
 		s.log.Info("creating replication slot; waiting for transactions running in the cluster to end", "slot", s.cfg.Slot)
-		res, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+		res, err := createSlot(ctx, s.repl, s.cfg.Slot, action, s.cfg.Failover)
 		if err != nil {
 			return fmt.Errorf("create slot %s: %w", s.cfg.Slot, err)
 		}
@@ -175,9 +184,17 @@ func (s *Stream) open(ctx context.Context) error {
 			return fmt.Errorf("slot %s consistent point %q: %w", s.cfg.Slot, res.ConsistentPoint, err)
 		}
 		s.created, s.snapshotName = true, res.SnapshotName
-		s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String())
+		s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String(), "failover", s.cfg.Failover)
 	} else {
+		if s.cfg.Failover {
+			if err := s.ensureFailover(ctx); err != nil {
+				return err
+			}
+		}
 		s.log.Info("resuming replication slot", "slot", s.cfg.Slot, "confirmed_lsn", start.String())
+	}
+	if s.cfg.Failover {
+		s.warnFailoverSettings(ctx)
 	}
 	if start > s.system.XLogPos {
 		// A slot created just now starts past the position IDENTIFY_SYSTEM gave before it
@@ -244,7 +261,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 		if errors.Is(err, errStopped) || s.stopRequested() {
 			return nil // a connection lost while stopping: the cut transaction is sent again at restart
 		}
-		if !pg.Transient(err) {
+		if !isRetriable(err) {
 			return err
 		}
 		s.dec.abandonOpenTx()
@@ -276,7 +293,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 				down.Recovered(s.log, "reconnected to PostgreSQL", "slot", s.cfg.Slot)
 				break
 			}
-			if !pg.Transient(err) {
+			if !isRetriable(err) {
 				return err
 			}
 			s.observe(func(o Observer) { o.Reconnecting(err) })
@@ -286,16 +303,34 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 	}
 }
 
+// reconnect opens the replication connection again, then the catalog connection: with a DSN
+// of several hosts the server may have changed (a failover), and the catalog must be read
+// where the WAL comes from, so the old catalog connection is replaced, not kept.
 func (s *Stream) reconnect(ctx context.Context) error {
-	if s.sql == nil || s.sql.IsClosed() {
-		conn, err := pg.Connect(ctx, s.cfg.DSN, "procon-cdc catalog")
-		if err != nil {
-			return fmt.Errorf("connect to PostgreSQL: %w", err)
-		}
-		s.sql = conn
-		s.dec.cat.conn = conn
+	if err := s.connectReplication(ctx); err != nil {
+		return err
 	}
-	return s.connectReplication(ctx)
+	if err := s.guardStandby(); err != nil {
+		s.closeRepl()
+		return err
+	}
+	if err := s.checkTimeline(ctx); err != nil {
+		s.closeRepl()
+		return err
+	}
+	conn, err := pg.Connect(ctx, s.cfg.DSN, "procon-cdc catalog")
+	if err != nil {
+		s.closeRepl()
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if s.sql != nil {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = s.sql.Close(cctx) // the old server may be gone: its error says nothing
+		cancel()
+	}
+	s.sql = conn
+	s.dec.cat.conn = conn
+	return nil
 }
 
 var (
@@ -345,7 +380,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
 			return fmt.Errorf("start replication on slot %s: %w (%w)", s.cfg.Slot, ErrSlotActive, err)
 		}
-		return fmt.Errorf("start replication on slot %s at %s: %w", s.cfg.Slot, start, err)
+		return fmt.Errorf("start replication on slot %s at %s: %w%s", s.cfg.Slot, start, err, slotMissingHint(err, s.cfg.Failover))
 	}
 	s.log.Info("streaming", "slot", s.cfg.Slot, "from", start.String())
 	s.observe(func(o Observer) { o.Streaming(true) })

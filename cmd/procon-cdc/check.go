@@ -21,7 +21,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	specs := engine.RelationSpecs(cfg)
 	findings := replication.Check(ctx, replication.Config{
 		DSN: cfg.Postgres.DSN, Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication,
-		PublicationMode: cfg.Postgres.PublicationAutocreate, Relations: specs,
+		PublicationMode: cfg.Postgres.PublicationAutocreate, Relations: specs, Failover: cfg.Postgres.Failover,
 	})
 	if err := engine.CheckWrittenTables(ctx, cfg); err != nil {
 		errs := []error{err}
