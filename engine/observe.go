@@ -33,6 +33,7 @@ type observer struct {
 	e        *Engine
 	stopping bool
 	running  bool // Run streams (past the initial snapshot)
+	standby  bool // New waits for the slot's lock, held by another procon-cdc
 
 	slot     atomic.Pointer[metrics.SlotState]
 	lastSnap atomic.Pointer[snapshot.Progress]
@@ -96,6 +97,14 @@ func (o *observer) setRunning() {
 	}
 }
 
+func (o *observer) setStandby(on bool) {
+	if o != nil {
+		o.mu.Lock()
+		o.standby = on
+		o.mu.Unlock()
+	}
+}
+
 func (o *observer) setStopping() {
 	if o != nil {
 		o.mu.Lock()
@@ -114,9 +123,12 @@ func (o *observer) close() {
 // state assembles the engine's State for a scrape or /status.
 func (o *observer) state() metrics.State {
 	o.mu.Lock()
-	e, running, stopping := o.e, o.running, o.stopping
+	e, running, stopping, standby := o.e, o.running, o.stopping, o.standby
 	o.mu.Unlock()
 	st := metrics.State{Phase: metrics.PhaseStarting}
+	if standby {
+		st.Phase = metrics.PhaseStandby
+	}
 	if e == nil {
 		return st
 	}

@@ -168,14 +168,21 @@ func (s *Stream) open(ctx context.Context) error {
 		s.log.Info("creating replication slot; waiting for transactions running in the cluster to end", "slot", s.cfg.Slot)
 		res, err := pglogrepl.CreateReplicationSlot(ctx, s.repl, s.cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
-		if err != nil {
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "42710": // duplicate_object
+			if start, err = s.createdMeanwhile(ctx); err != nil { // lock.go
+				return err
+			}
+		case err != nil:
 			return fmt.Errorf("create slot %s: %w", s.cfg.Slot, err)
+		default:
+			if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
+				return fmt.Errorf("slot %s consistent point %q: %w", s.cfg.Slot, res.ConsistentPoint, err)
+			}
+			s.created, s.snapshotName = true, res.SnapshotName
+			s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String())
 		}
-		if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
-			return fmt.Errorf("slot %s consistent point %q: %w", s.cfg.Slot, res.ConsistentPoint, err)
-		}
-		s.created, s.snapshotName = true, res.SnapshotName
-		s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String())
 	} else {
 		s.log.Info("resuming replication slot", "slot", s.cfg.Slot, "confirmed_lsn", start.String())
 	}

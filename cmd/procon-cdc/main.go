@@ -24,10 +24,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/consumer"
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/retrylog"
 	"github.com/procon-cdc/procon/snapshot"
 )
 
@@ -163,6 +167,44 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, w := range transportWarnings(cfg) {
 		log.Warn("unprotected connection", "problem", w)
 	}
+	// An engine that lost the slot's lock (its PostgreSQL session ended: a restart, a broken
+	// connection) stopped producing, since another procon-cdc may have taken over; this one
+	// then waits for the lock again with a new engine, as a standby if another has it.
+	var down retrylog.Outage
+	lost := false
+	for backoff := 100 * time.Millisecond; ; {
+		err := runEngine(ctx, cfg, log, progress, onTerminal)
+		switch {
+		case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
+			// A signal is a clean stop, at any point: waiting as a standby or starting included.
+			log.Info("stopped")
+			return nil
+		case err == nil:
+			log.Info("stopped")
+			return nil
+		case errors.Is(err, replication.ErrLockLost):
+			log.Warn("lost the slot's lock; waiting to take it again", "slot", cfg.Postgres.Slot, "err", err)
+			lost, backoff = true, 100*time.Millisecond
+			continue
+		case lost && pg.Transient(err):
+			// After a lost lock, PostgreSQL is typically restarting: wait for it as the
+			// first start would not.
+			down.Failed(log, "cannot start again after losing the slot's lock; retrying", err, "slot", cfg.Postgres.Slot)
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("stopped")
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// runEngine builds an engine and runs it until it stops.
+func runEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, progress *progressWriter, onTerminal bool) error {
 	e, err := engine.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -172,9 +214,5 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopProgress()
 		go progress.showProgress(pctx, e)
 	}
-	if err := e.Run(ctx); err != nil {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return e.Run(ctx)
 }
