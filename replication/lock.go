@@ -22,7 +22,7 @@ import (
 // this process was the active one: another procon-cdc may take the lock and stream, so this
 // one must stop producing. Nothing it had not confirmed is lost; it may wait for the lock
 // again.
-var ErrLockLost = errors.New("lost the slot's lock")
+var ErrLockLost = errors.New("lost the lock")
 
 // LockConfig says which slot's lock to take.
 type LockConfig struct {
@@ -72,10 +72,11 @@ func LockKey(database, slot string) int64 {
 }
 
 // LockApplication is the application_name of the lock's session (unless the DSN sets one):
-// it names the host and process, so that pg_stat_activity tells which instance is active.
+// "procon-cdc lock <pid>@<host>", so that pg_stat_activity tells which instance is active (in
+// Kubernetes the host name is the pod's).
 func LockApplication() string {
 	host, _ := os.Hostname()
-	app := "procon-cdc lock " + host + "/" + strconv.Itoa(os.Getpid())
+	app := "procon-cdc lock " + strconv.Itoa(os.Getpid()) + "@" + host
 	if len(app) > 63 { // NAMEDATALEN - 1: the server would cut it anyway
 		app = app[:63]
 	}
