@@ -151,6 +151,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		Relations:       specs,
 		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
 		ExportSnapshot:  e.snap.exportSnapshot(),
+		SlotWait:        e.slotWait(),
 		Observer:        e.obs.streamObserver(),
 		Logger:          log,
 	})

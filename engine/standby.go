@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"time"
 
 	"github.com/procon-cdc/procon/replication"
 )
@@ -36,4 +37,16 @@ func (e *Engine) watchLock(ctx context.Context) {
 			w.Fail(err)
 		}
 	}
+}
+
+// slotWait bounds the wait for the slot once the lock is held. Its user is then a previous
+// procon-cdc that lost the lock (it stops producing at once and closes its replication
+// connection) or died unseen (a host or network gone: the server ends its walsender after
+// wal_sender_timeout, 60 s by default): 90 s. With exactly-once delivery the default (10 s)
+// is kept: openStream then ends the walsender of the instance it fenced.
+func (e *Engine) slotWait() time.Duration {
+	if e.writer.Transactional() {
+		return 0
+	}
+	return 90 * time.Second
 }

@@ -34,6 +34,9 @@ type Config struct {
 	// ExportSnapshot makes a newly created slot export its snapshot; the snapshot stays
 	// usable until Run is called.
 	ExportSnapshot bool
+	// SlotWait bounds Open's wait for a slot another server process uses (default 10s), before
+	// it fails with ErrSlotActive.
+	SlotWait time.Duration
 	// Observer, when set, is told the stream's state changes and each transaction Kafka has
 	// all of (metrics).
 	Observer Observer
@@ -125,9 +128,18 @@ func (s *Stream) open(ctx context.Context) error {
 	}
 	if slot.Exists && slot.ActivePID != 0 {
 		// A walsender of a client that just died lingers until it notices; give it time.
-		deadline := time.Now().Add(10 * time.Second)
+		wait := s.cfg.SlotWait
+		if wait <= 0 {
+			wait = 10 * time.Second
+		}
+		s.log.Info("the slot is in use by another server process; waiting for it to end", "slot", s.cfg.Slot, "pid", slot.ActivePID, "up_to", wait)
+		deadline := time.Now().Add(wait)
 		for slot.ActivePID != 0 && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for slot %s: %w", s.cfg.Slot, ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
 			if slot, err = ReadSlot(ctx, s.sql, s.cfg.Slot); err != nil {
 				return err
 			}
