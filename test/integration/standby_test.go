@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
@@ -15,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -322,4 +326,72 @@ func TestStandbyLockLost(t *testing.T) {
 	wg.Wait()
 	checkVersions(t, s, w.finalVersions(t), true)
 	checkCleanStop(t, "the standby", active, active.signal(t, syscall.SIGTERM))
+}
+
+// TestSlotLock takes a slot's lock with the library: a second taker waits (one log line
+// naming the holder), gets the lock as soon as the holder releases it, and a waiter whose
+// context ends returns that error. A holder whose session is terminated sees Lost closed and
+// an error wrapping ErrLockLost.
+func TestSlotLock(t *testing.T) {
+	env := testenv.Get(t)
+	db := env.Database(t)
+	slot := testenv.Name(t, "lock")
+	ctx := testenv.Context(t, time.Minute)
+	cfg := replication.LockConfig{DSN: db.DSN, Slot: slot}
+	first, err := replication.LockSlot(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}
+	cfg2 := cfg
+	cfg2.Logger = slog.New(slog.NewTextHandler(logged, nil))
+	waiting := make(chan replication.Holder, 1)
+	cfg2.Waiting = func(h replication.Holder) { waiting <- h }
+	got := make(chan error, 1)
+	var second *replication.SlotLock
+	go func() {
+		var err error
+		second, err = replication.LockSlot(ctx, cfg2)
+		got <- err
+	}()
+	h := <-waiting
+	if h.PID == 0 || !strings.HasPrefix(h.Application, "procon-cdc lock ") {
+		t.Fatalf("holder %+v, want the first session's pid and application_name", h)
+	}
+	released := time.Now()
+	first.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the waiter took the lock %s after its release", time.Since(released).Round(time.Millisecond))
+	logged.mu.Lock()
+	out := logged.w.String()
+	logged.mu.Unlock()
+	if n := strings.Count(out, "waiting: another procon-cdc holds slot "+slot); n != 1 {
+		t.Fatalf("%d waiting lines, want 1:\n%s", n, out)
+	}
+
+	// A waiter whose context ends.
+	cctx, cancel := context.WithCancel(ctx)
+	cfg3 := cfg
+	cfg3.Waiting = func(replication.Holder) { cancel() }
+	if _, err := replication.LockSlot(cctx, cfg3); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled wait returned %v, want context.Canceled", err)
+	}
+
+	// The holder's session ends.
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name LIKE 'procon-cdc lock %' AND state = 'idle'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminate the holder's session: %d (%v)", n, err)
+	}
+	select {
+	case <-second.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost is not closed 10 s after the lock's session was terminated")
+	}
+	if err := second.Err(); !errors.Is(err, replication.ErrLockLost) {
+		t.Fatalf("Err() = %v, want ErrLockLost", err)
+	}
+	second.Release()
 }
