@@ -110,6 +110,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 	}
 	defer func() {
 		if err != nil {
+			// A start that failed after the lock was lost (the slot then found in use by the
+			// successor, say) says so: run waits for the lock again.
+			if lerr := e.lock.Err(); lerr != nil {
+				err = lerr
+			}
 			e.lock.Release()
 		}
 	}()

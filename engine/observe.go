@@ -31,6 +31,7 @@ type observer struct {
 	// listener's goroutines).
 	mu       sync.Mutex
 	e        *Engine
+	slotName string // postgres.slot, for the state before the engine is built
 	stopping bool
 	running  bool // Run streams (past the initial snapshot)
 	standby  bool // New waits for the slot's lock, held by another procon-cdc
@@ -47,7 +48,7 @@ func newObserver(cfg *config.Config, e *Engine) (*observer, error) {
 	if cfg.Metrics.Listen == "" {
 		return nil, nil
 	}
-	o := &observer{}
+	o := &observer{slotName: cfg.Postgres.Slot}
 	reg := metrics.NewRegistry(Version)
 	o.metrics = metrics.NewProducer(reg, metrics.ProducerConfig{
 		Relations:   cfg.SortedRelations(),
@@ -125,7 +126,7 @@ func (o *observer) state() metrics.State {
 	o.mu.Lock()
 	e, running, stopping, standby := o.e, o.running, o.stopping, o.standby
 	o.mu.Unlock()
-	st := metrics.State{Phase: metrics.PhaseStarting}
+	st := metrics.State{Phase: metrics.PhaseStarting, Slot: o.slotName}
 	if standby {
 		st.Phase = metrics.PhaseStandby
 	}

@@ -173,7 +173,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	var down retrylog.Outage
 	lost := false
 	for backoff := 100 * time.Millisecond; ; {
-		err := runEngine(ctx, cfg, log, progress, onTerminal)
+		e, err := engine.New(ctx, cfg, log)
+		if err == nil {
+			if lost {
+				down.Recovered(log, "started again after losing the slot's lock", "slot", cfg.Postgres.Slot)
+			}
+			err = runEngine(ctx, e, progress, onTerminal)
+		}
 		switch {
 		case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
 			// A signal is a clean stop, at any point: waiting as a standby or starting included.
@@ -187,8 +193,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			lost, backoff = true, 100*time.Millisecond
 			continue
 		case lost && pg.Transient(err):
-			// After a lost lock, PostgreSQL is typically restarting: wait for it as the
-			// first start would not.
+			// After a lost lock, PostgreSQL is typically restarting: wait for it, which the
+			// first start does not do.
 			down.Failed(log, "cannot start again after losing the slot's lock; retrying", err, "slot", cfg.Postgres.Slot)
 		default:
 			return err
@@ -203,12 +209,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 }
 
-// runEngine builds an engine and runs it until it stops.
-func runEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, progress *progressWriter, onTerminal bool) error {
-	e, err := engine.New(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
+// runEngine runs e until it stops, with the progress line on a terminal.
+func runEngine(ctx context.Context, e *engine.Engine, progress *progressWriter, onTerminal bool) error {
 	if onTerminal {
 		pctx, stopProgress := context.WithCancel(ctx)
 		defer stopProgress()
