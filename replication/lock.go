@@ -179,37 +179,75 @@ func (l *SlotLock) try(ctx context.Context, cfg LockConfig) (held bool, holder H
 	if held {
 		return true, holder, nil
 	}
-	// A bigint key shows in pg_locks as classid (high half), objid (low half), objsubid 1.
-	var app, addr *string
-	var pid *int32
-	var since *time.Time
-	err = l.conn.QueryRow(ctx, `SELECT l.pid, a.application_name,
+	holders, err := lockSessions(ctx, l.conn, l.key, true)
+	if err != nil {
+		return false, holder, fmt.Errorf("read the holder of the lock of slot %s: %w", cfg.Slot, err)
+	}
+	if len(holders) > 0 {
+		holder = holders[0]
+	}
+	// None: released between the two statements, and the wait takes it at once.
+	return false, holder, nil
+}
+
+// LockSessions reads, in the database conn is connected to, the session holding the lock of
+// slot (nil when none does) and how many sessions wait for it (standbys).
+func LockSessions(ctx context.Context, conn *pgx.Conn, slot string) (holder *Holder, waiting int, err error) {
+	var db string
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.current_database()`).Scan(&db); err != nil {
+		return nil, 0, fmt.Errorf("read the database name: %w", err)
+	}
+	key := LockKey(db, slot)
+	held, err := lockSessions(ctx, conn, key, true)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the holder of the lock of slot %s: %w", slot, err)
+	}
+	if len(held) > 0 {
+		holder = &held[0]
+	}
+	waiters, err := lockSessions(ctx, conn, key, false)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the sessions waiting for the lock of slot %s: %w", slot, err)
+	}
+	return holder, len(waiters), nil
+}
+
+// lockSessions reads the sessions that hold (granted) or wait for the advisory lock key in
+// conn's database. A bigint key shows in pg_locks as classid (its high half), objid (its low
+// half) and objsubid 1.
+func lockSessions(ctx context.Context, conn *pgx.Conn, key int64, granted bool) ([]Holder, error) {
+	rows, err := conn.Query(ctx, `SELECT l.pid, a.application_name,
 			CASE WHEN a.client_addr IS NULL THEN CASE WHEN a.pid IS NULL THEN NULL ELSE 'local' END
 			ELSE pg_catalog.host(a.client_addr) || ':' || a.client_port END, a.backend_start
 		FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		WHERE l.locktype = 'advisory' AND l.granted = $3 AND l.objsubid = 1
 		  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
 		  AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
-		LIMIT 1`, int64(uint64(l.key)>>32), int64(uint64(l.key)&0xffffffff)).Scan(&pid, &app, &addr, &since)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		// Released between the two statements: the next try takes it.
-	case err != nil:
-		return false, holder, fmt.Errorf("read the holder of the lock of slot %s: %w", cfg.Slot, err)
+		ORDER BY a.backend_start`, int64(uint64(key)>>32), int64(uint64(key)&0xffffffff), granted)
+	if err != nil {
+		return nil, err
 	}
-	if pid != nil {
-		holder.PID = *pid
+	defer rows.Close()
+	var out []Holder
+	for rows.Next() {
+		var h Holder
+		var app, addr *string
+		var since *time.Time
+		if err := rows.Scan(&h.PID, &app, &addr, &since); err != nil {
+			return nil, err
+		}
+		if app != nil {
+			h.Application = *app
+		}
+		if addr != nil {
+			h.Address = *addr
+		}
+		if since != nil {
+			h.Since = *since
+		}
+		out = append(out, h)
 	}
-	if app != nil {
-		holder.Application = *app
-	}
-	if addr != nil {
-		holder.Address = *addr
-	}
-	if since != nil {
-		holder.Since = *since
-	}
-	return false, holder, nil
+	return out, rows.Err()
 }
 
 // prepareLockSession makes the lock's session last as long as the process needs it, whatever

@@ -153,6 +153,14 @@ func TestStandbyStartTogether(t *testing.T) {
 		}
 	}
 
+	// procon-cdc status (with a standby's configuration) names the active one's lock session
+	// and counts the standbys.
+	out := runStatus(t, paths[slices.Index(ps, standbys[0])])
+	holder := "lock held by procon-cdc lock " + strconv.Itoa(active.cmd.Process.Pid) + "@"
+	if !strings.Contains(out, holder) || !strings.Contains(out, "2 standbys waiting") {
+		t.Fatalf("procon-cdc status does not name the lock's holder and 2 standbys:\n%s", out)
+	}
+
 	// A waiting standby stops at once and cleanly.
 	start := time.Now()
 	checkCleanStop(t, "a waiting standby", standbys[0], standbys[0].signal(t, syscall.SIGTERM))
