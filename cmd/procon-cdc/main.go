@@ -181,11 +181,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			err = runEngine(ctx, e, progress, onTerminal)
 		}
 		switch {
-		case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
-			// A signal is a clean stop, at any point: waiting as a standby or starting included.
-			log.Info("stopped")
-			return nil
-		case err == nil:
+		case err == nil, ctx.Err() != nil && errors.Is(err, context.Canceled):
+			// A signal is a clean stop at any point, waiting as a standby or starting included.
 			log.Info("stopped")
 			return nil
 		case errors.Is(err, replication.ErrLockLost):
