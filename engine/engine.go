@@ -55,6 +55,9 @@ type Engine struct {
 	guard    *deadletter.Guard // errors.record_too_large
 	snap     *snapshots        // snapshot.go
 	obs      *observer         // observe.go; nil without metrics.listen
+	// lock is the slot's lock (standby.go), held from before the slot is read to after the
+	// last record is produced and the slot released.
+	lock *replication.SlotLock
 
 	// DrainTimeout bounds the wait for Kafka's acknowledgements on shutdown.
 	DrainTimeout time.Duration
@@ -99,6 +102,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		return nil, err
 	}
 	e.rtWriter = e.writer
+	// The slot's lock before anything reads the slot or fences: the others wait here as
+	// standbys (standby.go).
+	if e.lock, err = e.takeLock(ctx); err != nil {
+		e.writer.Close()
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			// A start that failed after the lock was lost (the slot then found in use by the
+			// successor, say) says so: run waits for the lock again.
+			if lerr := e.lock.Err(); lerr != nil {
+				err = lerr
+			}
+			e.lock.Release()
+		}
+	}()
 	if cfg.Kafka.ExactlyOnce() {
 		// Fenced before anything reads Kafka: once this returns, no earlier instance can
 		// commit, and what it left open is aborted.
@@ -138,6 +157,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
 		ExportSnapshot:  e.snap.exportSnapshot(),
 		Failover:        cfg.Postgres.Failover,
+		SlotWait:        e.slotWait(),
 		Observer:        e.obs.streamObserver(),
 		Logger:          log,
 	})
@@ -366,6 +386,12 @@ func (e *Engine) Stream() *replication.Stream { return e.stream }
 // signal) returns nil.
 func (e *Engine) Run(ctx context.Context) error {
 	defer e.obs.close()
+	// Released last, once the Kafka clients and the replication connection are closed.
+	defer e.lock.Release()
+	lockCtx, stopLockWatch := context.WithCancel(context.Background())
+	lockWatched := make(chan struct{})
+	go func() { defer close(lockWatched); e.watchLock(lockCtx) }()
+	defer func() { stopLockWatch(); <-lockWatched }()
 	// The slot is watched from the start: an initial snapshot is when its WAL grows most.
 	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
 	polled := make(chan struct{})
@@ -443,8 +469,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.rt.Close(fin); err != nil {
 		e.log.Warn("realtime rows acknowledged by Kafka were not deleted; they will be sent again at restart", "err", err)
 	}
-	closeErr := e.stream.Close(fin)
+	// The Kafka clients are closed before the replication connection: closing it releases the
+	// slot, after which a successor may stream, and by then this process can produce nothing.
 	e.closeWriters()
+	closeErr := e.stream.Close(fin)
 	if err != nil {
 		return err
 	}

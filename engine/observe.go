@@ -31,8 +31,10 @@ type observer struct {
 	// listener's goroutines).
 	mu       sync.Mutex
 	e        *Engine
+	slotName string // postgres.slot, for the state before the engine is built
 	stopping bool
 	running  bool // Run streams (past the initial snapshot)
+	standby  bool // New waits for the slot's lock, held by another procon-cdc
 
 	slot     atomic.Pointer[metrics.SlotState]
 	lastSnap atomic.Pointer[snapshot.Progress]
@@ -46,7 +48,7 @@ func newObserver(cfg *config.Config, e *Engine) (*observer, error) {
 	if cfg.Metrics.Listen == "" {
 		return nil, nil
 	}
-	o := &observer{}
+	o := &observer{slotName: cfg.Postgres.Slot}
 	reg := metrics.NewRegistry(Version)
 	o.metrics = metrics.NewProducer(reg, metrics.ProducerConfig{
 		Relations:   cfg.SortedRelations(),
@@ -96,6 +98,14 @@ func (o *observer) setRunning() {
 	}
 }
 
+func (o *observer) setStandby(on bool) {
+	if o != nil {
+		o.mu.Lock()
+		o.standby = on
+		o.mu.Unlock()
+	}
+}
+
 func (o *observer) setStopping() {
 	if o != nil {
 		o.mu.Lock()
@@ -114,9 +124,12 @@ func (o *observer) close() {
 // state assembles the engine's State for a scrape or /status.
 func (o *observer) state() metrics.State {
 	o.mu.Lock()
-	e, running, stopping := o.e, o.running, o.stopping
+	e, running, stopping, standby := o.e, o.running, o.stopping, o.standby
 	o.mu.Unlock()
-	st := metrics.State{Phase: metrics.PhaseStarting}
+	st := metrics.State{Phase: metrics.PhaseStarting, Slot: o.slotName}
+	if standby {
+		st.Phase = metrics.PhaseStandby
+	}
 	if e == nil {
 		return st
 	}

@@ -292,8 +292,8 @@ func (e *Engine) snapshotBeforeStreaming(ctx context.Context) (done bool, err er
 	if ferr := e.writer.Flush(fin); ferr != nil && err == nil {
 		err = ferr
 	}
+	e.closeWriters() // before the slot is released, as in Run
 	closeErr := e.stream.Close(fin)
-	e.closeWriters()
 	s.close()
 	if err == nil {
 		err = closeErr

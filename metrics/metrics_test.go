@@ -95,6 +95,7 @@ func TestProducerCountsAndReadiness(t *testing.T) {
 		want  string
 	}{
 		{"reconnecting", func() { state.Phase = PhaseReconnecting }, "not streaming: reconnecting"},
+		{"standby", func() { state.Phase = PhaseStandby }, "not streaming: standby"},
 		{"kafka away", func() { p.Connected(errors.New("connection refused")) }, "Kafka is not reachable"},
 		{"lag", func() { state.OldestUnacknowledged = time.Now().Add(-2 * time.Minute) }, "above metrics.ready_max_lag 1m0s"},
 	} {

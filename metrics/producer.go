@@ -285,10 +285,10 @@ var (
 	descRTDelayed   = desc("realtime_notifications_delayed_total", "Realtime notifications that waited for their channel's spacing (rt_threshold).")
 	descRTTooLarge  = desc("realtime_notifications_too_large_total", "Realtime notifications dropped for being over realtime.max_notification_bytes.")
 	descDeadLetters = desc("dead_letter_records_total", "Records too large for their topic, by kind (row, message, realtime) and outcome (dead_letter: a reference went to the dead-letter topic; skipped).", "kind", "outcome")
-	descPhase       = desc("phase", "1 for the phase procon-cdc is in (starting, snapshotting, streaming, reconnecting, stopping).", "phase")
+	descPhase       = desc("phase", "1 for the phase procon-cdc is in (starting, standby, snapshotting, streaming, reconnecting, stopping): standby while it waits for the slot's lock, held by another procon-cdc.", "phase")
 )
 
-var phases = []string{PhaseStarting, PhaseSnapshotting, PhaseStreaming, PhaseReconnecting, PhaseStopping}
+var phases = []string{PhaseStarting, PhaseStandby, PhaseSnapshotting, PhaseStreaming, PhaseReconnecting, PhaseStopping}
 
 func (c *producerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConfirmed, descServerLSN, descLagBytes, descLagSeconds, descBufRecords, descBufBytes,

@@ -30,8 +30,9 @@ func (l *LSN) UnmarshalText(b []byte) error {
 // State is the running engine's view at one moment: what the gauges and /status show. The
 // engine assembles it at each scrape (StateFunc); fields it cannot know yet are zero.
 type State struct {
-	// Phase is starting, snapshotting (the initial snapshot, before streaming), streaming,
-	// reconnecting (the replication connection is lost) or stopping.
+	// Phase is starting, standby (waiting for the slot's lock, held by another procon-cdc),
+	// snapshotting (the initial snapshot, before streaming), streaming, reconnecting (the
+	// replication connection is lost) or stopping.
 	Phase string `json:"phase"`
 	Slot  string `json:"slot"`
 	// ConfirmedLSN is the position the slot may be confirmed at: everything before it is in
@@ -119,6 +120,8 @@ const (
 	PhaseStreaming    = "streaming"
 	PhaseReconnecting = "reconnecting"
 	PhaseStopping     = "stopping"
+	// PhaseStandby is a procon-cdc waiting for the slot's lock, which another one holds.
+	PhaseStandby = "standby"
 )
 
 // LagBytes is the WAL the server has written past the confirmed position.

@@ -37,6 +37,9 @@ type Config struct {
 	// Failover creates the slot as a failover slot (PostgreSQL 17+), or makes an existing
 	// slot one, so that standbys with sync_replication_slots keep a copy (failover.go).
 	Failover bool
+	// SlotWait bounds Open's wait for a slot another server process uses (default 10s), before
+	// it fails with ErrSlotActive.
+	SlotWait time.Duration
 	// Observer, when set, is told the stream's state changes and each transaction Kafka has
 	// all of (metrics).
 	Observer Observer
@@ -134,9 +137,18 @@ func (s *Stream) open(ctx context.Context) error {
 	}
 	if slot.Exists && slot.ActivePID != 0 {
 		// A walsender of a client that just died lingers until it notices; give it time.
-		deadline := time.Now().Add(10 * time.Second)
+		wait := s.cfg.SlotWait
+		if wait <= 0 {
+			wait = 10 * time.Second
+		}
+		s.log.Info("the slot is in use by another server process; waiting for it to end", "slot", s.cfg.Slot, "pid", slot.ActivePID, "up_to", wait)
+		deadline := time.Now().Add(wait)
 		for slot.ActivePID != 0 && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for slot %s: %w", s.cfg.Slot, ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
 			if slot, err = ReadSlot(ctx, s.sql, s.cfg.Slot); err != nil {
 				return err
 			}
@@ -177,14 +189,21 @@ func (s *Stream) open(ctx context.Context) error {
 		// in the cluster has ended: a long transaction anywhere makes this wait.
 		s.log.Info("creating replication slot; waiting for transactions running in the cluster to end", "slot", s.cfg.Slot)
 		res, err := createSlot(ctx, s.repl, s.cfg.Slot, action, s.cfg.Failover)
-		if err != nil {
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "42710": // duplicate_object
+			if start, err = s.createdMeanwhile(ctx); err != nil { // lock.go
+				return err
+			}
+		case err != nil:
 			return fmt.Errorf("create slot %s: %w", s.cfg.Slot, err)
+		default:
+			if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
+				return fmt.Errorf("slot %s consistent point %q: %w", s.cfg.Slot, res.ConsistentPoint, err)
+			}
+			s.created, s.snapshotName = true, res.SnapshotName
+			s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String(), "failover", s.cfg.Failover)
 		}
-		if start, err = pglogrepl.ParseLSN(res.ConsistentPoint); err != nil {
-			return fmt.Errorf("slot %s consistent point %q: %w", s.cfg.Slot, res.ConsistentPoint, err)
-		}
-		s.created, s.snapshotName = true, res.SnapshotName
-		s.log.Info("created replication slot", "slot", s.cfg.Slot, "consistent_point", start.String(), "failover", s.cfg.Failover)
 	} else {
 		if s.cfg.Failover {
 			if err := s.ensureFailover(ctx); err != nil {

@@ -384,6 +384,15 @@ func (w *Writer) Flush(ctx context.Context) error {
 	return w.Err()
 }
 
+// Fail stops the writer with err, as a record Kafka refused would: Produce refuses further
+// records, Failed is closed and Err returns err (if no error came first), and the records not
+// yet acknowledged are given up (Abort), never to be acknowledged. The engine calls it when
+// this process must stop producing at once (it lost the slot's lock).
+func (w *Writer) Fail(err error) {
+	w.fail(err)
+	w.abort()
+}
+
 // Abort gives up the records not yet acknowledged (they are never confirmed, so they are sent
 // again after a restart) and releases a Produce waiting for buffer space.
 func (w *Writer) Abort() { w.abort() }

@@ -24,10 +24,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/consumer"
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/pg"
+	"github.com/procon-cdc/procon/replication"
+	"github.com/procon-cdc/procon/retrylog"
 	"github.com/procon-cdc/procon/snapshot"
 )
 
@@ -163,18 +167,51 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, w := range transportWarnings(cfg) {
 		log.Warn("unprotected connection", "problem", w)
 	}
-	e, err := engine.New(ctx, cfg, log)
-	if err != nil {
-		return err
+	// An engine that lost the slot's lock (its PostgreSQL session ended: a restart, a broken
+	// connection) stopped producing, since another procon-cdc may have taken over; this one
+	// then waits for the lock again with a new engine, as a standby if another has it.
+	var down retrylog.Outage
+	lost := false
+	for backoff := 100 * time.Millisecond; ; {
+		e, err := engine.New(ctx, cfg, log)
+		if err == nil {
+			if lost {
+				down.Recovered(log, "started again after losing the slot's lock", "slot", cfg.Postgres.Slot)
+			}
+			err = runEngine(ctx, e, progress, onTerminal)
+		}
+		switch {
+		case err == nil, ctx.Err() != nil && errors.Is(err, context.Canceled):
+			// A signal is a clean stop at any point, waiting as a standby or starting included.
+			log.Info("stopped")
+			return nil
+		case errors.Is(err, replication.ErrLockLost):
+			log.Warn("lost the slot's lock; waiting to take it again", "slot", cfg.Postgres.Slot, "err", err)
+			lost, backoff = true, 100*time.Millisecond
+			continue
+		case lost && pg.Transient(err):
+			// After a lost lock, PostgreSQL is typically restarting: wait for it, which the
+			// first start does not do.
+			down.Failed(log, "cannot start again after losing the slot's lock; retrying", err, "slot", cfg.Postgres.Slot)
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("stopped")
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// runEngine runs e until it stops, with the progress line on a terminal.
+func runEngine(ctx context.Context, e *engine.Engine, progress *progressWriter, onTerminal bool) error {
 	if onTerminal {
 		pctx, stopProgress := context.WithCancel(ctx)
 		defer stopProgress()
 		go progress.showProgress(pctx, e)
 	}
-	if err := e.Run(ctx); err != nil {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return e.Run(ctx)
 }

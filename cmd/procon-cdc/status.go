@@ -39,6 +39,16 @@ type slotReport struct {
 	ServerLSN  string `json:"server_lsn,omitempty"`
 	LagBytes   *int64 `json:"lag_bytes,omitempty"`
 	PositionOK bool   `json:"position_available"`
+	// LockHolder is the session holding the slot's lock (the active procon-cdc run), nil when
+	// none does; Standbys counts the sessions waiting for it.
+	LockHolder *lockHolder `json:"lock_holder,omitempty"`
+	Standbys   int         `json:"standbys_waiting"`
+}
+
+type lockHolder struct {
+	PID         int32  `json:"pid"`
+	Application string `json:"application_name,omitempty"`
+	Address     string `json:"client_address,omitempty"`
 }
 
 type snapshotReport struct {
@@ -290,6 +300,14 @@ func readStatus(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*statu
 	}
 	rep := &statusReport{Slot: slotReport{Name: cfg.Postgres.Slot, Exists: slot.Exists, ActivePID: slot.ActivePID,
 		Confirmed: slot.Confirmed, PositionOK: slot.Exists && !slot.Lost}}
+	holder, waiting, err := replication.LockSessions(ctx, conn, cfg.Postgres.Slot)
+	if err != nil {
+		return nil, err
+	}
+	rep.Slot.Standbys = waiting
+	if holder != nil {
+		rep.Slot.LockHolder = &lockHolder{PID: holder.PID, Application: holder.Application, Address: holder.Address}
+	}
 	var confirmed *string
 	if slot.Confirmed != "" {
 		confirmed = &slot.Confirmed

@@ -113,6 +113,20 @@ func slotText(s slotReport, p *metrics.Status) string {
 	if !s.PositionOK {
 		text += ", POSITION LOST (wal_status lost)"
 	}
+	if h := s.LockHolder; h != nil {
+		text += fmt.Sprintf("; lock held by %s (server process %d", h.Application, h.PID)
+		if h.Address != "" {
+			text += ", " + h.Address
+		}
+		text += ")"
+	}
+	switch s.Standbys {
+	case 0:
+	case 1:
+		text += ", 1 standby waiting"
+	default:
+		text += fmt.Sprintf(", %d standbys waiting", s.Standbys)
+	}
 	return text
 }
 

@@ -328,8 +328,10 @@ func TestExactlyOnceSnapshotKill9(t *testing.T) {
 }
 
 // TestExactlyOnceFencing starts a second procon-cdc on the configuration of a running one:
-// the second fences the first, which stops with an error saying so, and takes over; nothing
-// is written twice.
+// it waits for the slot's lock as a standby and fences nothing. Then the first one's lock
+// session is ended (as a broken connection would): the first stops producing and waits, the
+// second takes the lock, fences the transactional id (anything the first still had open is
+// aborted) and streams on; nothing is written twice.
 func TestExactlyOnceFencing(t *testing.T) {
 	s := newSetup(t, "public.eo_a: {}\npublic.eo_b: {}", "").withExactlyOnce()
 	w := newMultiWriter(t, s, []string{"eo_a", "eo_b"}, 20)
@@ -338,18 +340,22 @@ func TestExactlyOnceFencing(t *testing.T) {
 	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > 50, nil })
 	second := s.startProcess(t)
-	select {
-	case <-first.exited:
-		if first.waitErr == nil {
-			t.Fatal("the fenced procon-cdc exited without an error")
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the fenced procon-cdc is still running a minute after the second one started")
-	}
-	if out := first.output(); !strings.Contains(out, "was fenced") {
-		t.Fatalf("the fenced procon-cdc's output does not say it was fenced:\n%s", out)
-	}
+	testenv.WaitFor(t, time.Minute, "the second procon-cdc to wait as a standby", func() (bool, error) { return second.waitingLogged(), nil })
 	b := s.countIfExists(t, s.topic("eo_a"))
+	testenv.WaitFor(t, time.Minute, "the first procon-cdc to stream on beside the standby", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > b+50, nil })
+	if first.exitedNow() || strings.Contains(first.output(), "was fenced") {
+		t.Fatalf("a standby fenced the active procon-cdc:\n%s", first.output())
+	}
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name LIKE 'procon-cdc lock ' || $1 || '@%'`, strconv.Itoa(first.cmd.Process.Pid)).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("end the first procon-cdc's lock session: %d sessions (%v)", n, err)
+	}
+	testenv.WaitFor(t, time.Minute, "the second procon-cdc to take over", func() (bool, error) { return len(second.streamedAt(t)) > 0, nil })
+	if out := first.output(); !strings.Contains(out, "lost the slot's lock") {
+		t.Fatalf("the first procon-cdc's output does not say it lost the lock:\n%s", out)
+	}
+	b = s.countIfExists(t, s.topic("eo_a"))
 	testenv.WaitFor(t, time.Minute, "the second procon-cdc to stream", func() (bool, error) { return s.countIfExists(t, s.topic("eo_a")) > b+50, nil })
 	stop()
 	checkExactlyOnce(t, s, w)

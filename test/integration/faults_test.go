@@ -80,11 +80,13 @@ func TestKafkaDown(t *testing.T) {
 	checkVersions(t, s, w.finalVersions(t), false)
 }
 
-// TestPostgresRestart restarts PostgreSQL mid-stream: the engine reconnects and nothing is lost.
+// TestPostgresRestart restarts PostgreSQL mid-stream: procon-cdc loses the slot's lock with
+// its session, stops producing, takes the lock again once the server is back (the process
+// runs on: no supervisor restarts it) and streams on; nothing is lost.
 func TestPostgresRestart(t *testing.T) {
 	s := newSetup(t, `public.versions: {}`, "")
 	w := newVersionWriter(t, s, 10)
-	s.runEngine(t)
+	p := s.startProcess(t)
 	s.waitSlot(t)
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -100,6 +102,9 @@ func TestPostgresRestart(t *testing.T) {
 	stop()
 	wg.Wait()
 	checkVersions(t, s, w.finalVersions(t), false)
+	if out := p.output(); !strings.Contains(out, "lost the slot's lock; waiting to take it again") {
+		t.Fatalf("procon-cdc did not say it lost the slot's lock with PostgreSQL's restart:\n%s", out)
+	}
 }
 
 // TestIdleSlot writes 100 MB of WAL to a table that is not published: the slot must not

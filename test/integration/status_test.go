@@ -144,7 +144,7 @@ func TestStatusShowsTheRunningProcess(t *testing.T) {
 	hex := `[0-9A-F]+/[0-9A-F]+`
 	for _, line := range []string{
 		`process +streaming, ready \(http://` + regexp.QuoteMeta(listen) + `/status\)`,
-		`slot +` + s.slot + `: active \(server process \d+\), keeps \d.* of WAL`,
+		`slot +` + s.slot + `: active \(server process \d+\), keeps \d.* of WAL; lock held by procon-cdc lock \d+@\S+ \(server process \d+, [0-9.:]+\)`,
 		`position +in Kafka up to ` + hex + `, slot confirmed_flush_lsn ` + hex + `, server WAL ` + hex,
 		`lag +\d.* of WAL; every transaction received is in Kafka`,
 		`throughput +\S+ events/s over the last minute, 250 events produced since the start`,
