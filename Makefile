@@ -53,7 +53,7 @@ test-integration: services-up
 # server version changes.
 PG_VERSIONS ?= 13 18
 PG_VERSIONS_COMPAT ?= ^TestDebeziumCompat$$
-PG_VERSIONS_INTEGRATION ?= ^(TestKill9TwoPipelinesOneTopic|TestResumeIgnoresForeignTail|TestPostgresRestart|TestIdleSlot)$$
+PG_VERSIONS_INTEGRATION ?= ^(TestKill9TwoPipelinesOneTopic|TestResumeIgnoresForeignTail|TestPostgresRestart|TestIdleSlot|TestMessageSettingsRefusedBefore14)$$
 
 test-pg-versions: services-up
 	GO=$(GO) scripts/test-pg-versions "$(PG_VERSIONS)" '$(PG_VERSIONS_COMPAT)' '$(PG_VERSIONS_INTEGRATION)'

@@ -48,6 +48,19 @@ func checkServerVersion(ctx context.Context, cfg *config.Config, log *slog.Logge
 	return major, errors.Join(messageFieldErrors(cfg, major)...)
 }
 
+// NeedsMessages lists the settings of cfg that rely on logical decoding messages (so on
+// PostgreSQL MessagesSince or newer), by key.
+func NeedsMessages(cfg *config.Config) []string {
+	var keys []string
+	for _, err := range messageFieldErrors(cfg, 0) {
+		var fe *config.FieldError
+		if errors.As(err, &fe) {
+			keys = append(keys, fe.Key)
+		}
+	}
+	return keys
+}
+
 // messageFieldErrors lists the settings that rely on logical decoding messages, for a server
 // that does not decode them.
 func messageFieldErrors(cfg *config.Config, major int) []error {
