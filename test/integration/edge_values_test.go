@@ -20,9 +20,11 @@ func TestEdgeValuesReachKafka(t *testing.T) {
 	s.runEngine(t)
 	s.waitSlot(t)
 
-	s.db.Exec(t, `INSERT INTO edges VALUES (1, ARRAY['ok', NULL]::mood[], interval '2562047788 hours',
+	// 2562047788 hours as a sum: before 15 an interval's input takes at most 2^31-1 hours,
+	// though the value itself fits.
+	s.db.Exec(t, `INSERT INTO edges VALUES (1, ARRAY['ok', NULL]::mood[], interval '2147483647 hours' + interval '414564141 hours',
 		'294276-12-31 23:59:59.999999', '294276-12-31 23:59:59.999999+00')`)
-	s.db.Exec(t, `INSERT INTO edges VALUES (2, ARRAY['sad']::mood[], interval '-2562047788 hours -54.775808 seconds',
+	s.db.Exec(t, `INSERT INTO edges VALUES (2, ARRAY['sad']::mood[], -(interval '2147483647 hours' + interval '414564141 hours') - interval '54.775808 seconds',
 		'2024-02-29 12:00:00', '4713-01-01 00:00:00+00 BC')`)
 	evs := decode(t, s.env.ReadN(t, s.topic("edges"), 2, time.Minute))
 

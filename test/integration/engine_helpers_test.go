@@ -177,7 +177,7 @@ func (s *setup) requireMessages(t *testing.T) {
 		return // the run says what is wrong
 	}
 	if keys := engine.NeedsMessages(cfg); len(keys) > 0 {
-		s.env.RequireServer(t, engine.MessagesSince, strings.Join(keys, ", ")+" rely on logical decoding messages")
+		s.env.RequireServer(t, engine.MessagesSince, "settings that need logical decoding messages: "+strings.Join(keys, ", "))
 	}
 }
 
