@@ -110,3 +110,10 @@ func inStreamSnapshotError(cfg *config.Config, major int, d snapshot.Decision, r
 			"start again from a new slot (procon-cdc drop, then run: the initial snapshot runs whole before streaming), or use PostgreSQL %d or newer",
 		what, MessagesSince, major, MessagesSince)}
 }
+
+// CheckServerVersion is the start's check of the server's version, for procon-cdc check: it
+// returns the server's major version and the settings it cannot serve, each a
+// *config.FieldError (joined), or the error that kept it from asking.
+func CheckServerVersion(ctx context.Context, cfg *config.Config) (int, error) {
+	return checkServerVersion(ctx, cfg, slog.New(slog.DiscardHandler))
+}

@@ -14,7 +14,8 @@ import (
 
 // TestMessageSettingsRefusedBefore14: on a server whose pgoutput decodes no logical decoding
 // messages (13), procon-cdc refuses each setting that relies on them at start, naming it and
-// the version it needs, exits non-zero and leaves no slot or publication. (make
+// the version it needs, exits non-zero and leaves no slot or publication; procon-cdc check
+// names them too. (make
 // test-pg-versions runs it on 13; newer servers serve these settings.)
 func TestMessageSettingsRefusedBefore14(t *testing.T) {
 	s := newSetup(t, `public.good: {}`, "")
@@ -39,6 +40,12 @@ func TestMessageSettingsRefusedBefore14(t *testing.T) {
 			}
 			if !strings.Contains(string(out), tc.want) {
 				t.Fatalf("output does not say %q:\n%s", tc.want, out)
+			}
+			// procon-cdc check says the same, beside its other findings.
+			c := *s
+			c.config = s.config + "\n" + tc.extra
+			if out, code := c.check(t); code != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("check exited %d; its output does not say %q:\n%s", code, tc.want, out)
 			}
 			var slots, pubs, signals int
 			ctx := context.Background()
