@@ -137,11 +137,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		e.closeWriters()
 		return nil, err
 	}
+	major, err := checkServerVersion(ctx, cfg, log)
+	if err != nil {
+		e.closeWriters()
+		return nil, err
+	}
 	if err := prepareRealtime(ctx, cfg, specs); err != nil {
 		e.closeWriters()
 		return nil, err
 	}
-	if e.snap, err = prepareSnapshots(ctx, cfg, log); err != nil {
+	if e.snap, err = prepareSnapshots(ctx, cfg, major, log); err != nil {
 		e.closeWriters()
 		return nil, err
 	}
@@ -179,6 +184,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		return nil, e.abort(err)
 	}
 	bcfg.Database = e.stream.Database()
+	bcfg.EmptyTransactions = major < 15
 	e.builder = envelope.NewBuilder(bcfg)
 	if err := e.checkAvro(ctx, avroEnc); err != nil {
 		return nil, e.abort(err)

@@ -56,7 +56,7 @@ type snapshots struct {
 // database (the signal table, the progress table, a pending initial snapshot before the slot
 // that exports it is created) and decides what snapshot runs, from snapshot.mode, the slot
 // and the recorded progress.
-func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger) (*snapshots, error) {
+func prepareSnapshots(ctx context.Context, cfg *config.Config, major int, log *slog.Logger) (*snapshots, error) {
 	s := &snapshots{cfg: cfg, log: log, signal: snapshot.QualifyTable(cfg.Snapshot.SignalTable), idle: make(chan struct{})}
 	conn, err := pg.Connect(ctx, cfg.Postgres.DSN, "procon-cdc start")
 	if err != nil {
@@ -90,6 +90,16 @@ func prepareSnapshots(ctx context.Context, cfg *config.Config, log *slog.Logger)
 	}
 	s.decision = snapshot.Decide(cfg.Snapshot.Mode, slot, snapshot.Latest(recorded, snapshot.KindInitial))
 	log.Info("snapshot decided", "decision", s.decision.Reason, "mode", cfg.Snapshot.Mode, "slot", cfg.Postgres.Slot)
+	var running []*snapshot.Snapshot // in-stream snapshots that would resume
+	for _, snap := range recorded {
+		if snap.Status == snapshot.StatusRunning && snap.Kind != snapshot.KindInitial && !s.decision.Export && !(s.decision.Full && snap.Kind == snapshot.KindAlways) {
+			running = append(running, snap)
+		}
+	}
+	if err := inStreamSnapshotError(cfg, major, s.decision, running); err != nil {
+		s.close()
+		return nil, err
+	}
 	if s.decision.DropSlot {
 		if slot.ActivePID != 0 {
 			s.close()

@@ -58,9 +58,14 @@ type Config struct {
 	// carry: when skipped.operations is set explicitly, Debezium creates its publication with
 	// publish = the others, so PostgreSQL never sends it a transaction made only of skipped
 	// operations (no BEGIN/END, no source.sequence step). nil: all operations.
-	Publish    map[string]bool
-	TxMetadata bool // provide.transaction.metadata
-	TxTopic    string
+	Publish map[string]bool
+	// EmptyTransactions says the server sends every transaction, even one none of whose
+	// changes the publication carries (PostgreSQL before 15; 15 skips them): Debezium's
+	// connector then sees each transaction's Begin and Commit whatever Publish leaves out of
+	// its publication, and its transaction events and lsn_commit count them.
+	EmptyTransactions bool
+	TxMetadata        bool // provide.transaction.metadata
+	TxTopic           string
 	// MessageTopic receives logical decoding messages; MessageInclude/Exclude are regular
 	// expressions on their prefix (message.prefix.include.list / exclude.list).
 	MessageTopic   string
@@ -135,14 +140,14 @@ func (b *Builder) Build(c *replication.Change, out []*Event) ([]*Event, error) {
 		clear(b.perTable)
 		b.tableOrder = b.tableOrder[:0]
 		b.pendingBegin, b.txSeen = c, false
-		if b.cfg.Publish == nil {
+		if b.cfg.Publish == nil || b.cfg.EmptyTransactions {
 			out = b.seen(out)
 		}
 		return out, nil
 	case replication.OpCommit:
 		if !b.txSeen {
-			// Debezium's publication would not have carried any of it: PostgreSQL sends it
-			// no empty transaction.
+			// Debezium's publication would not have carried any of it: PostgreSQL 15 and
+			// newer send it no empty transaction (older ones do: EmptyTransactions).
 			return out, nil
 		}
 		if b.cfg.TxMetadata && c.Tx.XID != 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -35,6 +36,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		findings = append(findings, replication.Finding{Level: "ok", Subject: "written tables",
 			Message: "no trigger, rule or row security runs on what procon-cdc writes, and its own tables are its role's"})
 	}
+	findings = append(findings, checkServerVersion(ctx, cfg)...)
 	findings = append(findings, checkKafka(ctx, cfg)...)
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if checked, err := engine.CheckRegistry(rctx, cfg); err != nil {
@@ -62,6 +64,27 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // checkKafka connects as procon-cdc run does (brokers, TLS, SASL), checks that a broker
 // answers, and warns about existing topics whose max.message.bytes is below
 // kafka.max_record_bytes: records between the two are too large for them.
+// checkServerVersion names the settings the server's version cannot serve (logical decoding
+// messages before 14). A server it cannot reach is replication.Check's finding already.
+func checkServerVersion(ctx context.Context, cfg *config.Config) []replication.Finding {
+	major, err := engine.CheckServerVersion(ctx, cfg)
+	if err == nil {
+		return []replication.Finding{{Level: "ok", Subject: "server version", Message: fmt.Sprintf("PostgreSQL %d serves every setting of this configuration", major)}}
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var out []replication.Finding
+	for _, err := range errs {
+		var fe *config.FieldError
+		if errors.As(err, &fe) {
+			out = append(out, replication.Finding{Level: "error", Subject: "server version", Message: err.Error()})
+		}
+	}
+	return out
+}
+
 func checkKafka(ctx context.Context, cfg *config.Config) []replication.Finding {
 	scfg, err := sink.ConfigFrom(&cfg.Kafka, nil)
 	if err == nil {

@@ -82,6 +82,25 @@ func pipelines() []*pipeline {
 	}
 }
 
+// selectPipelines keeps the named pipelines, failing the test on an unknown name.
+func selectPipelines(t *testing.T, all []*pipeline, names []string) []*pipeline {
+	t.Helper()
+	var out []*pipeline
+	for _, name := range names {
+		found := false
+		for _, p := range all {
+			if p.name == strings.TrimSpace(name) {
+				out, found = append(out, p), true
+			}
+		}
+		if !found {
+			t.Fatalf("PROCON_COMPAT_PIPELINES names %q, which is not a pipeline", name)
+		}
+	}
+	t.Logf("pipelines of PROCON_COMPAT_PIPELINES: %s", strings.Join(names, ","))
+	return out
+}
+
 func without(list []string, drop string) []string {
 	var out []string
 	for _, s := range list {
@@ -99,11 +118,32 @@ func TestDebeziumCompat(t *testing.T) {
 	env.HoldServices(t)
 	db := env.Database(t)
 	ctx := testenv.Context(t, 20*time.Minute)
-	if _, err := db.Pool.Exec(ctx, schemaSQL+toastSetup); err != nil {
+	var major int
+	if err := db.Pool.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
+		t.Fatalf("server version: %v", err)
+	}
+	t.Logf("PostgreSQL %d", major)
+	if _, err := db.Pool.Exec(ctx, forServer(schemaSQL+toastSetup, major)); err != nil {
 		t.Fatalf("schema: %v", err)
 	}
 
 	pls := pipelines()
+	if only := os.Getenv("PROCON_COMPAT_PIPELINES"); only != "" {
+		// A subset, where the full set would cost too much (make test-pg-versions runs this
+		// test on more server versions).
+		pls = selectPipelines(t, pls, strings.Split(only, ","))
+	}
+	if major < 15 {
+		// Before 15 pgoutput sends every transaction of the database, even one with no
+		// published change: the action query's write every second would make transaction
+		// events for as long as the connectors run, at moments that differ between the two,
+		// and the topics would never be still. The action query does not depend on the
+		// server's version; 15 and newer cover it.
+		for _, p := range pls {
+			delete(p.debezium, "heartbeat.action.query")
+			delete(p.proconDebezium, "heartbeat.action.query")
+		}
+	}
 	base := strings.TrimPrefix(testenv.Name(t, "x"), "x_")
 	suffix := base[len(base)-8:]
 	for i, p := range pls {
@@ -194,8 +234,8 @@ func TestDebeziumCompat(t *testing.T) {
 			barrier(t, env, db, pls, barriers)
 			continue
 		}
-		if _, err := db.Pool.Exec(ctx, s.sql); err != nil {
-			t.Fatalf("workload step %d: %v\n%s", i, err, s.sql)
+		if _, err := db.Pool.Exec(ctx, forServer(s.sql, major)); err != nil {
+			t.Fatalf("workload step %d: %v\n%s", i, err, forServer(s.sql, major))
 		}
 	}
 	barriers++
@@ -207,7 +247,7 @@ func TestDebeziumCompat(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, "SELECT coalesce(array_agg(DISTINCT who ORDER BY who), '{}') FROM hb_action").Scan(&who); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(who, ",") != "debezium,procon" {
+	if major >= 15 && strings.Join(who, ",") != "debezium,procon" {
 		t.Errorf("heartbeat.action.query ran for %q, want both debezium and procon", who)
 	}
 

@@ -1,5 +1,7 @@
 package compat
 
+import "strings"
+
 // The workload both connectors see: every type Debezium maps (and some it does not), NULLs and
 // edge values, inserts, updates (changed and unchanged TOAST), deletes, primary-key changes,
 // each replica identity, multi-statement and multi-table transactions, truncate, logical
@@ -135,6 +137,30 @@ CREATE TABLE evolve (id int PRIMARY KEY, a text, b int, c int NOT NULL DEFAULT 0
 -- heartbeat.action.query writes here; no connector captures it.
 CREATE TABLE hb_action (id bigserial PRIMARY KEY, who text);
 `
+
+// olderServers are the workload's types an older server lacks, each with its stand-in there
+// (the same text on both connectors' side, so the comparison still holds): a negative numeric
+// scale came with PostgreSQL 15; multiranges and numeric's infinities with 14.
+var olderServers = []struct {
+	before   int
+	from, to string
+}{
+	{15, "numeric(5,-2)", "numeric(7,0)"},
+	{14, "int4multirange", "int4range"},
+	{14, "'{[1,3),[5,7)}'", "'[1,7)'"},
+	{14, "(2, 999999999.999, 'Infinity',", "(2, 999999999.999, 'NaN',"},
+	{14, "(3, -999999999.999, '-Infinity',", "(3, -999999999.999, 'NaN',"},
+}
+
+// forServer rewrites the workload's SQL for a server of the given major version.
+func forServer(sql string, major int) string {
+	for _, r := range olderServers {
+		if major < r.before {
+			sql = strings.ReplaceAll(sql, r.from, r.to)
+		}
+	}
+	return sql
+}
 
 // step is one transaction of the workload (or a barrier: wait until every connector has
 // written everything up to here, so that catalog reads cannot race the next DDL).

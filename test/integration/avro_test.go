@@ -397,6 +397,21 @@ func TestAvroRoundTrip(t *testing.T) {
 	recsJSON := env.ReadN(t, js.topic("types"), n, time.Minute)
 	r := newAvroReader(reg)
 	ids := map[string]map[int]bool{"key": {}, "value": {}}
+	// Before 15 the server also sends transactions without a published change, and the two
+	// slots, made one after the other, see different ones (the JSON engine's start commits
+	// after the Avro engine's slot exists): source.sequence's last commit then tells where
+	// each slot began, not how the record was encoded.
+	sameStart := func(v any) any { return v }
+	if env.ServerMajor(t) < 15 {
+		sameStart = func(v any) any {
+			if m, ok := v.(map[string]any); ok {
+				if src, ok := m["source"].(map[string]any); ok {
+					delete(src, "sequence")
+				}
+			}
+			return v
+		}
+	}
 	for i := range recsAvro {
 		a, j := recsAvro[i], recsJSON[i]
 		gotKey, kid := r.decode(t, a.Key)
@@ -412,8 +427,8 @@ func TestAvroRoundTrip(t *testing.T) {
 		}
 		gotValue, vid := r.decode(t, a.Value)
 		ids["value"][vid] = true
-		want := withoutClock(jsonComparable(t, j.Value))
-		if got := withoutClock(gotValue); !reflect.DeepEqual(got, want) {
+		want := sameStart(withoutClock(jsonComparable(t, j.Value)))
+		if got := sameStart(withoutClock(gotValue)); !reflect.DeepEqual(got, want) {
 			t.Errorf("record %d value:\ngot  %v\nwant %v", i, got, want)
 		} else if i == 0 {
 			t.Logf("record 0 decodes to the JSON engine's value: %v", got)

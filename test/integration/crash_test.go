@@ -272,6 +272,17 @@ func TestKill9TwoPipelinesOneTopic(t *testing.T) {
 	procs := []*process{a.startProcess(t), b.startProcess(t)}
 	a.waitSlot(t)
 	b.waitSlot(t)
+	// The kills start once both stream: a kill during a pipeline's initial snapshot makes the
+	// next run recreate its slot and snapshot again, whose rows carry each key's state but not
+	// the versions committed since the first slot was made (TestKill9 waits for its own
+	// records; here the other pipeline's records can fill the topic first).
+	for _, s := range setups {
+		testenv.WaitFor(t, time.Minute, "slot "+s.slot+" to stream", func() (bool, error) {
+			var active bool
+			err := s.db.Pool.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&active)
+			return active, err
+		})
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, w := range writers {

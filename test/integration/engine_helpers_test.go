@@ -94,6 +94,7 @@ func (s *setup) startEngine(t *testing.T) *engineRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logged := lockedWriter{&sync.Mutex{}, &bytes.Buffer{}}
+	s.requireMessages(t)
 	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logged), &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		cancel()
@@ -163,7 +164,21 @@ type process struct {
 
 func (s *setup) startProcess(t *testing.T) *process {
 	t.Helper()
+	s.requireMessages(t)
 	return startProcon(t, "run", writeConfig(t, s.config))
+}
+
+// requireMessages skips the test on a server before 14 when the configuration uses what needs
+// logical decoding messages there (procon-cdc refuses it: TestMessageSettingsRefusedBefore14).
+func (s *setup) requireMessages(t *testing.T) {
+	t.Helper()
+	cfg, err := config.Parse(strings.NewReader(s.config), os.LookupEnv)
+	if err != nil {
+		return // the run says what is wrong
+	}
+	if keys := engine.NeedsMessages(cfg); len(keys) > 0 {
+		s.env.RequireServer(t, engine.MessagesSince, "settings that need logical decoding messages: "+strings.Join(keys, ", "))
+	}
 }
 
 // startProcon runs procon-cdc's command with --config path as a child process, killed when the

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/test/testenv"
 	"github.com/procon-cdc/procon/txid"
 )
@@ -806,6 +807,7 @@ func TestRealtimeQueueBytesBound(t *testing.T) {
 // notification (it is an ordinary logical message event) while realtime table rows still do.
 func TestRealtimeMessagesOff(t *testing.T) {
 	s := newSetup(t, `public.accounts: {}`, "")
+	s.env.RequireServer(t, engine.MessagesSince, "the realtime message becomes a message event only where pgoutput decodes it")
 	s.db.Exec(t, `CREATE TABLE accounts (id int PRIMARY KEY)`)
 	createRealtimeTable(t, s)
 	withRealtime(s, "enabled: true", "messages: false", "rt_threshold: 0", "partitions: 1")

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/procon-cdc/procon/deadletter"
+	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/test/testenv"
 	"github.com/procon-cdc/procon/txid"
@@ -56,6 +57,7 @@ type emitted struct {
 // emitAs emits a transactional logical message as role, in a transaction of its own.
 func emitAs(t *testing.T, s *setup, role, prefix string, content string) emitted {
 	t.Helper()
+	s.env.RequireServer(t, engine.MessagesSince, "a logical decoding message becomes an event only where pgoutput decodes it")
 	ctx := testenv.Context(t, time.Minute)
 	conn := s.db.Conn(t)
 	var e emitted

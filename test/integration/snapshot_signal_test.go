@@ -45,6 +45,7 @@ func (l *logBuffer) String() string {
 func (s *setup) startEngineLogged(t *testing.T) (*engineRun, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{t: t}
+	s.requireMessages(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	e, err := engine.New(ctx, s.cfg(t), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -588,6 +589,7 @@ func TestSnapshotInitialKill9(t *testing.T) {
 snapshot:
   chunk_size: 2000
   parallelism: 2`)
+	s.env.RequireServer(t, engine.MessagesSince, "the interrupted initial snapshot resumes between watermarks, which are logical decoding messages")
 	createItems(t, s, "items", rows)
 	w := newItemWriter(t, s, map[string]int{"items": rows})
 	ctx, stop := context.WithCancel(context.Background())
@@ -779,6 +781,7 @@ func TestSnapshotModes(t *testing.T) {
 
 	t.Run("always", func(t *testing.T) {
 		s := newModeSetup(t).withMode("always")
+		s.env.RequireServer(t, engine.MessagesSince, "always on an existing slot snapshots between watermarks, which are logical decoding messages")
 		r := s.startEngine(t)
 		s.waitSnapshot(t, "initial", "done", time.Minute)
 		r.stop(t)

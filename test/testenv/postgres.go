@@ -127,3 +127,30 @@ func redact(dsn string) string {
 	}
 	return u.Redacted()
 }
+
+// ServerMajor is the major version of the services' PostgreSQL (scripts/services runs
+// PROCON_PG_VERSION's, 13 to 18).
+func (e *Env) ServerMajor(t testing.TB) int {
+	t.Helper()
+	ctx := Context(t, time.Minute)
+	conn, err := pgx.Connect(ctx, e.PGDSN)
+	if err != nil {
+		t.Fatalf("testenv: connect to %s: %v", redact(e.PGDSN), err)
+	}
+	defer conn.Close(ctx)
+	var major int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&major); err != nil {
+		t.Fatalf("testenv: server version: %v", err)
+	}
+	return major
+}
+
+// RequireServer skips the test on a PostgreSQL older than major, saying why: for features
+// that cannot exist there (logical decoding messages before 14), never for behaviour that
+// merely differs.
+func (e *Env) RequireServer(t testing.TB, major int, why string) {
+	t.Helper()
+	if got := e.ServerMajor(t); got < major {
+		t.Skipf("needs PostgreSQL %d or newer (%s); the server is %d", major, why, got)
+	}
+}
