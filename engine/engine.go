@@ -65,7 +65,15 @@ type Engine struct {
 
 // New checks Kafka, then prepares the publication and the slot. Kafka is checked first so that
 // an unreachable broker changes nothing in the database.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, error) {
+	return NewAfter(ctx, cfg, log, nil)
+}
+
+// NewAfter is New for a process whose previous engine on cfg stopped with ErrLockLost: prev is
+// that engine (its Lineage), and the new one refuses a server whose WAL does not continue what
+// prev read, such as a standby promoted without everything the crashed primary had sent
+// (invariant 25). prev may be nil.
+func NewAfter(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *replication.Lineage) (_ *Engine, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -163,6 +171,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 		ExportSnapshot:  e.snap.exportSnapshot(),
 		Failover:        cfg.Postgres.Failover,
 		SlotWait:        e.slotWait(),
+		After:           prev,
 		Observer:        e.obs.streamObserver(),
 		Logger:          log,
 	})
@@ -221,6 +230,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, 
 	e.obs.built(e)
 	return e, nil
 }
+
+// Lineage says what the engine's stream read, for the engine that replaces it after a lost
+// lock (NewAfter); call it once Run has returned.
+func (e *Engine) Lineage() replication.Lineage { return e.stream.Lineage() }
 
 // openStream opens the replication stream. With exactly-once delivery, a slot still in use is
 // waited for, up to slotTakeover: Fence has just fenced the instance using it, which stops at

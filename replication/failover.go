@@ -143,6 +143,40 @@ func (s *Stream) checkTimeline(ctx context.Context) error {
 	return nil
 }
 
+// Lineage is what a stream read: the cluster (system identifier), the timeline and the
+// highest WAL position it received. A later stream of the same process is opened After it.
+type Lineage struct {
+	SystemID  string
+	Timeline  int32
+	Received  pglogrepl.LSN
+	OnStandby bool // the stream was opened on a standby (in recovery)
+}
+
+// Lineage says what the stream has read so far; call it once Run has returned. A stream opened
+// After another and not yet past it keeps the earlier one's position.
+func (s *Stream) Lineage() Lineage {
+	return Lineage{SystemID: s.system.SystemID, Timeline: s.system.Timeline, Received: s.received, OnStandby: s.openedOnStandby}
+}
+
+// checkContinues holds a stream Open just identified to what an earlier stream of this process
+// read (Config.After), as checkTimeline holds a reconnection: the earlier stream's engine
+// stopped when its lock's session ended (a primary that crashed, say), and the new one must
+// not read on from a promoted standby that lacks what the earlier one received. The partition
+// tails in Kafka would then skip the standby's own transactions up to there.
+func (s *Stream) checkContinues(ctx context.Context, prev Lineage) error {
+	if prev.SystemID == "" {
+		return nil // the earlier stream never identified a server
+	}
+	if !prev.OnStandby && s.openedOnStandby {
+		return errOnStandby // a primary's standby, not yet promoted: Transient
+	}
+	opened := s.system
+	s.system.SystemID, s.system.Timeline, s.received = prev.SystemID, prev.Timeline, prev.Received
+	err := s.checkTimeline(ctx)
+	s.system = opened
+	return err
+}
+
 // branchPoint finds in a timeline history file (lines of "parent timeline, switch point,
 // reason", tab-separated) where timeline tli ended.
 func branchPoint(history []byte, tli int32) (pglogrepl.LSN, bool) {
@@ -174,8 +208,10 @@ func slotMissingHint(err error, failover bool) string {
 		"a new slot starts from a new snapshot, and changes between the two are not captured"
 }
 
-// isRetriable reports whether Run may retry after err.
-func isRetriable(err error) bool {
+// Transient reports whether Open or Run may succeed when tried again after err: PostgreSQL's
+// transient errors (pg.Transient), and a server in recovery reached where the stream needs a
+// primary (a failover under way).
+func Transient(err error) bool {
 	return errors.Is(err, errOnStandby) || pg.Transient(err)
 }
 

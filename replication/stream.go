@@ -40,6 +40,10 @@ type Config struct {
 	// SlotWait bounds Open's wait for a slot another server process uses (default 10s), before
 	// it fails with ErrSlotActive.
 	SlotWait time.Duration
+	// After, when set, is what an earlier stream of this process read from the slot (its
+	// Lineage): Open then refuses a server whose WAL does not continue it, as a reconnection
+	// does, so a new stream after a lost lock cannot skip a promoted standby's transactions.
+	After *Lineage
 	// Observer, when set, is told the stream's state changes and each transaction Kafka has
 	// all of (metrics).
 	Observer Observer
@@ -176,6 +180,11 @@ func (s *Stream) open(ctx context.Context) error {
 		return fmt.Errorf("identify the server: %w", err)
 	}
 	s.openedOnStandby = s.repl.ParameterStatus("in_hot_standby") == "on"
+	if s.cfg.After != nil {
+		if err := s.checkContinues(ctx, *s.cfg.After); err != nil {
+			return err
+		}
+	}
 	start, err := slot.confirmedLSN(s.cfg.Slot)
 	if err != nil {
 		return err
@@ -280,7 +289,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 		if errors.Is(err, errStopped) || s.stopRequested() {
 			return nil // a connection lost while stopping: the cut transaction is sent again at restart
 		}
-		if !isRetriable(err) {
+		if !Transient(err) {
 			return err
 		}
 		s.dec.abandonOpenTx()
@@ -312,7 +321,7 @@ func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
 				down.Recovered(s.log, "reconnected to PostgreSQL", "slot", s.cfg.Slot)
 				break
 			}
-			if !isRetriable(err) {
+			if !Transient(err) {
 				return err
 			}
 			s.observe(func(o Observer) { o.Reconnecting(err) })

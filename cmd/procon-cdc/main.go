@@ -29,7 +29,6 @@ import (
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/consumer"
 	"github.com/procon-cdc/procon/engine"
-	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/retrylog"
 	"github.com/procon-cdc/procon/snapshot"
@@ -170,10 +169,15 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// An engine that lost the slot's lock (its PostgreSQL session ended: a restart, a broken
 	// connection) stopped producing, since another procon-cdc may have taken over; this one
 	// then waits for the lock again with a new engine, as a standby if another has it.
-	var down retrylog.Outage
-	lost := false
+	var (
+		down retrylog.Outage
+		lost bool
+		// read is what the engines before read: a new one refuses a server whose WAL does not
+		// continue it (a standby promoted without what the lost primary had sent).
+		read *replication.Lineage
+	)
 	for backoff := 100 * time.Millisecond; ; {
-		e, err := engine.New(ctx, cfg, log)
+		e, err := engine.NewAfter(ctx, cfg, log, read)
 		if err == nil {
 			if lost {
 				down.Recovered(log, "started again after losing the slot's lock", "slot", cfg.Postgres.Slot)
@@ -187,11 +191,15 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			return nil
 		case errors.Is(err, replication.ErrLockLost):
 			log.Warn("lost the slot's lock; waiting to take it again", "slot", cfg.Postgres.Slot, "err", err)
+			if e != nil {
+				lineage := e.Lineage()
+				read = &lineage
+			}
 			lost, backoff = true, 100*time.Millisecond
 			continue
-		case lost && pg.Transient(err):
-			// After a lost lock, PostgreSQL is typically restarting: wait for it, which the
-			// first start does not do.
+		case lost && replication.Transient(err):
+			// After a lost lock, PostgreSQL is typically restarting, or its standby is being
+			// promoted: wait for it, which the first start does not do.
 			down.Failed(log, "cannot start again after losing the slot's lock; retrying", err, "slot", cfg.Postgres.Slot)
 		default:
 			return err

@@ -248,7 +248,9 @@ relation_configs:
 	// Promoted only once procon-cdc has found no primary (the old one gone, the standby
 	// read-only): it must keep trying until there is one.
 	testenv.WaitFor(t, 30*time.Second, "procon-cdc to find no primary", func() (bool, error) {
-		want := "cannot reconnect to PostgreSQL; retrying"
+		// The primary's end ends the slot's lock session too, so procon-cdc starts again (a new
+		// engine) as it does after any lost lock: it must not take a read-only server for one.
+		want := "cannot start again after losing the slot's lock; retrying"
 		if !readWrite {
 			want = "the server is a standby (in recovery); waiting for a primary"
 		}
