@@ -85,6 +85,14 @@ func (w *versionWriter) run(stop context.Context) {
 	}
 }
 
+// start runs the writer until the returned function is called, which returns once it stopped.
+func (w *versionWriter) start() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
 // finalVersions reads the committed state from the table itself, the ground truth.
 func (w *versionWriter) finalVersions(t *testing.T) map[int]int {
 	t.Helper()

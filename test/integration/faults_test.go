@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,10 +48,7 @@ func TestKafkaDown(t *testing.T) {
 	w := newVersionWriter(t, s, 10)
 	s.runEngine(t)
 	s.waitSlot(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(ctx) }()
+	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("versions")) > 100, nil })
 
 	s.env.StopService(t, "kafka")
@@ -76,7 +72,6 @@ func TestKafkaDown(t *testing.T) {
 		return s.confirmedLSN(t) > target, nil
 	})
 	stop()
-	wg.Wait()
 	checkVersions(t, s, w.finalVersions(t), false)
 }
 
@@ -88,10 +83,7 @@ func TestPostgresRestart(t *testing.T) {
 	w := newVersionWriter(t, s, 10)
 	p := s.startProcess(t)
 	s.waitSlot(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(ctx) }()
+	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("versions")) > 100, nil })
 	s.env.StopService(t, "postgres")
 	s.env.StartService(t, "postgres")
@@ -100,7 +92,6 @@ func TestPostgresRestart(t *testing.T) {
 		return s.countIfExists(t, s.topic("versions")) > before+100, nil
 	})
 	stop()
-	wg.Wait()
 	checkVersions(t, s, w.finalVersions(t), false)
 	if out := p.output(); !strings.Contains(out, "lost the slot's lock; waiting to take it again") {
 		t.Fatalf("procon-cdc did not say it lost the slot's lock with PostgreSQL's restart:\n%s", out)

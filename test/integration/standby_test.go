@@ -197,10 +197,7 @@ func TestStandbyTakeover(t *testing.T) {
 	ps := []*process{startProcon(t, "run", path), startProcon(t, "run", path), startProcon(t, "run", path)}
 	active := activeOf(t, ps, time.Minute)
 	s.waitSlot(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(ctx) }()
+	stop := w.start()
 
 	adm := kadm.NewClient(s.env.Kafka(t))
 	topic := s.topic("versions")
@@ -250,7 +247,6 @@ func TestStandbyTakeover(t *testing.T) {
 		activeOf(t, ps, time.Minute)
 	}
 	stop()
-	wg.Wait()
 	checkVersions(t, s, w.finalVersions(t), true)
 	t.Logf("take-over, SIGKILL to streaming: %s; to the first new record produced (its Kafka timestamp): %s", spread(toStream), spread(toKafka))
 	for _, p := range ps {
@@ -306,10 +302,7 @@ func TestStandbyLockLost(t *testing.T) {
 	ps := []*process{startProcon(t, "run", path), startProcon(t, "run", path)}
 	active := activeOf(t, ps, time.Minute)
 	s.waitSlot(t)
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); w.run(ctx) }()
+	stop := w.start()
 	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("versions")) > 100, nil })
 	var standby *process
 	for _, p := range ps {
@@ -331,7 +324,6 @@ func TestStandbyLockLost(t *testing.T) {
 	before := s.countIfExists(t, s.topic("versions"))
 	testenv.WaitFor(t, time.Minute, "events after the take-over", func() (bool, error) { return s.countIfExists(t, s.topic("versions")) > before+100, nil })
 	stop()
-	wg.Wait()
 	checkVersions(t, s, w.finalVersions(t), true)
 	checkCleanStop(t, "the standby", active, active.signal(t, syscall.SIGTERM))
 }
