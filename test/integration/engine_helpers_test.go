@@ -41,7 +41,14 @@ func newSetup(t *testing.T, relations string, extra string) *setup {
 	s.name = strings.ReplaceAll(testenv.Name(t, "p"), "_", "-")
 	s.slot = strings.ReplaceAll(s.name, "-", "_")
 	env.DeleteTopicsAtCleanup(t, s.name)
-	s.config = fmt.Sprintf(`name: %s
+	s.config = s.configFor(relations, extra)
+	return s
+}
+
+// configFor is the YAML configuration of s's pipeline over relations (YAML mappings, one per
+// line), with extra top-level keys.
+func (s *setup) configFor(relations, extra string) string {
+	return fmt.Sprintf(`name: %s
 postgres:
   dsn: %s
   slot: %s
@@ -53,8 +60,7 @@ log:
   level: debug
 relation_configs:
 %s
-%s`, s.name, s.db.DSN, s.slot, s.slot, strings.Join(env.Brokers, ","), indent(relations), extra)
-	return s
+%s`, s.name, s.db.DSN, s.slot, s.slot, strings.Join(s.env.Brokers, ","), indent(relations), extra)
 }
 
 func indent(s string) string {

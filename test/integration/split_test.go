@@ -51,20 +51,7 @@ func TestSplitPipeline(t *testing.T) {
 	a.db.Exec(t, `SELECT pg_copy_logical_replication_slot($1, $2)`, a.slot, b.slot)
 
 	a.config = strings.Replace(a.config, "  public.sb: {}\n", "", 1)
-	b.config = fmt.Sprintf(`name: %s
-instance_num: 2
-postgres:
-  dsn: %s
-  slot: %s
-  publication: %s
-  status_interval: 200ms
-kafka:
-  brokers: %s
-log:
-  level: debug
-relation_configs:
-  public.sb: {topic: %s}
-`, b.name, b.db.DSN, b.slot, b.slot, strings.Join(b.env.Brokers, ","), a.topic("sb"))
+	b.config = b.configFor("public.sb: {topic: "+a.topic("sb")+"}", "instance_num: 2\n")
 	a.startEngine(t)
 	b.startEngine(t)
 	a.waitSlot(t)
