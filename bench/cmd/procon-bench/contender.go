@@ -281,6 +281,22 @@ func scrape(ctx context.Context, url string) {
 	}
 }
 
+// proconRun writes cfg to base.yaml and returns the procon-cdc run command for it, with a pprof
+// listener (its address) when -pprof is set.
+func (b *bench) proconRun(base, cfg string) (args []string, pprofAddr string, err error) {
+	if err := os.WriteFile(base+".yaml", []byte(cfg), 0o644); err != nil {
+		return nil, "", err
+	}
+	args = []string{b.o.proconBin, "run", "--config", base + ".yaml"}
+	if b.o.pprof {
+		if pprofAddr, err = freePort(); err != nil {
+			return nil, "", err
+		}
+		args = append(args, "--pprof", pprofAddr)
+	}
+	return args, pprofAddr, nil
+}
+
 // proconConfig is procon-cdc's YAML for one contender.
 func (b *bench) proconConfig(r *runSpec, c string) string {
 	var sb strings.Builder
@@ -429,18 +445,9 @@ func (b *bench) runKafkaContender(ctx context.Context, r *runSpec, c string, res
 			defer stop()
 			go scrape(sctx, "http://"+addr+"/metrics")
 		}
-		cfg := base + ".yaml"
-		if err := os.WriteFile(cfg, []byte(b.proconConfig(r, c)), 0o644); err != nil {
+		var err error
+		if args, pprofAddr, err = b.proconRun(base, b.proconConfig(r, c)); err != nil {
 			return err
-		}
-		args = []string{b.o.proconBin, "run", "--config", cfg}
-		if b.o.pprof {
-			addr, err := freePort()
-			if err != nil {
-				return err
-			}
-			pprofAddr = addr
-			args = append(args, "--pprof", addr)
 		}
 	}
 	var p *proc

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -55,18 +54,9 @@ func (b *bench) runPipelines(ctx context.Context, r *runSpec, res *Result) error
 	var topics []string
 	for _, part := range r.parts {
 		base := filepath.Join(b.dir, part.name)
-		if err := os.WriteFile(base+".yaml", []byte(b.proconConfig(part, "procon-json")), 0o644); err != nil {
+		args, pprofAddr, err := b.proconRun(base, b.proconConfig(part, "procon-json"))
+		if err != nil {
 			return err
-		}
-		args := []string{b.o.proconBin, "run", "--config", base + ".yaml"}
-		var pprofAddr string
-		if b.o.pprof {
-			addr, err := freePort()
-			if err != nil {
-				return err
-			}
-			pprofAddr = addr
-			args = append(args, "--pprof", addr)
 		}
 		p, err := startProc(base+".log", nil, nil, args...)
 		if err != nil {
