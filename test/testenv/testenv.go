@@ -40,7 +40,11 @@ type Env struct {
 	TLSBrokers     []string
 	RegistryTLSURL string
 	TLSCA          string
-	Services       string // path of scripts/services
+	// FaultBrokers is Kafka's listener for fault tests: the broker advertises it but listens on
+	// FaultUpstream, and a test's proxy (FaultProxies) joins the two.
+	FaultBrokers  []string
+	FaultUpstream string
+	Services      string // path of scripts/services
 
 	mu        sync.Mutex
 	exclusive map[testing.TB]bool // tests holding the services lock exclusively
@@ -71,6 +75,10 @@ func Get(t testing.TB) *Env {
 	}
 	if b := os.Getenv("PROCON_KAFKA_SASL_BROKERS"); b != "" {
 		e.SASLBrokers = strings.Split(b, ",")
+	}
+	if b := os.Getenv("PROCON_KAFKA_FAULT_BROKERS"); b != "" {
+		e.FaultBrokers = strings.Split(b, ",")
+		e.FaultUpstream = os.Getenv("PROCON_KAFKA_FAULT_UPSTREAM")
 	}
 	if b := os.Getenv("PROCON_KAFKA_BROKERS"); b != "" {
 		e.Brokers = strings.Split(b, ",")
@@ -144,6 +152,18 @@ func Context(t testing.TB, timeout time.Duration) context.Context {
 // cleanup that starts it again so that a failing test never leaves the stack broken.
 func (e *Env) StopService(t testing.TB, name string) {
 	t.Helper()
+	e.takeDown(t, "stop", name)
+}
+
+// CrashService is StopService the hard way: PostgreSQL's immediate shutdown (no checkpoint,
+// sessions cut), SIGKILL for Kafka and the registry.
+func (e *Env) CrashService(t testing.TB, name string) {
+	t.Helper()
+	e.takeDown(t, "crash", name)
+}
+
+func (e *Env) takeDown(t testing.TB, how, name string) {
+	t.Helper()
 	// Tests of other packages (other processes) that hold the services wait for this one to
 	// end; the lock is released after the service is back (cleanups run last-in first-out).
 	// A test takes it once: a second flock of its own would wait for the first forever.
@@ -161,7 +181,7 @@ func (e *Env) StopService(t testing.TB, name string) {
 		})
 	}
 	e.mu.Unlock()
-	e.runServices(t, "stop", name)
+	e.runServices(t, how, name)
 	t.Cleanup(func() { e.runServices(t, "start", name) })
 }
 
