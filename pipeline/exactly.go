@@ -51,7 +51,7 @@ type exactly struct {
 	cfg  ExactlyOnce
 	tick time.Duration
 
-	pos      *progress.Position // the last record handed over (or skipped as written)
+	pos      *progress.Position // the last record handed over, or Resume before the first
 	inSource bool               // between a source transaction's Begin and its Commit
 	sourceN  int                // records of the open source transaction in the open Kafka transaction
 	split    bool               // the open source transaction was split (logged once)
@@ -73,9 +73,14 @@ func newExactly(cfg *ExactlyOnce) *exactly {
 	return x
 }
 
-// written reports whether a record at pos is in Kafka already, committed by an earlier run.
+// written reports whether a record at pos is in Kafka already: committed by an earlier run, or
+// handed over by this one before the replication connection was cut and the server sent the
+// stream again from the confirmed position. The second happens when a source transaction was
+// split over Kafka transactions and its first part committed: the transaction is abandoned
+// with the connection, its commit is not confirmed, and it comes again whole. Everything
+// handed over stays in the Kafka transaction it went into, which commits or ends the run.
 func (x *exactly) written(pos progress.Position) bool {
-	if r := x.cfg.Resume; r != nil && r.Covers(pos) {
+	if x.pos != nil && x.pos.Covers(pos) {
 		x.skipped++
 		return true
 	}
@@ -157,7 +162,7 @@ func (p *Pipeline) commit(ctx context.Context) error {
 	}
 	x.sourceN = 0
 	if x.skipped > 0 {
-		p.log.Info("skipped records an earlier run had committed to Kafka", "records", x.skipped)
+		p.log.Info("skipped records already in Kafka (committed by an earlier run, or handed over before a reconnection)", "records", x.skipped)
 		x.skipped = 0
 	}
 	return nil
