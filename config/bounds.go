@@ -39,6 +39,7 @@ var bounds = map[string]bound{
 	"metrics.ready_max_lag": {min: int64(time.Second), max: int64(24 * time.Hour), zero: "no bound", duration: true},
 
 	"postgres.status_interval": {min: int64(100 * time.Millisecond), max: int64(time.Minute), duration: true},
+	"postgres.receive_timeout": {min: int64(time.Second), max: int64(time.Hour), duration: true},
 
 	"kafka.topic_defaults.partitions":         {min: 1, max: maxPartitions, defaulted: true},
 	"kafka.topic_defaults.replication_factor": {min: 1, max: math.MaxInt16, defaulted: true},

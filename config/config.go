@@ -54,6 +54,10 @@ type Postgres struct {
 	PublicationAutocreate string `yaml:"publication_autocreate"` // filtered | all_tables | disabled
 	// StatusInterval is how often a standby status update is sent, whatever else is happening.
 	StatusInterval Duration `yaml:"status_interval"`
+	// ReceiveTimeout ends a replication connection on which the server has sent nothing, not
+	// even the keepalives procon-cdc asks for, for this long (a dead peer or a partition that
+	// leaves the connection half-open), and connects again.
+	ReceiveTimeout Duration `yaml:"receive_timeout"`
 	// Failover creates the slot as a failover slot (PostgreSQL 17+) so that standbys with
 	// sync_replication_slots keep a copy of it, and a promoted standby can be read on from
 	// where procon-cdc was. A server older than 17 refuses to start with it.

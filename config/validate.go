@@ -56,6 +56,9 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 	if p.Publication == "" && c.Name != "" {
 		p.Publication = p.Slot
 	}
+	if p.ReceiveTimeout == 0 {
+		p.ReceiveTimeout = Duration(time.Minute)
+	}
 	if p.StatusInterval == 0 {
 		p.StatusInterval = Duration(time.Second)
 	}

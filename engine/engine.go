@@ -168,6 +168,7 @@ func NewAfter(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *r
 		PublicationMode: cfg.Postgres.PublicationAutocreate,
 		Relations:       specs,
 		StatusInterval:  time.Duration(cfg.Postgres.StatusInterval),
+		ReceiveTimeout:  time.Duration(cfg.Postgres.ReceiveTimeout),
 		ExportSnapshot:  e.snap.exportSnapshot(),
 		Failover:        cfg.Postgres.Failover,
 		SlotWait:        e.slotWait(),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -64,6 +65,7 @@ func connConfig(dsn, application string) (*pgx.ConnConfig, error) {
 		return nil, dsnError(err)
 	}
 	pin(cfg.RuntimeParams, application)
+	boundConnect(&cfg.Config)
 	return cfg, nil
 }
 
@@ -97,6 +99,19 @@ func replicationConfig(dsn, application string) (*pgconn.Config, error) {
 	}
 	setParam(cfg.RuntimeParams, "replication", "database")
 	return &cfg.Config, nil
+}
+
+// DefaultConnectTimeout bounds a connection attempt, the server's answer to the startup
+// included, when the DSN sets no connect_timeout. libpq waits for ever; behind a partition
+// that leaves the server unanswering, a reconnection would then hang until TCP gives up,
+// minutes later, instead of trying again (and another host of the DSN) as soon as the path
+// is back.
+const DefaultConnectTimeout = 30 * time.Second
+
+func boundConnect(cfg *pgconn.Config) {
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
 }
 
 // pin sets the output settings, the guard settings and the application name in a
@@ -177,6 +192,7 @@ func NewPool(ctx context.Context, dsn, application string, maxConns int32) (*pgx
 		return nil, dsnError(err)
 	}
 	pin(cfg.ConnConfig.RuntimeParams, application)
+	boundConnect(&cfg.ConnConfig.Config)
 	cfg.MaxConns = maxConns
 	return pgxpool.NewWithConfig(ctx, cfg)
 }

@@ -212,7 +212,7 @@ func slotMissingHint(err error, failover bool) string {
 // transient errors (pg.Transient), and a server in recovery reached where the stream needs a
 // primary (a failover under way).
 func Transient(err error) bool {
-	return errors.Is(err, errOnStandby) || pg.Transient(err)
+	return errors.Is(err, errOnStandby) || errors.Is(err, errServerSilent) || pg.Transient(err)
 }
 
 // checkFailover is Check's part for postgres.failover: on the primary (conn), the slot's

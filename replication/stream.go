@@ -31,6 +31,10 @@ type Config struct {
 	Relations map[string]RelationSpec
 	// StatusInterval is the period of standby status updates (default 1s).
 	StatusInterval time.Duration
+	// ReceiveTimeout ends a connection on which the server has sent nothing for this long
+	// (default 1m); keepalives are asked for after a third of it, so a live server is never
+	// silent that long.
+	ReceiveTimeout time.Duration
 	// ExportSnapshot makes a newly created slot export its snapshot; the snapshot stays
 	// usable until Run is called.
 	ExportSnapshot bool
@@ -90,6 +94,9 @@ type Stream struct {
 	// health, read from any goroutine.
 	serverWAL atomic.Uint64
 	beat      atomic.Int64
+	// waiting is when the reader goroutine began waiting for the server's next message (unix
+	// nanoseconds), zero while it hands one over: silence is measured only while listening.
+	waiting atomic.Int64
 
 	stopping chan struct{} // closed by Stop
 	stopOnce sync.Once
@@ -101,6 +108,9 @@ type Stream struct {
 func Open(ctx context.Context, cfg Config) (*Stream, error) {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = time.Second
+	}
+	if cfg.ReceiveTimeout <= 0 {
+		cfg.ReceiveTimeout = time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -429,7 +439,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 				return nil
 			case <-ticker.C:
 				s.beatNow()
-				if err := s.sendStatus(false); err != nil {
+				if err := s.statusTick(false); err != nil {
 					return err
 				}
 			case <-ctx.Done():
@@ -454,7 +464,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 			s.beatNow()
 			// When idle, ask for a keepalive: its WAL end lets the tracker confirm past WAL
 			// that holds nothing for us, so an idle slot retains nothing.
-			if err := s.sendStatus(s.tracker.Open() == 0); err != nil {
+			if err := s.statusTick(s.tracker.Open() == 0); err != nil {
 				return err
 			}
 		case m := <-raw:
@@ -475,7 +485,9 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	for {
+		s.waiting.Store(time.Now().UnixNano())
 		msg, err := conn.ReceiveMessage(context.Background())
+		s.waiting.Store(0)
 		var m rawMsg
 		switch msg := msg.(type) {
 		case *pgproto3.CopyData:
@@ -584,6 +596,25 @@ func (s *Stream) sendStatus(replyRequested bool) error {
 		return fmt.Errorf("send standby status: %w", err)
 	}
 	return nil
+}
+
+// errServerSilent ends a connection on which the server sent nothing for ReceiveTimeout.
+var errServerSilent = errors.New("no message from the server")
+
+// statusTick sends the periodic status update, asking for a reply when idle (idle) or when
+// the server has been silent for a third of ReceiveTimeout, and ends the connection once it
+// has been silent for all of it: a partition or a dead server can leave a connection open on
+// our side for as long as TCP keeps retrying (minutes to hours), with the slot held by a
+// walsender that no longer hears us.
+func (s *Stream) statusTick(idle bool) error {
+	var silent time.Duration
+	if since := s.waiting.Load(); since != 0 {
+		silent = time.Since(time.Unix(0, since))
+	}
+	if silent >= s.cfg.ReceiveTimeout {
+		return fmt.Errorf("%w for %s (postgres.receive_timeout): the connection is taken as lost", errServerSilent, silent.Round(time.Second))
+	}
+	return s.sendStatus(idle || silent >= s.cfg.ReceiveTimeout/3)
 }
 
 // pgTime is microseconds since 2000-01-01, PostgreSQL's epoch.

@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/procon-cdc/procon/test/testenv"
+)
+
+// faultPipeline is a procon-cdc that reaches PostgreSQL, Kafka and the registry through fault
+// proxies, with a writer of numbered versions over two tables.
+type faultPipeline struct {
+	s       *setup
+	w       *multiWriter
+	exactly bool
+	p       *process
+}
+
+// faultRun is one pipeline in each delivery mode, at-least-once and exactly-once, behind the
+// same proxies, so that one fault is proved against both.
+type faultRun struct {
+	faults    *testenv.Faults
+	pipelines []*faultPipeline
+	stop      []func()
+}
+
+var faultTables = []string{"a", "b"}
+
+// newFaultRun sets up both pipelines; extra is added to each configuration (registry settings
+// name the registry through the proxy: see faults.RegistryURL).
+func newFaultRun(t *testing.T, extra func(f *testenv.Faults) string) *faultRun {
+	t.Helper()
+	r := &faultRun{faults: testenv.Get(t).FaultProxies(t)}
+	for _, exactly := range []bool{false, true} {
+		var ex string
+		if extra != nil {
+			ex = extra(r.faults)
+		}
+		s := newSetup(t, "public.a: {}\npublic.b: {}", ex)
+		if exactly {
+			s.withExactlyOnce()
+		}
+		s.config = strings.Replace(s.config, "dsn: "+s.db.DSN, "dsn: "+r.faults.DSN(s.db.DSN), 1)
+		s.config = strings.Replace(s.config, "brokers: "+strings.Join(s.env.Brokers, ","), "brokers: "+r.faults.Brokers(), 1)
+		r.pipelines = append(r.pipelines, &faultPipeline{s: s, w: newMultiWriter(t, s, faultTables, 20), exactly: exactly})
+	}
+	return r
+}
+
+// start runs both procon-cdc and their writers, and waits until changes flow.
+func (r *faultRun) start(t *testing.T) {
+	t.Helper()
+	for _, fp := range r.pipelines {
+		fp.p = fp.s.startProcess(t)
+	}
+	for _, fp := range r.pipelines {
+		fp.s.waitSlot(t)
+		r.stop = append(r.stop, fp.w.start())
+	}
+	r.flowing(t, time.Minute, "changes to flow")
+}
+
+// records is how many records each pipeline's topics hold.
+func (r *faultRun) records(t *testing.T) []int64 {
+	out := make([]int64, len(r.pipelines))
+	for i, fp := range r.pipelines {
+		for _, tb := range faultTables {
+			out[i] += fp.s.countIfExists(t, fp.s.topic(tb))
+		}
+	}
+	return out
+}
+
+// flowing waits until each pipeline has written more than 50 records from now on.
+func (r *faultRun) flowing(t *testing.T, timeout time.Duration, what string) {
+	t.Helper()
+	before := r.records(t)
+	testenv.WaitFor(t, timeout, what, func() (bool, error) {
+		for i, n := range r.records(t) {
+			if n < before[i]+50 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// heldDuring checks, for d, that no slot confirms a transaction that committed after this
+// call: while Kafka cannot acknowledge anything, nothing new may be confirmed.
+func (r *faultRun) heldDuring(t *testing.T, d time.Duration) {
+	t.Helper()
+	limits := make([]pglogrepl.LSN, len(r.pipelines))
+	for i, fp := range r.pipelines {
+		limits[i] = fp.s.currentLSN(t)
+	}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		for i, fp := range r.pipelines {
+			if got := fp.s.confirmedLSN(t); got > limits[i] {
+				t.Fatalf("pipeline %d (exactly-once %v) confirmed %s while Kafka was unreachable: past %s, WAL written after Kafka went away", i, fp.exactly, got, limits[i])
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // a sampling period over a fixed window, not a wait for a condition
+	}
+}
+
+// finish stops the writers and checks both pipelines: every committed version of every key
+// once, in order, none rolled back; in exactly-once mode also every transaction whole and no
+// (procon.tx, procon.seq) twice, read as read_committed.
+func (r *faultRun) finish(t *testing.T) {
+	t.Helper()
+	for _, stop := range r.stop {
+		stop()
+	}
+	for _, fp := range r.pipelines {
+		if fp.exactly {
+			checkExactlyOnce(t, fp.s, fp.w)
+			continue
+		}
+		final := fp.w.final(t)
+		for _, tb := range faultTables {
+			checkVersionsIn(t, fp.s, fp.s.topic(tb), func(*kgo.Record) bool { return true }, final[tb], false)
+		}
+	}
+	for i, fp := range r.pipelines {
+		logNotable(t, fmt.Sprintf("pipeline %d (exactly-once %v)", i, fp.exactly), fp.p.output())
+		select {
+		case <-fp.p.exited:
+			t.Fatalf("pipeline %d (exactly-once %v) exited: %v\n%s", i, fp.exactly, fp.p.waitErr, fp.p.output())
+		default:
+		}
+	}
+}
+
+// logNotable logs what a procon-cdc said at warning level and above: how it met the faults.
+func logNotable(t *testing.T, who, output string) {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(output, "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 40 {
+		lines = append(lines[:20], append([]string{fmt.Sprintf("... %d more ...", len(lines)-40)}, lines[len(lines)-20:]...)...)
+	}
+	t.Logf("%s said:\n%s", who, strings.Join(lines, "\n"))
+}
+
+// TestBlackholePostgres cuts every link to PostgreSQL without telling anyone: procon-cdc must
+// notice the silence (postgres.receive_timeout), connect again once the path is back, and lose
+// nothing.
+func TestBlackholePostgres(t *testing.T) {
+	r := newFaultRun(t, func(*testenv.Faults) string { return "" })
+	for _, fp := range r.pipelines {
+		fp.s.config = strings.Replace(fp.s.config, "status_interval: 200ms", "status_interval: 200ms\n  receive_timeout: 5s", 1)
+	}
+	r.start(t)
+	r.faults.Postgres.Blackhole()
+	time.Sleep(faultWindow(t)) // the fault's duration is the test's subject
+	r.faults.Postgres.Heal()
+	r.flowing(t, 3*time.Minute, "changes to flow after the blackhole")
+	r.finish(t)
+	for _, fp := range r.pipelines {
+		if out := fp.p.output(); !strings.Contains(out, "postgres.receive_timeout") {
+			t.Errorf("procon-cdc did not notice PostgreSQL's silence:\n%s", out)
+		}
+	}
+}
+
+// faultWindow is how long a fault lasts: PROCON_FAULT_WINDOW, or 30 s.
+func faultWindow(t *testing.T) time.Duration {
+	if v := os.Getenv("PROCON_FAULT_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("PROCON_FAULT_WINDOW: %v", err)
+		}
+		return d
+	}
+	return 30 * time.Second
+}
