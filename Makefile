@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both start the real services
 # (PostgreSQL, Kafka, schema registry) with scripts/services first; that is idempotent and takes
 # seconds when they are already up.
-.PHONY: test test-unit test-integration test-pg-versions fuzz fuzz-smoke demo build lint check-monitoring services-up services-down bench
+.PHONY: test test-unit test-integration soak soak-short test-pg-versions fuzz fuzz-smoke demo build lint check-monitoring services-up services-down bench
 
 GO ?= go
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
@@ -9,7 +9,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /bench)
 build:
 	$(GO) build -o bin/procon-cdc ./cmd/procon-cdc
 
-test: lint check-monitoring test-unit fuzz-smoke test-integration test-pg-versions
+test: lint check-monitoring test-unit fuzz-smoke test-integration soak-short test-pg-versions
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -64,6 +64,22 @@ PG_VERSIONS_INTEGRATION ?= ^(TestKill9|TestKill9TwoPipelinesOneTopic|TestStandby
 
 test-pg-versions: services-up
 	GO=$(GO) PROCON_COMPAT_PIPELINES=$(PG_VERSIONS_COMPAT_PIPELINES) scripts/test-pg-versions "$(PG_VERSIONS)" '$(PG_VERSIONS_COMPAT)' '$(PG_VERSIONS_INTEGRATION)'
+
+# A mixed workload through two procon-cdc (at-least-once and exactly-once) while a fault is
+# injected every 20-60 s, then the full check (docs/soak.md). SOAK_SEED replays a run's random
+# choices (the seed is printed); the report and plot go to SOAK_OUT.
+SOAK_DURATION ?= 30m
+SOAK_SEED ?=
+SOAK_OUT ?= $(CURDIR)/docs/soak
+SOAK_TIMEOUT ?= 2h
+
+soak: services-up
+	eval "$$(scripts/services env)" && SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) SOAK_OUT=$(SOAK_OUT) \
+		$(GO) test -p 1 -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' ./test/integration/
+
+# make test's soak: 3 minutes (about 3.5 with the checks), its report in a temporary directory.
+soak-short:
+	out=$$(mktemp -d) && $(MAKE) soak SOAK_DURATION=3m SOAK_OUT=$$out SOAK_TIMEOUT=15m
 
 demo: services-up
 	scripts/demo

@@ -119,8 +119,9 @@ func checkVersions(t *testing.T, s *setup, final map[int]int, allowRepeats bool)
 	checkVersionsIn(t, s, s.topic("versions"), func(*kgo.Record) bool { return true }, final, allowRepeats)
 }
 
-// checkVersionsIn is checkVersions for the records of topic that mine selects.
-func checkVersionsIn(t *testing.T, s *setup, topic string, mine func(*kgo.Record) bool, final map[int]int, allowRepeats bool) {
+// checkVersionsIn is checkVersions for the records of topic that mine selects; it returns how
+// many records repeated a version already seen.
+func checkVersionsIn(t *testing.T, s *setup, topic string, mine func(*kgo.Record) bool, final map[int]int, allowRepeats bool) int {
 	t.Helper()
 	last, scanned := map[int]int{}, 0
 	recs, err := s.env.ReadUntil(topic, 3*time.Minute, func(recs []*kgo.Record) bool {
@@ -176,6 +177,7 @@ func checkVersionsIn(t *testing.T, s *setup, topic string, mine func(*kgo.Record
 		}
 	}
 	t.Logf("%d keys, %d records, %d repeated", len(final), len(recs), dups)
+	return dups
 }
 
 // TestKill9 SIGKILLs procon-cdc at random moments while a writer commits numbered versions,
