@@ -235,7 +235,7 @@ func minMedMax(ss []soakSample, get func(soakSample) float64, format string) str
 	return f(vs[0]) + " / " + f(vs[len(vs)/2]) + " / " + f(vs[len(vs)-1])
 }
 
-// writeReport writes report.md and soak.png to SOAK_OUT.
+// writeReport writes report.md, soak.png and samples.csv to SOAK_OUT.
 func (sk *soak) writeReport(t *testing.T) {
 	sk.mu.Lock()
 	phase, faults, samples := sk.phase, slices.Clone(sk.faults), slices.Clone(sk.samples)
@@ -320,6 +320,14 @@ func (sk *soak) writeReport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sk.out, "report.md"), []byte(b.String()), 0o644); err != nil {
 		t.Errorf("soak report: %v", err)
 	}
+	var csv strings.Builder // the plot's data, for other tools
+	csv.WriteString("seconds,pipeline,lifetime,rss_mib,goroutines,records,records_per_s,lag_mib\n")
+	for _, s := range samples {
+		fmt.Fprintf(&csv, "%.0f,%d,%d,%.1f,%.0f,%d,%.1f,%.3f\n", s.at.Seconds(), s.pipeline, s.incarnation, s.rssMiB, s.goroutines, s.records, s.perSecond, s.lagMiB)
+	}
+	if err := os.WriteFile(filepath.Join(sk.out, "samples.csv"), []byte(csv.String()), 0o644); err != nil {
+		t.Errorf("soak samples: %v", err)
+	}
 	if err := sk.plot(filepath.Join(sk.out, "soak.png"), faults, samples); err != nil {
 		t.Errorf("soak plot: %v", err)
 	}
@@ -345,7 +353,7 @@ var (
 		"kafka blackhole":    color.NRGBA{R: 0x00, G: 0x99, B: 0x33, A: 0x55},
 		"connection resets":  color.NRGBA{R: 0x99, G: 0x66, B: 0x00, A: 0x55},
 		"latency 500ms":      color.NRGBA{R: 0xcc, G: 0x99, B: 0x00, A: 0x55},
-		"kafka restart":      color.RGBA{R: 0x66, G: 0x00, B: 0x99, A: 0x50},
+		"kafka restart":      color.NRGBA{R: 0x66, G: 0x00, B: 0x99, A: 0x55},
 		"postgres crash":     color.NRGBA{R: 0x00, G: 0x66, B: 0x99, A: 0x55},
 		"kill -9":            color.NRGBA{R: 0xcc, G: 0x00, B: 0x00, A: 0x55},
 	}
@@ -369,7 +377,6 @@ func (sk *soak) plot(path string, faults []soakFault, samples []soakSample) erro
 		p.Title.Text = panel.title
 		p.X.Label.Text = "minutes"
 		p.X.Min, p.X.Max = 0, sk.dur.Minutes()+1
-		p.Add(plotter.NewGrid())
 		ymax := 1.0
 		for _, s := range samples {
 			if v := panel.get(s); !math.IsNaN(v) {
@@ -393,6 +400,7 @@ func (sk *soak) plot(path string, faults []soakFault, samples []soakSample) erro
 				p.Legend.Add(f.kind, poly)
 			}
 		}
+		p.Add(plotter.NewGrid()) // over the shading, under the lines
 		for pl := range sk.procs {
 			name := fmt.Sprintf("pipeline %d (%s)", pl, sk.procs[pl].fp.mode())
 			// One line per run of readable values of one process lifetime: gaps stay gaps.
