@@ -364,6 +364,13 @@ func (sk *soak) finish(t *testing.T) {
 			sk.result(who + ": " + r)
 		}
 	}
+	for i, p := range sk.procs {
+		select {
+		case <-p.fp.p.exited:
+			sk.finding(t, "procon-cdc of pipeline %d (%s) exited by itself during the checks: %v; last lines:\n%s", i, p.fp.mode(), p.fp.p.waitErr, tail(p.fp.p.output(), 30))
+		default:
+		}
+	}
 	sk.setPhase("growth check")
 	for _, g := range sk.growth() {
 		if g.failed {
