@@ -32,6 +32,8 @@ type setup struct {
 	name   string // logical server name = topic prefix
 	slot   string
 	config string // YAML
+	// release runs procon-cdc built without the race detector (the soak measures its memory).
+	release bool
 }
 
 func newSetup(t *testing.T, relations string, extra string) *setup {
@@ -171,7 +173,11 @@ type process struct {
 func (s *setup) startProcess(t *testing.T) *process {
 	t.Helper()
 	s.requireMessages(t)
-	return startProcon(t, "run", writeConfig(t, s.config))
+	bin := testenv.ProconBinary(t)
+	if s.release {
+		bin = testenv.ProconReleaseBinary(t)
+	}
+	return startProconBinary(t, bin, "run", writeConfig(t, s.config))
 }
 
 // requireMessages skips the test on a server before 14 when the configuration uses what needs
@@ -191,8 +197,14 @@ func (s *setup) requireMessages(t *testing.T) {
 // test ends; its output is logged if the test failed.
 func startProcon(t *testing.T, command, path string) *process {
 	t.Helper()
+	return startProconBinary(t, testenv.ProconBinary(t), command, path)
+}
+
+// startProconBinary is startProcon with the procon-cdc binary bin.
+func startProconBinary(t *testing.T, bin, command, path string) *process {
+	t.Helper()
 	p := &process{out: &bytes.Buffer{}, mu: &sync.Mutex{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(testenv.ProconBinary(t), command, "--config", path)
+	p.cmd = exec.Command(bin, command, "--config", path)
 	w := lockedWriter{p.mu, p.out}
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {

@@ -254,6 +254,11 @@ func (sk *soak) writeReport(t *testing.T) {
 	fmt.Fprintf(&b, "| started | %s |\n| duration | %s (faults and workload), then the checks |\n", sk.began.UTC().Format(time.RFC3339), sk.dur)
 	fmt.Fprintf(&b, "| seed | %d (replay: `make soak SOAK_SEED=%d SOAK_DURATION=%s`) |\n", sk.seed, sk.seed, sk.dur)
 	fmt.Fprintf(&b, "| commit | %s |\n| machine | %d CPUs (%s/%s), shared |\n", strings.TrimSpace(string(commit)), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+	build := "built without the race detector, as users run it"
+	if !sk.procs[0].fp.s.release {
+		build = "built with the race detector (SOAK_RACE): RSS includes its shadow memory"
+	}
+	fmt.Fprintf(&b, "| procon-cdc | %s |\n", build)
 	fmt.Fprintf(&b, "| faults | %d |\n\n", len(faults))
 
 	b.WriteString("## Faults\n\n| kind | count |\n|---|---|\n")

@@ -124,6 +124,7 @@ func newSoak(t *testing.T, d time.Duration, seed uint64, out string) *soak {
 		s.db.Exec(t, `INSERT INTO public.big SELECT g, 0, repeat('y', 100) FROM generate_series(1, $1) g`, bigRows)
 		fp.w.tables = append(fp.w.tables, "big") // small transactions touch its first keys too
 		fp.w.pace = 25 * time.Millisecond        // about 40 small transactions a second
+		s.release = os.Getenv("SOAK_RACE") == "" // RSS as users run it; SOAK_RACE=1 hunts data races instead
 		sk.procs = append(sk.procs, &soakProc{fp: fp, metrics: addr})
 		sk.loads = append(sk.loads, newSoakLoad(t, fp, uint64(20+i)))
 	}
