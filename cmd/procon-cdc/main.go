@@ -31,6 +31,7 @@ import (
 	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/retrylog"
+	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/snapshot"
 )
 
@@ -171,6 +172,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// then waits for the lock again with a new engine, as a standby if another has it.
 	var (
 		down retrylog.Outage
+		// lost is set once an engine ended in a way a new one recovers from (lost lock, a
+		// Kafka transaction ended badly): from then on a start that fails transiently is retried.
 		lost bool
 		// read is what the engines before read: a new one refuses a server whose WAL does not
 		// continue it (a standby promoted without what the lost primary had sent).
@@ -180,7 +183,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		e, err := engine.NewAfter(ctx, cfg, log, read)
 		if err == nil {
 			if lost {
-				down.Recovered(log, "started again after losing the slot's lock", "slot", cfg.Postgres.Slot)
+				down.Recovered(log, "started again", "slot", cfg.Postgres.Slot)
 			}
 			err = runEngine(ctx, e, progress, onTerminal)
 		}
@@ -197,10 +200,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			lost, backoff = true, 100*time.Millisecond
 			continue
-		case lost && replication.Transient(err):
+		case errors.Is(err, sink.ErrRestart):
+			// Nothing was confirmed past what Kafka committed; a new engine finds where that
+			// ended (the last progress record), fencing whatever the old one left open.
+			log.Warn("starting again: a Kafka transaction ended without a known outcome", "slot", cfg.Postgres.Slot, "err", err)
+			if e != nil {
+				lineage := e.Lineage()
+				read = &lineage
+			}
+			lost = true
+		case lost && (replication.Transient(err) || errors.Is(err, sink.ErrUnreachable)):
 			// After a lost lock, PostgreSQL is typically restarting, or its standby is being
-			// promoted: wait for it, which the first start does not do.
-			down.Failed(log, "cannot start again after losing the slot's lock; retrying", err, "slot", cfg.Postgres.Slot)
+			// promoted; after a failed Kafka transaction Kafka may be restarting: wait for
+			// them, which the first start does not do.
+			down.Failed(log, "cannot start again; retrying", err, "slot", cfg.Postgres.Slot)
 		default:
 			return err
 		}

@@ -185,3 +185,78 @@ func faultWindow(t *testing.T) time.Duration {
 	}
 	return 30 * time.Second
 }
+
+// TestBlackholeKafka cuts every link to Kafka without telling anyone: procon-cdc keeps reading
+// until its buffer is full (backpressure), confirms nothing committed after the cut, and once
+// the path is back writes everything, once.
+func TestBlackholeKafka(t *testing.T) {
+	r := newFaultRun(t, nil)
+	r.start(t)
+	r.faults.Kafka.Blackhole()
+	r.heldDuring(t, faultWindow(t))
+	r.faults.Kafka.Heal()
+	r.flowing(t, 3*time.Minute, "changes to flow after the blackhole")
+	r.finish(t)
+}
+
+// TestRepeatedResets resets every connection to every service, every second or two, for
+// half a minute: each reset is a reconnection somewhere, in the middle of whatever it was
+// doing.
+func TestRepeatedResets(t *testing.T) {
+	r := newFaultRun(t, nil)
+	r.start(t)
+	rnd := testenv.Rand(t, 21)
+	for deadline := time.Now().Add(faultWindow(t)); time.Now().Before(deadline); {
+		links := r.faults.All()
+		links[rnd.IntN(len(links))].Reset()
+		time.Sleep(time.Duration(500+rnd.IntN(1500)) * time.Millisecond) // random moments, not a wait for a condition
+	}
+	r.flowing(t, 3*time.Minute, "changes to flow after the resets")
+	r.finish(t)
+}
+
+// TestSlowLinks puts 500 ms (±100 ms) of latency on every link, each way, while changes
+// flow: slower, nothing lost, nothing out of order.
+func TestSlowLinks(t *testing.T) {
+	r := newFaultRun(t, nil)
+	r.start(t)
+	for _, p := range r.faults.All() {
+		p.SetLatency(500*time.Millisecond, 100*time.Millisecond)
+	}
+	r.flowing(t, 2*time.Minute, "changes to flow over slow links")
+	time.Sleep(faultWindow(t) / 2) // the fault's duration is the test's subject
+	for _, p := range r.faults.All() {
+		p.SetLatency(0, 0)
+	}
+	r.finish(t)
+}
+
+// TestBrokerRestarts restarts Kafka five times in a row under load, every other time the hard
+// way (SIGKILL), without waiting for procon-cdc in between.
+func TestBrokerRestarts(t *testing.T) {
+	r := newFaultRun(t, nil)
+	r.start(t)
+	for i := range 5 {
+		if i%2 == 1 {
+			r.env().CrashService(t, "kafka")
+		} else {
+			r.env().StopService(t, "kafka")
+		}
+		r.env().StartService(t, "kafka")
+	}
+	r.flowing(t, 3*time.Minute, "changes to flow after the restarts")
+	r.finish(t)
+}
+
+// TestPostgresImmediateRestart stops PostgreSQL with an immediate shutdown (sessions cut, no
+// checkpoint: crash recovery at start) under load, and starts it again.
+func TestPostgresImmediateRestart(t *testing.T) {
+	r := newFaultRun(t, nil)
+	r.start(t)
+	r.env().CrashService(t, "postgres")
+	r.env().StartService(t, "postgres")
+	r.flowing(t, 3*time.Minute, "changes to flow after the restart")
+	r.finish(t)
+}
+
+func (r *faultRun) env() *testenv.Env { return r.pipelines[0].s.env }
