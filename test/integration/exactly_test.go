@@ -148,7 +148,7 @@ func checkExactlyOnce(t *testing.T, s *setup, w *multiWriter) {
 			clear(last)
 			for _, r := range recs {
 				var ev struct{ After struct{ ID, V int } }
-				if json.Unmarshal(r.Value, &ev) == nil && ev.After.V > last[ev.After.ID] {
+				if json.Unmarshal(s.valueJSON(t, r.Value), &ev) == nil && ev.After.V > last[ev.After.ID] {
 					last[ev.After.ID] = ev.After.V
 				}
 			}
@@ -171,7 +171,7 @@ func checkExactlyOnce(t *testing.T, s *setup, w *multiWriter) {
 					TxID int64 `json:"txId"`
 				}
 			}
-			if err := json.Unmarshal(r.Value, &ev); err != nil {
+			if err := json.Unmarshal(s.valueJSON(t, r.Value), &ev); err != nil {
 				t.Fatal(err)
 			}
 			if ev.Op == "r" {
