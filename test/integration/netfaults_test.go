@@ -174,7 +174,7 @@ func TestBlackholePostgres(t *testing.T) {
 	}
 }
 
-// faultWindow is how long a fault lasts: PROCON_FAULT_WINDOW, or 20 s (longer than every
+// faultWindow is how long a fault lasts: PROCON_FAULT_WINDOW, or 30 s (longer than every
 // timeout it is meant to trip, well within kafka.transactions.timeout).
 func faultWindow(t *testing.T) time.Duration {
 	if v := os.Getenv("PROCON_FAULT_WINDOW"); v != "" {
@@ -184,7 +184,7 @@ func faultWindow(t *testing.T) time.Duration {
 		}
 		return d
 	}
-	return 20 * time.Second
+	return 30 * time.Second
 }
 
 // TestBlackholeKafka cuts every link to Kafka without telling anyone: procon-cdc keeps reading
