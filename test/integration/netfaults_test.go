@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -308,5 +309,40 @@ func TestRegistryDownAtStart(t *testing.T) {
 		if out := fp.p.output(); !strings.Contains(out, "registry") {
 			t.Errorf("procon-cdc did not say the registry was down:\n%s", out)
 		}
+	}
+}
+
+// TestCatalogConnectionLost ends procon-cdc's catalog session (as an idle-session timeout, a
+// firewall or an operator would) while the replication connection streams on, then changes the
+// table's schema, which makes the next change need the catalog: procon-cdc must connect again,
+// not exit (the issue's "read columns of relation N: unexpected EOF").
+func TestCatalogConnectionLost(t *testing.T) {
+	s := newSetup(t, `public.versions: {}`, "")
+	w := newVersionWriter(t, s, 10)
+	p := s.startProcess(t)
+	s.waitSlot(t)
+	stop := w.start()
+	testenv.WaitFor(t, time.Minute, "events to flow", func() (bool, error) { return s.countIfExists(t, s.topic("versions")) > 100, nil })
+	var ended int
+	err := s.db.Pool.QueryRow(context.Background(), `SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'procon-cdc catalog'`).Scan(&ended)
+	if err != nil || ended == 0 {
+		t.Fatalf("ended %d catalog sessions: %v", ended, err)
+	}
+	s.db.Exec(t, `ALTER TABLE public.versions ADD COLUMN w int`)
+	before := s.countIfExists(t, s.topic("versions"))
+	testenv.WaitFor(t, time.Minute, "events after the schema change", func() (bool, error) {
+		select {
+		case <-p.exited:
+			return false, fmt.Errorf("procon-cdc exited: %v", p.waitErr)
+		default:
+		}
+		return s.countIfExists(t, s.topic("versions")) > before+100, nil
+	})
+	stop()
+	checkVersions(t, s, w.finalVersions(t), false)
+	logNotable(t, "procon-cdc", p.output())
+	if !strings.Contains(p.output(), "reconnecting") {
+		t.Fatal("procon-cdc did not reconnect: the test did not reach the lost catalog session")
 	}
 }
