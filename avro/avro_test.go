@@ -223,13 +223,24 @@ func named(t envelope.Type, name string, version int) *envelope.Schema {
 }
 
 func TestAvroSchemaNames(t *testing.T) {
+	// Java's Avro checks only the name after the last dot, so AvroData registers Debezium's
+	// "srv-1.public.my-table.Value" (schema.name.adjustment.mode none, the default) with the
+	// namespace as it is; so does procon-cdc, and registry.Parse reads it back.
 	s := structSchema("srv-1.public.my-table.Value", 0, false, fieldOf("id", prim(envelope.Int32, false)))
-	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
-		t.Fatalf("invalid record name: got %v, want an error naming schema.name.adjustment.mode", err)
+	got, err := SchemaOf(s)
+	if want := `{"type":"record","name":"Value","namespace":"srv-1.public.my-table","fields":[{"name":"id","type":"int"}],"connect.name":"srv-1.public.my-table.Value"}`; err != nil || got != want {
+		t.Fatalf("dashed namespace: got %s, %v, want %s", got, err, want)
+	}
+	if _, _, err := derive(s); err != nil {
+		t.Fatalf("derive %q: %v", s.Name, err)
 	}
 	s.Name = "srv_1.public.my_table.Value" // as schema.name.adjustment.mode: avro makes it
 	if _, err := SchemaOf(s); err != nil {
 		t.Fatalf("adjusted name %q: %v", s.Name, err)
+	}
+	s.Name = "srv.public.my-table" // a last part Java refuses too
+	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
+		t.Fatalf("invalid record name: got %v, want an error naming schema.name.adjustment.mode", err)
 	}
 	s = structSchema("a.Value", 0, false, fieldOf("my col", prim(envelope.Int32, false)))
 	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "field.name.adjustment.mode: avro") {
@@ -243,7 +254,7 @@ func TestAvroSchemaNames(t *testing.T) {
 		fieldOf("d", named(envelope.Int32, envelope.LogicalDate, 1)),
 		fieldOf("ts", named(envelope.Int64, envelope.LogicalTimestamp, 1)),
 		fieldOf("b", &envelope.Schema{Type: envelope.Bytes, Optional: true, HasDefault: true, Default: []byte{0, 0xe9}}))
-	got, err := SchemaOf(s)
+	got, err = SchemaOf(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	hamba "github.com/hamba/avro/v2"
 
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/registry"
 )
 
 // Registry is what the Avro encoder needs of a Confluent-compatible schema registry. Its calls
@@ -340,7 +341,7 @@ func (e *Encoder) pin(ctx context.Context, subject string, version int) (*pinned
 	if err != nil {
 		return nil, fmt.Errorf("avro: pinned version %d of subject %s: %w", version, subject, err)
 	}
-	parsed, err := hamba.ParseWithCache(text, "", &hamba.SchemaCache{})
+	parsed, err := registry.Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("avro: version %d of subject %s (id %d) does not parse: %w", version, subject, id, err)
 	}
@@ -358,7 +359,7 @@ func derive(s *envelope.Schema) (string, hamba.Schema, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	parsed, err := hamba.ParseWithCache(text, "", &hamba.SchemaCache{})
+	parsed, err := registry.Parse(text)
 	if err != nil {
 		return "", nil, fmt.Errorf("the derived Avro schema does not parse: %w", err)
 	}

@@ -336,11 +336,15 @@ func checkName(name string) error {
 	return nil
 }
 
+// checkFullName checks a record's full name as Java's Avro (Schema.Name) does, and with it
+// AvroData and the registries: only the part after the last dot must be an Avro name. The
+// namespace is written as it is: Debezium's schemas under a topic such as orders-v1 or a
+// topic.prefix such as my-app are registered with such namespaces, and procon-cdc registers
+// the same text (registry.Parse reads it back).
 func checkFullName(full string) error {
-	for _, part := range strings.Split(full, ".") {
-		if err := checkName(part); err != nil {
-			return fmt.Errorf("schema name %q: %w; set debezium.schema.name.adjustment.mode: avro", full, err)
-		}
+	_, name := splitName(full)
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("schema name %q: %w; set debezium.schema.name.adjustment.mode: avro", full, err)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/registry"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -926,14 +927,15 @@ func TestAvroTail(t *testing.T) {
 	}
 }
 
-// TestAvroNameAdjustment: a server name with '-' is no valid Avro namespace. Without
-// schema.name.adjustment.mode the engine refuses to start and says so; with it, records flow.
+// TestAvroNameAdjustment: a column name Avro refuses ("my col") stops the engine at start,
+// naming field.name.adjustment.mode; with the adjustment modes, records flow under adjusted
+// names, as Debezium's SchemaNameAdjuster makes them.
 func TestAvroNameAdjustment(t *testing.T) {
 	bad := newSetup(t, `public.dashed: {}`, "serialization: avro\nschema_registry: {url: "+testenv.Get(t).RegistryURL+"}")
 	bad.db.Exec(t, `CREATE TABLE dashed (id int PRIMARY KEY, "my col" text)`)
 	ctx := testenv.Context(t, time.Minute)
-	if _, err := engine.New(ctx, bad.cfg(t), nil); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
-		t.Fatalf("engine.New with %q: got %v, want an error pointing at schema.name.adjustment.mode", bad.name, err)
+	if _, err := engine.New(ctx, bad.cfg(t), nil); err == nil || !strings.Contains(err.Error(), "field.name.adjustment.mode: avro") {
+		t.Fatalf("engine.New with a column \"my col\": got %v, want an error pointing at field.name.adjustment.mode", err)
 	}
 	good := newSetup(t, `public.dashed: {}`, "serialization: avro\nschema_registry: {url: "+bad.env.RegistryURL+"}\n"+
 		"debezium: {schema.name.adjustment.mode: avro, field.name.adjustment.mode: avro}")
@@ -953,5 +955,61 @@ func TestAvroNameAdjustment(t *testing.T) {
 	}
 	if want := `"namespace":"` + strings.ReplaceAll(good.topic("dashed"), "-", "_") + `"`; !strings.Contains(ss.Schema.Schema, want) {
 		t.Errorf("registered schema lacks %s: %.300s", want, ss.Schema.Schema)
+	}
+}
+
+// TestAvroDashedNames: a server name with '-' (default topics) and a relation routed to a
+// topic such as orders-v1 need no setting. Java's Avro checks only the last part of a
+// record's name, so Debezium with Confluent's AvroConverter registers "orders-v1.Envelope"
+// as the record Envelope in the namespace orders-v1; procon-cdc registers the same text, and
+// reads it back (tail's decoder, the consuming side).
+func TestAvroDashedNames(t *testing.T) {
+	env := testenv.Get(t)
+	s := newSetup(t, "public.dashed: {}\npublic.orders: {topic: ORDERS}", "serialization: avro\nschema_registry: {url: "+env.RegistryURL+"}")
+	routed := s.name + "-orders-v1"
+	s.config = strings.Replace(s.config, "ORDERS", routed, 1)
+	s.db.Exec(t, `CREATE TABLE dashed (id int PRIMARY KEY, note text)`)
+	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, total bigint NOT NULL)`)
+	reg := registryClient(t, env, s.name)
+	s.runEngine(t)
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO dashed VALUES (1, 'x')`)
+	s.db.Exec(t, `INSERT INTO orders VALUES (7, 700)`)
+
+	ctx := testenv.Context(t, time.Minute)
+	rc, err := engine.RegistryClient(s.cfg(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := registry.NewDecoder(rc)
+	for _, tc := range []struct{ topic, after string }{
+		{s.topic("dashed"), `{"id":1,"note":"x"}`},
+		{routed, `{"id":7,"total":700}`},
+	} {
+		rec := env.ReadN(t, tc.topic, 1, time.Minute)[0]
+		key, err := reg.SchemaByVersion(ctx, tc.topic+"-key", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"type":"record","name":"Key","namespace":"` + tc.topic + `","fields":[{"name":"id","type":"int"}],"connect.name":"` + tc.topic + `.Key"}`; key.Schema.Schema != want {
+			t.Errorf("%s: key schema\n got %s\nwant %s", tc.topic, key.Schema.Schema, want)
+		}
+		value, err := reg.SchemaByVersion(ctx, tc.topic+"-value", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"type":"record","name":"Envelope","namespace":"` + tc.topic + `","fields":[{"name":"before","type":["null",{"type":"record","name":"Value","fields":[`; !strings.HasPrefix(value.Schema.Schema, want) ||
+			!strings.Contains(value.Schema.Schema, `{"name":"after","type":["null","Value"],"default":null}`) ||
+			!strings.HasSuffix(value.Schema.Schema, `"connect.version":2,"connect.name":"`+tc.topic+`.Envelope"}`) {
+			t.Errorf("%s: value schema %s", tc.topic, value.Schema.Schema)
+		}
+		js, _, err := dec.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", tc.topic, err)
+		}
+		var v struct{ After json.RawMessage }
+		if err := json.Unmarshal(js, &v); err != nil || string(v.After) != tc.after {
+			t.Errorf("%s: after %s (%v), want %s", tc.topic, v.After, err, tc.after)
+		}
 	}
 }
