@@ -239,9 +239,9 @@ func serverProperties(p *Properties) *Properties {
 	for _, k := range p.Keys {
 		v := p.Values[k]
 		switch {
-		case strings.HasPrefix(k, "debezium.source."):
+		case strings.HasPrefix(k, "debezium.source.") && len(k) > len("debezium.source."):
 			out.set(strings.TrimPrefix(k, "debezium.source."), v)
-		case strings.HasPrefix(k, "debezium.sink.kafka.producer."):
+		case strings.HasPrefix(k, "debezium.sink.kafka.producer.") && len(k) > len("debezium.sink.kafka.producer."):
 			out.set("producer."+strings.TrimPrefix(k, "debezium.sink.kafka.producer."), v)
 		default:
 			out.set(k, v)

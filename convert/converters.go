@@ -26,15 +26,16 @@ func (c *conv) converters() {
 		value = key
 	}
 	for _, side := range []struct{ prop, class string }{{"key.converter", key}, {"value.converter", value}} {
+		if _, set := c.p.Get(side.prop); !set {
+			continue // the other side's class, reported there
+		}
 		switch side.class {
 		case jsonConverter, avroConverter:
-			if _, set := c.p.Get(side.prop); set {
-				to := "json.schemas"
-				if side.class == avroConverter {
-					to = "serialization"
-				}
-				c.add(side.prop, Mapped, to, "")
+			to := "json.schemas"
+			if side.class == avroConverter {
+				to = "serialization"
 			}
+			c.add(side.prop, Mapped, to, "")
 		default:
 			c.add(side.prop, Unsupported, "", "%s: procon-cdc writes JsonConverter's and Confluent's AvroConverter's forms", side.class)
 		}

@@ -90,6 +90,9 @@ func readObject(dec *json.Decoder) (*Properties, *Properties, error) {
 			return nil, nil, err
 		}
 		key, _ := tok.(string)
+		if key == "" {
+			return nil, nil, errors.New("a property without a name")
+		}
 		tok, err = dec.Token()
 		if err != nil {
 			return nil, nil, err
@@ -149,6 +152,9 @@ func loadProperties(data []byte) (*Properties, error) {
 		key, value, err := splitProperty(line)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", start, err)
+		}
+		if key == "" {
+			return nil, fmt.Errorf("line %d: a property without a name", start)
 		}
 		p.set(key, value)
 	}

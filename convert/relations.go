@@ -34,6 +34,10 @@ func (c *conv) patterns(key string, lit *regexp.Regexp) ([]pattern, bool) {
 	if !ok {
 		return nil, false
 	}
+	if strings.TrimSpace(v) == "" {
+		c.add(key, Ignored, "", "empty, as if not set")
+		return nil, false
+	}
 	var out []pattern
 	for _, s := range strings.Split(v, ",") {
 		s = strings.TrimSpace(s)

@@ -171,7 +171,11 @@ func (c *conv) transform(name string) (route, bool) {
 	case eventRouter:
 		c.add(prefix+"type", Unsupported, "", "the outbox event router: procon-cdc does not turn outbox rows into events yet (it would write the outbox table's row changes); convert will map its options to relation_configs.<outbox table>.outbox once it does")
 	case "":
-		c.add("transforms", Unsupported, "", "transform %q has no %stype", name, prefix)
+		at := "transforms"
+		if _, set := c.p.Get(prefix + "type"); set {
+			at = prefix + "type"
+		}
+		c.add(at, Unsupported, "", "transform %q has no %stype", name, prefix)
 	default:
 		c.add(prefix+"type", Unsupported, "", "%s: procon-cdc applies no single message transforms besides topic routing (%s with key.enforce.uniqueness=false, %s)", typ, byLogicalTableRouter, regexRouter)
 	}
