@@ -134,14 +134,15 @@ type conv struct {
 }
 
 func (c *conv) whole(k Kind, format string, args ...any) {
-	c.whole_ = append(c.whole_, Finding{Kind: k, Why: fmt.Sprintf(format, args...)})
+	c.whole_ = append(c.whole_, Finding{Kind: k, Why: oneLine(fmt.Sprintf(format, args...))})
 }
 
 // add records what became of key. A second finding for one key replaces the first if it is
 // at least as grave (an option found unsupported after it was mapped), and is dropped if not.
 func (c *conv) add(key string, k Kind, to, format string, args ...any) {
 	c.done[key] = true
-	f := Finding{Key: key, Kind: k, To: to, Why: fmt.Sprintf(format, args...)}
+	// Text from the input stays on the finding's line of the report.
+	f := Finding{Key: key, Kind: k, To: to, Why: oneLine(fmt.Sprintf(format, args...))}
 	for i := range c.findings {
 		if c.findings[i].Key == key {
 			if k >= c.findings[i].Kind {
@@ -468,7 +469,7 @@ func (c *conv) result() (*Result, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# procon-cdc configuration converted from a Debezium connector's by procon-cdc convert.\n")
 	for _, v := range sortedKeys(c.env) {
-		fmt.Fprintf(&buf, "# Set %s to %s.\n", v, c.env[v])
+		fmt.Fprintf(&buf, "# Set %s to %s.\n", v, oneLine(c.env[v]))
 	}
 	if err := c.y.write(&buf); err != nil {
 		return nil, err
@@ -503,6 +504,16 @@ func (c *conv) result() (*Result, error) {
 	}
 	r.Findings = append(c.whole_, c.findings...)
 	return r, nil
+}
+
+// oneLine keeps text from the input inside one YAML comment line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func leafErrors(err error) []error {

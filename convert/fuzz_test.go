@@ -2,10 +2,13 @@ package convert
 
 import (
 	"context"
+	"slices"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // fuzzSecret is the password of the fuzz inputs' database.password; no report may show it.
@@ -26,7 +29,7 @@ func FuzzConvert(f *testing.F) {
 		"connector.class=io.debezium.connector.postgresql.PostgresConnector\ntopic.prefix=a\ntable.include.list=public.t\ndatabase.password=" + fuzzSecret + "\n",
 		"topic.prefix=x\ntable.include.list=(a|b)\\.c\ntransforms=r\ntransforms.r.type=org.apache.kafka.connect.transforms.RegexRouter\ntransforms.r.regex=(.*)\ntransforms.r.replacement=$1$2\\\n",
 		`{"config": {"topic.prefix": "a", "table.include.list": "s.t", "message.key.columns": "s.t:a,b;(x:y", "database.password": "` + fuzzSecret + `"}}`,
-		"a\\u00zz=1\n", "=\n:\n \\\n", "{", `{"name": 1, "config": {"x": [1]}}`,
+		"a\\u00zz=1\n", "topic.prefix=a\ndatabase.password=${file:/x:y}\\nname: evil\n", "=\n:\n \\\n", "{", `{"name": 1, "config": {"x": [1]}}`,
 		"topic.prefix=a\ntable.include.list=p.t\nkey.converter=io.confluent.connect.avro.AvroConverter\nvalue.converter.basic.auth.user.info=u:" + fuzzSecret + "\n",
 	} {
 		f.Add([]byte(s))
@@ -41,6 +44,17 @@ func FuzzConvert(f *testing.F) {
 			return
 		}
 		checkAccounted(t, p, r)
+		// Nothing from the input escapes the header's comments: the YAML has the keys
+		// Convert wrote, whatever a value holds.
+		var doc map[string]any
+		if err := yaml.Unmarshal(r.YAML, &doc); err != nil {
+			t.Fatalf("the YAML does not parse: %v\n%s", err, r.YAML)
+		}
+		for k := range doc {
+			if !slices.Contains(order, k) {
+				t.Fatalf("top-level key %q that Convert does not write:\n%s", k, r.YAML)
+			}
+		}
 		if pw, ok := p.Values["database.password"]; ok && pw == fuzzSecret {
 			rep := report(r)
 			if strings.Contains(rep, fuzzSecret) {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/procon-cdc/procon/convert"
 )
@@ -76,7 +78,11 @@ func formatFinding(f convert.Finding) string {
 	label := map[convert.Kind]string{convert.Mapped: "mapped", convert.Note: "note", convert.Ignored: "ignored", convert.Unsupported: "UNSUPPORTED"}[f.Kind]
 	s := fmt.Sprintf("%-11s ", label)
 	if f.Key != "" {
-		s += f.Key
+		key := f.Key
+		if strings.ContainsFunc(key, unicode.IsControl) {
+			key = strconv.Quote(key) // a key from the file stays on its line
+		}
+		s += key
 	} else {
 		s += "(configuration)"
 	}
