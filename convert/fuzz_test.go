@@ -2,9 +2,9 @@ package convert
 
 import (
 	"context"
-	"slices"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
