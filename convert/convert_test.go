@@ -201,6 +201,14 @@ func TestRouting(t *testing.T) {
 			if got := cfg.Relations[rel].Topic; got != want {
 				t.Errorf("%s: %s goes to %s, want %s", tc.props, rel, got, want)
 			}
+			// RegexRouter keeps the schema names of the unrouted topic.
+			wantNames := want
+			if strings.Contains(tc.props, "RegexRouter") {
+				wantNames = "shop." + rel
+			}
+			if got := cfg.Relations[rel].SchemaName; got != wantNames && !(got == "" && wantNames == want) {
+				t.Errorf("%s: %s's schema names %q, want %q", tc.props, rel, got, wantNames)
+			}
 		}
 	}
 }

@@ -13,8 +13,10 @@ import (
 type relation struct {
 	key   string // schema.table
 	topic string // "" for the default
-	pkey  []string
-	parts int // partitions, 0 for kafka.topic_defaults'
+	// schemaName is the prefix of the schema names when it is not the topic ("").
+	schemaName string
+	pkey       []string
+	parts      int // partitions, 0 for kafka.topic_defaults'
 }
 
 // pattern is one entry of a Debezium include or exclude list: a Java regular expression,
@@ -163,6 +165,9 @@ func (c *conv) relations(ctx context.Context) error {
 		m := newMap()
 		if r.topic != "" {
 			m.set("topic", literal(r.topic))
+		}
+		if r.schemaName != "" {
+			m.set("schema_name", literal(r.schemaName))
 		}
 		if len(r.pkey) > 0 {
 			m.set("pkey", r.pkey)

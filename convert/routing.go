@@ -22,7 +22,7 @@ type route struct {
 	re          *regexp.Regexp
 	replacement string
 	// keepsNames: the step changes the topic but not the schema names (RegexRouter), which
-	// procon-cdc derives from the topic.
+	// procon-cdc then keeps with relation_configs.*.schema_name.
 	keepsNames bool
 }
 
@@ -59,18 +59,22 @@ func (c *conv) routing(rels []*relation) {
 	}
 	for _, r := range rels {
 		topic := c.defaultTopic(r.key)
+		names := topic // the prefix of the schema names: RegexRouter does not change it
 		for _, rt := range routes {
 			next, ok := rt.apply(topic)
 			if !ok {
 				continue
 			}
-			if rt.keepsNames && (c.avro || c.jsonSchema) && !c.unsupported(rt.from) {
-				c.add(rt.from, Unsupported, "", "RegexRouter moves %s to %s but keeps the schema names %s.*, and procon-cdc names a relation's schemas after its topic (%s.Envelope): with Avro or JSON schemas the records differ. ByLogicalTableRouter with key.enforce.uniqueness=false names schemas as procon-cdc does", r.key, next, c.defaultTopic(r.key), next)
-			}
 			topic = next
+			if !rt.keepsNames {
+				names = next
+			}
 		}
 		if topic != c.defaultTopic(r.key) {
 			r.topic = topic
+		}
+		if names != topic {
+			r.schemaName = names
 		}
 	}
 	seen := map[string]string{}
@@ -214,10 +218,14 @@ func (c *conv) router(from, prefix, uniqueness string, keepsNames bool) (route, 
 			return fail("%s is true (the default): every key gets a __dbz__physicalTableIdentifier field (the source topic), which procon-cdc does not add; with %s=false the topics map to relation_configs.*.topic", uniqueness, uniqueness)
 		}
 	}
-	c.add(from, Mapped, "relation_configs.*.topic", "")
+	to := "relation_configs.*.topic"
+	if keepsNames {
+		to += ", .schema_name"
+	}
+	c.add(from, Mapped, to, "")
 	for _, k := range parts {
 		if _, ok := c.p.Get(k); ok {
-			c.add(k, Mapped, "relation_configs.*.topic", "")
+			c.add(k, Mapped, to, "")
 		}
 	}
 	return route{from: from, re: re, replacement: replacement, keepsNames: keepsNames}, true

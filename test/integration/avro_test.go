@@ -966,16 +966,19 @@ func TestAvroNameAdjustment(t *testing.T) {
 // avro, and procon-cdc registers what that gives. tail's decoder reads the records back.
 func TestAvroDashedNames(t *testing.T) {
 	env := testenv.Get(t)
-	s := newSetup(t, "public.dashed: {}\npublic.orders: {topic: ORDERS}", "serialization: avro\nschema_registry: {url: "+env.RegistryURL+"}")
-	routed := s.name + "-orders-v1"
-	s.config = strings.Replace(s.config, "ORDERS", routed, 1)
+	s := newSetup(t, "public.dashed: {}\npublic.orders: {topic: ORDERS}\npublic.items: {topic: ITEMS, schema_name: NAMES}",
+		"serialization: avro\nschema_registry: {url: "+env.RegistryURL+"}")
+	routed, items := s.name+"-orders-v1", s.name+"_items"
+	s.config = strings.NewReplacer("ORDERS", routed, "ITEMS", items, "NAMES", s.topic("items")).Replace(s.config)
 	s.db.Exec(t, `CREATE TABLE dashed (id int PRIMARY KEY, note text)`)
 	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, total bigint NOT NULL)`)
+	s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY)`)
 	reg := registryClient(t, env, s.name)
 	s.runEngine(t)
 	s.waitSlot(t)
 	s.db.Exec(t, `INSERT INTO dashed VALUES (1, 'x')`)
 	s.db.Exec(t, `INSERT INTO orders VALUES (7, 700)`)
+	s.db.Exec(t, `INSERT INTO items VALUES (3)`)
 
 	ctx := testenv.Context(t, time.Minute)
 	rc, err := engine.RegistryClient(s.cfg(t), nil)
@@ -983,16 +986,19 @@ func TestAvroDashedNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	dec := registry.NewDecoder(rc)
-	for _, tc := range []struct{ topic, after string }{
-		{s.topic("dashed"), `{"id":1,"note":"x"}`},
-		{routed, `{"id":7,"total":700}`},
+	// items is routed as Kafka Connect's RegexRouter routes: its schemas keep the names of its
+	// unrouted topic (schema_name).
+	for _, tc := range []struct{ topic, names, after string }{
+		{s.topic("dashed"), s.topic("dashed"), `{"id":1,"note":"x"}`},
+		{routed, routed, `{"id":7,"total":700}`},
+		{items, s.topic("items"), `{"id":3}`},
 	} {
 		rec := env.ReadN(t, tc.topic, 1, time.Minute)[0]
 		key, err := reg.SchemaByVersion(ctx, tc.topic+"-key", 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ns := strings.ReplaceAll(tc.topic, "-", "_")
+		ns := strings.ReplaceAll(tc.names, "-", "_")
 		if want := `{"type":"record","name":"Key","namespace":"` + ns + `","fields":[{"name":"id","type":"int"}],"connect.name":"` + ns + `.Key"}`; key.Schema.Schema != want {
 			t.Errorf("%s: key schema\n got %s\nwant %s", tc.topic, key.Schema.Schema, want)
 		}
