@@ -277,3 +277,48 @@ func TestLoad(t *testing.T) {
 		t.Errorf("bare JSON: %+v %v", p, err)
 	}
 }
+
+// TestREADMEExample: the README's "Moving from Debezium" example is this package's golden
+// case, input and output.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## Moving from Debezium")
+	if !ok {
+		t.Fatal("README has no \"Moving from Debezium\" section")
+	}
+	block := func(after, lang string) string {
+		_, rest, ok := strings.Cut(section, after)
+		if !ok {
+			t.Fatalf("README: %q not found", after)
+		}
+		_, rest, ok = strings.Cut(rest, "```"+lang+"\n")
+		if !ok {
+			t.Fatalf("README: no %s block after %q", lang, after)
+		}
+		body, _, _ := strings.Cut(rest, "```")
+		return body
+	}
+	in, err := os.ReadFile("testdata/input/docs-topic-routing-avro.properties")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var props []string
+	for _, line := range strings.SplitAfter(string(in), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			props = append(props, line)
+		}
+	}
+	if got, want := block("For example", "properties"), strings.Join(props, ""); got != want {
+		t.Errorf("README's input differs from testdata/input/docs-topic-routing-avro.properties:\n%s", got)
+	}
+	out, err := os.ReadFile("testdata/golden/docs-topic-routing-avro.properties.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := block("becomes (stdout)", "yaml"); got != string(out) {
+		t.Errorf("README's output differs from testdata/golden/docs-topic-routing-avro.properties.yaml:\n%s", got)
+	}
+}
