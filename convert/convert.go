@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/procon-cdc/procon/config"
 )
@@ -123,7 +124,7 @@ type conv struct {
 	opts     Options
 	done     map[string]bool // properties accounted for
 	findings []Finding
-	whole_   []Finding
+	general  []Finding
 	env      map[string]string
 	y        *omap // the YAML document
 
@@ -134,7 +135,7 @@ type conv struct {
 }
 
 func (c *conv) whole(k Kind, format string, args ...any) {
-	c.whole_ = append(c.whole_, Finding{Kind: k, Why: oneLine(fmt.Sprintf(format, args...))})
+	c.general = append(c.general, Finding{Kind: k, Why: oneLine(fmt.Sprintf(format, args...))})
 }
 
 // add records what became of key. A second finding for one key replaces the first if it is
@@ -334,13 +335,8 @@ func (c *conv) postgres() {
 			c.add("slot.failover", Unsupported, "", "%q is not a boolean", v)
 		}
 	}
-	if v, ok := c.take("status.update.interval.ms"); ok {
-		if ms, err := strconv.Atoi(v); err == nil {
-			pg.set("status_interval", ms)
-			c.add("status.update.interval.ms", Mapped, "postgres.status_interval", "")
-		} else {
-			c.add("status.update.interval.ms", Ignored, "", "%q is not a number of milliseconds; it only paces status updates", v)
-		}
+	if ms, ok := c.tuning("status.update.interval.ms", "postgres.status_interval", true); ok {
+		pg.set("status_interval", ms)
 	}
 	if v, ok := c.take("plugin.name"); ok {
 		if v == "pgoutput" {
@@ -350,6 +346,27 @@ func (c *conv) postgres() {
 		}
 	}
 	c.y.set("postgres", pg)
+}
+
+// tuning maps a number that paces or sizes work without changing the records: a value outside
+// procon-cdc's range for it (config.InRange) is left to procon-cdc's default, not an error.
+// ms says the number is milliseconds (the key a duration).
+func (c *conv) tuning(key, to string, ms bool) (int, bool) {
+	v, ok := c.take(key)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	check := int64(n)
+	if ms {
+		check *= int64(time.Millisecond)
+	}
+	if err != nil || !config.InRange(to, check) {
+		c.add(key, Ignored, "", "%q is outside what %s takes; procon-cdc's default applies (it does not change the records)", v, to)
+		return 0, false
+	}
+	c.add(key, Mapped, to, "")
+	return n, true
 }
 
 // noted reports whether key already has a finding (a Note about a reference).
@@ -382,21 +399,11 @@ func (c *conv) snapshot() {
 			c.add("snapshot.mode", Unsupported, "", "%q: procon-cdc knows initial, no_data (never), initial_only, when_needed and always", v)
 		}
 	}
-	if v, ok := c.take("snapshot.max.threads"); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			s.set("parallelism", n)
-			c.add("snapshot.max.threads", Mapped, "snapshot.parallelism", "")
-		} else {
-			c.add("snapshot.max.threads", Ignored, "", "%q is not a number", v)
-		}
+	if n, ok := c.tuning("snapshot.max.threads", "snapshot.parallelism", false); ok {
+		s.set("parallelism", n)
 	}
-	if v, ok := c.take("incremental.snapshot.chunk.size"); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			s.set("chunk_size", n)
-			c.add("incremental.snapshot.chunk.size", Mapped, "snapshot.chunk_size", "")
-		} else {
-			c.add("incremental.snapshot.chunk.size", Ignored, "", "%q is not a number", v)
-		}
+	if n, ok := c.tuning("incremental.snapshot.chunk.size", "snapshot.chunk_size", false); ok {
+		s.set("chunk_size", n)
 	}
 	if v, ok := c.text("signal.data.collection", "PROCON_SIGNAL_TABLE"); ok {
 		if strings.Contains(v, ",") {
@@ -502,7 +509,7 @@ func (c *conv) result() (*Result, error) {
 			c.whole(Unsupported, "the converted configuration is refused: %v", e)
 		}
 	}
-	r.Findings = append(c.whole_, c.findings...)
+	r.Findings = append(c.general, c.findings...)
 	return r, nil
 }
 

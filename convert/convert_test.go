@@ -322,3 +322,32 @@ func TestREADMEExample(t *testing.T) {
 		t.Errorf("README's output differs from testdata/golden/docs-topic-routing-avro.properties.yaml:\n%s", got)
 	}
 }
+
+// TestTuning: a number that only paces work is mapped when procon-cdc takes it, and left to
+// procon-cdc's default (not an error) when it does not: Debezium allows a 2-minute status
+// interval, procon-cdc at most one minute.
+func TestTuning(t *testing.T) {
+	p, err := Load([]byte("topic.prefix=a\ntable.include.list=public.t\nstatus.update.interval.ms=120000\nsnapshot.max.threads=8\n" +
+		"producer.override.linger.ms=5\nincremental.snapshot.chunk.size=0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Convert(context.Background(), p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]Kind{}
+	for _, f := range r.Findings {
+		kinds[f.Key] = f.Kind
+	}
+	want := map[string]Kind{"status.update.interval.ms": Ignored, "snapshot.max.threads": Mapped,
+		"producer.override.linger.ms": Mapped, "incremental.snapshot.chunk.size": Ignored}
+	for k, w := range want {
+		if kinds[k] != w {
+			t.Errorf("%s: %s, want %s", k, kinds[k], w)
+		}
+	}
+	if len(r.Unsupported()) > 0 || !bytes.Contains(r.YAML, []byte("parallelism: 8")) || !bytes.Contains(r.YAML, []byte("linger: 5")) {
+		t.Errorf("%s\n%s", report(r), r.YAML)
+	}
+}

@@ -42,14 +42,9 @@ func (c *conv) kafka() {
 				c.add(prefix+"compression.type", Ignored, "", "%q: procon-cdc compresses with none, gzip, snappy, lz4 or zstd; batches are decompressed by consumers alike", v)
 			}
 		}
-		if v, ok := c.take(prefix + "linger.ms"); ok {
-			if ms, err := strconv.Atoi(v); err == nil {
-				if _, set := k.get("linger"); !set {
-					k.set("linger", ms)
-				}
-				c.add(prefix+"linger.ms", Mapped, "kafka.linger", "")
-			} else {
-				c.add(prefix+"linger.ms", Ignored, "", "%q is not a number of milliseconds", v)
+		if ms, ok := c.tuning(prefix+"linger.ms", "kafka.linger", true); ok {
+			if _, set := k.get("linger"); !set {
+				k.set("linger", ms)
 			}
 		}
 	}
