@@ -8,6 +8,7 @@
 //	procon-cdc snapshot --config FILE --table T [--where C]   request an incremental snapshot
 //	procon-cdc status --config FILE   the slot's position, snapshot progress and the running process's view
 //	procon-cdc consume --config FILE  apply topics to a PostgreSQL database until SIGINT/SIGTERM
+//	procon-cdc convert --debezium FILE  the configuration equivalent to a Debezium connector's
 //	procon-cdc init-sql               print the SQL of Procon's own tables
 //	procon-cdc version
 package main
@@ -51,6 +52,10 @@ commands:
                          what procon-cdc run reports (--json, --watch [--interval 2s])
   consume --config FILE  apply change events from Kafka to a PostgreSQL database, with the
                          offsets stored in the same transactions, until SIGINT/SIGTERM
+  convert --debezium FILE [--dsn DSN] [-o FILE]
+                         write the procon-cdc configuration equivalent to a Debezium
+                         PostgreSQL connector's (.properties or Kafka Connect JSON); what is
+                         not mapped is listed on stderr, exit 1 if it changes the records
   init-sql               print the SQL that creates Procon's tables
   version                print the version
 `
@@ -100,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(ctx, args, stdout, stderr)
 	case "consume":
 		return cmdConsume(ctx, args, stderr)
+	case "convert":
+		return cmdConvert(ctx, args, stdout, stderr)
 	case "init-sql":
 		_, err := io.WriteString(stdout, initSQL+"\n"+snapshot.InitSQL+"\n"+consumer.OffsetsSQL)
 		return err
