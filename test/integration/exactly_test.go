@@ -47,6 +47,13 @@ type multiWriter struct {
 	txs map[int64]int // xid -> rows updated, of committed transactions
 }
 
+// committed is how many transactions the writer has committed so far.
+func (w *multiWriter) committed() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.txs)
+}
+
 func newMultiWriter(t *testing.T, s *setup, tables []string, keys int) *multiWriter {
 	for _, tb := range tables {
 		s.db.Exec(t, `CREATE TABLE `+tb+` (id int PRIMARY KEY, v int NOT NULL, pad text)`)
