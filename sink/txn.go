@@ -83,6 +83,7 @@ func (w *Writer) produceInTxn(rec *kgo.Record, ack Acker) error {
 			w.failed(rec, ack, err)
 			return
 		}
+		w.written.Add(1)
 		if ack == nil {
 			return
 		}

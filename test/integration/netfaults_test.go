@@ -205,6 +205,11 @@ func TestBlackholeKafka(t *testing.T) {
 	r.faults.Kafka.Heal()
 	r.flowing(t, 3*time.Minute, "changes to flow after the blackhole")
 	r.finish(t)
+	for _, fp := range r.pipelines {
+		if out := fp.p.output(); !strings.Contains(out, "Kafka has acknowledged nothing") || !strings.Contains(out, "Kafka acknowledges records again") {
+			t.Errorf("procon-cdc did not say that Kafka stopped acknowledging, and when it did again:\n%s", out)
+		}
+	}
 }
 
 // TestRepeatedResets resets every connection to every service, every second or two, for
