@@ -223,13 +223,24 @@ func named(t envelope.Type, name string, version int) *envelope.Schema {
 }
 
 func TestAvroSchemaNames(t *testing.T) {
+	// Java's Avro checks only the name after the last dot, so AvroData registers Debezium's
+	// "srv-1.public.my-table.Value" (schema.name.adjustment.mode none, the default) with the
+	// namespace as it is; so does procon-cdc, and registry.Parse reads it back.
 	s := structSchema("srv-1.public.my-table.Value", 0, false, fieldOf("id", prim(envelope.Int32, false)))
-	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
-		t.Fatalf("invalid record name: got %v, want an error naming schema.name.adjustment.mode", err)
+	got, err := SchemaOf(s)
+	if want := `{"type":"record","name":"Value","namespace":"srv-1.public.my-table","fields":[{"name":"id","type":"int"}],"connect.name":"srv-1.public.my-table.Value"}`; err != nil || got != want {
+		t.Fatalf("dashed namespace: got %s, %v, want %s", got, err, want)
+	}
+	if _, _, err := derive(s); err != nil {
+		t.Fatalf("derive %q: %v", s.Name, err)
 	}
 	s.Name = "srv_1.public.my_table.Value" // as schema.name.adjustment.mode: avro makes it
 	if _, err := SchemaOf(s); err != nil {
 		t.Fatalf("adjusted name %q: %v", s.Name, err)
+	}
+	s.Name = "srv.public.my-table" // a last part Java refuses too
+	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
+		t.Fatalf("invalid record name: got %v, want an error naming schema.name.adjustment.mode", err)
 	}
 	s = structSchema("a.Value", 0, false, fieldOf("my col", prim(envelope.Int32, false)))
 	if _, err := SchemaOf(s); err == nil || !strings.Contains(err.Error(), "field.name.adjustment.mode: avro") {
@@ -243,7 +254,7 @@ func TestAvroSchemaNames(t *testing.T) {
 		fieldOf("d", named(envelope.Int32, envelope.LogicalDate, 1)),
 		fieldOf("ts", named(envelope.Int64, envelope.LogicalTimestamp, 1)),
 		fieldOf("b", &envelope.Schema{Type: envelope.Bytes, Optional: true, HasDefault: true, Default: []byte{0, 0xe9}}))
-	got, err := SchemaOf(s)
+	got, err = SchemaOf(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +282,9 @@ type fakeRegistry struct {
 	subjects map[string][]int
 	calls    int
 	err      error
+	// strictNames refuses namespaces outside the Avro specification, as registries on
+	// Avro 1.12 do (HTTP 422).
+	strictNames bool
 }
 
 func newFakeRegistry() *fakeRegistry {
@@ -283,6 +297,9 @@ func (f *fakeRegistry) Register(_ context.Context, subject, schema string) (int,
 	f.calls++
 	if f.err != nil {
 		return 0, f.err
+	}
+	if _, err := hamba.ParseWithCache(schema, "", &hamba.SchemaCache{}); f.strictNames && err != nil {
+		return 0, &registry.Error{Op: "register a schema under subject " + subject, StatusCode: 422, Message: err.Error()}
 	}
 	id, ok := f.ids[schema]
 	if !ok {
@@ -673,5 +690,58 @@ func TestAvroMetadataEvents(t *testing.T) {
 	// values share one schema.
 	if reg.calls != 8 {
 		t.Errorf("registry calls: got %d, want 8", reg.calls)
+	}
+}
+
+// TestAvroRoutedTopicNames: a relation routed to the topic orders-v1 needs no setting. A
+// registry that takes Java's names (Avro 1.11) gets the namespace orders-v1 as Debezium
+// registers it; one that refuses it (Avro 1.12) gets the names schema.name.adjustment.mode:
+// avro gives, once per subject. The bodies are the same.
+func TestAvroRoutedTopicNames(t *testing.T) {
+	ctx := context.Background()
+	b := envelope.NewBuilder(envelope.Config{
+		Name: "dbserver1", Database: "shop", Version: "3.6.1.Final",
+		Topics: map[string]string{"public.customers": "orders-v1"}, Options: envelope.DefaultOptions(),
+		Tombstones: true, Now: func() time.Time { return time.Unix(1700000000, 123456789) },
+	})
+	events := testEvents(t, b, testRelation())
+	var bodies [2][][]byte
+	for i, strict := range []bool{false, true} {
+		reg := newFakeRegistry()
+		reg.strictNames = strict
+		enc := NewEncoder(Config{Registry: reg})
+		for _, ev := range events {
+			k, v, err := enc.Encode(ctx, ev)
+			if err != nil {
+				t.Fatalf("strict %t: %v", strict, err)
+			}
+			bodies[i] = append(bodies[i], k[5:])
+			if v != nil {
+				bodies[i] = append(bodies[i], v[5:])
+			}
+		}
+		_, key, err := reg.SchemaByVersion(ctx, "orders-v1-key", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, value, err := reg.SchemaByVersion(ctx, "orders-v1-value", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, name := "orders-v1", "orders-v1.Envelope"
+		if strict {
+			ns, name = "orders_v1", "orders_v1.Envelope"
+		}
+		if !strings.HasPrefix(key, `{"type":"record","name":"Key","namespace":"`+ns+`",`) ||
+			!strings.HasPrefix(value, `{"type":"record","name":"Envelope","namespace":"`+ns+`",`) ||
+			!strings.HasSuffix(value, `"connect.name":"`+name+`"}`) {
+			t.Errorf("strict %t: registered\n%s\n%s", strict, key, value)
+		}
+		if want := 2 + map[bool]int{false: 0, true: 2}[strict]; reg.calls != want {
+			t.Errorf("strict %t: %d registry calls, want %d", strict, reg.calls, want)
+		}
+	}
+	if !reflect.DeepEqual(bodies[0], bodies[1]) {
+		t.Error("the bodies differ with the names")
 	}
 }

@@ -3,14 +3,17 @@ package avro
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
 	hamba "github.com/hamba/avro/v2"
 
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/registry"
 )
 
 // Registry is what the Avro encoder needs of a Confluent-compatible schema registry. Its calls
@@ -59,6 +62,9 @@ type Encoder struct {
 	keyOf   map[*envelope.Schema]*writer // the key writer of a key schema, for EncodeKey
 	pinned  map[pinKey]*pinnedSchema
 	ids     map[string]int // subject + "\x00" + schema text → registered id
+	// adjusted are the subjects whose registry refused a namespace outside the Avro
+	// specification: their schemas are registered with adjusted names from then on.
+	adjusted map[string]bool
 }
 
 type writerKey struct {
@@ -105,6 +111,8 @@ func NewEncoder(cfg Config) *Encoder {
 		keyOf:   map[*envelope.Schema]*writer{},
 		pinned:  map[pinKey]*pinnedSchema{},
 		ids:     map[string]int{},
+
+		adjusted: map[string]bool{},
 	}
 }
 
@@ -256,7 +264,7 @@ func (e *Encoder) writerFor(ctx context.Context, topic string, s *envelope.Schem
 		if w.node, err = compile(parsed, s, false); err != nil {
 			return nil, fmt.Errorf("the %s schema of %s for subject %s: %w", what, topic, subject, err)
 		}
-		if id, err = e.register(ctx, subject, text, topic); err != nil {
+		if text, id, err = e.registerDerived(ctx, subject, topic, s, text); err != nil {
 			return nil, err
 		}
 		w.registered = subject + "\x00" + text
@@ -307,6 +315,40 @@ func (e *Encoder) Forget(schemas []*envelope.Schema) {
 	}
 }
 
+// registerDerived registers the derived schema text of s under subject and returns the text
+// registered and its id.
+//
+// Debezium names a relation's schemas after its topic (orders-v1.Envelope), and Confluent's
+// AvroData makes that the record Envelope in the namespace orders-v1: Java's Avro checks only
+// the name, so registries on Avro 1.11 (Confluent Schema Registry before 8.0.3) take the
+// schema as it is, and so does procon-cdc. Registries on Avro 1.12 (Confluent 8.0.3 and later
+// with schema.validate.names, Apicurio 3) refuse it as invalid, and Debezium then works only
+// with schema.name.adjustment.mode: avro; so on such a refusal the schema is registered with
+// the names that mode gives (orders_v1.Envelope), which is what Debezium registers there.
+func (e *Encoder) registerDerived(ctx context.Context, subject, topic string, s *envelope.Schema, text string) (string, int, error) {
+	e.mu.Lock()
+	adjust := e.adjusted[subject]
+	e.mu.Unlock()
+	if !adjust {
+		id, err := e.register(ctx, subject, text, topic)
+		var re *registry.Error
+		if err == nil || !errors.As(err, &re) || re.StatusCode != http.StatusUnprocessableEntity || !namespaceOutsideSpec(s) {
+			return text, id, err
+		}
+		e.log.Warn("the registry refuses namespaces outside the Avro specification (Avro 1.12 parsers do); registering the names schema.name.adjustment.mode: avro gives, as Debezium needs on this registry",
+			"subject", subject, "topic", topic, "refused", re.Message)
+		e.mu.Lock()
+		e.adjusted[subject] = true
+		e.mu.Unlock()
+	}
+	adjusted, err := AdjustedSchemaOf(s)
+	if err != nil {
+		return "", 0, err
+	}
+	id, err := e.register(ctx, subject, adjusted, topic)
+	return adjusted, id, err
+}
+
 // register returns the id of schema text under subject, registering it once.
 func (e *Encoder) register(ctx context.Context, subject, text, topic string) (int, error) {
 	ck := subject + "\x00" + text
@@ -340,7 +382,7 @@ func (e *Encoder) pin(ctx context.Context, subject string, version int) (*pinned
 	if err != nil {
 		return nil, fmt.Errorf("avro: pinned version %d of subject %s: %w", version, subject, err)
 	}
-	parsed, err := hamba.ParseWithCache(text, "", &hamba.SchemaCache{})
+	parsed, err := registry.Parse(text)
 	if err != nil {
 		return nil, fmt.Errorf("avro: version %d of subject %s (id %d) does not parse: %w", version, subject, id, err)
 	}
@@ -358,7 +400,7 @@ func derive(s *envelope.Schema) (string, hamba.Schema, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	parsed, err := hamba.ParseWithCache(text, "", &hamba.SchemaCache{})
+	parsed, err := registry.Parse(text)
 	if err != nil {
 		return "", nil, fmt.Errorf("the derived Avro schema does not parse: %w", err)
 	}

@@ -24,11 +24,41 @@ import (
 // The JSON and Avro encodings render the same *Schema; this is the second rendering.
 // Names Avro does not accept are an error that says which adjustment mode fixes them.
 func SchemaOf(s *envelope.Schema) (string, error) {
-	w := schemaWriter{seen: map[string]bool{}}
+	return schemaText(s, nil)
+}
+
+// AdjustedSchemaOf is SchemaOf with every schema name (record names and connect.name) as
+// schema.name.adjustment.mode: avro makes it: the schema Debezium registers with that mode.
+func AdjustedSchemaOf(s *envelope.Schema) (string, error) {
+	return schemaText(s, envelope.AvroSchemaName)
+}
+
+func schemaText(s *envelope.Schema, rename func(string) string) (string, error) {
+	w := schemaWriter{seen: map[string]bool{}, rename: rename}
 	if err := w.typ(s, "", false); err != nil {
 		return "", err
 	}
 	return string(w.buf), nil
+}
+
+// namespaceOutsideSpec reports whether some record of s has a namespace the Avro
+// specification refuses (which Java's Avro before 1.12 took, and 1.12's parser refuses).
+func namespaceOutsideSpec(s *envelope.Schema) bool {
+	if s == nil {
+		return false
+	}
+	if s.Type == envelope.Struct {
+		space, _ := splitName(s.Name)
+		if space != "" && envelope.AvroSchemaName(space) != space {
+			return true
+		}
+		for _, f := range s.Fields {
+			if namespaceOutsideSpec(f.Schema) {
+				return true
+			}
+		}
+	}
+	return namespaceOutsideSpec(s.Items) || namespaceOutsideSpec(s.Keys) || namespaceOutsideSpec(s.Values)
 }
 
 const (
@@ -45,6 +75,15 @@ type schemaWriter struct {
 	buf      []byte
 	seen     map[string]bool // full names of the records written so far
 	nameless int             // ConnectDefault, ConnectDefault2, ...
+	rename   func(string) string
+}
+
+// name is a schema's name as written: renamed for AdjustedSchemaOf.
+func (w *schemaWriter) name(s string) string {
+	if w.rename == nil || s == "" {
+		return s
+	}
+	return w.rename(s)
 }
 
 func (w *schemaWriter) str(s string) { w.buf = envelope.AppendJSONString(w.buf, s) }
@@ -225,7 +264,7 @@ func (w *schemaWriter) props(s *envelope.Schema) error {
 	}
 	if s.Name != "" {
 		w.buf = append(w.buf, `,"connect.name":`...)
-		w.str(s.Name)
+		w.str(w.name(s.Name))
 	}
 	switch s.Type {
 	case envelope.Int8:
@@ -248,7 +287,7 @@ func (w *schemaWriter) props(s *envelope.Schema) error {
 
 // record writes a struct as a record, or as a reference to it when it was written before.
 func (w *schemaWriter) record(s *envelope.Schema, ns string, meta bool) error {
-	full := s.Name
+	full := w.name(s.Name)
 	if full == "" {
 		w.nameless++
 		full = connectNamespace + "." + defaultName
@@ -336,11 +375,15 @@ func checkName(name string) error {
 	return nil
 }
 
+// checkFullName checks a record's full name as Java's Avro (Schema.Name) does, and with it
+// AvroData and the registries: only the part after the last dot must be an Avro name. The
+// namespace is written as it is: Debezium's schemas under a topic such as orders-v1 or a
+// topic.prefix such as my-app are registered with such namespaces, and procon-cdc registers
+// the same text (registry.Parse reads it back).
 func checkFullName(full string) error {
-	for _, part := range strings.Split(full, ".") {
-		if err := checkName(part); err != nil {
-			return fmt.Errorf("schema name %q: %w; set debezium.schema.name.adjustment.mode: avro", full, err)
-		}
+	_, name := splitName(full)
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("schema name %q: %w; set debezium.schema.name.adjustment.mode: avro", full, err)
 	}
 	return nil
 }

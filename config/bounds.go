@@ -79,6 +79,13 @@ var bounds = map[string]bound{
 }
 
 // allows reports whether v is in the range.
+// InRange reports whether v is in the range of the numeric key (a dotted path, "*" for a
+// relation_configs key; durations in nanoseconds). A key without a range is never in one.
+func InRange(key string, v int64) bool {
+	b, ok := bounds[key]
+	return ok && b.allows(v)
+}
+
 func (b bound) allows(v int64) bool {
 	return (v >= b.min && v <= b.max) || (v == 0 && b.zero != "")
 }

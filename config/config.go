@@ -133,7 +133,11 @@ type JSON struct {
 
 // RelationConfig is the per-relation configuration under relation_configs.
 type RelationConfig struct {
-	Topic         string     `yaml:"topic"`
+	Topic string `yaml:"topic"`
+	// SchemaName is the prefix of the relation's schema names (<schema_name>.Key, .Value,
+	// .Envelope); default the topic, as Debezium names them. Kafka Connect's RegexRouter
+	// moves a topic but keeps the names of <name>.<schema>.<table>.
+	SchemaName    string     `yaml:"schema_name"`
 	PKey          StringList `yaml:"pkey"`
 	Keyless       bool       `yaml:"keyless"`
 	Serialization string     `yaml:"serialization"`

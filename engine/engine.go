@@ -354,14 +354,18 @@ func builderConfig(cfg *config.Config, log *slog.Logger) (envelope.Config, error
 	for _, op := range d.SkippedOperations {
 		skip[op] = true
 	}
-	topics := map[string]string{}
+	topics, names := map[string]string{}, map[string]string{}
 	for name, rc := range cfg.Relations {
 		topics[name] = rc.Topic
+		if rc.SchemaName != "" && rc.SchemaName != rc.Topic {
+			names[name] = rc.SchemaName
+		}
 	}
 	bcfg := envelope.Config{
 		Name:         cfg.Name,
 		Version:      Version,
 		Topics:       topics,
+		SchemaNames:  names,
 		Options:      opts,
 		Tombstones:   *d.TombstonesOnDelete,
 		Skip:         skip,

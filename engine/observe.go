@@ -292,12 +292,19 @@ func readSlotState(ctx context.Context, conn **pgx.Conn, dsn, slot string) (*met
 	return st, nil
 }
 
+// kafkaSilence is how long Kafka may acknowledge nothing of what waits for it before
+// watchBackpressure says so: a partition or a hung broker fails no request for a while (the
+// client waits out its request timeouts), so without this line nothing would be logged.
+const kafkaSilence = 15 * time.Second
+
 // watchBackpressure logs, once per change, that producing is paused because Kafka's
-// producer buffer is full (Kafka is slow or away) and that it resumed.
+// producer buffer is full (Kafka is slow or away) and that it resumed, and that Kafka has
+// acknowledged nothing for kafkaSilence while records wait, and when it does again.
 func (e *Engine) watchBackpressure(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	paused := false
+	paused, silent := false, false
+	written, progress := e.writer.Written(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -305,6 +312,19 @@ func (e *Engine) watchBackpressure(ctx context.Context) {
 		case <-t.C:
 		}
 		recs, bytes := e.writer.Buffered()
+		switch now := e.writer.Written(); {
+		case now != written || recs == 0:
+			if silent {
+				e.log.Info("Kafka acknowledges records again", "silent_for", time.Since(progress).Round(time.Second).String(),
+					"confirmed_lsn", e.stream.Tracker().Confirmed().String())
+			}
+			written, progress, silent = now, time.Now(), false
+		case !silent && time.Since(progress) >= kafkaSilence:
+			e.log.Warn("Kafka has acknowledged nothing for a while; the slot's position holds until it does",
+				"silent_for", time.Since(progress).Round(time.Second).String(), "waiting_records", recs,
+				"confirmed_lsn", e.stream.Tracker().Confirmed().String())
+			silent = true
+		}
 		maxRecs, maxBytes := e.writer.MaxBuffered()
 		full := recs >= maxRecs || (maxBytes > 0 && bytes >= maxBytes)
 		switch {

@@ -49,8 +49,11 @@ type Config struct {
 	Database string // source.db
 	Version  string // source.version
 	// Topics maps each captured "schema.table" to its topic.
-	Topics  map[string]string
-	Options Options
+	Topics map[string]string
+	// SchemaNames maps a captured "schema.table" to the prefix of its schema names
+	// (<prefix>.Key, .Value, .Envelope) where that is not its topic.
+	SchemaNames map[string]string
+	Options     Options
 
 	Tombstones bool            // tombstones.on.delete
 	Skip       map[string]bool // skipped.operations: c, u, d, t

@@ -140,7 +140,7 @@ func TestFillUnchangedToast(t *testing.T) {
 		{Name: "body", TypeMod: -1, Type: &replication.Type{Name: "text", Kind: 'b'}},
 	}, Key: []int{0}}
 	o := DefaultOptions()
-	rs, err := newRelSchema(rel, "p.public.t", &o)
+	rs, err := newRelSchema(rel, &Config{Topics: map[string]string{rel.QualifiedName(): "p.public.t"}, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -199,7 +199,7 @@ func TestRowErrorNamesColumnAndType(t *testing.T) {
 		{Name: "qty", TypeMod: -1, Type: &replication.Type{Name: "int4", Kind: 'b'}},
 	}}
 	o := DefaultOptions()
-	rs, err := newRelSchema(rel, "p.public.t", &o)
+	rs, err := newRelSchema(rel, &Config{Topics: map[string]string{rel.QualifiedName(): "p.public.t"}, Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}

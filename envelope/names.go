@@ -14,6 +14,10 @@ func (o *Options) adjustSchemaName(name string) string {
 	return avroName(name, true)
 }
 
+// AvroSchemaName is name as schema.name.adjustment.mode: avro makes it (Debezium's
+// SchemaNameAdjuster): a valid Avro full name.
+func AvroSchemaName(name string) string { return avroName(name, true) }
+
 // adjustFieldName applies field.name.adjustment.mode to a column name.
 func (o *Options) adjustFieldName(name string) string {
 	if o.FieldNameAdjust != AdjustAvro {

@@ -47,7 +47,7 @@ type cachedSource struct {
 
 // Reader returns a Reader for rel, as described by the catalog (replication.DescribeTable).
 func (b *Builder) Reader(rel *replication.Relation) (*Reader, error) {
-	rs, err := newRelSchema(rel, b.cfg.Topics[rel.QualifiedName()], &b.cfg.Options)
+	rs, err := newRelSchema(rel, &b.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("relation %s: %w", rel.QualifiedName(), err)
 	}

@@ -30,7 +30,7 @@ func (b *Builder) relSchema(rel *replication.Relation) (*relSchema, error) {
 	if rs, ok := b.rels[rel]; ok {
 		return rs, nil
 	}
-	rs, err := newRelSchema(rel, b.cfg.Topics[rel.QualifiedName()], &b.cfg.Options)
+	rs, err := newRelSchema(rel, &b.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("relation %s: %w", rel.QualifiedName(), err)
 	}
@@ -92,20 +92,27 @@ func (b *Builder) RetireReader(r *Reader) { b.retire(r.rs) }
 // this relation version get, without caching anything. The engine uses it to check a relation
 // against its serialization before streaming.
 func (b *Builder) Schemas(rel *replication.Relation) (key, envelope *Schema, err error) {
-	rs, err := newRelSchema(rel, b.cfg.Topics[rel.QualifiedName()], &b.cfg.Options)
+	rs, err := newRelSchema(rel, &b.cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("relation %s: %w", rel.QualifiedName(), err)
 	}
 	return rs.key, rs.envelope, nil
 }
 
-func newRelSchema(rel *replication.Relation, topic string, o *Options) (*relSchema, error) {
+func newRelSchema(rel *replication.Relation, cfg *Config) (*relSchema, error) {
+	q := rel.QualifiedName()
+	topic, o := cfg.Topics[q], &cfg.Options
 	if topic == "" {
 		return nil, fmt.Errorf("no topic configured")
 	}
+	// Debezium names the schemas after the topic, unless a RegexRouter moved it afterwards.
+	prefix := topic
+	if p := cfg.SchemaNames[q]; p != "" {
+		prefix = p
+	}
 	rs := &relSchema{rel: rel, qualified: rel.QualifiedName(), topic: topic, cols: make([]columnType, len(rel.Columns)),
 		boxedSchema: rel.Schema, boxedTable: rel.Table}
-	base := o.adjustSchemaName(topic)
+	base := o.adjustSchemaName(prefix)
 	fields := make([]Field, len(rel.Columns))
 	for i := range rel.Columns {
 		col := &rel.Columns[i]

@@ -58,17 +58,17 @@ func (d *Decoder) Decode(ctx context.Context, b []byte) (json.RawMessage, int, e
 
 // ParseRaw parses an Avro schema with its logical types removed, so that values decode to the
 // numbers and bytes the wire carries rather than to time.Time or *big.Rat.
+//
+// Names are read as Java's Avro reads them (see Parse): Debezium's records under a topic or
+// topic.prefix with a '-' carry such a namespace.
 func ParseRaw(text string) (avro.Schema, error) {
-	var doc any
-	if err := json.Unmarshal([]byte(text), &doc); err != nil {
-		return nil, err
-	}
-	stripLogical(doc)
-	raw, err := json.Marshal(doc)
+	doc, err := decodeSchemaJSON(text)
 	if err != nil {
 		return nil, err
 	}
-	s, err := avro.ParseWithCache(string(raw), "", &avro.SchemaCache{})
+	stripLogical(doc)
+	var r nameRewriter
+	s, err := parseDoc(r.typ(doc))
 	if err != nil {
 		return nil, err
 	}

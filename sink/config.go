@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -109,19 +110,33 @@ func (c *Config) connOpts() ([]kgo.Opt, error) {
 	return opts, nil
 }
 
+// ErrUnreachable is a client's start that found no broker answering within ConnectTimeout.
+var ErrUnreachable = errors.New("kafka unreachable")
+
 // newClient builds a client from the connection options and extra (producer or consumer)
-// options, and with ping checks within ConnectTimeout that the cluster answers a metadata
-// request (which needs authentication to succeed).
+// options, and with ping checks first, within ConnectTimeout, that the cluster answers a
+// metadata request (which needs authentication to succeed).
+//
+// The client retries a connection the broker closes before its first answer (AlwaysRetryEOF):
+// franz-go takes that as a TLS or SASL misconfiguration and fails the requests (records
+// included) at once, but a broker that is starting or stopping does the same, and a record
+// failed for it would stop procon-cdc. Misconfigurations are found by the ping, which a client
+// without the option makes, so that they fail fast with franz-go's diagnosis.
 func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts, err := c.connOpts()
 	if err != nil {
 		return nil, err
 	}
+	if ping {
+		if err := c.ping(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
 	log := c.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	opts = append(opts, kgo.WithHooks(&reachability{log: log}))
+	opts = append(opts, kgo.AlwaysRetryEOF(), kgo.WithHooks(&reachability{log: log}))
 	if c.Observer != nil {
 		opts = append(opts, kgo.WithHooks(hooks{c.Observer}))
 	}
@@ -129,16 +144,22 @@ func (c *Config) newClient(ctx context.Context, ping bool, extra ...kgo.Opt) (*k
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
-	if !ping {
-		return cl, nil
+	return cl, nil
+}
+
+// ping checks with a client of its own that the cluster answers within ConnectTimeout.
+func (c *Config) ping(ctx context.Context, opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
 	}
+	defer cl.Close()
 	pctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
 	defer cancel()
 	if err := cl.Ping(pctx); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("kafka brokers %v do not answer within %s: %w", c.Brokers, c.ConnectTimeout, err)
+		return fmt.Errorf("kafka brokers %v do not answer within %s: %w (%w)", c.Brokers, c.ConnectTimeout, ErrUnreachable, err)
 	}
-	return cl, nil
+	return nil
 }
 
 func codec(name string) (kgo.CompressionCodec, error) {

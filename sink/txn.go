@@ -83,6 +83,7 @@ func (w *Writer) produceInTxn(rec *kgo.Record, ack Acker) error {
 			w.failed(rec, ack, err)
 			return
 		}
+		w.written.Add(1)
 		if ack == nil {
 			return
 		}
@@ -151,6 +152,9 @@ func (w *Writer) Commit(ctx context.Context, progress *Record) error {
 	}
 	if err := w.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		err = fmt.Errorf("commit kafka transaction (transactional.id %q): %w", w.cfg.TransactionalID, describeTxn(err))
+		if restartable(err) {
+			err = fmt.Errorf("%w: %w", ErrRestart, err)
+		}
 		w.fail(err)
 		return err
 	}
@@ -195,12 +199,35 @@ func (w *Writer) AbortTxn(ctx context.Context) error {
 }
 
 // describeTxn adds the fix for the errors of transactions users meet.
+// ErrRestart marks a writer's failure that a new start recovers from without loss: a Kafka
+// transaction's commit whose outcome is unknown (the connection broke under it: it may have
+// committed or not), or a transaction Kafka ended (fenced, or aborted for outliving
+// kafka.transactions.timeout). Its acknowledgements were held, so nothing of it was confirmed;
+// a new start fences the transactional id and resumes after the last committed progress
+// record. A procon-cdc that another one really fenced waits there for the slot's lock.
+var ErrRestart = errors.New("the writer must start again")
+
+// restartable reports whether a failed commit is one ErrRestart names: anything but a
+// definite refusal (authorization, an unsupported broker).
+func restartable(err error) bool {
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		return !errors.Is(err, context.Canceled) // a transport error: the outcome is unknown
+	}
+	switch {
+	case errors.Is(err, kerr.ProducerFenced), errors.Is(err, kerr.InvalidProducerEpoch),
+		errors.Is(err, kerr.InvalidTxnState), errors.Is(err, kerr.TransactionCoordinatorFenced):
+		return true
+	}
+	return ke.Retriable || ke.Code == kerr.UnknownServerError.Code
+}
+
 func describeTxn(err error) error {
 	switch {
 	case errors.Is(err, kerr.ProducerFenced), errors.Is(err, kerr.InvalidProducerEpoch):
 		return fmt.Errorf("%w: this procon-cdc was fenced: another one with the same name and slot started and took over the transactional id, "+
 			"or Kafka aborted the open transaction for outliving kafka.transactions.timeout (Kafka unreachable that long); "+
-			"it stops, having confirmed nothing it did not commit: run one procon-cdc per configuration, and restart this one if it was the only one", err)
+			"nothing it did not commit was confirmed: run one procon-cdc per configuration", err)
 	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
 		return fmt.Errorf("%w: grant the principal WRITE and DESCRIBE on the transactional id (e.g. kafka-acls --transactional-id 'procon-cdc/' --resource-pattern-type prefixed)", err)
 	case errors.Is(err, kerr.UnsupportedVersion), errors.Is(err, kerr.UnsupportedForMessageFormat):

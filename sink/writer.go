@@ -77,6 +77,7 @@ type Writer struct {
 	fatal    atomic.Pointer[error]
 	fatalCh  chan struct{}
 	fatalOne sync.Once
+	written  atomic.Int64 // records Kafka acknowledged
 
 	txn *txn // nil unless transactional (txn.go)
 }
@@ -325,12 +326,17 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 			w.failed(rec, ack, err)
 			return
 		}
+		w.written.Add(1)
 		if ack != nil {
 			ack.Ack()
 		}
 	})
 	return nil
 }
+
+// Written is how many records Kafka has acknowledged so far (in a transaction: written, not
+// yet committed). Any goroutine may call it.
+func (w *Writer) Written() int64 { return w.written.Load() }
 
 // Buffered returns the records handed to the client and not yet acknowledged, and their
 // bytes; the limits are MaxBuffered. Any goroutine may call it.

@@ -8,6 +8,7 @@
 //	procon-cdc snapshot --config FILE --table T [--where C]   request an incremental snapshot
 //	procon-cdc status --config FILE   the slot's position, snapshot progress and the running process's view
 //	procon-cdc consume --config FILE  apply topics to a PostgreSQL database until SIGINT/SIGTERM
+//	procon-cdc convert --debezium FILE  the configuration equivalent to a Debezium connector's
 //	procon-cdc init-sql               print the SQL of Procon's own tables
 //	procon-cdc version
 package main
@@ -31,6 +32,7 @@ import (
 	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/retrylog"
+	"github.com/procon-cdc/procon/sink"
 	"github.com/procon-cdc/procon/snapshot"
 )
 
@@ -50,6 +52,10 @@ commands:
                          what procon-cdc run reports (--json, --watch [--interval 2s])
   consume --config FILE  apply change events from Kafka to a PostgreSQL database, with the
                          offsets stored in the same transactions, until SIGINT/SIGTERM
+  convert --debezium FILE [--dsn DSN] [-o FILE]
+                         write the procon-cdc configuration equivalent to a Debezium
+                         PostgreSQL connector's (.properties or Kafka Connect JSON); what is
+                         not mapped is listed on stderr, exit 1 if it changes the records
   init-sql               print the SQL that creates Procon's tables
   version                print the version
 `
@@ -99,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(ctx, args, stdout, stderr)
 	case "consume":
 		return cmdConsume(ctx, args, stderr)
+	case "convert":
+		return cmdConvert(ctx, args, stdout, stderr)
 	case "init-sql":
 		_, err := io.WriteString(stdout, initSQL+"\n"+snapshot.InitSQL+"\n"+consumer.OffsetsSQL)
 		return err
@@ -171,6 +179,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// then waits for the lock again with a new engine, as a standby if another has it.
 	var (
 		down retrylog.Outage
+		// lost is set once an engine ended in a way a new one recovers from (lost lock, a
+		// Kafka transaction ended badly): from then on a start that fails transiently is retried.
 		lost bool
 		// read is what the engines before read: a new one refuses a server whose WAL does not
 		// continue it (a standby promoted without what the lost primary had sent).
@@ -180,7 +190,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		e, err := engine.NewAfter(ctx, cfg, log, read)
 		if err == nil {
 			if lost {
-				down.Recovered(log, "started again after losing the slot's lock", "slot", cfg.Postgres.Slot)
+				down.Recovered(log, "started again", "slot", cfg.Postgres.Slot)
 			}
 			err = runEngine(ctx, e, progress, onTerminal)
 		}
@@ -197,10 +207,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			lost, backoff = true, 100*time.Millisecond
 			continue
-		case lost && replication.Transient(err):
+		case errors.Is(err, sink.ErrRestart):
+			// Nothing was confirmed past what Kafka committed; a new engine finds where that
+			// ended (the last progress record), fencing whatever the old one left open.
+			log.Warn("starting again: a Kafka transaction ended without a known outcome", "slot", cfg.Postgres.Slot, "err", err)
+			if e != nil {
+				lineage := e.Lineage()
+				read = &lineage
+			}
+			lost = true
+		case lost && (replication.Transient(err) || errors.Is(err, sink.ErrUnreachable)):
 			// After a lost lock, PostgreSQL is typically restarting, or its standby is being
-			// promoted: wait for it, which the first start does not do.
-			down.Failed(log, "cannot start again after losing the slot's lock; retrying", err, "slot", cfg.Postgres.Slot)
+			// promoted; after a failed Kafka transaction Kafka may be restarting: wait for
+			// them, which the first start does not do.
+			down.Failed(log, "cannot start again; retrying", err, "slot", cfg.Postgres.Slot)
 		default:
 			return err
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/procon-cdc/procon/engine"
+	"github.com/procon-cdc/procon/registry"
 	"github.com/procon-cdc/procon/test/testenv"
 )
 
@@ -926,14 +927,15 @@ func TestAvroTail(t *testing.T) {
 	}
 }
 
-// TestAvroNameAdjustment: a server name with '-' is no valid Avro namespace. Without
-// schema.name.adjustment.mode the engine refuses to start and says so; with it, records flow.
+// TestAvroNameAdjustment: a column name Avro refuses ("my col") stops the engine at start,
+// naming field.name.adjustment.mode; with the adjustment modes, records flow under adjusted
+// names, as Debezium's SchemaNameAdjuster makes them.
 func TestAvroNameAdjustment(t *testing.T) {
 	bad := newSetup(t, `public.dashed: {}`, "serialization: avro\nschema_registry: {url: "+testenv.Get(t).RegistryURL+"}")
 	bad.db.Exec(t, `CREATE TABLE dashed (id int PRIMARY KEY, "my col" text)`)
 	ctx := testenv.Context(t, time.Minute)
-	if _, err := engine.New(ctx, bad.cfg(t), nil); err == nil || !strings.Contains(err.Error(), "schema.name.adjustment.mode: avro") {
-		t.Fatalf("engine.New with %q: got %v, want an error pointing at schema.name.adjustment.mode", bad.name, err)
+	if _, err := engine.New(ctx, bad.cfg(t), nil); err == nil || !strings.Contains(err.Error(), "field.name.adjustment.mode: avro") {
+		t.Fatalf("engine.New with a column \"my col\": got %v, want an error pointing at field.name.adjustment.mode", err)
 	}
 	good := newSetup(t, `public.dashed: {}`, "serialization: avro\nschema_registry: {url: "+bad.env.RegistryURL+"}\n"+
 		"debezium: {schema.name.adjustment.mode: avro, field.name.adjustment.mode: avro}")
@@ -953,5 +955,69 @@ func TestAvroNameAdjustment(t *testing.T) {
 	}
 	if want := `"namespace":"` + strings.ReplaceAll(good.topic("dashed"), "-", "_") + `"`; !strings.Contains(ss.Schema.Schema, want) {
 		t.Errorf("registered schema lacks %s: %.300s", want, ss.Schema.Schema)
+	}
+}
+
+// TestAvroDashedNames: a server name with '-' (default topics) and a relation routed to a
+// topic such as orders-v1 need no setting. Debezium names the schemas after the topic
+// ("orders-v1.Envelope": the record Envelope in the namespace orders-v1, which Java's Avro
+// before 1.12 takes); this registry (Apicurio 3, Avro 1.12's parser) refuses such a namespace,
+// as Confluent's from 8.0.3 does, so Debezium works here only with schema.name.adjustment.mode:
+// avro, and procon-cdc registers what that gives. tail's decoder reads the records back.
+func TestAvroDashedNames(t *testing.T) {
+	env := testenv.Get(t)
+	s := newSetup(t, "public.dashed: {}\npublic.orders: {topic: ORDERS}\npublic.items: {topic: ITEMS, schema_name: NAMES}",
+		"serialization: avro\nschema_registry: {url: "+env.RegistryURL+"}")
+	routed, items := s.name+"-orders-v1", s.name+"_items"
+	s.config = strings.NewReplacer("ORDERS", routed, "ITEMS", items, "NAMES", s.topic("items")).Replace(s.config)
+	s.db.Exec(t, `CREATE TABLE dashed (id int PRIMARY KEY, note text)`)
+	s.db.Exec(t, `CREATE TABLE orders (id int PRIMARY KEY, total bigint NOT NULL)`)
+	s.db.Exec(t, `CREATE TABLE items (id int PRIMARY KEY)`)
+	reg := registryClient(t, env, s.name)
+	s.runEngine(t)
+	s.waitSlot(t)
+	s.db.Exec(t, `INSERT INTO dashed VALUES (1, 'x')`)
+	s.db.Exec(t, `INSERT INTO orders VALUES (7, 700)`)
+	s.db.Exec(t, `INSERT INTO items VALUES (3)`)
+
+	ctx := testenv.Context(t, time.Minute)
+	rc, err := engine.RegistryClient(s.cfg(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := registry.NewDecoder(rc)
+	// items is routed as Kafka Connect's RegexRouter routes: its schemas keep the names of its
+	// unrouted topic (schema_name).
+	for _, tc := range []struct{ topic, names, after string }{
+		{s.topic("dashed"), s.topic("dashed"), `{"id":1,"note":"x"}`},
+		{routed, routed, `{"id":7,"total":700}`},
+		{items, s.topic("items"), `{"id":3}`},
+	} {
+		rec := env.ReadN(t, tc.topic, 1, time.Minute)[0]
+		key, err := reg.SchemaByVersion(ctx, tc.topic+"-key", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns := strings.ReplaceAll(tc.names, "-", "_")
+		if want := `{"type":"record","name":"Key","namespace":"` + ns + `","fields":[{"name":"id","type":"int"}],"connect.name":"` + ns + `.Key"}`; key.Schema.Schema != want {
+			t.Errorf("%s: key schema\n got %s\nwant %s", tc.topic, key.Schema.Schema, want)
+		}
+		value, err := reg.SchemaByVersion(ctx, tc.topic+"-value", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"type":"record","name":"Envelope","namespace":"` + ns + `","fields":[{"name":"before","type":["null",{"type":"record","name":"Value","fields":[`; !strings.HasPrefix(value.Schema.Schema, want) ||
+			!strings.Contains(value.Schema.Schema, `{"name":"after","type":["null","Value"],"default":null}`) ||
+			!strings.HasSuffix(value.Schema.Schema, `"connect.version":2,"connect.name":"`+ns+`.Envelope"}`) {
+			t.Errorf("%s: value schema %s", tc.topic, value.Schema.Schema)
+		}
+		js, _, err := dec.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", tc.topic, err)
+		}
+		var v struct{ After json.RawMessage }
+		if err := json.Unmarshal(js, &v); err != nil || string(v.After) != tc.after {
+			t.Errorf("%s: after %s (%v), want %s", tc.topic, v.After, err, tc.after)
+		}
 	}
 }

@@ -127,7 +127,7 @@ func checkVersionsIn(t *testing.T, s *setup, topic string, mine func(*kgo.Record
 	recs, err := s.env.ReadUntil(topic, 3*time.Minute, func(recs []*kgo.Record) bool {
 		for _, r := range recs[scanned:] {
 			var ev struct{ After struct{ ID, V int } }
-			if mine(r) && r.Value != nil && json.Unmarshal(r.Value, &ev) == nil && ev.After.V > last[ev.After.ID] {
+			if mine(r) && r.Value != nil && json.Unmarshal(s.valueJSON(t, r.Value), &ev) == nil && ev.After.V > last[ev.After.ID] {
 				last[ev.After.ID] = ev.After.V
 			}
 		}
@@ -151,7 +151,7 @@ func checkVersionsIn(t *testing.T, s *setup, topic string, mine func(*kgo.Record
 			Op    string
 			After struct{ ID, V int }
 		}
-		if err := json.Unmarshal(r.Value, &ev); err != nil {
+		if err := json.Unmarshal(s.valueJSON(t, r.Value), &ev); err != nil {
 			t.Fatal(err)
 		}
 		if ev.Op == "u" {

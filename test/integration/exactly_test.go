@@ -48,6 +48,13 @@ type multiWriter struct {
 	txs map[int64]int // xid -> rows updated, of committed transactions
 }
 
+// committed is how many transactions the writer has committed so far.
+func (w *multiWriter) committed() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.txs)
+}
+
 func newMultiWriter(t *testing.T, s *setup, tables []string, keys int) *multiWriter {
 	for _, tb := range tables {
 		s.db.Exec(t, `CREATE TABLE `+tb+` (id int PRIMARY KEY, v int NOT NULL, pad text)`)
@@ -152,7 +159,7 @@ func checkExactlyOnce(t *testing.T, s *setup, w *multiWriter) {
 		recs, err := s.env.ReadUntil(s.topic(tb), 3*time.Minute, func(recs []*kgo.Record) bool {
 			for _, r := range recs[scanned:] { // only the new ones: a soak's topics hold hundreds of thousands
 				var ev struct{ After struct{ ID, V int } }
-				if json.Unmarshal(r.Value, &ev) == nil && ev.After.V > last[ev.After.ID] {
+				if json.Unmarshal(s.valueJSON(t, r.Value), &ev) == nil && ev.After.V > last[ev.After.ID] {
 					last[ev.After.ID] = ev.After.V
 				}
 			}
@@ -176,7 +183,7 @@ func checkExactlyOnce(t *testing.T, s *setup, w *multiWriter) {
 					TxID int64 `json:"txId"`
 				}
 			}
-			if err := json.Unmarshal(r.Value, &ev); err != nil {
+			if err := json.Unmarshal(s.valueJSON(t, r.Value), &ev); err != nil {
 				t.Fatal(err)
 			}
 			if ev.Op == "r" {

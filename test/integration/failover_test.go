@@ -250,7 +250,7 @@ relation_configs:
 	testenv.WaitFor(t, 30*time.Second, "procon-cdc to find no primary", func() (bool, error) {
 		// The primary's end ends the slot's lock session too, so procon-cdc starts again (a new
 		// engine) as it does after any lost lock: it must not take a read-only server for one.
-		want := "cannot start again after losing the slot's lock; retrying"
+		want := "cannot start again; retrying"
 		if !readWrite {
 			want = "the server is a standby (in recovery); waiting for a primary"
 		}

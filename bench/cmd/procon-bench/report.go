@@ -394,8 +394,8 @@ func (r *Report) markdown() string {
 	fmt.Fprintf(&sb, "- **Machine:** %d CPUs (%s), %s GiB RAM, %s; load average at start %s\n", m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.LoadAtStart)
 	fmt.Fprintf(&sb, "- **Versions:** procon %s, PostgreSQL %s, Kafka %s, Debezium %s, %s\n\n", m.Procon, m.Postgres, m.Kafka, m.Debezium, m.Go)
 
-	sb.WriteString("| scenario | contender | events | records in Kafka | wall s | events/s | × Debezium | × limit | 1st record s | CPU s / M events | CPU × Debezium | peak RSS MB | walsender CPU s | other CPU s | latency p50 / p99 / max ms | targets |\n")
-	sb.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	sb.WriteString("| scenario | contender | events | records in Kafka | wall s | events/s | × Debezium | × limit | 1st record s | CPU s / M events | CPU × Debezium | peak RSS MB | walsender CPU s | CPU ÷ walsender | other CPU s | latency p50 / p99 / max ms | targets |\n")
+	sb.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	var notes []string
 	for _, sc := range r.Scenarios {
 		for _, x := range sc.Results {
@@ -430,10 +430,10 @@ func (r *Report) markdown() string {
 			} else if x.WallSeconds == 0 && len(x.Notes) > 0 {
 				eps = "not run"
 			}
-			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				sc.Name, contender, commas(fmt.Sprint(x.Events)), inKafka, wall, eps,
 				ratio(x.VsDebezium), ratio(x.VsLimit), num(x.FirstRecordSeconds, 1), num(x.CPUPerMillion, 1),
-				ratio(x.CPUVsDebezium), num(x.PeakRSSMB, 0), num(x.WalsenderCPU, 1), num(x.OtherCPU, 1), lat, strings.Join(tg, "<br>"))
+				ratio(x.CPUVsDebezium), num(x.PeakRSSMB, 0), num(x.WalsenderCPU, 1), ratio(vsWalsender(x)), num(x.OtherCPU, 1), lat, strings.Join(tg, "<br>"))
 			for _, run := range x.Runs {
 				for _, n := range run.Notes {
 					if (strings.HasPrefix(n, "slot confirmed") || strings.HasPrefix(n, "exit status") || strings.HasPrefix(n, "replay check")) && !contains(x.Notes, n) {
@@ -471,7 +471,9 @@ pg_recvlogical (pgoutput into /dev/null: one slot's decode-and-transfer limit); 
 COPY TO STDOUT into /dev/null. *1st record s*: process start to the first record in Kafka
 (startup, plus for huge-tx the walsender decoding the whole transaction). *CPU*: user + sys of the
 contender's process tree (/proc/<pid>/stat) up to done, per million events. *peak RSS*: VmHWM.
-*walsender CPU*: the PostgreSQL walsender serving the contender's slot (not in CPU). *other CPU*:
+*walsender CPU*: the PostgreSQL walsender serving the contender's slot (not in CPU). *CPU ÷
+walsender*: the contender's CPU per event over its walsender's (issue 20's target: at most 0.5×
+for procon-cdc in drain-small, drain-batched and huge-tx). *other CPU*:
 the machine's busy CPU during the run minus contender, walsender, Kafka broker, this harness and
 (steady) the writer's backends, i.e. noise from other work on the machine. *records in Kafka*: end offsets after the contender stopped, including delete
 tombstones; ✓ = exactly the expected count. *latency*: Kafka LogAppendTime − source.ts_ms.
@@ -497,4 +499,14 @@ the Connect JVM or procon-cdc (the target database's backends are in the notes).
 		}
 	}
 	return sb.String()
+}
+
+// vsWalsender is a contender's CPU per event over the walsender's CPU per event in the same
+// run: what reading the slot costs next to what producing it costs the server (zero when
+// either is unknown).
+func vsWalsender(x *Result) float64 {
+	if x.WalsenderCPU <= 0 || x.Events <= 0 || x.CPUPerMillion <= 0 {
+		return 0
+	}
+	return x.CPUPerMillion / (x.WalsenderCPU * 1e6 / float64(x.Events))
 }
