@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,7 +170,7 @@ func (e *Env) takeDown(t testing.TB, how, name string) {
 	// A test takes it once: a second flock of its own would wait for the first forever.
 	e.mu.Lock()
 	if !e.exclusive[t] {
-		lockServices(t, syscall.LOCK_EX)
+		e.lockServices(t, syscall.LOCK_EX)
 		if e.exclusive == nil {
 			e.exclusive = map[testing.TB]bool{}
 		}
@@ -190,14 +191,17 @@ func (e *Env) takeDown(t testing.TB, how, name string) {
 // Debezium comparison runs Java clients that give up).
 func (e *Env) HoldServices(t testing.TB) {
 	t.Helper()
-	lockServices(t, syscall.LOCK_SH)
+	e.lockServices(t, syscall.LOCK_SH)
 }
 
-// lockServices takes the machine-wide services lock (a flock on a file in the temp directory)
-// until the test ends.
-func lockServices(t testing.TB, how int) {
+// lockServices takes the lock of these services (a flock on a file in the temp directory named
+// after their addresses) until the test ends. Another set of services on the same machine (a
+// soak or a benchmark on other ports) has a lock of its own, so neither waits for the other.
+func (e *Env) lockServices(t testing.TB, how int) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "procon-services.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	h := fnv.New64a()
+	h.Write([]byte(e.PGDSN + "|" + strings.Join(e.Brokers, ",") + "|" + e.RegistryURL))
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("procon-services-%016x.lock", h.Sum64())), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		t.Fatalf("testenv: services lock: %v", err)
 	}
