@@ -50,18 +50,7 @@ func TestGolden(t *testing.T) {
 		}
 		name := filepath.Base(in)
 		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := Load(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := Convert(context.Background(), p, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p, r := convertFile(t, in)
 			golden(t, filepath.Join("testdata/golden", name+".yaml"), r.YAML)
 			golden(t, filepath.Join("testdata/golden", name+".txt"), []byte(report(r)))
 			checkAccounted(t, p, r)
@@ -115,18 +104,7 @@ func checkAccounted(t *testing.T, p *Properties, r *Result) {
 // runs: config.Parse takes it once its variables are set.
 func TestAccepted(t *testing.T) {
 	for _, name := range []string{"docs-fulfillment.json", "docs-avro.properties", "docs-topic-routing-avro.properties", "examples-auditlog.json", "examples-ext-secrets-postgres.json", "examples-kstreams-live-update.json"} {
-		data, err := os.ReadFile(filepath.Join("testdata/input", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := Load(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := Convert(context.Background(), p, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, r := convertFile(t, filepath.Join("testdata/input", name))
 		if bad := r.Unsupported(); len(bad) > 0 {
 			t.Errorf("%s: unsupported %v", name, bad)
 			continue
@@ -350,4 +328,23 @@ func TestTuning(t *testing.T) {
 	if len(r.Unsupported()) > 0 || !bytes.Contains(r.YAML, []byte("parallelism: 8")) || !bytes.Contains(r.YAML, []byte("linger: 5")) {
 		t.Errorf("%s\n%s", report(r), r.YAML)
 	}
+}
+
+// convertFile loads the connector configuration in path and converts it with the default
+// options.
+func convertFile(t *testing.T, path string) (*Properties, *Result) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Convert(context.Background(), p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, r
 }

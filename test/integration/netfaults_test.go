@@ -164,7 +164,7 @@ func logNotable(t *testing.T, who, output string) {
 // notice the silence (postgres.receive_timeout), connect again once the path is back, and lose
 // nothing.
 func TestBlackholePostgres(t *testing.T) {
-	r := newFaultRun(t, func(*testenv.Faults) string { return "" })
+	r := newFaultRun(t, nil)
 	for _, fp := range r.pipelines {
 		fp.s.config = strings.Replace(fp.s.config, "status_interval: 200ms", "status_interval: 200ms\n  receive_timeout: 5s", 1)
 	}
