@@ -75,6 +75,7 @@ func (e *slowEncoder) EncodeKey(_ context.Context, _ *envelope.Schema, v *envelo
 }
 
 func (e *slowEncoder) ForTopic(string) Encoder { return e }
+func (e *slowEncoder) ForEvent(*envelope.Event) Encoder { return e }
 
 func (e *slowEncoder) Forget([]*envelope.Schema) {}
 

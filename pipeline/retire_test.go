@@ -66,6 +66,7 @@ func (e *forgettingEncoder) Encode(ctx context.Context, ev *envelope.Event) ([]b
 }
 
 func (e *forgettingEncoder) ForTopic(string) Encoder { return e }
+func (e *forgettingEncoder) ForEvent(*envelope.Event) Encoder { return e }
 
 func (e *forgettingEncoder) Forget(schemas []*envelope.Schema) {
 	e.mu.Lock()
