@@ -78,9 +78,9 @@ func Topics(cfg *config.Config) []string {
 type encoders struct {
 	byTopic    map[string]pipeline.Encoder
 	byRelation map[string]pipeline.Encoder // outbox relations: their events' topics are the rows'
-	def     pipeline.Encoder
-	json    *envelope.JSONEncoder
-	avro    *avro.Encoder // nil without Avro
+	def        pipeline.Encoder
+	json       *envelope.JSONEncoder
+	avro       *avro.Encoder // nil without Avro
 }
 
 func newEncoders(cfg *config.Config, avroEnc *avro.Encoder) encoders {
