@@ -298,7 +298,10 @@ func mergeSchema(left, right *envelope.Schema) *envelope.Schema {
 	if left == nil {
 		return right
 	}
+	// Connect's SchemaUtil.copySchemaBasics copies the name, version, doc and parameters of
+	// the left schema, not its optionality: a merged struct is required.
 	out := *left
+	out.Optional = false
 	out.Fields = append([]envelope.Field(nil), left.Fields...)
 	for _, f := range right.Fields {
 		i := out.FieldIndex(f.Name)

@@ -41,6 +41,8 @@ type Router struct {
 	log     *slog.Logger
 	tables  map[string]*table
 	schemas map[string]*envelope.Schema // interned by rendering: key, payload and envelope schemas
+	// envelopes are the envelope schemas by payload schema (or schema version): see envelopeSchema.
+	envelopes map[string]*envelope.Schema
 	retired []*envelope.Schema
 }
 
@@ -77,7 +79,7 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{log: cfg.Logger, tables: map[string]*table{}, schemas: map[string]*envelope.Schema{}}
+	r := &Router{log: cfg.Logger, tables: map[string]*table{}, schemas: map[string]*envelope.Schema{}, envelopes: map[string]*envelope.Schema{}}
 	for rel, opt := range cfg.Tables {
 		re, err := opt.RouteRegexp()
 		if err != nil {
@@ -267,27 +269,74 @@ func (r *Router) outbox(t *table, ev *envelope.Event) (_ *envelope.Event, proble
 	case len(l.envelope) == 0:
 		out.ValueSchema, o.Value = payloadSchema, payload
 	default:
-		s := &envelope.Schema{Type: envelope.Struct, Name: envelopeName(l.afterName, routedBy),
-			Fields: []envelope.Field{{Name: "payload", Schema: payloadSchema}}}
 		values := []any{payload}
 		for _, e := range l.envelope {
-			if e.index < 0 {
-				continue
-			}
-			s.Fields = append(s.Fields, envelope.Field{Name: e.alias, Schema: fields[e.index].Schema})
-			values = append(values, after.Fields[e.index])
-		}
-		if l.version >= 0 {
-			if v, ok := after.Fields[l.version].(int32); ok {
-				s.Version = int(v)
+			if e.index >= 0 {
+				values = append(values, after.Fields[e.index])
 			}
 		}
-		if s, err = r.intern(s); err != nil {
+		if out.ValueSchema, err = r.envelopeSchema(t, l, after, routedBy, payloadSchema); err != nil {
 			return nil, "", err
 		}
-		out.ValueSchema, o.Value = s, &envelope.Value{Schema: s, Fields: values}
+		o.Value = &envelope.Value{Schema: out.ValueSchema, Fields: values}
 	}
 	return out, "", nil
+}
+
+// envelopeSchema is the schema of an outbox event's envelope: the payload and the columns
+// placed in the envelope, named after the "after" struct and the routed value. Debezium keeps
+// the first one it built for each payload schema (or, with table.field.event.schema.version,
+// for each version) and uses it for every later event with that payload schema, whatever its
+// routed value; so does this, so that the names are the ones Debezium writes.
+func (r *Router) envelopeSchema(t *table, l *layout, after *envelope.Value, routedBy string, payload *envelope.Schema) (*envelope.Schema, error) {
+	fields := after.Schema.Fields
+	s := &envelope.Schema{Type: envelope.Struct, Name: envelopeName(l.afterName, routedBy),
+		Fields: []envelope.Field{{Name: "payload", Schema: payload}}}
+	for _, e := range l.envelope {
+		if e.index >= 0 {
+			s.Fields = append(s.Fields, envelope.Field{Name: e.alias, Schema: fields[e.index].Schema})
+		}
+	}
+	var key string
+	if l.version >= 0 {
+		v, ok := after.Fields[l.version].(int32)
+		if ok {
+			s.Version = int(v)
+		}
+		key = fmt.Sprintf("%s\x00version %d %t", t.relation, v, ok)
+	} else {
+		text, err := envelope.AppendSchemaJSON(nil, payload)
+		if err != nil {
+			return nil, err
+		}
+		key = t.relation + "\x00" + string(text)
+	}
+	if have, ok := r.envelopes[key]; ok && sameFields(have, s) {
+		return have, nil
+	}
+	s, err := r.intern(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.envelopes) >= maxSchemas {
+		clear(r.envelopes)
+	}
+	r.envelopes[key] = s
+	return s, nil
+}
+
+// sameFields reports whether a and b have the same fields, schemas included: a remembered
+// envelope is used only for values it describes.
+func sameFields(a, b *envelope.Schema) bool {
+	if len(a.Fields) != len(b.Fields) {
+		return false
+	}
+	for i := range a.Fields {
+		if a.Fields[i].Name != b.Fields[i].Name || a.Fields[i].Schema != b.Fields[i].Schema {
+			return false
+		}
+	}
+	return true
 }
 
 // envelopeName is the name Debezium gives the envelope of an outbox event: the routed value
