@@ -43,7 +43,7 @@ type Router struct {
 	schemas map[string]*envelope.Schema // interned by rendering: key, payload and envelope schemas
 	// envelopes are the envelope schemas by payload schema (or schema version): see envelopeSchema.
 	envelopes map[string]*envelope.Schema
-	retired []*envelope.Schema
+	retired   []*envelope.Schema
 }
 
 // maxSchemas bounds the interned schemas: expanded payloads make a schema per distinct
