@@ -177,3 +177,94 @@ func waitLog(t *testing.T, run *engineRun, text string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestOutboxAvro routes an outbox table into Avro with its JSON payloads expanded: each
+// routed topic's subjects get the derived schemas, the values decode (with an independent
+// Avro reader) to the payload's structure beside the envelope's columns, the record
+// timestamp is the row's. A payload the expansion gives up on is sent as it is, with a
+// warning (where Debezium 3.6.1 stops its task), and a row without a route is skipped with a
+// warning (table.op.invalid.behavior: warn).
+func TestOutboxAvro(t *testing.T) {
+	env := testenv.Get(t)
+	db := env.Database(t)
+	name := testenv.Name(t, "p")
+	s := setupOn(t, env, db, `
+public.outbox: {serialization: avro, outbox: {route.topic.replacement: "`+name+`.$${routedByValue}", table.expand.json.payload: true, table.fields.additional.placement: "type:envelope:eventType", table.field.event.timestamp: created}}`, "")
+	reg := registryClient(t, env, name)
+	db.Exec(t, `CREATE TABLE public.outbox (id uuid PRIMARY KEY, aggregatetype text, aggregateid text NOT NULL, type text NOT NULL,
+  payload text, created timestamp(3) NOT NULL)`)
+	run := s.startEngine(t)
+	db.Exec(t, `INSERT INTO public.outbox VALUES
+  ('20000000-0000-4000-8000-000000000001', 'Order', 'o-1', 'OrderCreated', '{"id": 1, "lines": [{"sku": "a", "qty": 2}], "total": 12.5, "paid": false}', '2026-12-07 10:00:00.250'),
+  ('20000000-0000-4000-8000-000000000002', 'Order', 'o-1', 'OrderNoted', '[1, 2, 3]', '2026-12-07 10:00:01'),
+  ('20000000-0000-4000-8000-000000000003', NULL, 'x-1', 'Lost', '{}', '2026-12-07 10:00:02'),
+  ('20000000-0000-4000-8000-000000000004', 'Order', 'o-2', 'OrderHuge', '{"n": 123456789012345678901234567890}', '2026-12-07 10:00:03')`)
+	topic := name + ".Order"
+	recs := env.ReadN(t, topic, 3, time.Minute)
+	r := newAvroReader(reg)
+	type want struct {
+		key     string
+		payload any
+		ts      string
+	}
+	wants := []want{
+		{"o-1", map[string]any{"id": "1", "lines": []any{map[string]any{"qty": "2", "sku": "a"}}, "total": "25/2", "paid": false}, "2026-12-07T10:00:00.25Z"},
+		{"o-1", "[1, 2, 3]", "2026-12-07T10:00:01Z"},
+		{"o-2", `{"n": 123456789012345678901234567890}`, "2026-12-07T10:00:03Z"},
+	}
+	for i, w := range wants {
+		key, _ := r.decode(t, recs[i].Key)
+		v, _ := r.decode(t, recs[i].Value)
+		m, _ := v.(map[string]any)
+		if key != w.key || !jsonEqual(t, mustJSON(t, m["payload"]), mustJSON(t, w.payload)) {
+			t.Errorf("record %d: key %v, payload %s; want %s, %s", i, key, mustJSON(t, m["payload"]), w.key, mustJSON(t, w.payload))
+		}
+		if got := recs[i].Timestamp.UTC().Format(time.RFC3339Nano); got != w.ts {
+			t.Errorf("record %d: timestamp %s, want the row's created %s", i, got, w.ts)
+		}
+	}
+	if m, _ := func() (any, int) { return r.decode(t, recs[0].Value) }(); m.(map[string]any)["eventType"] != "OrderCreated" {
+		t.Errorf("record 0: envelope %v has no eventType OrderCreated", m)
+	}
+	waitLog(t, run, `msg="outbox: JSON expansion failed; the payload is sent as it is"`)
+	waitLog(t, run, `msg="outbox: change skipped" relation=public.outbox`)
+	subjects, err := reg.Subjects(testenv.Context(t, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []string
+	for _, sub := range subjects {
+		if strings.HasPrefix(sub, topic) {
+			ours = append(ours, sub)
+		}
+	}
+	if strings.Join(ours, ",") != topic+"-key,"+topic+"-value" {
+		t.Errorf("subjects of %s: %v, want its -key and -value", topic, ours)
+	}
+}
+
+// TestOutboxFatalRow: under table.op.invalid.behavior: fatal, an outbox row that cannot be
+// routed stops the engine with an error naming the table and the change, and the slot stays
+// before its transaction: started again with warn, the engine receives the row again (and
+// skips it).
+func TestOutboxFatalRow(t *testing.T) {
+	s := newSetup(t, `public.outbox: {outbox: {table.op.invalid.behavior: fatal}}`, "")
+	s.db.Exec(t, outboxTables)
+	run := s.startEngine(t)
+	s.db.Exec(t, `INSERT INTO public.outbox (id, aggregatetype, aggregateid, type, payload) VALUES ('30000000-0000-4000-8000-000000000001', NULL, 'x', 'Lost', '{}')`)
+	err := run.wait(t, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "outbox table public.outbox: the change at LSN") || !strings.Contains(err.Error(), "aggregatetype (route.by.field) is null") {
+		t.Fatalf("engine.Run = %v, want the outbox row's error", err)
+	}
+	s.config = strings.Replace(s.config, "table.op.invalid.behavior: fatal", "table.op.invalid.behavior: warn", 1)
+	waitLog(t, s.startEngine(t), `msg="outbox: change skipped" relation=public.outbox`)
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
