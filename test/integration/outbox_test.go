@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,4 +268,150 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestOutboxKill9 writes outbox events of several aggregates, one to three per transaction
+// with one transaction in ten rolled back, while procon-cdc is killed with SIGKILL three
+// times and started again, in each delivery mode. Every committed event must be in Kafka
+// exactly once (at-least-once delivery: the resume check reads the tails of topics it only
+// learned from the rows), on its aggregate's topic, in its aggregate's order; no rolled-back
+// one.
+func TestOutboxKill9(t *testing.T) {
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) {
+			name := testenv.Name(t, "p")
+			// An outbox table's rows are not state to snapshot (README, "Outbox").
+			s := newSetup(t, `public.outbox: {outbox: {route.topic.replacement: "`+name+`.$${routedByValue}"}}`, "snapshot: {mode: no_data}")
+			if mode == "exactly_once" {
+				s.withExactlyOnce()
+			}
+			s.env.DeleteTopicsAtCleanup(t, name)
+			s.db.Exec(t, outboxTables)
+			rnd := testenv.Rand(t, 1)
+			ctx := testenv.Context(t, 3*time.Minute)
+			types := []string{"Order", "Customer", "Shipment"}
+
+			type sent struct {
+				topic, key string
+				seq        int
+			}
+			// The writer runs the whole time, the kills land in its stream: a pace of a few
+			// hundred transactions a second keeps records in flight at every moment.
+			var (
+				mu        sync.Mutex
+				committed []sent
+				stop      = make(chan struct{})
+				done      = make(chan error, 1)
+			)
+			p := s.startProcess(t)
+			s.waitSlot(t) // events before the slot exists are not the pipeline's
+			wrnd := testenv.Rand(t, 2)
+			go func() {
+				next := map[string]int{} // per aggregate: the next sequence number
+				for {
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+					tx, err := s.db.Pool.Begin(ctx)
+					if err != nil {
+						done <- err
+						return
+					}
+					var evs []outbox.Event
+					var batch []sent
+					for range 1 + wrnd.IntN(3) {
+						typ := types[wrnd.IntN(len(types))]
+						agg := fmt.Sprintf("%s-%d", typ, wrnd.IntN(4))
+						seq := next[agg]
+						next[agg]++
+						evs = append(evs, outbox.Event{AggregateType: typ, AggregateID: agg, Type: "Changed", Payload: []byte(fmt.Sprintf(`{"seq": %d}`, seq))})
+						batch = append(batch, sent{name + "." + typ, agg, seq})
+					}
+					if err := (outbox.Table{}).Write(ctx, tx, evs...); err != nil {
+						done <- err
+						return
+					}
+					if wrnd.IntN(10) == 0 {
+						if err := tx.Rollback(ctx); err != nil {
+							done <- err
+							return
+						}
+						for _, b := range batch {
+							next[b.key]-- // the sequence stays dense per aggregate
+						}
+						continue
+					}
+					if err := tx.Commit(ctx); err != nil {
+						done <- err
+						return
+					}
+					mu.Lock()
+					committed = append(committed, batch...)
+					mu.Unlock()
+					time.Sleep(2 * time.Millisecond) // a pace, not a wait for anything
+				}
+			}()
+
+			for range 3 {
+				time.Sleep(time.Duration(500+rnd.IntN(1000)) * time.Millisecond) // a random moment of the stream
+				p.kill9(t)
+				p = s.startProcess(t)
+			}
+			time.Sleep(500 * time.Millisecond)
+			close(stop)
+			if err := <-done; err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+
+			// Read every topic until all committed events are there, then a while longer
+			// for anything repeated.
+			want := map[string]int{}
+			for _, c := range committed {
+				want[c.topic]++
+			}
+
+			opts := []kgo.Opt{}
+			if mode == "exactly_once" {
+				opts = append(opts, readCommitted)
+			}
+			for _, typ := range types {
+				topic := name + "." + typ
+				if want[topic] == 0 {
+					continue
+				}
+				recs := s.env.ReadN(t, topic, want[topic], 2*time.Minute, opts...)
+				more, _ := s.env.ReadUntil(topic, 3*time.Second, func(r []*kgo.Record) bool { return len(r) > want[topic] }, opts...)
+				if len(more) > len(recs) {
+					recs = more
+				}
+				last := map[string]int{}
+				for _, r := range recs {
+					var payload string
+					var body struct{ Seq int }
+					if err := json.Unmarshal(r.Value, &payload); err != nil || json.Unmarshal([]byte(payload), &body) != nil {
+						t.Fatalf("%s: value %s", topic, r.Value)
+					}
+					var key string
+					if err := json.Unmarshal(r.Key, &key); err != nil {
+						t.Fatalf("%s: key %s", topic, r.Key)
+					}
+					exp, seen := last[key]
+					if !seen {
+						exp = 0
+					}
+					if body.Seq != exp {
+						t.Errorf("%s: aggregate %s has event %d where %d comes next (lost, repeated or out of order)", topic, key, body.Seq, exp)
+					}
+					last[key] = body.Seq + 1
+				}
+				if len(recs) != want[topic] {
+					t.Errorf("%s: %d records, want %d (the committed events, once each)", topic, len(recs), want[topic])
+				}
+			}
+			t.Logf("%d committed events over %d topics, 3 SIGKILLs", len(committed), len(want))
+		})
+	}
 }
