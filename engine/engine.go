@@ -345,7 +345,9 @@ func newGuard(cfg *config.Config, w *sink.Writer, log *slog.Logger) (*deadletter
 func RelationSpecs(cfg *config.Config) map[string]replication.RelationSpec {
 	specs := map[string]replication.RelationSpec{}
 	for name, rc := range cfg.Relations {
-		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless}
+		// An outbox table's events are keyed by its aggregate column, not by the row's key: it
+		// needs none.
+		specs[name] = replication.RelationSpec{PKey: rc.PKey, Keyless: rc.Keyless || (rc.Outbox != nil && len(rc.PKey) == 0)}
 	}
 	return specs
 }
