@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -34,6 +35,8 @@ type Outbox struct {
 	HeaderConverter     string `yaml:"header.converter"`                 // simple (default) | json: how header values are written
 
 	placements []Placement // parsed AdditionalPlacement
+	// ignoredKeys are keys of the relation that do not apply to an outbox table's events.
+	ignoredKeys []string
 }
 
 // Placement is one entry of table.fields.additional.placement.
@@ -45,6 +48,28 @@ type Placement struct {
 
 // Placements returns the parsed table.fields.additional.placement (valid after Validate).
 func (o *Outbox) Placements() []Placement { return o.placements }
+
+// noteRelationKeys remembers which of the relation's own keys were set that an outbox table's
+// events ignore (they go to routed topics, with schemas of their own); called before defaults.
+func (o *Outbox) noteRelationKeys(rc *RelationConfig) {
+	o.ignoredKeys = nil
+	if rc.Topic != "" {
+		o.ignoredKeys = append(o.ignoredKeys, "topic")
+	}
+	if rc.SchemaName != "" {
+		o.ignoredKeys = append(o.ignoredKeys, "schema_name")
+	}
+	if rc.Partitions != 0 {
+		o.ignoredKeys = append(o.ignoredKeys, "partitions")
+	}
+	for key, set := range map[string]bool{"avro_key_schema": rc.AvroKeySchema != "", "avro_value_schema": rc.AvroValueSchema != "",
+		"avro_key_schema_version": rc.AvroKeySchemaVersion != 0, "avro_value_schema_version": rc.AvroValueSchemaVersion != 0} {
+		if set {
+			o.ignoredKeys = append(o.ignoredKeys, key)
+		}
+	}
+	slices.Sort(o.ignoredKeys)
+}
 
 // Outbox defaults, Debezium's.
 const (
@@ -131,8 +156,9 @@ func (o *Outbox) validate(at string, rc *RelationConfig, errs *fieldErrors) {
 	if rc.Realtime != nil {
 		errs.add(at+".realtime", "cannot be combined with outbox: the outbox table's inserts become outbox events")
 	}
-	if rc.AvroKeySchemaVersion != 0 || rc.AvroValueSchemaVersion != 0 {
-		errs.add(at+".avro_value_schema_version", "cannot be combined with outbox: outbox events go to many topics, each with its own subjects, derived from the outbox columns")
+	rel := strings.TrimSuffix(at, ".outbox")
+	for _, k := range o.ignoredKeys {
+		errs.add(rel+"."+k, "does not apply to an outbox table: its events go to the topics route.topic.replacement names (created with kafka.topic_defaults), each with its own subjects and schemas derived from the outbox columns")
 	}
 }
 

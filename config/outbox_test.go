@@ -51,6 +51,8 @@ func TestOutboxConfig(t *testing.T) {
 		{`{table.op.invalid.behavior: ignore}`, "outbox.table.op.invalid.behavior"},
 		{`{header.converter: avro}`, "outbox.header.converter"},
 		{`{table.field.event.idd: x}`, "field table.field.event.idd not found"},
+		{"{}\n    topic: orders", "relation_configs.public.outbox.topic: does not apply to an outbox table"},
+		{"{}\n    partitions: 3", "relation_configs.public.outbox.partitions: does not apply to an outbox table"},
 	} {
 		_, err := Parse(strings.NewReader(base+c.opts), func(string) (string, bool) { return "", false })
 		if err == nil || !strings.Contains(err.Error(), c.want) {

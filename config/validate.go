@@ -133,6 +133,9 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		if rc.Serialization == "" {
 			rc.Serialization = c.Serialization
 		}
+		if rc.Outbox != nil {
+			rc.Outbox.noteRelationKeys(rc)
+		}
 		if rc.Topic == "" {
 			d := c.Debezium.TopicDelimiter
 			rc.Topic = SanitizeTopic(c.Name + d + rc.Schema + d + rc.Table)
