@@ -204,6 +204,9 @@ func NewAfter(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *r
 	if e.router, err = newRouter(cfg, log); err != nil {
 		return nil, e.abort(err)
 	}
+	if err := e.checkOutbox(ctx); err != nil {
+		return nil, e.abort(err)
+	}
 	e.enc = newEncoders(cfg, avroEnc)
 	if e.guard, err = newGuard(cfg, e.writer, log); err != nil {
 		return nil, e.abort(err)

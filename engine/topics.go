@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 
@@ -141,4 +143,31 @@ func (e encoders) Forget(schemas []*envelope.Schema) {
 	if e.avro != nil {
 		e.avro.Forget(schemas)
 	}
+}
+
+// checkOutbox finds the outbox columns in each outbox table's current shape, so that a column
+// the options name and the table lacks (or one of a type they cannot use) is an error at start,
+// not at the first event.
+func (e *Engine) checkOutbox(ctx context.Context) error {
+	if e.router == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range e.cfg.SortedRelations() {
+		if e.cfg.Relations[name].Outbox == nil {
+			continue
+		}
+		rel, err := e.stream.Describe(ctx, name)
+		if err != nil {
+			return err
+		}
+		_, value, err := e.builder.Schemas(rel)
+		if err == nil {
+			err = e.router.Check(name, value)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -106,6 +106,21 @@ func (r *Router) Routes(relation string) bool {
 	return ok
 }
 
+// Check finds the outbox columns of relation in the schema of its change events (a relation
+// version's envelope), as the first of its inserts will: a column the options name and the
+// table lacks, or one of a type they cannot use, is an error naming them.
+func (r *Router) Check(relation string, envelopeSchema *envelope.Schema) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.tables[relation]
+	i := envelopeSchema.FieldIndex("after")
+	if t == nil || i < 0 {
+		return nil
+	}
+	_, err := t.layoutOf(envelopeSchema.Fields[i].Schema)
+	return err
+}
+
 // RowError is an outbox row that cannot become an outbox event, under
 // table.op.invalid.behavior: fatal.
 type RowError struct {
