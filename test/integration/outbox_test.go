@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/procon-cdc/procon/engine"
 	"github.com/procon-cdc/procon/outbox"
 	"github.com/procon-cdc/procon/test/testenv"
 )
@@ -413,5 +415,16 @@ func TestOutboxKill9(t *testing.T) {
 			}
 			t.Logf("%d committed events over %d topics, 3 SIGKILLs", len(committed), len(want))
 		})
+	}
+}
+
+// TestOutboxMissingColumn: an option naming a column the outbox table lacks is an error at
+// start that names the option and the column, before anything is streamed.
+func TestOutboxMissingColumn(t *testing.T) {
+	s := newSetup(t, `public.outbox: {outbox: {table.field.event.payload: body}}`, "")
+	s.db.Exec(t, outboxTables)
+	_, err := engine.New(testenv.Context(t, time.Minute), s.cfg(t), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "outbox table public.outbox has no column body, which relation_configs.public.outbox.outbox.table.field.event.payload names") {
+		t.Fatalf("engine.New = %v, want the missing column named", err)
 	}
 }
