@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -126,6 +127,9 @@ func newRelSchema(rel *replication.Relation, cfg *Config) (*relSchema, error) {
 			s.Default, s.HasDefault = def, true
 		}
 		ct.schema = &s
+		// A text column's value is a copy of its text, which the Builder's arena makes
+		// without allocating (datum).
+		ct.text = reflect.ValueOf(ct.conv).Pointer() == textConverter
 		rs.cols[i] = ct
 		fields[i] = field(o.adjustFieldName(col.Name), ct.schema)
 	}
@@ -144,16 +148,16 @@ func newRelSchema(rel *replication.Relation, cfg *Config) (*relSchema, error) {
 
 // row converts a new tuple. prior, when the server sent the whole old row (REPLICA IDENTITY
 // FULL), supplies unchanged TOASTed values if Options.FillUnchangedToast is set.
-func (rs *relSchema) row(tuple, prior []replication.Datum, o *Options) (*Value, error) {
+func (rs *relSchema) row(a *arena, tuple, prior []replication.Datum, o *Options) (*Value, error) {
 	if len(tuple) != len(rs.cols) {
 		return nil, fmt.Errorf("tuple has %d columns, relation has %d", len(tuple), len(rs.cols))
 	}
-	v := NewValue(rs.value)
+	v := a.value(rs.value)
 	for i, d := range tuple {
 		if d.Kind == replication.DatumUnchanged && o.FillUnchangedToast && prior != nil && prior[i].Kind == replication.DatumText {
 			d = prior[i]
 		}
-		x, err := rs.datum(i, d, o)
+		x, err := rs.datum(a, i, d, o)
 		if err != nil {
 			return nil, err
 		}
@@ -164,14 +168,14 @@ func (rs *relSchema) row(tuple, prior []replication.Datum, o *Options) (*Value, 
 
 // oldRow converts the old tuple of an update or delete. With only the key sent ('K'), the
 // other columns are absent: Debezium fills required ones with their default or zero value.
-func (rs *relSchema) oldRow(tuple []replication.Datum, kind byte, o *Options) (*Value, error) {
+func (rs *relSchema) oldRow(a *arena, tuple []replication.Datum, kind byte, o *Options) (*Value, error) {
 	if tuple == nil {
 		return nil, nil
 	}
-	return rs.row(tuple, nil, o)
+	return rs.row(a, tuple, nil, o)
 }
 
-func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) {
+func (rs *relSchema) datum(a *arena, i int, d replication.Datum, o *Options) (any, error) {
 	var x any
 	switch d.Kind {
 	case replication.DatumNull:
@@ -185,6 +189,9 @@ func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) 
 		}
 		return x, nil
 	case replication.DatumText:
+		if rs.cols[i].text {
+			return a.str(d.Data), nil
+		}
 		var err error
 		if x, err = rs.cols[i].conv(d.Data); err != nil {
 			col := &rs.rel.Columns[i]
@@ -202,11 +209,11 @@ func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) 
 }
 
 // keyOf extracts the key struct from a row value.
-func (rs *relSchema) keyOf(row *Value) *Value {
+func (rs *relSchema) keyOf(a *arena, row *Value) *Value {
 	if rs.key == nil || row == nil {
 		return nil
 	}
-	k := NewValue(rs.key)
+	k := a.value(rs.key)
 	for i, ci := range rs.keyCols {
 		k.Fields[i] = row.Fields[ci]
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -28,6 +29,8 @@ type columnType struct {
 	// unknown is set for a type Debezium does not map; the column is rendered as its text
 	// when IncludeUnknown is set, else left out.
 	unknown bool
+	// text is set when conv is convString (the value is the text itself).
+	text bool
 }
 
 // Semantic type names used by Debezium (Kafka Connect's own are in schema.go).
@@ -257,6 +260,9 @@ func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (column
 }
 
 func convString(b []byte) (any, error) { return string(b), nil }
+
+// textConverter identifies convString among converters (columnType.text).
+var textConverter = reflect.ValueOf(converter(convString)).Pointer()
 
 // quoteText quotes a value's text for an error message: at most its first 40 bytes, so that
 // the error about a huge value stays short (and shows little of what may be private data).
