@@ -5,7 +5,6 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
-	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -127,9 +126,7 @@ func newRelSchema(rel *replication.Relation, cfg *Config) (*relSchema, error) {
 			s.Default, s.HasDefault = def, true
 		}
 		ct.schema = &s
-		// A text column's value is a copy of its text, which the Builder's arena makes
-		// without allocating (datum).
-		ct.text = reflect.ValueOf(ct.conv).Pointer() == textConverter
+		ct.inArena = ct.arenaConv() // resolved once: datum runs per value
 		rs.cols[i] = ct
 		fields[i] = field(o.adjustFieldName(col.Name), ct.schema)
 	}
@@ -189,11 +186,13 @@ func (rs *relSchema) datum(a *arena, i int, d replication.Datum, o *Options) (an
 		}
 		return x, nil
 	case replication.DatumText:
-		if rs.cols[i].text {
-			return a.str(d.Data), nil
-		}
 		var err error
-		if x, err = rs.cols[i].conv(d.Data); err != nil {
+		if conv := rs.cols[i].inArena; conv != nil && a != nil {
+			x, err = conv(a, d.Data)
+		} else {
+			x, err = rs.cols[i].conv(d.Data)
+		}
+		if err != nil {
 			col := &rs.rel.Columns[i]
 			return nil, fmt.Errorf("column %s (%s): %w", col.Name, col.Type.Name, err)
 		}
