@@ -57,7 +57,13 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		if err != nil {
 			return fmt.Errorf("parse pgoutput message at %s: %w", lsn, err)
 		}
-		op := map[byte]Op{'I': OpInsert, 'U': OpUpdate, 'D': OpDelete}[data[0]]
+		op := OpInsert
+		switch data[0] {
+		case 'U':
+			op = OpUpdate
+		case 'D':
+			op = OpDelete
+		}
 		return d.row(lsn, op, m.relID, m.oldKind, m.old, m.new, emit)
 	}
 	if data[0] == 'T' {

@@ -424,7 +424,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 	s.observe(func(o Observer) { o.Streaming(true) })
 	s.beatNow()
 
-	raw := make(chan rawMsg, 256)
+	raw := make(chan []rawMsg, rawBatches)
 	stop := make(chan struct{})
 	defer close(stop)
 	s.readerDone = make(chan struct{})
@@ -467,45 +467,72 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 			if err := s.statusTick(s.tracker.Open() == 0); err != nil {
 				return err
 			}
-		case m := <-raw:
-			if m.err != nil {
-				return m.err
-			}
-			if err := s.handle(ctx, m.data, emit); err != nil {
-				return err
+		case batch := <-raw:
+			for i, m := range batch {
+				if i > 0 && s.betweenTransactions() && s.stopRequested() {
+					return errStopped // the rest of the batch is dropped, as queued batches are
+				}
+				if m.err != nil {
+					return m.err
+				}
+				if err := s.handle(ctx, m.data, emit); err != nil {
+					return err
+				}
 			}
 		}
 	}
 }
 
+// The reader hands messages over in batches: a single-row transaction is three messages (Begin,
+// Insert, Commit), and a channel send and wake-up per message cost the stream loop more than
+// decoding them. A batch is what the connection had already buffered, so batching adds no
+// wait; rawBatches batches of at most rawBatch messages bound what is queued.
+const (
+	rawBatch   = 64
+	rawBatches = 4
+)
+
 // read is the only goroutine that receives from the replication connection while streaming.
-// It copies each message, because pgconn reuses its buffer, and stops at the first error. Once
-// the stream loop is gone (stop), it drops what still arrives until the server ends the copy or
-// the socket is closed: Close waits for that to know its last status update was processed.
-func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct{}, done chan<- struct{}) {
+// It copies each message, because pgconn reuses its buffer, and stops at the first error. It
+// sends the messages in batches: each message the connection has already buffered joins the
+// batch (up to rawBatch), and the batch goes as soon as the next read could wait for the
+// server. Once the stream loop is gone (stop), it drops what still arrives until the server
+// ends the copy or the socket is closed: Close waits for that to know its last status update
+// was processed.
+func (s *Stream) read(conn *pgconn.PgConn, raw chan<- []rawMsg, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	fe := conn.Frontend()
 	for {
-		s.waiting.Store(time.Now().UnixNano())
-		msg, err := conn.ReceiveMessage(context.Background())
-		s.waiting.Store(0)
-		var m rawMsg
-		switch msg := msg.(type) {
-		case *pgproto3.CopyData:
-			m.data = append([]byte(nil), msg.Data...)
-		case *pgproto3.ErrorResponse:
-			m.err = pgconn.ErrorResponseToPgError(msg)
-		case *pgproto3.CopyDone:
-			m.err = errConnClosed
-		case nil:
-			m.err = err
-		default:
-			continue
+		var batch []rawMsg
+		var failed bool
+		for !failed && len(batch) < rawBatch && (len(batch) == 0 || fe.ReadBufferLen() > 0) {
+			s.waiting.Store(time.Now().UnixNano())
+			msg, err := conn.ReceiveMessage(context.Background())
+			s.waiting.Store(0)
+			var m rawMsg
+			switch msg := msg.(type) {
+			case *pgproto3.CopyData:
+				m.data = append([]byte(nil), msg.Data...)
+			case *pgproto3.ErrorResponse:
+				m.err = pgconn.ErrorResponseToPgError(msg)
+			case *pgproto3.CopyDone:
+				m.err = errConnClosed
+			case nil:
+				m.err = err
+			default:
+				continue
+			}
+			if batch == nil {
+				batch = make([]rawMsg, 0, 8)
+			}
+			batch = append(batch, m)
+			failed = m.err != nil
 		}
 		select {
-		case raw <- m:
+		case raw <- batch:
 		case <-stop:
 		}
-		if m.err != nil {
+		if failed {
 			return
 		}
 	}
