@@ -55,3 +55,13 @@ func BenchmarkBuildEncodeJSON(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkJSONStr(b *testing.B) {
+	s := "8f14e45fceea167a5a36dedd4bea25438f14e45fceea167a5a36dedd4bea2543 some text, with \"quotes\" and ünïcödé"
+	var w jsonWriter
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		w.buf = w.buf[:0]
+		w.str(s)
+	}
+}
