@@ -195,13 +195,16 @@ func (p *Pipeline) encodeAll(ctx context.Context) error {
 	} else {
 		var wg sync.WaitGroup
 		per := (n + encodeWorkers - 1) / encodeWorkers
-		for lo := 0; lo < n; lo += per {
+		for lo := per; lo < n; lo += per {
 			hi := min(lo+per, n)
 			wg.Go(func() {
 				for i := lo; i < hi; i++ {
 					p.encode(ctx, &jobs[i])
 				}
 			})
+		}
+		for i := range min(per, n) { // the first part here: one goroutine fewer to start and wake
+			p.encode(ctx, &jobs[i])
 		}
 		wg.Wait()
 	}

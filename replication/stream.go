@@ -433,6 +433,11 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 	ticker := time.NewTicker(s.cfg.StatusInterval)
 	defer ticker.Stop()
 	emit := func(c *Change) error {
+		select { // the common case, without the cost of a three-way select
+		case out <- c:
+			return nil
+		default:
+		}
 		for {
 			select {
 			case out <- c:
