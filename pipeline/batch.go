@@ -297,7 +297,8 @@ func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txH
 	if err != nil {
 		return nil, err
 	}
-	headers := txid.AppendHeaders(make([]sink.Header, 0, 5), source, txHdr, seq)
+	m := &recordMem{}
+	headers := txid.AppendHeadersInto(m.hdr[:0], source, txHdr, seq, m.seq[:])
 	if ev.OldKey != nil {
 		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.OldKey)
 		if err != nil {
@@ -312,5 +313,13 @@ func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txH
 		}
 		headers = append(headers, sink.Header{Key: "__debezium.newkey", Value: b})
 	}
-	return &sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1}, nil
+	m.rec = sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1}
+	return &m.rec, nil
+}
+
+// recordMem is a record with room for its headers, allocated at once.
+type recordMem struct {
+	rec sink.Record
+	hdr [5]sink.Header
+	seq [20]byte
 }
