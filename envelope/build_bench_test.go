@@ -65,3 +65,21 @@ func BenchmarkJSONStr(b *testing.B) {
 		w.str(s)
 	}
 }
+
+func BenchmarkEncodeJSON(b *testing.B) {
+	rel := benchRelation()
+	bld := NewBuilder(Config{Name: "bench", Database: "db", Version: "1", Topics: map[string]string{"public.bench": "bench.public.bench"},
+		Options: DefaultOptions(), Tombstones: true})
+	events, err := bld.Build(benchChange(rel), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := &JSONEncoder{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := enc.Encode(ctx, events[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
