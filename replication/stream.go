@@ -284,12 +284,13 @@ func (s *Stream) SnapshotName() string { return s.snapshotName }
 // StartLSN is where streaming starts: the slot's consistent point or confirmed flush LSN.
 func (s *Stream) StartLSN() pglogrepl.LSN { return s.tracker.Confirmed() }
 
-// Run streams changes into out until ctx ends or a permanent error occurs. A broken
-// connection is retried with backoff: the transaction it cut is abandoned (the server sends it
-// again), and once every change already sent has been acknowledged, streaming restarts from the
-// confirmed position, so per-key order is kept. After Stop, Run returns nil at the first
-// transaction boundary. Run does not close out.
-func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
+// Run streams changes into out, in batches (the changes of the messages read at once), until
+// ctx ends or a permanent error occurs. A broken connection is retried with backoff: the
+// transaction it cut is abandoned (the server sends it again), and once every change already
+// sent has been acknowledged, streaming restarts from the confirmed position, so per-key order
+// is kept. After Stop, Run returns nil at the first transaction boundary. Run does not close
+// out.
+func (s *Stream) Run(ctx context.Context, out chan<- []*Change) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := s.stream(ctx, out)
@@ -402,7 +403,7 @@ type rawMsg struct {
 	err  error
 }
 
-func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
+func (s *Stream) stream(ctx context.Context, out chan<- []*Change) error {
 	if s.repl == nil {
 		if err := s.reconnect(ctx); err != nil {
 			return err
@@ -432,15 +433,28 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 
 	ticker := time.NewTicker(s.cfg.StatusInterval)
 	defer ticker.Stop()
+	// The changes of a batch of messages go downstream in one send: a single-row transaction
+	// read at once wakes the pipeline once, not three times.
+	var pending []*Change
 	emit := func(c *Change) error {
-		select { // the common case, without the cost of a three-way select
-		case out <- c:
+		pending = append(pending, c)
+		return nil
+	}
+	send := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		cs := pending
+		pending = nil // the pipeline owns cs now
+		// The common case first, without the cost of a three-way select.
+		select {
+		case out <- cs:
 			return nil
 		default:
 		}
 		for {
 			select {
-			case out <- c:
+			case out <- cs:
 				return nil
 			case <-ticker.C:
 				s.beatNow()
@@ -473,16 +487,27 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 				return err
 			}
 		case batch := <-raw:
+			var err error
 			for i, m := range batch {
 				if i > 0 && s.betweenTransactions() && s.stopRequested() {
-					return errStopped // the rest of the batch is dropped, as queued batches are
+					err = errStopped // the rest of the batch is dropped, as queued batches are
+					break
 				}
 				if m.err != nil {
-					return m.err
+					err = m.err
+					break
 				}
-				if err := s.handle(ctx, m.data, emit); err != nil {
-					return err
+				if err = s.handle(ctx, m.data, emit); err != nil {
+					break
 				}
+			}
+			// What was decoded goes downstream whatever ended the batch, as it did one change
+			// at a time: its transactions are begun in the tracker.
+			if serr := send(); err == nil {
+				err = serr
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}
