@@ -183,6 +183,20 @@ func (e *Encoder) Check(ctx context.Context, topic string, key, value *envelope.
 
 // Encode implements envelope.Encoder. It calls the registry only for a schema it has not seen yet.
 func (e *Encoder) Encode(ctx context.Context, ev *envelope.Event) (key, value []byte, err error) {
+	if o := ev.Outbox; o != nil {
+		// AvroConverter writes a null key or value as no bytes, whatever its schema.
+		if o.Key != nil {
+			if key, err = e.encodeRoot(ctx, ev.Topic, ev.KeySchema, o.Key, true); err != nil {
+				return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
+			}
+		}
+		if ev.ValueSchema != nil && o.Value != nil {
+			if value, err = e.encodeRoot(ctx, ev.Topic, ev.ValueSchema, o.Value, false); err != nil {
+				return nil, nil, fmt.Errorf("value of %s: %w", ev.Topic, err)
+			}
+		}
+		return key, value, nil
+	}
 	if ev.Key != nil {
 		w, err := e.writerFor(ctx, ev.Topic, ev.KeySchema, true)
 		if err != nil {
@@ -216,7 +230,16 @@ func (e *Encoder) EncodeKey(_ context.Context, s *envelope.Schema, v *envelope.V
 	return w.encode(v)
 }
 
-func (w *writer) encode(v *envelope.Value) ([]byte, error) {
+// encodeRoot encodes a value of any schema (an outbox event's key or payload).
+func (e *Encoder) encodeRoot(ctx context.Context, topic string, s *envelope.Schema, v any, isKey bool) ([]byte, error) {
+	w, err := e.writerFor(ctx, topic, s, isKey)
+	if err != nil {
+		return nil, err
+	}
+	return w.encode(v)
+}
+
+func (w *writer) encode(v any) ([]byte, error) {
 	buf := make([]byte, 5, w.size.Load()+16)
 	copy(buf, w.header[:])
 	buf, err := w.node.write(buf, v)

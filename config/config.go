@@ -151,6 +151,10 @@ type RelationConfig struct {
 	Realtime    *RelationRealtime `yaml:"realtime"`
 	RTThreshold *int              `yaml:"rt_threshold"`
 
+	// Outbox makes the relation an outbox table: its inserts become outbox events, routed by
+	// a column, instead of change events on Topic.
+	Outbox *Outbox `yaml:"outbox"`
+
 	// Schema and Table are filled from the relation_configs key.
 	Schema string `yaml:"-"`
 	Table  string `yaml:"-"`

@@ -133,7 +133,7 @@ func expandValue(s string, lookup func(string) (string, bool)) (string, []string
 		case hasDef:
 			val = def
 		default:
-			return "", nil, 0, fmt.Errorf("environment variable %s is not set (set it, or write ${%s:-default})", name, name)
+			return "", nil, 0, fmt.Errorf("environment variable %s is not set (set it, write ${%s:-default}, or $${%s} for the text ${%s} itself)", name, name, name, name)
 		}
 		b.WriteString(val)
 		if val != "" {

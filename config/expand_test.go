@@ -163,7 +163,7 @@ func TestUnsetVariableNamesKeyAndLine(t *testing.T) {
 		want      []string
 	}{
 		{"mapping value", withVars("postgres:\n  dsn: postgres://u:${PGPASS}@h/db\nkafka:\n  brokers: k:9092\n"),
-			[]string{"postgres.dsn: line 3: environment variable PGPASS is not set (set it, or write ${PGPASS:-default})"}},
+			[]string{"postgres.dsn: line 3: environment variable PGPASS is not set (set it, write ${PGPASS:-default}, or $${PGPASS} for the text ${PGPASS} itself)"}},
 		{"list item", withVars("postgres:\n  dsn: x\nkafka:\n  brokers:\n    - k:9092\n    - ${BROKER2}\n"),
 			[]string{"kafka.brokers[1]: line 7: environment variable BROKER2 is not set"}},
 		{"every one at once", withVars("postgres:\n  dsn: ${DSN}\nkafka:\n  brokers: ${BROKERS}\n"),

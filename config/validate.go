@@ -143,6 +143,9 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		if rc.AvroValueSchema == "" {
 			rc.AvroValueSchema = rc.Topic + "-value"
 		}
+		if rc.Outbox != nil {
+			rc.Outbox.applyDefaults()
+		}
 	}
 	return nil
 }
@@ -277,6 +280,9 @@ func (c *Config) Validate() error {
 			needRegistry = true
 		}
 		rc.Realtime.validate(at+".realtime", &errs)
+		if rc.Outbox != nil {
+			rc.Outbox.validate(at+".outbox", rc, &errs)
+		}
 	}
 	if c.Serialization == "avro" {
 		needRegistry = true // heartbeat, transaction and message topics follow the top level

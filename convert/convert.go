@@ -132,6 +132,7 @@ type conv struct {
 	unlisted   bool // relation_configs lacks tables only a database can list
 	avro       bool
 	jsonSchema bool
+	outbox     *outboxSpec // the EventRouter transform, if any
 }
 
 func (c *conv) whole(k Kind, format string, args ...any) {

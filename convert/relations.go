@@ -17,6 +17,8 @@ type relation struct {
 	schemaName string
 	pkey       []string
 	parts      int // partitions, 0 for kafka.topic_defaults'
+	// outbox holds the EventRouter options of an outbox table (YAML text by option name).
+	outbox map[string]string
 }
 
 // pattern is one entry of a Debezium include or exclude list: a Java regular expression,
@@ -174,6 +176,21 @@ func (c *conv) relations(ctx context.Context) error {
 		}
 		if r.parts > 0 {
 			m.set("partitions", r.parts)
+		}
+		if r.outbox != nil {
+			o := newMap()
+			for _, k := range sortedKeys(r.outbox) {
+				v := r.outbox[k]
+				switch strings.ToLower(strings.TrimSpace(v)) {
+				case "true":
+					o.set(k, true)
+				case "false":
+					o.set(k, false)
+				default:
+					o.set(k, v)
+				}
+			}
+			m.set("outbox", o)
 		}
 		rc.set(r.key, m)
 	}

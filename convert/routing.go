@@ -1,10 +1,10 @@
 package convert
 
 import (
-	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
+
+	"github.com/procon-cdc/procon/config"
 )
 
 const (
@@ -54,6 +54,7 @@ func (c *conv) routing(rels []*relation) {
 			}
 		}
 	}
+	defer c.outboxRelations(rels)
 	if len(routes) == 0 {
 		return
 	}
@@ -119,7 +120,8 @@ func (rt route) apply(topic string) (string, bool) {
 	if m == nil {
 		return topic, false
 	}
-	out, err := javaReplacement(rt.re, topic, m, rt.replacement)
+	b, err := config.ExpandReplacement(nil, rt.replacement, rt.re, topic, m)
+	out := string(b)
 	if err != nil || out == "" {
 		return topic, false // Debezium keeps the topic when the replacement is empty
 	}
@@ -147,6 +149,11 @@ func (c *conv) namingStrategy() (route, bool) {
 func (c *conv) transform(name string) (route, bool) {
 	prefix := "transforms." + name + "."
 	typ, _ := c.take(prefix + "type")
+	if typ == eventRouter {
+		c.eventRouter(prefix)
+		c.transformRest(prefix)
+		return route{}, false
+	}
 	if p, ok := c.take(prefix + "predicate"); ok {
 		c.add(prefix+"predicate", Unsupported, "", "predicate %q: procon-cdc cannot apply a transform to some records only", p)
 		c.transformRest(prefix)
@@ -172,8 +179,6 @@ func (c *conv) transform(name string) (route, bool) {
 		rt, ok := c.router(prefix+"type", prefix, "", true)
 		c.transformRest(prefix)
 		return rt, ok
-	case eventRouter:
-		c.add(prefix+"type", Unsupported, "", "the outbox event router: procon-cdc does not turn outbox rows into events yet (it would write the outbox table's row changes); convert will map its options to relation_configs.<outbox table>.outbox once it does")
 	case "":
 		at := "transforms"
 		if _, set := c.p.Get(prefix + "type"); set {
@@ -210,7 +215,7 @@ func (c *conv) router(from, prefix, uniqueness string, keepsNames bool) (route, 
 	if err != nil {
 		return fail("%sregex %q is not a regular expression Go's regexp takes: %v", prefix, regex, err)
 	}
-	if _, err := javaReplacement(re, "", make([]int, 2*(re.NumSubexp()+1)), replacement); err != nil {
+	if err := config.CheckReplacement(replacement, re); err != nil {
 		return fail("%sreplacement %q: %v", prefix, replacement, err)
 	}
 	if uniqueness != "" {
@@ -259,62 +264,96 @@ func (c *conv) transformRest(prefix string) {
 	}
 }
 
-// javaReplacement expands a java.util.regex replacement ($n, ${name}, \c) for the match m of
-// re in src. Go's Expand differs: it reads "$1x" as the group named 1x.
-func javaReplacement(re *regexp.Regexp, src string, m []int, repl string) (string, error) {
-	var b strings.Builder
-	group := func(n int) {
-		if 2*n+1 < len(m) && m[2*n] >= 0 {
-			b.WriteString(src[m[2*n]:m[2*n+1]])
+// outboxOptions are the options of Debezium 3.6's EventRouter, which
+// relation_configs.<table>.outbox takes under the same names.
+var outboxOptions = map[string]bool{
+	"table.field.event.id": true, "table.field.event.key": true, "table.field.event.type": true,
+	"table.field.event.payload": true, "table.field.event.timestamp": true, "table.field.event.schema.version": true,
+	"table.fields.additional.placement": true, "table.field.additional.missing": true, "route.by.field": true,
+	"route.topic.regex": true, "route.topic.replacement": true, "route.tombstone.on.empty.payload": true,
+	"table.op.invalid.behavior": true, "table.expand.json.payload": true, "table.json.payload.null.behavior": true,
+	"field.name.adjustment.mode": true,
+}
+
+// outboxSpec is an EventRouter transform: its options, and the topics its predicate matches
+// (nil: every record's, as a transform without a predicate applies to all).
+type outboxSpec struct {
+	opts  map[string]string // YAML text
+	match *regexp.Regexp
+}
+
+// eventRouter maps the outbox event router to relation_configs.<table>.outbox of the tables
+// whose topics it applies to (outboxRelations): its options keep their names, and a
+// TopicNameMatches predicate picks the tables.
+func (c *conv) eventRouter(prefix string) {
+	o := &outboxSpec{opts: map[string]string{}}
+	if pred, ok := c.take(prefix + "predicate"); ok {
+		pp := "predicates." + strings.TrimSpace(pred) + "."
+		ptype, _ := c.take(pp + "type")
+		pattern, _ := c.take(pp + "pattern")
+		negate, _ := c.take(prefix + "negate")
+		re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+		switch {
+		case ptype != "org.apache.kafka.connect.transforms.predicates.TopicNameMatches":
+			c.add(prefix+"predicate", Unsupported, "", "predicate %q is a %s; procon-cdc applies the outbox router to the tables whose topics a TopicNameMatches predicate matches", pred, ptype)
+			return
+		case strings.EqualFold(strings.TrimSpace(negate), "true"):
+			c.add(prefix+"negate", Unsupported, "", "a negated predicate: list the outbox tables with a TopicNameMatches pattern instead")
+			return
+		case err != nil:
+			c.add(pp+"pattern", Unsupported, "", "%q is not a regular expression Go's regexp takes: %v", pattern, err)
+			return
+		}
+		o.match = re
+		for _, k := range []string{prefix + "predicate", pp + "type", pp + "pattern", prefix + "negate"} {
+			if _, set := c.p.Get(k); set {
+				c.add(k, Mapped, "relation_configs.<the tables whose topics it matches>.outbox", "")
+			}
 		}
 	}
-	for i := 0; i < len(repl); i++ {
-		switch ch := repl[i]; ch {
-		case '\\':
-			i++
-			if i == len(repl) {
-				return "", fmt.Errorf("character to be escaped is missing")
-			}
-			b.WriteByte(repl[i])
-		case '$':
-			i++
-			if i == len(repl) {
-				return "", fmt.Errorf("illegal group reference: group index is missing")
-			}
-			if repl[i] == '{' {
-				end := strings.IndexByte(repl[i:], '}')
-				if end < 0 {
-					return "", fmt.Errorf("named capturing group is missing trailing '}'")
-				}
-				name := repl[i+1 : i+end]
-				n := re.SubexpIndex(name)
-				if n < 0 {
-					return "", fmt.Errorf("no group with name {%s}", name)
-				}
-				group(n)
-				i += end
-				continue
-			}
-			if repl[i] < '0' || repl[i] > '9' {
-				return "", fmt.Errorf("illegal group reference")
-			}
-			n := int(repl[i] - '0')
-			if n > re.NumSubexp() {
-				return "", fmt.Errorf("no group %d", n)
-			}
-			// Java takes more digits while they still name a group.
-			for i+1 < len(repl) && repl[i+1] >= '0' && repl[i+1] <= '9' {
-				next, _ := strconv.Atoi(strconv.Itoa(n) + string(repl[i+1]))
-				if next > re.NumSubexp() {
-					break
-				}
-				n = next
-				i++
-			}
-			group(n)
+	for _, k := range c.p.Keys {
+		opt, ok := strings.CutPrefix(k, prefix)
+		if !ok || c.done[k] {
+			continue
+		}
+		switch {
+		case outboxOptions[opt]:
+			v, _ := c.text(k, "")
+			o.opts[opt] = v
+			c.add(k, Mapped, "relation_configs.*.outbox."+opt, "")
+		case strings.HasPrefix(opt, "tracing."):
+			c.take(k)
+			c.add(k, Ignored, "", "OpenTelemetry tracing of the transform")
 		default:
-			b.WriteByte(ch)
+			c.take(k)
+			c.add(k, Unsupported, "", "not an option of Debezium 3.6's EventRouter")
 		}
 	}
-	return b.String(), nil
+	// Kafka Connect writes headers with the worker's header.converter (SimpleHeaderConverter
+	// by default): the outbox router's headers follow it.
+	if hc, ok := c.take("header.converter"); ok {
+		o.opts["header.converter"] = literal(strings.TrimSpace(hc))
+		c.add("header.converter", Mapped, "relation_configs.*.outbox.header.converter", "")
+	}
+	c.add(prefix+"type", Mapped, "relation_configs.*.outbox", "")
+	c.outbox = o
+}
+
+// outboxRelations gives the outbox options to the relations whose topics the EventRouter
+// applies to.
+func (c *conv) outboxRelations(rels []*relation) {
+	o := c.outbox
+	if o == nil {
+		return
+	}
+	matched := 0
+	for _, r := range rels {
+		if o.match == nil || o.match.MatchString(c.topicOf(r)) {
+			r.outbox = o.opts
+			matched++
+		}
+	}
+	if matched == 0 && len(rels) > 0 {
+		c.whole(Unsupported, "the outbox event router's predicate matches the topic of no table in relation_configs")
+	}
 }

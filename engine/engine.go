@@ -26,6 +26,7 @@ import (
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/eventrouter"
 	"github.com/procon-cdc/procon/pg"
 	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/progress"
@@ -44,6 +45,7 @@ type Engine struct {
 	stream  *replication.Stream
 	writer  *sink.Writer
 	builder *envelope.Builder
+	router  *eventrouter.Router // nil without outbox relations
 	enc     encoders
 	pipe    *pipeline.Pipeline
 	source  []byte            // procon.source of every record: the stream's server, database and slot
@@ -199,6 +201,9 @@ func NewAfter(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *r
 	if err := e.checkAvro(ctx, avroEnc); err != nil {
 		return nil, e.abort(err)
 	}
+	if e.router, err = newRouter(cfg, log); err != nil {
+		return nil, e.abort(err)
+	}
 	e.enc = newEncoders(cfg, avroEnc)
 	if e.guard, err = newGuard(cfg, e.writer, log); err != nil {
 		return nil, e.abort(err)
@@ -223,6 +228,9 @@ func NewAfter(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *r
 	}
 	if e.rt != nil {
 		pcfg.Notifier = e.rt
+	}
+	if e.router != nil {
+		pcfg.Router = e.router
 	}
 	if e.obs != nil {
 		pcfg.Meter = e.obs.metrics

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"log/slog"
 	"strconv"
 
 	"github.com/procon-cdc/procon/avro"
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/envelope"
+	"github.com/procon-cdc/procon/eventrouter"
 	"github.com/procon-cdc/procon/pipeline"
 	"github.com/procon-cdc/procon/sink"
 )
@@ -48,7 +50,9 @@ func (e *Engine) topicSpec(topic string) sink.TopicSpec {
 func Topics(cfg *config.Config) []string {
 	var topics []string
 	for _, name := range cfg.SortedRelations() {
-		topics = append(topics, cfg.Relations[name].Topic)
+		if cfg.Relations[name].Outbox == nil { // an outbox table's events go to the topics its rows name
+			topics = append(topics, cfg.Relations[name].Topic)
+		}
 	}
 	topics = append(topics, cfg.MessageTopic())
 	if cfg.Debezium.ProvideTransactionMetadata {
@@ -72,25 +76,55 @@ func Topics(cfg *config.Config) []string {
 // encoders picks the serialization of each topic: a relation's own, else the top-level one.
 // It implements pipeline.Encoders.
 type encoders struct {
-	byTopic map[string]pipeline.Encoder
-	def     pipeline.Encoder
-	json    *envelope.JSONEncoder
-	avro    *avro.Encoder // nil without Avro
+	byTopic    map[string]pipeline.Encoder
+	byRelation map[string]pipeline.Encoder // outbox relations: their events' topics are the rows'
+	def        pipeline.Encoder
+	json       *envelope.JSONEncoder
+	avro       *avro.Encoder // nil without Avro
 }
 
 func newEncoders(cfg *config.Config, avroEnc *avro.Encoder) encoders {
 	js := &envelope.JSONEncoder{Schemas: cfg.JSON.Schemas}
-	enc := encoders{byTopic: map[string]pipeline.Encoder{}, def: js, json: js, avro: avroEnc}
+	enc := encoders{byTopic: map[string]pipeline.Encoder{}, byRelation: map[string]pipeline.Encoder{}, def: js, json: js, avro: avroEnc}
 	if cfg.Serialization == "avro" && avroEnc != nil {
 		enc.def = avroEnc // heartbeat, transaction and message topics
 	}
-	for _, rc := range cfg.Relations {
-		enc.byTopic[rc.Topic] = js
+	for key, rc := range cfg.Relations {
+		var relEnc pipeline.Encoder = js
 		if rc.Serialization == "avro" && avroEnc != nil {
-			enc.byTopic[rc.Topic] = avroEnc
+			relEnc = avroEnc
 		}
+		if rc.Outbox != nil {
+			enc.byRelation[key] = relEnc
+			continue
+		}
+		enc.byTopic[rc.Topic] = relEnc
 	}
 	return enc
+}
+
+// ForEvent returns the encoder of ev: an outbox event's relation's, else its topic's.
+func (e encoders) ForEvent(ev *envelope.Event) pipeline.Encoder {
+	if ev.Kind == envelope.KindOutbox {
+		if enc, ok := e.byRelation[ev.Relation]; ok {
+			return enc
+		}
+	}
+	return e.ForTopic(ev.Topic)
+}
+
+// newRouter returns the router of the outbox relations, or nil when there are none.
+func newRouter(cfg *config.Config, log *slog.Logger) (*eventrouter.Router, error) {
+	tables := map[string]*config.Outbox{}
+	for key, rc := range cfg.Relations {
+		if rc.Outbox != nil {
+			tables[key] = rc.Outbox
+		}
+	}
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	return eventrouter.New(eventrouter.Config{Tables: tables, JSONSchemas: cfg.JSON.Schemas, Logger: log})
 }
 
 // ForTopic returns the encoder of topic.

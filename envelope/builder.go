@@ -23,6 +23,7 @@ const (
 	KindTxEnd                     // transaction metadata END
 	KindMessage                   // a logical decoding message (op m)
 	KindHeartbeat
+	KindOutbox // an outbox event (package eventrouter): Outbox holds its key, value and headers
 )
 
 // Event is one record to produce, before serialization: a Debezium key and value described by
@@ -41,6 +42,28 @@ type Event struct {
 	Relation string
 	// Partition is set for records that Debezium always writes to one partition (heartbeats).
 	Partition int32
+	// Outbox is what an outbox event has instead of Key and Value; nil for other kinds.
+	Outbox *OutboxRecord
+}
+
+// OutboxRecord is the part of an outbox event that change events do not have: a key and a
+// value of any schema (a column's, or the expanded JSON payload's) rather than structs, headers
+// of its own, and possibly a partition and a timestamp chosen by the row.
+type OutboxRecord struct {
+	Key   any // described by Event.KeySchema
+	Value any // described by Event.ValueSchema; a nil ValueSchema is a tombstone
+	// Headers are encoded already (the header converter is the router's, not the topic's).
+	Headers []Header
+	// Partition is the partition the row chose, or -1 for the key's hash.
+	Partition int32
+	// TimestampMS is the record's timestamp in milliseconds since the epoch.
+	TimestampMS int64
+}
+
+// Header is an encoded record header.
+type Header struct {
+	Key   string
+	Value []byte
 }
 
 // Config configures a Builder.

@@ -3,6 +3,7 @@ package envelope
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 )
 
@@ -30,6 +31,19 @@ type JSONEncoder struct {
 
 // Encode implements Encoder.
 func (e *JSONEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte, err error) {
+	if o := ev.Outbox; o != nil {
+		// JsonConverter writes a null key or value that has a schema: "null", or the
+		// envelope with a null payload. Only a value without a schema is a tombstone.
+		if key, err = e.encode(ev.KeySchema, o.Key); err != nil {
+			return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
+		}
+		if ev.ValueSchema != nil {
+			if value, err = e.encode(ev.ValueSchema, o.Value); err != nil {
+				return nil, nil, fmt.Errorf("value of %s: %w", ev.Topic, err)
+			}
+		}
+		return key, value, nil
+	}
 	// Key and value are written into one scratch buffer and copied out together: one
 	// allocation per record, the key and the value sharing it.
 	sp := scratch.Get().(*[]byte)
@@ -71,7 +85,28 @@ func (e *JSONEncoder) EncodeKey(_ context.Context, s *Schema, v *Value) ([]byte,
 // costs one allocation of the size it needs, whatever it grew through.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-func (e *JSONEncoder) encode(s *Schema, v *Value) ([]byte, error) {
+// EncodeValue serializes a value of any schema on its own, as JsonConverter writes a record
+// header's value (header.converter). The schema's rendering is not kept: header schemas are
+// those of columns, and nothing would tell this encoder when their relation version is gone.
+func (e *JSONEncoder) EncodeValue(s *Schema, v any) ([]byte, error) {
+	var w jsonWriter
+	if e.Schemas {
+		w.buf = append(w.buf, `{"schema":`...)
+		if err := w.schema(s, ""); err != nil {
+			return nil, err
+		}
+		w.buf = append(w.buf, `,"payload":`...)
+	}
+	if err := w.value(s, v); err != nil {
+		return nil, err
+	}
+	if e.Schemas {
+		w.buf = append(w.buf, '}')
+	}
+	return w.buf, nil
+}
+
+func (e *JSONEncoder) encode(s *Schema, v any) ([]byte, error) {
 	sp := scratch.Get().(*[]byte)
 	buf, err := e.append((*sp)[:0], s, v)
 	if cap(buf) <= 1<<20 { // do not keep a huge record's buffer around
@@ -85,7 +120,7 @@ func (e *JSONEncoder) encode(s *Schema, v *Value) ([]byte, error) {
 }
 
 // append writes v's JSON after dst.
-func (e *JSONEncoder) append(dst []byte, s *Schema, v *Value) ([]byte, error) {
+func (e *JSONEncoder) append(dst []byte, s *Schema, v any) ([]byte, error) {
 	w := jsonWriter{buf: dst}
 	if e.Schemas {
 		w.buf = append(w.buf, `{"schema":`...)
@@ -138,4 +173,42 @@ func (e *JSONEncoder) CachedSchemas() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.schemas)
+}
+
+// SimpleHeaderValue writes a value as Kafka Connect's SimpleHeaderConverter writes a header
+// (Values.convertToString): a string as its UTF-8 bytes, a boolean or a number as Java prints
+// it; a null is a nil value. Other types (bytes, decimals, structs, arrays, maps) are an error
+// naming them: header.converter: json writes every type.
+func SimpleHeaderValue(s *Schema, v any) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch x := v.(type) {
+	case string:
+		return []byte(x), nil
+	case bool:
+		return strconv.AppendBool(nil, x), nil
+	case int8:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int16:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(nil, x, 10), nil
+	case float32:
+		return []byte(javaFloat(float64(x), 32)), nil
+	case float64:
+		return []byte(javaDouble(x)), nil
+	}
+	return nil, fmt.Errorf("a %s value (%s) has no plain-text form for a header; write headers as JSON (header.converter: json)", s.Type, s.Name)
+}
+
+// SimpleHeaderType reports whether SimpleHeaderValue writes values of s.
+func SimpleHeaderType(s *Schema) bool {
+	switch s.Type {
+	case String, Boolean, Int8, Int16, Int32, Int64, Float32, Float64:
+		return s.Name != LogicalDecimal
+	}
+	return false
 }

@@ -419,3 +419,11 @@ func (w *jsonWriter) schema(s *Schema, fieldName string) error {
 	w.buf = append(w.buf, '}')
 	return nil
 }
+
+// AppendSchemaJSON appends s as JsonConverter renders a schema: a schema's identity by its
+// content, for those made per event (an expanded outbox payload's).
+func AppendSchemaJSON(dst []byte, s *Schema) ([]byte, error) {
+	w := jsonWriter{buf: dst}
+	err := w.schema(s, "")
+	return w.buf, err
+}

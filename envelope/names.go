@@ -70,3 +70,6 @@ func avroName(s string, dots bool) string {
 	}
 	return b.String()
 }
+
+// AvroFieldName is a field name as field.name.adjustment.mode: avro makes it.
+func AvroFieldName(name string) string { return avroName(name, false) }

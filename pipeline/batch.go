@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
@@ -73,6 +74,11 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 		if p.cfg.Notifier == nil || !p.cfg.Notifier.Suppress(c) { // the realtime table's own rows and cleanup
 			if events, handled, err = p.build(ctx, c, events); err != nil {
 				return err
+			}
+			if p.cfg.Router != nil && len(events) > 0 {
+				if events, err = p.cfg.Router.Route(c, events); err != nil {
+					return err
+				}
 			}
 		}
 		st := step{c: c, first: len(b.jobs), n: len(events)}
@@ -150,6 +156,9 @@ func (p *Pipeline) run(ctx context.Context, changes []*replication.Change) error
 // that could use it, are encoded by now.
 func (p *Pipeline) forgetRetired() {
 	retired := p.cfg.Builder.Retired()
+	if p.cfg.Router != nil {
+		retired = append(retired, p.cfg.Router.Retired()...)
+	}
 	if len(retired) == 0 {
 		return
 	}
@@ -227,7 +236,7 @@ func (p *Pipeline) encode(ctx context.Context, j *job) {
 			j.rec, j.err = nil, fmt.Errorf("encode %s at LSN %s (xid %d): panic: %v", c.Op, c.LSN, c.Tx.XID, r)
 		}
 	}()
-	if j.rec, j.err = NewRecord(ctx, p.cfg.Encoders.ForTopic(j.ev.Topic), j.ev, p.cfg.Source, j.txHdr, j.seq); j.err != nil {
+	if j.rec, j.err = NewRecord(ctx, p.cfg.Encoders.ForEvent(j.ev), j.ev, p.cfg.Source, j.txHdr, j.seq); j.err != nil {
 		j.err = fmt.Errorf("encode %s at LSN %s (xid %d): %w", c.Op, c.LSN, c.Tx.XID, j.err)
 	}
 }
@@ -241,6 +250,16 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 		return err
 	}
 	rec.Partition = sink.Partition(rec.Key, partitions)
+	if o := j.ev.Outbox; o != nil && o.Partition >= 0 {
+		if o.Partition < partitions {
+			rec.Partition = o.Partition
+		} else {
+			// The row chose a partition the topic does not have: Kafka would refuse the
+			// record. The key's partition keeps it, and the stream, going.
+			p.log.Warn("outbox: the row's partition does not exist; the record goes to its key's partition", "relation", j.ev.Relation,
+				"topic", rec.Topic, "partition", o.Partition, "partitions", partitions, "lsn", j.c.LSN.String())
+		}
+	}
 	pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
 	if p.eos != nil {
 		if p.eos.written(pos) {
@@ -299,6 +318,15 @@ func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txH
 	}
 	m := &recordMem{}
 	headers := txid.AppendHeadersInto(m.hdr[:0], source, txHdr, seq, m.seq[:])
+	var ts time.Time
+	if o := ev.Outbox; o != nil {
+		for _, h := range o.Headers {
+			headers = append(headers, sink.Header{Key: h.Key, Value: h.Value})
+		}
+		if o.TimestampMS != 0 {
+			ts = time.UnixMilli(o.TimestampMS)
+		}
+	}
 	if ev.OldKey != nil {
 		b, err := enc.EncodeKey(ctx, ev.KeySchema, ev.OldKey)
 		if err != nil {
@@ -313,7 +341,7 @@ func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txH
 		}
 		headers = append(headers, sink.Header{Key: "__debezium.newkey", Value: b})
 	}
-	m.rec = sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1}
+	m.rec = sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1, Timestamp: ts}
 	return &m.rec, nil
 }
 

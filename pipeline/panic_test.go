@@ -31,7 +31,8 @@ func (e panicEncoder) Encode(ctx context.Context, ev *envelope.Event) ([]byte, [
 	return e.slowEncoder.Encode(ctx, ev)
 }
 
-func (e panicEncoder) ForTopic(string) Encoder { return e }
+func (e panicEncoder) ForTopic(string) Encoder          { return e }
+func (e panicEncoder) ForEvent(*envelope.Event) Encoder { return e }
 
 // A panic while building or encoding a change's events stops the pipeline with an error
 // naming the change's LSN, instead of killing the process, and nothing of or after its

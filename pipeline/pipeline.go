@@ -46,9 +46,11 @@ type Encoder interface {
 	EncodeKey(ctx context.Context, s *envelope.Schema, v *envelope.Value) ([]byte, error)
 }
 
-// Encoders picks the encoder of a topic.
+// Encoders picks the encoder of a topic, or of an event (an outbox event's is its outbox
+// relation's, whatever topic it is routed to).
 type Encoders interface {
 	ForTopic(topic string) Encoder
+	ForEvent(ev *envelope.Event) Encoder
 	// Forget drops what the encoders keep of schemas no event will use again.
 	Forget(schemas []*envelope.Schema)
 }
@@ -85,6 +87,16 @@ type Snapshots interface {
 	// Progress is the progress of the running snapshot as of the rows Observe has emitted
 	// (nil when none runs), for exactly-once delivery's progress record.
 	Progress() *progress.Snapshot
+}
+
+// Router turns the events of outbox relations into outbox events; *eventrouter.Router
+// implements it.
+type Router interface {
+	// Route replaces, in the events built from c, those of outbox relations with their outbox
+	// events, in place, and returns the events that remain.
+	Route(c *replication.Change, events []*envelope.Event) ([]*envelope.Event, error)
+	// Retired returns the schemas of outbox events no event built from now on uses.
+	Retired() []*envelope.Schema
 }
 
 // Notifier derives realtime notifications from changes; *realtime.Service implements it.
@@ -126,6 +138,8 @@ type Config struct {
 	Tracker   Tracker
 	Snapshots Snapshots
 	Notifier  Notifier
+	// Router, when set, routes the events of outbox relations (relation_configs.*.outbox).
+	Router Router
 	// Oversize decides on records too large for their topic (errors.record_too_large); nil
 	// hands every record to the Producer.
 	Oversize *deadletter.Guard

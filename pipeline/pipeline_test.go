@@ -74,7 +74,8 @@ func (e *slowEncoder) EncodeKey(_ context.Context, _ *envelope.Schema, v *envelo
 	return fmt.Appendf(nil, "%v", v.Fields[0]), nil
 }
 
-func (e *slowEncoder) ForTopic(string) Encoder { return e }
+func (e *slowEncoder) ForTopic(string) Encoder          { return e }
+func (e *slowEncoder) ForEvent(*envelope.Event) Encoder { return e }
 
 func (e *slowEncoder) Forget([]*envelope.Schema) {}
 

@@ -65,7 +65,8 @@ func (e *forgettingEncoder) Encode(ctx context.Context, ev *envelope.Event) ([]b
 	return e.slowEncoder.Encode(ctx, ev)
 }
 
-func (e *forgettingEncoder) ForTopic(string) Encoder { return e }
+func (e *forgettingEncoder) ForTopic(string) Encoder          { return e }
+func (e *forgettingEncoder) ForEvent(*envelope.Event) Encoder { return e }
 
 func (e *forgettingEncoder) Forget(schemas []*envelope.Schema) {
 	e.mu.Lock()

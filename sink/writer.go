@@ -48,6 +48,8 @@ type Record struct {
 	// Partition is the partition to write to, or -1 to hash the key as Kafka's default
 	// partitioner does (murmur2), so that a key always lands where Debezium would put it.
 	Partition int32
+	// Timestamp is the record's timestamp; zero: when it is produced.
+	Timestamp time.Time
 	// Ack is told once Kafka acknowledges the record; nil when nothing waits for it (a
 	// heartbeat). A record that fails is never acknowledged: the writer stops instead.
 	Ack Acker
@@ -329,7 +331,7 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	if part < 0 {
 		part = Partition(r.Key, n)
 	}
-	p := &produced{rec: kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: part}}
+	p := &produced{rec: kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: part, Timestamp: r.Timestamp}}
 	rec := &p.rec
 	if len(r.Headers) > 0 {
 		hdr := p.hdr[:0]

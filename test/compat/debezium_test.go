@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -97,6 +98,26 @@ func startDebezium(t *testing.T, dsn string, p *pipeline, brokers []string) *deb
 	}
 	for k, v := range p.debezium {
 		props["debezium."+k] = v
+	}
+	if len(p.outboxTables) > 0 {
+		// EventRouter applies to every record of a connector: a predicate keeps it to the
+		// outbox tables' topics, as a Debezium user capturing other tables would.
+		names := make([]string, len(p.outboxTables))
+		for i, tb := range p.outboxTables {
+			names[i] = regexp.QuoteMeta(p.dbzPrefix + ".public." + tb)
+		}
+		props["debezium.transforms"] = "outbox"
+		props["debezium.transforms.outbox.type"] = "io.debezium.transforms.outbox.EventRouter"
+		props["debezium.transforms.outbox.predicate"] = "isOutbox"
+		props["debezium.predicates"] = "isOutbox"
+		props["debezium.predicates.isOutbox.type"] = "org.apache.kafka.connect.transforms.predicates.TopicNameMatches"
+		props["debezium.predicates.isOutbox.pattern"] = strings.Join(names, "|")
+		for k, v := range p.outbox {
+			props["debezium.transforms.outbox."+k] = strings.ReplaceAll(v, "PREFIX", p.dbzPrefix)
+		}
+		if !p.jsonHeaders {
+			props["debezium.header.converter.class"] = "org.apache.kafka.connect.storage.SimpleHeaderConverter"
+		}
 	}
 	var b strings.Builder
 	keys := make([]string, 0, len(props))

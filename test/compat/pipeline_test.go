@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,13 @@ type pipeline struct {
 	// relation is extra YAML per table for procon-cdc (pkey / keyless where Debezium infers
 	// the key on its own).
 	relation map[string]string
+	// outbox holds Debezium EventRouter options (transforms.outbox.*), given to procon-cdc as
+	// relation_configs.<table>.outbox of each outbox table; PREFIX stands for the side's
+	// topic prefix. jsonHeaders writes headers with JsonConverter (header.converter) instead
+	// of Kafka Connect's default SimpleHeaderConverter.
+	outbox       map[string]string
+	outboxTables []string
+	jsonHeaders  bool
 
 	dbzPrefix, pcPrefix string
 	dbzSlot, pcSlot     string
@@ -73,9 +81,39 @@ func (p *pipeline) proconConfig(dsn string, brokers []string) string {
 	}
 	b.WriteString("relation_configs:\n")
 	for _, tb := range p.tables {
-		fmt.Fprintf(&b, "  public.%s: {%s}\n", tb, p.relation[tb])
+		rel := p.relation[tb]
+		if slices.Contains(p.outboxTables, tb) {
+			rel = "outbox: " + p.proconOutbox()
+		}
+		fmt.Fprintf(&b, "  public.%s: {%s}\n", tb, rel)
 	}
 	return b.String()
+}
+
+// proconOutbox is the outbox option map of procon-cdc's outbox tables, as flow YAML.
+func (p *pipeline) proconOutbox() string {
+	opts := map[string]string{}
+	for k, v := range p.outbox {
+		// procon-cdc's configuration expands ${VAR}: $$ writes a $ (Debezium's ${routedByValue}).
+		opts[k] = strings.ReplaceAll(strings.ReplaceAll(v, "$", "$$"), "PREFIX", p.pcPrefix)
+	}
+	if p.jsonHeaders {
+		opts["header.converter"] = "json"
+	}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		v := opts[k]
+		if v != "true" && v != "false" {
+			v = strconv.Quote(v)
+		}
+		parts[i] = fmt.Sprintf("%s: %s", k, v)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // startProcon runs procon-cdc's engine in-process until the test ends.

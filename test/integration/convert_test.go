@@ -17,7 +17,7 @@ import (
 // TestConvertCommand runs procon-cdc convert as a user would: a connector's properties with a
 // password and a schema pattern, the tables listed from a real database (--dsn), the YAML
 // written to -o, the report on stderr; exit 0 when everything maps, 1 when something that
-// changes the records does not (the outbox router), 2 for a file that is not a connector's.
+// changes the records does not (the unwrap transform), 2 for a file that is not a connector's.
 // No password appears in any output.
 func TestConvertCommand(t *testing.T) {
 	env := testenv.Get(t)
@@ -82,11 +82,21 @@ func TestConvertCommand(t *testing.T) {
 		t.Errorf("stderr does not say where the password went:\n%s", stderr)
 	}
 
-	write(props, base+"transforms=outbox\ntransforms.outbox.type=io.debezium.transforms.outbox.EventRouter\n")
+	// The outbox router maps to relation_configs.<table>.outbox of the tables its predicate
+	// picks; a transform procon-cdc has no equivalent for (unwrap) is exit 1.
+	write(props, base+"transforms=outbox\ntransforms.outbox.type=io.debezium.transforms.outbox.EventRouter\n"+
+		"transforms.outbox.predicate=orders\npredicates=orders\npredicates.orders.type=org.apache.kafka.connect.transforms.predicates.TopicNameMatches\n"+
+		"predicates.orders.pattern=shop\\\\.inventory\\\\.orders\ntransforms.outbox.route.topic.replacement=${routedByValue}.events\n")
+	stdout, stderr, code = run("convert", "--debezium", props, "--dsn", db.DSN)
+	if code != 0 || !strings.Contains(stdout, "inventory.customers: {}") ||
+		!strings.Contains(stdout, "inventory.orders:\n    outbox:\n      route.topic.replacement: $${routedByValue}.events") {
+		t.Errorf("outbox: exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	write(props, base+"transforms=unwrap\ntransforms.unwrap.type=io.debezium.transforms.ExtractNewRecordState\n")
 	stdout, stderr, code = run("convert", "--debezium", props, "--dsn", db.DSN)
 	if code != 1 || !strings.Contains(stdout, "relation_configs:") ||
-		!strings.Contains(stderr, "UNSUPPORTED transforms.outbox.type") || !strings.Contains(stderr, "could not be mapped: transforms.outbox.type") {
-		t.Errorf("outbox: exit %d, stderr:\n%s", code, stderr)
+		!strings.Contains(stderr, "UNSUPPORTED transforms.unwrap.type") || !strings.Contains(stderr, "could not be mapped: transforms.unwrap.type") {
+		t.Errorf("unwrap: exit %d, stderr:\n%s", code, stderr)
 	}
 
 	write(props, "connector.class=io.debezium.connector.mysql.MySqlConnector\ndatabase.password="+secret+"\n")
