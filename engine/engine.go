@@ -447,7 +447,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	hard, stopHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHard()
 	g, gctx := errgroup.WithContext(hard)
-	changes := make(chan *replication.Change, 4096)
+	changes := make(chan []*replication.Change, 64) // batches of at most 64 changes (Stream.Run)
 	g.Go(func() error {
 		defer close(changes)
 		return e.stream.Run(gctx, changes)

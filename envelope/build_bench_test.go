@@ -55,3 +55,31 @@ func BenchmarkBuildEncodeJSON(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkJSONStr(b *testing.B) {
+	s := "8f14e45fceea167a5a36dedd4bea25438f14e45fceea167a5a36dedd4bea2543 some text, with \"quotes\" and ünïcödé"
+	var w jsonWriter
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		w.buf = w.buf[:0]
+		w.str(s)
+	}
+}
+
+func BenchmarkEncodeJSON(b *testing.B) {
+	rel := benchRelation()
+	bld := NewBuilder(Config{Name: "bench", Database: "db", Version: "1", Topics: map[string]string{"public.bench": "bench.public.bench"},
+		Options: DefaultOptions(), Tombstones: true})
+	events, err := bld.Build(benchChange(rel), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := &JSONEncoder{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := enc.Encode(ctx, events[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

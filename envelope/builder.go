@@ -135,6 +135,10 @@ type Builder struct {
 		tx                     *replication.Tx
 		tsMs, tsUs, tsNs, txID any
 	}
+	// mem holds the memory of the row events built (see arena); seqBuf is source.sequence's
+	// scratch text.
+	mem    arena
+	seqBuf []byte
 }
 
 var boxedOps = map[string]any{"c": "c", "u": "u", "d": "d", "t": "t", "r": "r", "m": "m"}
@@ -252,20 +256,20 @@ func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) 
 		if b.cfg.Skip["c"] {
 			return out, nil
 		}
-		after, err := rs.row(c.New, nil, &b.cfg.Options)
+		after, err := rs.row(&b.mem, c.New, nil, &b.cfg.Options)
 		if err != nil {
 			return out, b.rowError(c, err)
 		}
-		key := rs.keyOf(after)
+		key := rs.keyOf(&b.mem, after)
 		v := b.envelope(rs, c, "c")
 		v.Fields[envAfter] = after
-		return append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: key, ValueSchema: rs.envelope, Value: v, Relation: rel}), nil
+		return append(out, b.event(Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: key, ValueSchema: rs.envelope, Value: v, Relation: rel})), nil
 
 	case replication.OpUpdate:
 		var before *Value
 		var err error
 		if c.Old != nil {
-			if before, err = rs.oldRow(c.Old, c.OldKind, &b.cfg.Options); err != nil {
+			if before, err = rs.oldRow(&b.mem, c.Old, c.OldKind, &b.cfg.Options); err != nil {
 				return out, b.rowError(c, err)
 			}
 		}
@@ -273,13 +277,13 @@ func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) 
 		if c.OldKind == 'O' {
 			prior = c.Old
 		}
-		after, err := rs.row(c.New, prior, &b.cfg.Options)
+		after, err := rs.row(&b.mem, c.New, prior, &b.cfg.Options)
 		if err != nil {
 			return out, b.rowError(c, err)
 		}
-		newKey := rs.keyOf(after)
+		newKey := rs.keyOf(&b.mem, after)
 		if before != nil && rs.key != nil {
-			if oldKey := rs.keyOf(before); !keysEqual(oldKey, newKey) {
+			if oldKey := rs.keyOf(&b.mem, before); !keysEqual(oldKey, newKey) {
 				return b.keyChange(rs, c, before, after, oldKey, newKey, out), nil
 			}
 		}
@@ -289,22 +293,22 @@ func (b *Builder) rowEvents(rs *relSchema, c *replication.Change, out []*Event) 
 		v := b.envelope(rs, c, "u")
 		v.Fields[envBefore] = before
 		v.Fields[envAfter] = after
-		return append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: newKey, ValueSchema: rs.envelope, Value: v, Relation: rel}), nil
+		return append(out, b.event(Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: newKey, ValueSchema: rs.envelope, Value: v, Relation: rel})), nil
 
 	default: // delete
-		before, err := rs.oldRow(c.Old, c.OldKind, &b.cfg.Options)
+		before, err := rs.oldRow(&b.mem, c.Old, c.OldKind, &b.cfg.Options)
 		if err != nil {
 			return out, b.rowError(c, err)
 		}
 		if b.cfg.Skip["d"] {
 			return out, nil
 		}
-		key := rs.keyOf(before)
+		key := rs.keyOf(&b.mem, before)
 		v := b.envelope(rs, c, "d")
 		v.Fields[envBefore] = before
-		out = append(out, &Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: key, ValueSchema: rs.envelope, Value: v, Relation: rel})
+		out = append(out, b.event(Event{Kind: KindData, Topic: rs.topic, KeySchema: rs.key, Key: key, ValueSchema: rs.envelope, Value: v, Relation: rel}))
 		if b.cfg.Tombstones {
-			out = append(out, &Event{Kind: KindTombstone, Topic: rs.topic, KeySchema: rs.key, Key: key, Relation: rel})
+			out = append(out, b.event(Event{Kind: KindTombstone, Topic: rs.topic, KeySchema: rs.key, Key: key, Relation: rel}))
 		}
 		return out, nil
 	}
@@ -336,7 +340,7 @@ func (b *Builder) rowError(c *replication.Change, err error) error {
 
 // envelope starts an envelope value with its source block and timestamps.
 func (b *Builder) envelope(rs *relSchema, c *replication.Change, op string) *Value {
-	v := NewValue(rs.envelope)
+	v := b.mem.value(rs.envelope)
 	v.Fields[envSource] = b.source(c, rs.rel, rs)
 	v.Fields[envOp] = boxOp(op)
 	b.stamp(v, envTsMs, envTsUs, envTsNs)
@@ -348,10 +352,10 @@ func (b *Builder) envelope(rs *relSchema, c *replication.Change, op string) *Val
 
 func (b *Builder) stamp(v *Value, ms, us, ns int) {
 	now := b.cfg.Now()
-	v.Fields[ms] = now.UnixMilli()
+	v.Fields[ms] = b.mem.int64(now.UnixMilli())
 	if us >= 0 {
-		v.Fields[us] = now.UnixMicro()
-		v.Fields[ns] = now.UnixNano()
+		v.Fields[us] = b.mem.int64(now.UnixMicro())
+		v.Fields[ns] = b.mem.int64(now.UnixNano())
 	}
 }
 
@@ -368,7 +372,7 @@ func (b *Builder) source(c *replication.Change, rel *replication.Relation, rs *r
 			tb.txID = int64(c.Tx.XID)
 		}
 	}
-	s := NewValue(sourceSchema)
+	s := b.mem.value(sourceSchema)
 	s.Fields[srcVersion] = b.boxedVersion
 	s.Fields[srcConnector] = "postgresql"
 	s.Fields[srcName] = b.boxedName
@@ -382,14 +386,20 @@ func (b *Builder) source(c *replication.Change, rel *replication.Relation, rs *r
 		s.Fields[srcTable] = ""
 	}
 	s.Fields[srcTxID] = b.txBox.txID
-	s.Fields[srcLSN] = int64(c.LSN)
+	s.Fields[srcLSN] = b.mem.int64(int64(c.LSN))
 	return s
 }
 
+// event returns ev in memory of the arena.
+func (b *Builder) event(ev Event) *Event {
+	e := b.mem.event()
+	*e = ev
+	return e
+}
+
 // sequence is source.sequence: the JSON text ["<last commit LSN>","<this LSN>"].
-func (b *Builder) sequence(lsn pglogrepl.LSN) string {
-	buf := make([]byte, 0, 48)
-	buf = append(buf, '[')
+func (b *Builder) sequence(lsn pglogrepl.LSN) any {
+	buf := append(b.seqBuf[:0], '[')
 	if b.lastCommit == 0 {
 		buf = append(buf, "null"...)
 	} else {
@@ -400,7 +410,8 @@ func (b *Builder) sequence(lsn pglogrepl.LSN) string {
 	buf = append(buf, ',', '"')
 	buf = strconv.AppendUint(buf, uint64(lsn), 10)
 	buf = append(buf, '"', ']')
-	return string(buf)
+	b.seqBuf = buf
+	return b.mem.str(buf)
 }
 
 func (b *Builder) txID(c *replication.Change) string {

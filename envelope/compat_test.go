@@ -147,15 +147,15 @@ func TestFillUnchangedToast(t *testing.T) {
 	newRow := []replication.Datum{{Kind: replication.DatumText, Data: []byte("1")}, {Kind: replication.DatumUnchanged}}
 	oldRow := []replication.Datum{{Kind: replication.DatumText, Data: []byte("1")}, {Kind: replication.DatumText, Data: []byte("long text")}}
 	// REPLICA IDENTITY FULL: the old image has the value, and Debezium takes it from there.
-	v, err := rs.row(newRow, oldRow, &o)
+	v, err := rs.row(nil, newRow, oldRow, &o)
 	if err != nil || v.Fields[1] != "long text" {
 		t.Errorf("filled = %v, %v; want the old image's value", v.Fields[1], err)
 	}
 	o.FillUnchangedToast = false
-	if v, _ := rs.row(newRow, oldRow, &o); v.Fields[1] != "__debezium_unavailable_value" {
+	if v, _ := rs.row(nil, newRow, oldRow, &o); v.Fields[1] != "__debezium_unavailable_value" {
 		t.Errorf("fill_unchanged_toast: false gave %v, want the placeholder", v.Fields[1])
 	}
-	if v, _ := rs.row(newRow, nil, &o); v.Fields[1] != "__debezium_unavailable_value" {
+	if v, _ := rs.row(nil, newRow, nil, &o); v.Fields[1] != "__debezium_unavailable_value" {
 		t.Errorf("without an old image: %v, want the placeholder", v.Fields[1])
 	}
 }

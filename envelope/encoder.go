@@ -44,15 +44,34 @@ func (e *JSONEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte,
 		}
 		return key, value, nil
 	}
+	// Key and value are written into one scratch buffer and copied out together: one
+	// allocation per record, the key and the value sharing it.
+	sp := scratch.Get().(*[]byte)
+	buf := (*sp)[:0]
+	defer func() {
+		if cap(buf) <= 1<<20 { // do not keep a huge record's buffer around
+			*sp = buf[:0]
+			scratch.Put(sp)
+		}
+	}()
+	k := -1
 	if ev.Key != nil {
-		if key, err = e.EncodeKey(ctx, ev.KeySchema, ev.Key); err != nil {
+		if buf, err = e.append(buf, ev.KeySchema, ev.Key); err != nil {
 			return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
 		}
+		k = len(buf)
 	}
 	if ev.Value != nil {
-		if value, err = e.encode(ev.ValueSchema, ev.Value); err != nil {
+		if buf, err = e.append(buf, ev.ValueSchema, ev.Value); err != nil {
 			return nil, nil, fmt.Errorf("value of %s: %w", ev.Topic, err)
 		}
+	}
+	out := append([]byte(nil), buf...)
+	if k >= 0 {
+		key = out[:k:k]
+	}
+	if ev.Value != nil {
+		value = out[max(k, 0):]
 	}
 	return key, value, nil
 }
@@ -89,29 +108,36 @@ func (e *JSONEncoder) EncodeValue(s *Schema, v any) ([]byte, error) {
 
 func (e *JSONEncoder) encode(s *Schema, v any) ([]byte, error) {
 	sp := scratch.Get().(*[]byte)
-	defer func() {
-		if cap(*sp) <= 1<<20 { // do not keep a huge record's buffer around
-			scratch.Put(sp)
-		}
-	}()
-	w := jsonWriter{buf: (*sp)[:0]}
-	defer func() { *sp = w.buf[:0] }()
+	buf, err := e.append((*sp)[:0], s, v)
+	if cap(buf) <= 1<<20 { // do not keep a huge record's buffer around
+		*sp = buf[:0]
+		scratch.Put(sp)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), buf...), nil
+}
+
+// append writes v's JSON after dst.
+func (e *JSONEncoder) append(dst []byte, s *Schema, v any) ([]byte, error) {
+	w := jsonWriter{buf: dst}
 	if e.Schemas {
 		w.buf = append(w.buf, `{"schema":`...)
 		rendered, err := e.schemaJSON(s)
 		if err != nil {
-			return nil, err
+			return w.buf, err
 		}
 		w.buf = append(w.buf, rendered...)
 		w.buf = append(w.buf, `,"payload":`...)
 	}
 	if err := w.value(s, v); err != nil {
-		return nil, err
+		return w.buf, err
 	}
 	if e.Schemas {
 		w.buf = append(w.buf, '}')
 	}
-	return append([]byte(nil), w.buf...), nil
+	return w.buf, nil
 }
 
 func (e *JSONEncoder) schemaJSON(s *Schema) ([]byte, error) {

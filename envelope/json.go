@@ -25,6 +25,15 @@ type jsonWriter struct {
 
 const hexDigits = "0123456789ABCDEF"
 
+// jsonPlain holds the bytes str copies as they are whatever the writer: not an escape, not
+// the start of a 4-byte UTF-8 sequence.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0xF0; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str writes a JSON string with Jackson's escapes: the two mandatory ones, short forms for
 // \b \t \n \f \r, \u00XX for other control characters, characters outside the Basic
 // Multilingual Plane as their two UTF-16 surrogates (\uD834\uDD1E: Jackson's UTF-8
@@ -34,6 +43,9 @@ func (w *jsonWriter) str(s string) {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if jsonPlain[c] {
+			continue
+		}
 		if c >= 0xF0 && !w.text {
 			// A 4-byte UTF-8 sequence: a supplementary character.
 			r, size := utf8.DecodeRuneInString(s[i:])

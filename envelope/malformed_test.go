@@ -203,7 +203,7 @@ func TestRowErrorNamesColumnAndType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = rs.row([]replication.Datum{{Kind: replication.DatumText, Data: []byte("many")}}, nil, &o)
+	_, err = rs.row(nil, []replication.Datum{{Kind: replication.DatumText, Data: []byte("many")}}, nil, &o)
 	if err == nil || !strings.Contains(err.Error(), `column qty (int4): invalid 32-bit integer "many"`) {
 		t.Errorf("got %v", err)
 	}

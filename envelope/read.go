@@ -59,7 +59,7 @@ func (r *Reader) Topic() string { return r.rs.topic }
 
 // Read builds the event of one row, given as text datums in the relation's column order.
 func (r *Reader) Read(row []replication.Datum, src ReadSource) (*Event, error) {
-	after, err := r.rs.row(row, nil, &r.cfg.Options)
+	after, err := r.rs.row(nil, row, nil, &r.cfg.Options)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot row of %s: %w", r.rs.qualified, err)
 	}
@@ -76,7 +76,7 @@ func (r *Reader) Read(row []replication.Datum, src ReadSource) (*Event, error) {
 	v.Fields[envTsMs] = now.UnixMilli()
 	v.Fields[envTsUs] = now.UnixMicro()
 	v.Fields[envTsNs] = now.UnixNano()
-	return &Event{Kind: KindData, Topic: r.rs.topic, KeySchema: r.rs.key, Key: r.rs.keyOf(after),
+	return &Event{Kind: KindData, Topic: r.rs.topic, KeySchema: r.rs.key, Key: r.rs.keyOf(nil, after),
 		ValueSchema: r.rs.envelope, Value: v, Relation: r.rs.qualified}, nil
 }
 

@@ -126,6 +126,7 @@ func newRelSchema(rel *replication.Relation, cfg *Config) (*relSchema, error) {
 			s.Default, s.HasDefault = def, true
 		}
 		ct.schema = &s
+		ct.inArena = ct.arenaConv() // resolved once: datum runs per value
 		rs.cols[i] = ct
 		fields[i] = field(o.adjustFieldName(col.Name), ct.schema)
 	}
@@ -144,16 +145,16 @@ func newRelSchema(rel *replication.Relation, cfg *Config) (*relSchema, error) {
 
 // row converts a new tuple. prior, when the server sent the whole old row (REPLICA IDENTITY
 // FULL), supplies unchanged TOASTed values if Options.FillUnchangedToast is set.
-func (rs *relSchema) row(tuple, prior []replication.Datum, o *Options) (*Value, error) {
+func (rs *relSchema) row(a *arena, tuple, prior []replication.Datum, o *Options) (*Value, error) {
 	if len(tuple) != len(rs.cols) {
 		return nil, fmt.Errorf("tuple has %d columns, relation has %d", len(tuple), len(rs.cols))
 	}
-	v := NewValue(rs.value)
+	v := a.value(rs.value)
 	for i, d := range tuple {
 		if d.Kind == replication.DatumUnchanged && o.FillUnchangedToast && prior != nil && prior[i].Kind == replication.DatumText {
 			d = prior[i]
 		}
-		x, err := rs.datum(i, d, o)
+		x, err := rs.datum(a, i, d, o)
 		if err != nil {
 			return nil, err
 		}
@@ -164,14 +165,14 @@ func (rs *relSchema) row(tuple, prior []replication.Datum, o *Options) (*Value, 
 
 // oldRow converts the old tuple of an update or delete. With only the key sent ('K'), the
 // other columns are absent: Debezium fills required ones with their default or zero value.
-func (rs *relSchema) oldRow(tuple []replication.Datum, kind byte, o *Options) (*Value, error) {
+func (rs *relSchema) oldRow(a *arena, tuple []replication.Datum, kind byte, o *Options) (*Value, error) {
 	if tuple == nil {
 		return nil, nil
 	}
-	return rs.row(tuple, nil, o)
+	return rs.row(a, tuple, nil, o)
 }
 
-func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) {
+func (rs *relSchema) datum(a *arena, i int, d replication.Datum, o *Options) (any, error) {
 	var x any
 	switch d.Kind {
 	case replication.DatumNull:
@@ -186,7 +187,12 @@ func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) 
 		return x, nil
 	case replication.DatumText:
 		var err error
-		if x, err = rs.cols[i].conv(d.Data); err != nil {
+		if conv := rs.cols[i].inArena; conv != nil && a != nil {
+			x, err = conv(a, d.Data)
+		} else {
+			x, err = rs.cols[i].conv(d.Data)
+		}
+		if err != nil {
 			col := &rs.rel.Columns[i]
 			return nil, fmt.Errorf("column %s (%s): %w", col.Name, col.Type.Name, err)
 		}
@@ -202,11 +208,11 @@ func (rs *relSchema) datum(i int, d replication.Datum, o *Options) (any, error) 
 }
 
 // keyOf extracts the key struct from a row value.
-func (rs *relSchema) keyOf(row *Value) *Value {
+func (rs *relSchema) keyOf(a *arena, row *Value) *Value {
 	if rs.key == nil || row == nil {
 		return nil
 	}
-	k := NewValue(rs.key)
+	k := a.value(rs.key)
 	for i, ci := range rs.keyCols {
 		k.Fields[i] = row.Fields[ci]
 	}

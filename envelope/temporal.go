@@ -95,6 +95,22 @@ func formatISOInstant(t instant, digits int) string {
 	return string(appendISOInstant(buf[:0], t, digits))
 }
 
+// convTimestamptz converts timestamptz text to Debezium's ZonedTimestamp (ISO instant with p
+// fraction digits), in a's memory.
+func convTimestamptz(a *arena, b []byte, p int) (any, error) {
+	ts, inf, err := parseTimestamp(b, true)
+	switch {
+	case err != nil:
+		return nil, err
+	case inf > 0:
+		return "infinity", nil
+	case inf < 0:
+		return "-infinity", nil
+	}
+	var buf [48]byte
+	return a.str(appendISOInstant(buf[:0], ts, p)), nil
+}
+
 // formatISODate writes a date as java.time.LocalDate.toString does: four-digit years, a sign
 // for years past 9999 or before year 0.
 func formatISODate(days int64) string {
@@ -139,17 +155,10 @@ func (o *Options) temporalType(name string, typmod int32) (columnType, error) {
 		return o.timestampType(mode, p), nil
 	case "timestamptz":
 		return columnType{schema: named(String, NameZonedTS, 1), conv: func(b []byte) (any, error) {
-			ts, inf, err := parseTimestamp(b, true)
-			switch {
-			case err != nil:
-				return nil, err
-			case inf > 0:
-				return "infinity", nil
-			case inf < 0:
-				return "-infinity", nil
-			}
-			return formatISOInstant(ts, p), nil
-		}}, nil
+			return convTimestamptz(nil, b, p)
+		}}.withArena(func(a *arena, b []byte) (any, error) {
+			return convTimestamptz(a, b, p)
+		}), nil
 	case "timetz":
 		return columnType{schema: named(String, NameZonedTime, 1), conv: convZonedTime}, nil
 	case "interval":

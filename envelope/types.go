@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -28,6 +29,26 @@ type columnType struct {
 	// unknown is set for a type Debezium does not map; the column is rendered as its text
 	// when IncludeUnknown is set, else left out.
 	unknown bool
+	// inArena, when set, is conv writing its value into the Builder's arena (no allocation
+	// of its own); it holds only while conv is the converter it was made for (arenaFor), as
+	// wrappers may replace conv (columnType.arenaConv).
+	inArena  func(a *arena, text []byte) (any, error)
+	arenaFor uintptr
+}
+
+// withArena returns ct with f as the arena form of its converter.
+func (ct columnType) withArena(f func(a *arena, text []byte) (any, error)) columnType {
+	ct.inArena, ct.arenaFor = f, reflect.ValueOf(ct.conv).Pointer()
+	return ct
+}
+
+// arenaConv is the arena form of ct's converter, nil when it has none or conv was replaced
+// after it was set.
+func (ct *columnType) arenaConv() func(a *arena, text []byte) (any, error) {
+	if ct.inArena == nil || reflect.ValueOf(ct.conv).Pointer() != ct.arenaFor {
+		return nil
+	}
+	return ct.inArena
 }
 
 // Semantic type names used by Debezium (Kafka Connect's own are in schema.go).
@@ -93,9 +114,9 @@ func (o *Options) columnTypeOf(col *replication.Column) (columnType, error) {
 func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, error) {
 	switch t.Kind {
 	case 'e':
-		return columnType{schema: named(String, NameEnum, 1, Param{"allowed", strings.Join(t.EnumLabels, ",")}), conv: convString}, nil
+		return columnType{schema: named(String, NameEnum, 1, Param{"allowed", strings.Join(t.EnumLabels, ",")}), conv: convString}.withArena(arenaString), nil
 	case 'r':
-		return columnType{schema: prim(String, false), conv: convString}, nil
+		return columnType{schema: prim(String, false), conv: convString}.withArena(arenaString), nil
 	}
 	switch t.Name {
 	case "bool":
@@ -105,7 +126,7 @@ func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, err
 	case "int4":
 		return columnType{schema: prim(Int32, false), conv: convInt32}, nil
 	case "int8", "oid":
-		return columnType{schema: prim(Int64, false), conv: convInt64}, nil
+		return columnType{schema: prim(Int64, false), conv: convInt64}.withArena(arenaInt64), nil
 	case "float4":
 		return columnType{schema: prim(Float32, false), conv: convFloat32}, nil
 	case "float8":
@@ -115,25 +136,25 @@ func (o *Options) scalarType(t *replication.Type, typmod int32) (columnType, err
 	case "money":
 		return o.moneyType(), nil
 	case "text", "varchar", "bpchar", "char", "citext", "isbn", "inet", "cidr", "macaddr", "macaddr8":
-		return columnType{schema: prim(String, false), conv: convString}, nil
+		return columnType{schema: prim(String, false), conv: convString}.withArena(arenaString), nil
 	case "name":
 		if o.IncludeUnknown {
 			// Debezium's value resolver reads name only as an "unknown" type's text.
-			return columnType{schema: prim(String, false), conv: convString}, nil
+			return columnType{schema: prim(String, false), conv: convString}.withArena(arenaString), nil
 		}
 		return columnType{schema: prim(String, false), conv: convNull}, nil
 	case "point":
 		return columnType{schema: pointSchema, conv: convPoint}, nil
 	case "json", "jsonb":
-		return columnType{schema: named(String, NameJSON, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameJSON, 1), conv: convString}.withArena(arenaString), nil
 	case "xml":
-		return columnType{schema: named(String, NameXML, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameXML, 1), conv: convString}.withArena(arenaString), nil
 	case "uuid":
-		return columnType{schema: named(String, NameUUID, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameUUID, 1), conv: convString}.withArena(arenaString), nil
 	case "ltree":
-		return columnType{schema: named(String, NameLtree, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameLtree, 1), conv: convString}.withArena(arenaString), nil
 	case "tsvector":
-		return columnType{schema: named(String, NameTsvector, 1), conv: convString}, nil
+		return columnType{schema: named(String, NameTsvector, 1), conv: convString}.withArena(arenaString), nil
 	case "hstore":
 		return o.hstoreType(), nil
 	case "bytea":
@@ -171,7 +192,7 @@ var geometricNumber = regexp.MustCompile(`-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][
 // Procon sends its text as a string (and warns at start) instead.
 func (o *Options) unknownType() columnType {
 	if !o.IncludeUnknown {
-		return columnType{schema: prim(String, false), conv: convString, unknown: true}
+		return columnType{schema: prim(String, false), conv: convString, unknown: true}.withArena(arenaString)
 	}
 	bt := o.binaryType()
 	return columnType{schema: bt.schema, unknown: true, conv: func(b []byte) (any, error) {
@@ -182,15 +203,15 @@ func (o *Options) unknownType() columnType {
 func (o *Options) arrayType(col string, elem *replication.Type, typmod int32) (columnType, error) {
 	if elem.Kind == 'd' {
 		// Debezium does not map arrays of domains.
-		return columnType{schema: prim(String, false), conv: convString, unknown: true}, nil
+		return columnType{schema: prim(String, false), conv: convString, unknown: true}.withArena(arenaString), nil
 	}
 	switch elem.Name {
 	case "money", "name", "interval", "varbit", "xml", "point", "refcursor":
-		return columnType{schema: prim(String, false), conv: convString, unknown: true}, nil
+		return columnType{schema: prim(String, false), conv: convString, unknown: true}.withArena(arenaString), nil
 	}
 	et, err := o.arrayElementType(elem, typmod)
 	if err != nil || et.unknown {
-		return columnType{schema: prim(String, false), conv: convString, unknown: true}, err
+		return columnType{schema: prim(String, false), conv: convString, unknown: true}.withArena(arenaString), err
 	}
 	items := et.schema.optional()
 	if elem.Kind == 'e' {
@@ -258,6 +279,8 @@ func (o *Options) arrayElementType(elem *replication.Type, typmod int32) (column
 
 func convString(b []byte) (any, error) { return string(b), nil }
 
+func arenaString(a *arena, b []byte) (any, error) { return a.str(b), nil }
+
 // quoteText quotes a value's text for an error message: at most its first 40 bytes, so that
 // the error about a huge value stays short (and shows little of what may be private data).
 func quoteText(b []byte) string {
@@ -307,9 +330,25 @@ func convInt32(b []byte) (any, error) {
 }
 
 func convInt64(b []byte) (any, error) {
+	n, err := parseInt64(b)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func arenaInt64(a *arena, b []byte) (any, error) {
+	n, err := parseInt64(b)
+	if err != nil {
+		return nil, err
+	}
+	return a.int64(n), nil
+}
+
+func parseInt64(b []byte) (int64, error) {
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return nil, numberError("64-bit integer", b, err)
+		return 0, numberError("64-bit integer", b, err)
 	}
 	return n, nil
 }

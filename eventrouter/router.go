@@ -377,7 +377,9 @@ func (t *table) appendHeader(hs []envelope.Header, name string, s *envelope.Sche
 // topic is the routed value through route.topic.regex and route.topic.replacement, as Kafka's
 // RegexRouter applies them (a value the regex does not match as a whole is the topic itself).
 func (t *table) topic(routedBy string) (string, string) {
-	topic := routedBy
+	// A copy: the routed value lives in the event's memory (DESIGN invariant 31), and the
+	// writer and the resume check keep topic names for the process's life.
+	topic := strings.Clone(routedBy)
 	if m := t.route.FindStringSubmatchIndex(routedBy); m != nil {
 		b, err := config.ExpandReplacement(nil, t.opt.RouteTopicReplace, t.route, routedBy, m)
 		if err != nil {

@@ -204,13 +204,16 @@ func (p *Pipeline) encodeAll(ctx context.Context) error {
 	} else {
 		var wg sync.WaitGroup
 		per := (n + encodeWorkers - 1) / encodeWorkers
-		for lo := 0; lo < n; lo += per {
+		for lo := per; lo < n; lo += per {
 			hi := min(lo+per, n)
 			wg.Go(func() {
 				for i := lo; i < hi; i++ {
 					p.encode(ctx, &jobs[i])
 				}
 			})
+		}
+		for i := range min(per, n) { // the first part here: one goroutine fewer to start and wake
+			p.encode(ctx, &jobs[i])
 		}
 		wg.Wait()
 	}
@@ -313,7 +316,8 @@ func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txH
 	if err != nil {
 		return nil, err
 	}
-	headers := txid.AppendHeaders(make([]sink.Header, 0, 5), source, txHdr, seq)
+	m := &recordMem{}
+	headers := txid.AppendHeadersInto(m.hdr[:0], source, txHdr, seq, m.seq[:])
 	var ts time.Time
 	if o := ev.Outbox; o != nil {
 		for _, h := range o.Headers {
@@ -337,5 +341,13 @@ func NewRecord(ctx context.Context, enc Encoder, ev *envelope.Event, source, txH
 		}
 		headers = append(headers, sink.Header{Key: "__debezium.newkey", Value: b})
 	}
-	return &sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1, Timestamp: ts}, nil
+	m.rec = sink.Record{Topic: ev.Topic, Key: key, Value: value, Headers: headers, Partition: -1, Timestamp: ts}
+	return &m.rec, nil
+}
+
+// recordMem is a record with room for its headers, allocated at once.
+type recordMem struct {
+	rec sink.Record
+	hdr [5]sink.Header
+	seq [20]byte
 }

@@ -137,9 +137,9 @@ func TestExactlyOnceCrashAtEveryCommit(t *testing.T) {
 		tr := replication.NewTracker(10)
 		_, changes1 := changes(tr)
 		p := newExactlyPipeline(t, k, tr, maxRecords, nil)
-		ch := make(chan *replication.Change, len(changes1))
+		ch := make(chan []*replication.Change, len(changes1))
 		for _, c := range changes1 {
-			ch <- c
+			ch <- []*replication.Change{c}
 		}
 		close(ch)
 		if err := p.Run(context.Background(), ch); !errors.Is(err, errCrash) {

@@ -131,9 +131,9 @@ func TestTooLargeRowFails(t *testing.T) {
 	tr := replication.NewTracker(10)
 	k := &fakeKafka{partitions: 1, ackAtOnce: true}
 	changes, txs := oversizeStream(tr, 5000)
-	ch := make(chan *replication.Change, len(changes))
+	ch := make(chan []*replication.Change, len(changes))
 	for _, c := range changes {
-		ch <- c
+		ch <- []*replication.Change{c}
 	}
 	close(ch)
 	err := oversizePipeline(t, k, tr, deadletter.Fail, deadletter.DLQ).Run(context.Background(), ch)

@@ -63,9 +63,9 @@ func TestPanicsStopAtTheirLSN(t *testing.T) {
 					badLSN = c.LSN.String()
 				}
 			}
-			ch := make(chan *replication.Change, len(s.changes))
+			ch := make(chan []*replication.Change, len(s.changes))
 			for _, c := range s.changes {
-				ch <- c
+				ch <- []*replication.Change{c}
 			}
 			close(ch)
 			err := p.Run(context.Background(), ch)

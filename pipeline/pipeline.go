@@ -201,14 +201,14 @@ func (p *Pipeline) Heartbeat() {
 // maxBatch is the number of queued changes taken at once, at most.
 const maxBatch = 256
 
-// Run takes changes until the channel is closed (it returns nil once it has handed every
-// change over to the producer) or ctx ends, or an error stops it. It takes the changes already
-// queued in batches and runs each batch through three steps: build, in order, with
-// everything that carries state (the event builder, snapshot windows, positions, realtime
-// derivation); encode, the CPU-heavy part, in parallel; produce, in order (resume check,
-// Add, Produce, realtime submit, Seal). Only encoding is parallel, so records, positions and
+// Run takes changes, in the batches the stream sends, until the channel is closed (it returns
+// nil once it has handed every change over to the producer) or ctx ends, or an error stops it.
+// It takes the changes already queued in batches and runs each batch through three steps:
+// build, in order, with everything that carries state (the event builder, snapshot windows,
+// positions, realtime derivation); encode, the CPU-heavy part, in parallel; produce, in order
+// (resume check, Add, Produce, realtime submit, Seal). Only encoding is parallel, so records, positions and
 // acknowledgements are exactly those of a one-change-at-a-time loop.
-func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) error {
+func (p *Pipeline) Run(ctx context.Context, changes <-chan []*replication.Change) error {
 	batch := make([]*replication.Change, 0, maxBatch)
 	var tick <-chan time.Time // exactly once: the commit checks while waiting
 	if p.eos != nil {
@@ -231,7 +231,7 @@ func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) 
 				return err
 			}
 			continue
-		case c, ok := <-changes:
+		case cs, ok := <-changes:
 			if !ok {
 				// The stream stopped, at a transaction boundary unless it gave up waiting
 				// for one, and everything it sent is handed over.
@@ -240,16 +240,16 @@ func (p *Pipeline) Run(ctx context.Context, changes <-chan *replication.Change) 
 				}
 				return nil
 			}
-			batch = append(batch, c)
+			batch = append(batch, cs...)
 		}
 	more:
 		for len(batch) < maxBatch {
 			select {
-			case c, ok := <-changes:
+			case cs, ok := <-changes:
 				if !ok {
 					break more
 				}
-				batch = append(batch, c)
+				batch = append(batch, cs...)
 			default:
 				break more
 			}

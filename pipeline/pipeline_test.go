@@ -172,9 +172,9 @@ const testSource = "7400000000000000001/shop/procon_shop"
 // runAll feeds every change through a channel, closes it, and waits for Run.
 func runAll(t *testing.T, p *Pipeline, changes []*replication.Change) {
 	t.Helper()
-	ch := make(chan *replication.Change, len(changes))
+	ch := make(chan []*replication.Change, len(changes))
 	for _, c := range changes {
-		ch <- c
+		ch <- []*replication.Change{c}
 	}
 	close(ch)
 	if err := p.Run(context.Background(), ch); err != nil {
@@ -265,9 +265,9 @@ func TestCancelledRunLeavesTheOpenTransactionUnsealed(t *testing.T) {
 
 	p := newTestPipeline(t, k, tr)
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan *replication.Change, len(open))
+	ch := make(chan []*replication.Change, len(open))
 	for _, c := range open {
-		ch <- c
+		ch <- []*replication.Change{c}
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, ch) }()
@@ -434,7 +434,7 @@ func TestHeartbeatRecord(t *testing.T) {
 	p := newTestPipeline(t, k, tr)
 	p.Heartbeat()
 	p.Heartbeat() // coalesced with the first
-	ch := make(chan *replication.Change)
+	ch := make(chan []*replication.Change)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, ch) }()

@@ -57,8 +57,27 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		if err != nil {
 			return fmt.Errorf("parse pgoutput message at %s: %w", lsn, err)
 		}
-		op := map[byte]Op{'I': OpInsert, 'U': OpUpdate, 'D': OpDelete}[data[0]]
+		op := OpInsert
+		switch data[0] {
+		case 'U':
+			op = OpUpdate
+		case 'D':
+			op = OpDelete
+		}
 		return d.row(lsn, op, m.relID, m.oldKind, m.old, m.new, emit)
+	}
+	switch data[0] {
+	case 'B': // Begin: final LSN, commit time, xid (pglogrepl.Parse allocates a message)
+		if len(data) < 21 {
+			return fmt.Errorf("begin message of %d bytes at %s, want 21", len(data), lsn)
+		}
+		return d.begin(lsn, binary.BigEndian.Uint32(data[17:]), pglogrepl.LSN(binary.BigEndian.Uint64(data[1:])),
+			timeFromPG(int64(binary.BigEndian.Uint64(data[9:]))), emit)
+	case 'C': // Commit: flags, commit LSN, end LSN, commit time
+		if len(data) < 26 {
+			return fmt.Errorf("commit message of %d bytes at %s, want 26", len(data), lsn)
+		}
+		return d.commit(lsn, pglogrepl.LSN(binary.BigEndian.Uint64(data[10:])), emit)
 	}
 	if data[0] == 'T' {
 		// pglogrepl allocates the relation list before reading it: check the count it claims
@@ -72,24 +91,6 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		return fmt.Errorf("parse pgoutput message %q at %s: %w", data[0], lsn, err)
 	}
 	switch m := msg.(type) {
-	case *pglogrepl.BeginMessage:
-		if d.tx != nil {
-			return fmt.Errorf("begin of xid %d at %s inside xid %d", m.Xid, lsn, d.tx.XID)
-		}
-		d.tx = &Tx{XID: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
-		d.tracker.Begin(d.tx)
-		d.seq = 0
-		return emit(&Change{Op: OpBegin, Tx: d.tx, LSN: lsn})
-
-	case *pglogrepl.CommitMessage:
-		if d.tx == nil {
-			return fmt.Errorf("commit at %s without begin", lsn)
-		}
-		tx := d.tx
-		tx.EndLSN = m.TransactionEndLSN
-		d.tx = nil
-		return emit(&Change{Op: OpCommit, Tx: tx, LSN: lsn})
-
 	case *pglogrepl.RelationMessage:
 		return d.relation(ctx, m)
 
@@ -130,16 +131,48 @@ func (d *decoder) decode(ctx context.Context, lsn pglogrepl.LSN, data []byte, em
 		d.tracker.Begin(tx)
 		c.Tx, c.Seq = tx, 1
 		tx.Changes = 1
-		if err := emit(&Change{Op: OpBegin, Tx: tx, LSN: lsn}); err != nil {
+		tx.begin = Change{Op: OpBegin, Tx: tx, LSN: lsn}
+		if err := emit(&tx.begin); err != nil {
 			return err
 		}
 		if err := emit(c); err != nil {
 			return err
 		}
-		return emit(&Change{Op: OpCommit, Tx: tx, LSN: lsn})
+		tx.commit = Change{Op: OpCommit, Tx: tx, LSN: lsn}
+		return emit(&tx.commit)
 	}
 	d.log.Debug("ignoring pgoutput message", "type", msg.Type().String(), "lsn", lsn.String())
 	return nil
+}
+
+func (d *decoder) begin(lsn pglogrepl.LSN, xid uint32, final pglogrepl.LSN, at time.Time, emit func(*Change) error) error {
+	if d.tx != nil {
+		return fmt.Errorf("begin of xid %d at %s inside xid %d", xid, lsn, d.tx.XID)
+	}
+	tx := &Tx{XID: xid, CommitLSN: final, CommitTime: at}
+	d.tx = tx
+	d.tracker.Begin(tx)
+	d.seq = 0
+	tx.begin = Change{Op: OpBegin, Tx: tx, LSN: lsn}
+	return emit(&tx.begin)
+}
+
+func (d *decoder) commit(lsn, end pglogrepl.LSN, emit func(*Change) error) error {
+	if d.tx == nil {
+		return fmt.Errorf("commit at %s without begin", lsn)
+	}
+	tx := d.tx
+	tx.EndLSN = end
+	d.tx = nil
+	tx.commit = Change{Op: OpCommit, Tx: tx, LSN: lsn}
+	return emit(&tx.commit)
+}
+
+// timeFromPG is a timestamp of the protocol (microseconds since 2000-01-01 UTC) as pglogrepl
+// reads it.
+func timeFromPG(us int64) time.Time {
+	const y2k = 946684800 * 1000000 // microseconds from the Unix epoch to 2000-01-01
+	return time.Unix(0, (y2k+us)*1000)
 }
 
 func (d *decoder) inTx(c *Change, emit func(*Change) error) error {

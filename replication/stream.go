@@ -284,12 +284,13 @@ func (s *Stream) SnapshotName() string { return s.snapshotName }
 // StartLSN is where streaming starts: the slot's consistent point or confirmed flush LSN.
 func (s *Stream) StartLSN() pglogrepl.LSN { return s.tracker.Confirmed() }
 
-// Run streams changes into out until ctx ends or a permanent error occurs. A broken
-// connection is retried with backoff: the transaction it cut is abandoned (the server sends it
-// again), and once every change already sent has been acknowledged, streaming restarts from the
-// confirmed position, so per-key order is kept. After Stop, Run returns nil at the first
-// transaction boundary. Run does not close out.
-func (s *Stream) Run(ctx context.Context, out chan<- *Change) error {
+// Run streams changes into out, in batches (the changes of the messages read at once), until
+// ctx ends or a permanent error occurs. A broken connection is retried with backoff: the
+// transaction it cut is abandoned (the server sends it again), and once every change already
+// sent has been acknowledged, streaming restarts from the confirmed position, so per-key order
+// is kept. After Stop, Run returns nil at the first transaction boundary. Run does not close
+// out.
+func (s *Stream) Run(ctx context.Context, out chan<- []*Change) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := s.stream(ctx, out)
@@ -402,7 +403,7 @@ type rawMsg struct {
 	err  error
 }
 
-func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
+func (s *Stream) stream(ctx context.Context, out chan<- []*Change) error {
 	if s.repl == nil {
 		if err := s.reconnect(ctx); err != nil {
 			return err
@@ -424,7 +425,7 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 	s.observe(func(o Observer) { o.Streaming(true) })
 	s.beatNow()
 
-	raw := make(chan rawMsg, 256)
+	raw := make(chan []rawMsg, rawBatches)
 	stop := make(chan struct{})
 	defer close(stop)
 	s.readerDone = make(chan struct{})
@@ -432,10 +433,28 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 
 	ticker := time.NewTicker(s.cfg.StatusInterval)
 	defer ticker.Stop()
+	// The changes of a batch of messages go downstream in one send: a single-row transaction
+	// read at once wakes the pipeline once, not three times.
+	var pending []*Change
 	emit := func(c *Change) error {
+		pending = append(pending, c)
+		return nil
+	}
+	send := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		cs := pending
+		pending = nil // the pipeline owns cs now
+		// The common case first, without the cost of a three-way select.
+		select {
+		case out <- cs:
+			return nil
+		default:
+		}
 		for {
 			select {
-			case out <- c:
+			case out <- cs:
 				return nil
 			case <-ticker.C:
 				s.beatNow()
@@ -467,45 +486,83 @@ func (s *Stream) stream(ctx context.Context, out chan<- *Change) error {
 			if err := s.statusTick(s.tracker.Open() == 0); err != nil {
 				return err
 			}
-		case m := <-raw:
-			if m.err != nil {
-				return m.err
+		case batch := <-raw:
+			var err error
+			for i, m := range batch {
+				if i > 0 && s.betweenTransactions() && s.stopRequested() {
+					err = errStopped // the rest of the batch is dropped, as queued batches are
+					break
+				}
+				if m.err != nil {
+					err = m.err
+					break
+				}
+				if err = s.handle(ctx, m.data, emit); err != nil {
+					break
+				}
 			}
-			if err := s.handle(ctx, m.data, emit); err != nil {
+			// What was decoded goes downstream whatever ended the batch, as it did one change
+			// at a time: its transactions are begun in the tracker.
+			if serr := send(); err == nil {
+				err = serr
+			}
+			if err != nil {
 				return err
 			}
 		}
 	}
 }
 
+// The reader hands messages over in batches: a single-row transaction is three messages (Begin,
+// Insert, Commit), and a channel send and wake-up per message cost the stream loop more than
+// decoding them. A batch is what the connection had already buffered, so batching adds no
+// wait; rawBatches batches of at most rawBatch messages bound what is queued.
+const (
+	rawBatch   = 64
+	rawBatches = 4
+)
+
 // read is the only goroutine that receives from the replication connection while streaming.
-// It copies each message, because pgconn reuses its buffer, and stops at the first error. Once
-// the stream loop is gone (stop), it drops what still arrives until the server ends the copy or
-// the socket is closed: Close waits for that to know its last status update was processed.
-func (s *Stream) read(conn *pgconn.PgConn, raw chan<- rawMsg, stop <-chan struct{}, done chan<- struct{}) {
+// It copies each message, because pgconn reuses its buffer, and stops at the first error. It
+// sends the messages in batches: each message the connection has already buffered joins the
+// batch (up to rawBatch), and the batch goes as soon as the next read could wait for the
+// server. Once the stream loop is gone (stop), it drops what still arrives until the server
+// ends the copy or the socket is closed: Close waits for that to know its last status update
+// was processed.
+func (s *Stream) read(conn *pgconn.PgConn, raw chan<- []rawMsg, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
+	fe := conn.Frontend()
 	for {
-		s.waiting.Store(time.Now().UnixNano())
-		msg, err := conn.ReceiveMessage(context.Background())
-		s.waiting.Store(0)
-		var m rawMsg
-		switch msg := msg.(type) {
-		case *pgproto3.CopyData:
-			m.data = append([]byte(nil), msg.Data...)
-		case *pgproto3.ErrorResponse:
-			m.err = pgconn.ErrorResponseToPgError(msg)
-		case *pgproto3.CopyDone:
-			m.err = errConnClosed
-		case nil:
-			m.err = err
-		default:
-			continue
+		var batch []rawMsg
+		var failed bool
+		for !failed && len(batch) < rawBatch && (len(batch) == 0 || fe.ReadBufferLen() > 0) {
+			s.waiting.Store(time.Now().UnixNano())
+			msg, err := conn.ReceiveMessage(context.Background())
+			s.waiting.Store(0)
+			var m rawMsg
+			switch msg := msg.(type) {
+			case *pgproto3.CopyData:
+				m.data = append([]byte(nil), msg.Data...)
+			case *pgproto3.ErrorResponse:
+				m.err = pgconn.ErrorResponseToPgError(msg)
+			case *pgproto3.CopyDone:
+				m.err = errConnClosed
+			case nil:
+				m.err = err
+			default:
+				continue
+			}
+			if batch == nil {
+				batch = make([]rawMsg, 0, 8)
+			}
+			batch = append(batch, m)
+			failed = m.err != nil
 		}
 		select {
-		case raw <- m:
+		case raw <- batch:
 		case <-stop:
 		}
-		if m.err != nil {
+		if failed {
 			return
 		}
 	}

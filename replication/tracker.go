@@ -52,7 +52,8 @@ func NewTracker(start pglogrepl.LSN) *Tracker {
 // The stream calls it in stream order, which is commit order; so can tests that drive a
 // pipeline without a server.
 func (t *Tracker) Begin(tx *Tx) {
-	x := &txn{tracker: t, commit: tx.CommitTime}
+	x := &tx.entry
+	*x = txn{tracker: t, commit: tx.CommitTime}
 	t.mu.Lock()
 	t.queue = append(t.queue, x)
 	t.mu.Unlock()

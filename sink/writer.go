@@ -82,6 +82,24 @@ type Writer struct {
 	written  atomic.Int64 // records Kafka acknowledged
 
 	txn *txn // nil unless transactional (txn.go)
+
+	promise func(*kgo.Record, error) // of every record produced outside a transaction
+}
+
+// produced is a record handed to the client, with its headers and its acknowledgement, in one
+// allocation (three otherwise: the record, its headers, the promise's closure). The record's
+// context carries the acknowledgement to the one promise function of the writer.
+type produced struct {
+	rec kgo.Record
+	hdr [6]kgo.RecordHeader // Procon's three and Debezium's two key-change headers fit
+	ctx ackContext
+}
+
+// ackContext is a record's context: the writer's records context (which kgo watches to give
+// buffered records up), and the record's acknowledgement.
+type ackContext struct {
+	context.Context
+	ack Acker
 }
 
 // topicInfo is what the writer knows of a topic that exists.
@@ -108,6 +126,7 @@ func New(ctx context.Context, cfg Config, specs func(topic string) TopicSpec) (*
 		cfg: cfg, log: cfg.Logger, specs: specs,
 		topics: map[string]topicInfo{}, fatalCh: make(chan struct{}),
 	}
+	w.promise = w.onProduced
 	opts := []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -312,28 +331,39 @@ func (w *Writer) Produce(ctx context.Context, r *Record) error {
 	if part < 0 {
 		part = Partition(r.Key, n)
 	}
-	rec := &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: part, Timestamp: r.Timestamp}
+	p := &produced{rec: kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: part, Timestamp: r.Timestamp}}
+	rec := &p.rec
 	if len(r.Headers) > 0 {
-		rec.Headers = make([]kgo.RecordHeader, len(r.Headers))
-		for i, h := range r.Headers {
-			rec.Headers[i] = kgo.RecordHeader(h)
+		hdr := p.hdr[:0]
+		if len(r.Headers) > len(p.hdr) {
+			hdr = make([]kgo.RecordHeader, 0, len(r.Headers))
 		}
+		for _, h := range r.Headers {
+			hdr = append(hdr, kgo.RecordHeader(h))
+		}
+		rec.Headers = hdr
 	}
 	ack := r.Ack
 	if w.txn != nil {
 		return w.produceInTxn(rec, ack)
 	}
-	w.cl.Produce(w.records, rec, func(rec *kgo.Record, err error) {
-		if err != nil {
-			w.failed(rec, ack, err)
-			return
-		}
-		w.written.Add(1)
-		if ack != nil {
-			ack.Ack()
-		}
-	})
+	p.ctx = ackContext{Context: w.records, ack: ack}
+	rec.Context = &p.ctx
+	w.cl.Produce(w.records, rec, w.promise)
 	return nil
+}
+
+// onProduced is the promise of a record produced outside a transaction (Produce).
+func (w *Writer) onProduced(rec *kgo.Record, err error) {
+	ack := rec.Context.(*ackContext).ack
+	if err != nil {
+		w.failed(rec, ack, err)
+		return
+	}
+	w.written.Add(1)
+	if ack != nil {
+		ack.Ack()
+	}
 }
 
 // Written is how many records Kafka has acknowledged so far (in a transaction: written, not

@@ -157,12 +157,19 @@ func FromRecordHeaders[H Header](headers []H) (Key, error) {
 // a transaction may share the tx slice, which must not change afterwards: a Kafka client keeps
 // a record, and its headers, until the record is sent.
 func AppendHeaders[H Header](headers []H, source, tx []byte, seq int) []H {
+	return AppendHeadersInto(headers, source, tx, seq, nil)
+}
+
+// AppendHeadersInto is AppendHeaders writing the procon.seq value's text into seqBuf's
+// memory when it has the room (20 bytes take any int), so that a caller can allocate it with
+// the record.
+func AppendHeadersInto[H Header](headers []H, source, tx []byte, seq int, seqBuf []byte) []H {
 	if source != nil {
 		headers = append(headers, H{Key: HeaderSource, Value: source})
 	}
 	return append(headers,
 		H{Key: HeaderTx, Value: tx},
-		H{Key: HeaderSeq, Value: strconv.AppendInt(nil, int64(seq), 10)})
+		H{Key: HeaderSeq, Value: strconv.AppendInt(seqBuf[:0], int64(seq), 10)})
 }
 
 // HeaderValue returns the value of the last header named name.
