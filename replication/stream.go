@@ -535,8 +535,9 @@ const (
 // scheduler spinning on the other core). Waiting this long before the next read lets the
 // kernel gather the transactions of about a millisecond, which then cross every goroutine
 // together. It adds at most this much to the commit-to-Kafka latency of a transaction that
-// arrives during the wait (the producer's kafka.linger is 2 ms); a transaction that arrives
-// after a quiet spell is read at once, and a backlog (full batches) is read without waiting.
+// arrives during the wait (kafka.linger, the producer's own wait, defaults to 2 ms); a
+// transaction that arrives after a quiet spell is read at once, and a backlog (full batches)
+// is read without waiting.
 const DefaultReadLinger = time.Millisecond
 
 // lingerBytes bounds what a batch after which the reader waits may hold: half the
@@ -545,7 +546,7 @@ const DefaultReadLinger = time.Millisecond
 const lingerBytes = 4 << 10
 
 // lingers reports whether the reader waits before its next read after a batch of n messages and
-// size bytes: only a small batch says that the server sends slower than the stream takes.
+// size bytes: only a small batch says that the server sends slower than the reader reads.
 func lingers(n, size int) bool { return n < rawBatch && size < lingerBytes }
 
 // read is the only goroutine that receives from the replication connection while streaming.
