@@ -312,8 +312,12 @@ func (e *Engine) watchBackpressure(ctx context.Context) {
 		case <-t.C:
 		}
 		recs, bytes := e.writer.Buffered()
+		// Nothing waits for Kafka when nothing is buffered and no Kafka transaction is being
+		// committed (a commit hung on a silent coordinator holds everything, its records out
+		// of the buffer already).
+		idle := recs == 0 && !e.writer.Committing()
 		switch now := e.writer.Written(); {
-		case now != written || recs == 0:
+		case now != written || idle:
 			if silent {
 				e.log.Info("Kafka acknowledges records again", "silent_for", time.Since(progress).Round(time.Second).String(),
 					"confirmed_lsn", e.stream.Tracker().Confirmed().String())
@@ -321,7 +325,7 @@ func (e *Engine) watchBackpressure(ctx context.Context) {
 			written, progress, silent = now, time.Now(), false
 		case !silent && time.Since(progress) >= kafkaSilence:
 			e.log.Warn("Kafka has acknowledged nothing for a while; the slot's position holds until it does",
-				"silent_for", time.Since(progress).Round(time.Second).String(), "waiting_records", recs,
+				"silent_for", time.Since(progress).Round(time.Second).String(), "waiting_records", recs, "committing", e.writer.Committing(),
 				"confirmed_lsn", e.stream.Tracker().Confirmed().String())
 			silent = true
 		}

@@ -275,7 +275,7 @@ func (r *Router) outbox(t *table, ev *envelope.Event) (_ *envelope.Event, proble
 	}
 
 	empty := payload == nil
-	if s, ok := payload.(string); ok && strings.TrimSpace(s) == "" {
+	if s, ok := payload.(string); ok && blank(s) {
 		empty = true
 	}
 	switch {
@@ -296,6 +296,17 @@ func (r *Router) outbox(t *table, ev *envelope.Event) (_ *envelope.Event, proble
 		o.Value = &envelope.Value{Schema: out.ValueSchema, Fields: values}
 	}
 	return out, "", nil
+}
+
+// blank reports whether Java's String.trim leaves s empty: every character is at most a space
+// (the control characters included, other Unicode spaces not).
+func blank(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] > ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 // envelopeSchema is the schema of an outbox event's envelope: the payload and the columns

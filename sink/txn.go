@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,7 +29,14 @@ type txn struct {
 
 	ackMu sync.Mutex
 	acks  []ackRun // acknowledgements of records Kafka has, awaiting the commit
+
+	// committing is set while Commit waits for Kafka (the flush, EndTxn): the records are
+	// out of the client's buffer then, but the transaction still waits for Kafka.
+	committing atomic.Bool
 }
+
+// Committing reports whether a Commit is waiting for Kafka. Any goroutine may call it.
+func (w *Writer) Committing() bool { return w.txn != nil && w.txn.committing.Load() }
 
 // ackRun is n records in a row with the same acknowledgement.
 type ackRun struct {
@@ -128,6 +136,8 @@ func (w *Writer) Commit(ctx context.Context, progress *Record) error {
 	if err := w.Err(); err != nil {
 		return err
 	}
+	t.committing.Store(true)
+	defer t.committing.Store(false)
 	if progress != nil {
 		n, err := w.EnsureTopic(ctx, progress.Topic)
 		if err != nil {
