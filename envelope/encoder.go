@@ -56,13 +56,13 @@ func (e *JSONEncoder) Encode(ctx context.Context, ev *Event) (key, value []byte,
 	}()
 	k := -1
 	if ev.Key != nil {
-		if buf, err = e.append(buf, ev.KeySchema, ev.Key); err != nil {
+		if buf, err = e.appendJSON(buf, ev.KeySchema, ev.Key, true); err != nil {
 			return nil, nil, fmt.Errorf("key of %s: %w", ev.Topic, err)
 		}
 		k = len(buf)
 	}
 	if ev.Value != nil {
-		if buf, err = e.append(buf, ev.ValueSchema, ev.Value); err != nil {
+		if buf, err = e.appendJSON(buf, ev.ValueSchema, ev.Value, true); err != nil {
 			return nil, nil, fmt.Errorf("value of %s: %w", ev.Topic, err)
 		}
 	}
@@ -89,26 +89,16 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // header's value (header.converter). The schema's rendering is not kept: header schemas are
 // those of columns, and nothing would tell this encoder when their relation version is gone.
 func (e *JSONEncoder) EncodeValue(s *Schema, v any) ([]byte, error) {
-	var w jsonWriter
-	if e.Schemas {
-		w.buf = append(w.buf, `{"schema":`...)
-		if err := w.schema(s, ""); err != nil {
-			return nil, err
-		}
-		w.buf = append(w.buf, `,"payload":`...)
-	}
-	if err := w.value(s, v); err != nil {
+	b, err := e.appendJSON(nil, s, v, false)
+	if err != nil {
 		return nil, err
 	}
-	if e.Schemas {
-		w.buf = append(w.buf, '}')
-	}
-	return w.buf, nil
+	return b, nil
 }
 
 func (e *JSONEncoder) encode(s *Schema, v any) ([]byte, error) {
 	sp := scratch.Get().(*[]byte)
-	buf, err := e.append((*sp)[:0], s, v)
+	buf, err := e.appendJSON((*sp)[:0], s, v, true)
 	if cap(buf) <= 1<<20 { // do not keep a huge record's buffer around
 		*sp = buf[:0]
 		scratch.Put(sp)
@@ -119,16 +109,23 @@ func (e *JSONEncoder) encode(s *Schema, v any) ([]byte, error) {
 	return append([]byte(nil), buf...), nil
 }
 
-// append writes v's JSON after dst.
-func (e *JSONEncoder) append(dst []byte, s *Schema, v any) ([]byte, error) {
+// appendJSON writes v's JSON after dst; with cached, a schema is rendered once (schemaJSON)
+// rather than each time.
+func (e *JSONEncoder) appendJSON(dst []byte, s *Schema, v any, cached bool) ([]byte, error) {
 	w := jsonWriter{buf: dst}
 	if e.Schemas {
 		w.buf = append(w.buf, `{"schema":`...)
-		rendered, err := e.schemaJSON(s)
-		if err != nil {
-			return w.buf, err
+		if !cached {
+			if err := w.schema(s, ""); err != nil {
+				return w.buf, err
+			}
+		} else {
+			rendered, err := e.schemaJSON(s)
+			if err != nil {
+				return w.buf, err
+			}
+			w.buf = append(w.buf, rendered...)
 		}
-		w.buf = append(w.buf, rendered...)
 		w.buf = append(w.buf, `,"payload":`...)
 	}
 	if err := w.value(s, v); err != nil {
