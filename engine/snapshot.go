@@ -317,10 +317,8 @@ func (e *Engine) snapshotEmitter(t *snapshot.Table, txHdr []byte) (snapshot.Emit
 	if err != nil {
 		return nil, err
 	}
-	enc := e.enc.ForTopic(r.Topic())
 	outbox := e.router != nil && e.router.Routes(t.Name)
 	return func(ctx context.Context, row *snapshot.Row) error {
-		enc := enc
 		ev, err := r.Read(row.Datums, envelope.ReadSource{Marker: row.Marker, Time: row.Time, TxID: row.TxID, LSN: row.LSN, SeqLSN: row.LSN})
 		if err != nil {
 			return err
@@ -336,20 +334,17 @@ func (e *Engine) snapshotEmitter(t *snapshot.Table, txHdr []byte) (snapshot.Emit
 				return nil
 			}
 			ev = evs[0]
-			enc = e.enc.ForEvent(ev)
 		}
-		rec, err := pipeline.NewRecord(ctx, enc, ev, e.source, txHdr, int(e.snap.seq.Add(1)))
+		rec, err := pipeline.NewRecord(ctx, e.enc.ForEvent(ev), ev, e.source, txHdr, int(e.snap.seq.Add(1)))
 		if err != nil {
 			return fmt.Errorf("encode snapshot row of %s: %w", t.Name, err)
 		}
-		if o := ev.Outbox; o != nil && o.Partition >= 0 {
+		if ev.Outbox != nil {
 			n, err := e.writer.EnsureTopic(ctx, rec.Topic)
 			if err != nil {
 				return err
 			}
-			if o.Partition < n {
-				rec.Partition = o.Partition
-			}
+			rec.Partition = pipeline.PartitionOf(ev, rec, n, e.log, "lsn", row.LSN.String())
 		}
 		rec.Ack = row.Ack
 		// A row too large for its topic follows errors.record_too_large.rows; skipped, it

@@ -249,17 +249,7 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
-	rec.Partition = sink.Partition(rec.Key, partitions)
-	if o := j.ev.Outbox; o != nil && o.Partition >= 0 {
-		if o.Partition < partitions {
-			rec.Partition = o.Partition
-		} else {
-			// The row chose a partition the topic does not have: Kafka would refuse the
-			// record. The key's partition keeps it, and the stream, going.
-			p.log.Warn("outbox: the row's partition does not exist; the record goes to its key's partition", "relation", j.ev.Relation,
-				"topic", rec.Topic, "partition", o.Partition, "partitions", partitions, "lsn", j.c.LSN.String())
-		}
-	}
+	rec.Partition = PartitionOf(j.ev, rec, partitions, p.log, "lsn", j.c.LSN.String())
 	pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
 	if p.eos != nil {
 		if p.eos.written(pos) {
@@ -294,6 +284,22 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 	}
 	p.cfg.Meter.Produced(j.ev.Relation, rec.Topic, len(rec.Key)+len(rec.Value))
 	return nil
+}
+
+// PartitionOf is the partition of ev's record rec in a topic of partitions: the one an outbox
+// row chose (table.fields.additional.placement: <column>:partition), else the key's, as
+// Kafka's default partitioner hashes it. A chosen partition the topic does not have would make
+// Kafka refuse the record: it is warned about, and the key's partition keeps the record, and
+// the stream, going; where (log attributes) says which change it is.
+func PartitionOf(ev *envelope.Event, rec *sink.Record, partitions int32, log *slog.Logger, where ...any) int32 {
+	if o := ev.Outbox; o != nil && o.Partition >= 0 {
+		if o.Partition < partitions {
+			return o.Partition
+		}
+		log.Warn("outbox: the row's partition does not exist; the record goes to its key's partition", append([]any{"relation", ev.Relation,
+			"topic", rec.Topic, "partition", o.Partition, "partitions", partitions}, where...)...)
+	}
+	return sink.Partition(rec.Key, partitions)
 }
 
 // origin describes a job's record for the record-size policy.
