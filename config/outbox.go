@@ -49,35 +49,25 @@ type Placement struct {
 // Placements returns the parsed table.fields.additional.placement (valid after Validate).
 func (o *Outbox) Placements() []Placement { return o.placements }
 
-// noteRelationKeys remembers which of the relation's own keys were set that an outbox table's
-// events ignore (they go to routed topics, with schemas of their own); called before defaults.
-func (o *Outbox) noteRelationKeys(rc *RelationConfig) {
-	o.ignoredKeys = nil
-	if rc.Topic != "" {
-		o.ignoredKeys = append(o.ignoredKeys, "topic")
-	}
-	if rc.SchemaName != "" {
-		o.ignoredKeys = append(o.ignoredKeys, "schema_name")
-	}
-	if rc.Partitions != 0 {
-		o.ignoredKeys = append(o.ignoredKeys, "partitions")
-	}
-	for key, set := range map[string]bool{"avro_key_schema": rc.AvroKeySchema != "", "avro_value_schema": rc.AvroValueSchema != "",
-		"avro_key_schema_version": rc.AvroKeySchemaVersion != 0, "avro_value_schema_version": rc.AvroValueSchemaVersion != 0} {
-		if set {
-			o.ignoredKeys = append(o.ignoredKeys, key)
-		}
-	}
-	slices.Sort(o.ignoredKeys)
-}
-
 // Outbox defaults, Debezium's.
 const (
 	DefaultOutboxRouteRegex   = "(?<routedByValue>.*)"
 	DefaultOutboxRouteReplace = "outbox.event.${routedByValue}"
 )
 
-func (o *Outbox) applyDefaults() {
+// applyDefaults sets Debezium's defaults, and notes which of the relation's own keys were
+// set that an outbox table's events ignore (they go to routed topics, with schemas of their
+// own); it runs before the relation's own defaults fill those keys.
+func (o *Outbox) applyDefaults(rc *RelationConfig) {
+	o.ignoredKeys = nil
+	for key, set := range map[string]bool{"topic": rc.Topic != "", "schema_name": rc.SchemaName != "", "partitions": rc.Partitions != 0,
+		"avro_key_schema": rc.AvroKeySchema != "", "avro_value_schema": rc.AvroValueSchema != "",
+		"avro_key_schema_version": rc.AvroKeySchemaVersion != 0, "avro_value_schema_version": rc.AvroValueSchemaVersion != 0} {
+		if set {
+			o.ignoredKeys = append(o.ignoredKeys, key)
+		}
+	}
+	slices.Sort(o.ignoredKeys)
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v

@@ -134,7 +134,7 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 			rc.Serialization = c.Serialization
 		}
 		if rc.Outbox != nil {
-			rc.Outbox.noteRelationKeys(rc)
+			rc.Outbox.applyDefaults(rc) // before the relation's own keys get theirs
 		}
 		if rc.Topic == "" {
 			d := c.Debezium.TopicDelimiter
@@ -145,9 +145,6 @@ func (c *Config) applyDefaults(lookup func(string) (string, bool)) error {
 		}
 		if rc.AvroValueSchema == "" {
 			rc.AvroValueSchema = rc.Topic + "-value"
-		}
-		if rc.Outbox != nil {
-			rc.Outbox.applyDefaults()
 		}
 	}
 	return nil
