@@ -42,14 +42,10 @@ func (a *arena) value(s *Schema) *Value {
 		return NewValue(s)
 	}
 	n := len(s.Fields)
-	if len(a.vals) == 0 {
-		a.vals = make([]Value, arenaValues)
-	}
 	if len(a.anys) < n {
 		a.anys = make([]any, max(arenaAnys, n))
 	}
-	v := &a.vals[0]
-	a.vals = a.vals[1:]
+	v := carve(&a.vals, arenaValues)
 	v.Schema, v.Fields = s, a.anys[:n:n] // capacity n: an append never reaches a neighbour
 	a.anys = a.anys[n:]
 	return v
@@ -60,12 +56,7 @@ func (a *arena) event() *Event {
 	if a == nil {
 		return &Event{}
 	}
-	if len(a.events) == 0 {
-		a.events = make([]Event, arenaEvents)
-	}
-	e := &a.events[0]
-	a.events = a.events[1:]
-	return e
+	return carve(&a.events, arenaEvents)
 }
 
 // str returns a copy of b as a string in an interface.
@@ -90,11 +81,7 @@ func (a *arena) boxString(s string) any {
 	if a == nil {
 		return s
 	}
-	if len(a.strs) == 0 {
-		a.strs = make([]string, arenaBoxes)
-	}
-	p := &a.strs[0]
-	a.strs = a.strs[1:]
+	p := carve(&a.strs, arenaBoxes)
 	*p = s
 	return box(stringType, unsafe.Pointer(p))
 }
@@ -104,13 +91,19 @@ func (a *arena) int64(n int64) any {
 	if a == nil {
 		return n
 	}
-	if len(a.ints) == 0 {
-		a.ints = make([]int64, arenaBoxes)
-	}
-	p := &a.ints[0]
-	a.ints = a.ints[1:]
+	p := carve(&a.ints, arenaBoxes)
 	*p = n
 	return box(int64Type, unsafe.Pointer(p))
+}
+
+// carve hands out the next slot of a chunk, starting a chunk of size slots when it is used up.
+func carve[T any](chunk *[]T, size int) *T {
+	if len(*chunk) == 0 {
+		*chunk = make([]T, size)
+	}
+	p := &(*chunk)[0]
+	*chunk = (*chunk)[1:]
+	return p
 }
 
 // eface is the layout of an empty interface: its dynamic type and a pointer to its value
