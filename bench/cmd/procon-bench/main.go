@@ -24,31 +24,33 @@ import (
 
 // options is everything a run is parameterised by: flags, with environment defaults.
 type options struct {
-	scale        float64
-	scenarios    []string
-	contenders   []string
-	proconBin    string
-	debeziumJar  string
-	outDir       string
-	workDir      string
-	timeout      time.Duration
-	stall        time.Duration
-	settle       time.Duration
-	writers      int
-	steadyRate   int
-	steadyFor    time.Duration
-	pprof        bool
-	repeat       int
-	keep         bool
-	debeziumOpts []string // extra debezium.* properties, k=v
-	javaOpts     string
-	connectLib   string // the Kafka Connect + JDBC sink classpath (bench/jdbc-sink/build)
-	jdbcTasks    int
-	jdbcOpts     []string // extra JDBC sink connector properties, k=v
-	applyChanges int64    // apply's change count; 0: 1M x scale
+	scale       float64
+	scenarios   []string
+	contenders  []string
+	proconBin   string
+	debeziumJar string
+	outDir      string
+	workDir     string
+	timeout     time.Duration
+	stall       time.Duration
+	settle      time.Duration
+	writers     int
+	steadyRate  int
+	// steadyFastRate is steady-fast's rate: as high as this machine's writer reaches.
+	steadyFastRate int
+	steadyFor      time.Duration
+	pprof          bool
+	repeat         int
+	keep           bool
+	debeziumOpts   []string // extra debezium.* properties, k=v
+	javaOpts       string
+	connectLib     string // the Kafka Connect + JDBC sink classpath (bench/jdbc-sink/build)
+	jdbcTasks      int
+	jdbcOpts       []string // extra JDBC sink connector properties, k=v
+	applyChanges   int64    // apply's change count; 0: 1M x scale
 }
 
-var allScenarios = []string{"drain-small", "drain-batched", "drain-split", "huge-tx", "steady", "snapshot", "apply"}
+var allScenarios = []string{"drain-small", "drain-batched", "drain-split", "huge-tx", "steady", "steady-fast", "snapshot", "apply"}
 
 // cdcContenders produce to Kafka from the source (every scenario but apply); applyContenders
 // apply changes to a target database (apply).
@@ -139,6 +141,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.settle, "settle", envDuration("BENCH_SETTLE", 3*time.Second), "pause between contenders")
 	fs.IntVar(&o.writers, "writers", envInt("BENCH_WRITERS", 8), "parallel connections writing the workloads")
 	fs.IntVar(&o.steadyRate, "steady-rate", envInt("BENCH_STEADY_RATE", 5000), "transactions per second of the steady writer")
+	fs.IntVar(&o.steadyFastRate, "steady-fast-rate", envInt("BENCH_STEADY_FAST_RATE", 20000), "transactions per second of the steady-fast writer")
 	fs.DurationVar(&o.steadyFor, "steady-duration", envDuration("BENCH_STEADY_DURATION", 0), "how long the steady writer writes (default 60s x scale, at least 10s)")
 	fs.IntVar(&o.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each contender per scenario, interleaved; the table shows the median run (BENCH_REPEAT)")
 	fs.BoolVar(&o.pprof, "pprof", envBool("BENCH_PPROF"), "profile procon-cdc (CPU, through run --pprof) and save the profile next to the results")

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Target is one of issue 8's goals, checked on one procon-cdc result.
+// Target is one of the benchmark issues' goals (8, 14, 16, 20), checked on one procon-cdc result.
 type Target struct {
 	Name   string `json:"name"`
 	Status string `json:"status"` // PASS, FAIL or n/a (no reference to compare with)
@@ -91,22 +91,32 @@ func score(res *ScenarioResult) {
 			r.Notes = append(r.Notes, splitRatios(res, r)...)
 			continue
 		}
+		// Issue 20: procon-cdc's CPU per event at most half its walsender's in the drains, and
+		// memory bounded everywhere.
+		halfWalsender := func() Target {
+			v := vsWalsender(r)
+			return target("CPU ≤ ½ walsender", ok && v > 0 && v <= 0.5, v > 0 || !ok, fmt.Sprintf("%.2f×", v))
+		}
+		rss := target("peak RSS < 100 MB", ok && r.PeakRSSMB < 100, true, fmt.Sprintf("%.0f MB", r.PeakRSSMB))
+		p99 := func(limit float64) Target {
+			v := -1.0
+			if r.Latency != nil {
+				v = r.Latency.P99
+			}
+			return target(fmt.Sprintf("p99 ≤ %.0f ms", limit), ok && v >= 0 && v <= limit, true, fmt.Sprintf("%.0f ms", v))
+		}
 		switch res.Name {
 		case "drain-small", "drain-batched":
-			r.Targets = []Target{speedDbz(), speedLimit(), cpu}
+			r.Targets = []Target{speedDbz(), speedLimit(), cpu, halfWalsender(), rss}
 		case "drain-split": // a comparison of one pipeline with two, without targets
 		case "huge-tx":
-			r.Targets = []Target{
-				target("peak RSS < 100 MB", ok && r.PeakRSSMB < 100, true, fmt.Sprintf("%.0f MB", r.PeakRSSMB)),
-				speedLimit(), cpu}
+			r.Targets = []Target{rss, speedLimit(), cpu, halfWalsender()}
 		case "steady":
-			p99 := -1.0
-			if r.Latency != nil {
-				p99 = r.Latency.P99
-			}
-			r.Targets = []Target{target("p99 < 20 ms", ok && p99 >= 0 && p99 < 20, true, fmt.Sprintf("%.0f ms", p99)), cpu}
+			r.Targets = []Target{p99(10), cpu, rss}
+		case "steady-fast": // reported with its latency; no target beyond memory
+			r.Targets = []Target{rss}
 		default:
-			r.Targets = []Target{cpu}
+			r.Targets = []Target{cpu, rss}
 		}
 	}
 }

@@ -28,6 +28,7 @@ type scenario struct {
 	Kind     scenarioKind
 	Events   int64 // row changes
 	Records  int64 // Kafka records: events plus delete tombstones
+	Rate     int   // steady: the writer's transactions per second
 	Sizes    map[string]any
 	// Tables are the relations the workload writes (default: table alone).
 	Tables []string
@@ -79,11 +80,15 @@ func (b *bench) scenario(name string) *scenario {
 			Describe: fmt.Sprintf("one transaction of %d inserts", n),
 			Sizes:    map[string]any{"transactions": 1, "rows": n},
 			write:    func(ctx context.Context) error { return b.writeHugeTx(ctx, n) }}
-	case "steady":
-		n := int64(float64(b.o.steadyRate) * b.o.steadyFor.Seconds())
-		return &scenario{Name: name, Code: "st", Kind: steady, Events: n, Records: n,
-			Describe: fmt.Sprintf("a writer at %d single-row transactions/s for %s while the contender streams; latency = Kafka LogAppendTime - source.ts_ms", b.o.steadyRate, b.o.steadyFor),
-			Sizes:    map[string]any{"rate": b.o.steadyRate, "seconds": b.o.steadyFor.Seconds(), "transactions": n}}
+	case "steady", "steady-fast":
+		code, rate := "st", b.o.steadyRate
+		if name == "steady-fast" {
+			code, rate = "sf", b.o.steadyFastRate
+		}
+		n := int64(float64(rate) * b.o.steadyFor.Seconds())
+		return &scenario{Name: name, Code: code, Kind: steady, Events: n, Records: n, Rate: rate,
+			Describe: fmt.Sprintf("a writer at %d single-row transactions/s for %s while the contender streams; latency = Kafka LogAppendTime - source.ts_ms", rate, b.o.steadyFor),
+			Sizes:    map[string]any{"rate": rate, "seconds": b.o.steadyFor.Seconds(), "transactions": n}}
 	case "apply":
 		return b.applyScenario()
 	case "snapshot":
@@ -329,8 +334,8 @@ func (b *bench) runSteady(ctx context.Context, sc *scenario, res *ScenarioResult
 			k++
 			first := k * 1_000_000_000
 			r := &runSpec{sc: sc, name: name, pub: pub, steady: func(ctx context.Context) (steadyStats, error) {
-				b.logf("  %s streaming; writing %d transactions/s for %s", c, b.o.steadyRate, b.o.steadyFor)
-				return b.writeSteady(ctx, first, b.o.steadyRate, b.o.steadyFor)
+				b.logf("  %s streaming; writing %d transactions/s for %s", c, sc.Rate, b.o.steadyFor)
+				return b.writeSteady(ctx, first, sc.Rate, b.o.steadyFor)
 			}}
 			runs[c] = append(runs[c], b.runContender(ctx, r, c))
 			b.dropSlot(ctx, name)
