@@ -120,6 +120,8 @@ func short(c string) string {
 		return "dbz"
 	case "pg_recvlogical":
 		return "recv"
+	case "pg_recvlogical-binary":
+		return "recvb"
 	case "pg-subscription":
 		return "sub"
 	case "procon-consume":
@@ -234,8 +236,8 @@ func (b *bench) runContender(ctx context.Context, r *runSpec, c string) *Result 
 	}
 	var err error
 	switch {
-	case c == "pg_recvlogical":
-		err = b.runRecvlogical(ctx, r, res)
+	case c == "pg_recvlogical", c == "pg_recvlogical-binary":
+		err = b.runRecvlogical(ctx, r, res, c == "pg_recvlogical-binary")
 	case c == "copy":
 		err = b.runCopy(ctx, r, res)
 	case len(r.parts) > 0:
@@ -643,8 +645,10 @@ func (b *bench) waitRecords(ctx context.Context, count func(context.Context) (in
 }
 
 // runRecvlogical reads the slot's backlog up to the workload's end LSN into /dev/null: what one
-// slot can decode and send, with no work on the client side.
-func (b *bench) runRecvlogical(ctx context.Context, r *runSpec, res *Result) error {
+// slot can decode and send, with no work on the client side. With binary, pgoutput sends
+// column values in their binary send format instead of text (PostgreSQL 14+): what that
+// saves the walsender.
+func (b *bench) runRecvlogical(ctx context.Context, r *runSpec, res *Result, binary bool) error {
 	bin, err := b.env.tool("pg_recvlogical")
 	if err != nil {
 		return errors.New("pg_recvlogical not found in PROCON_PG_BINDIR or PATH")
@@ -653,9 +657,13 @@ func (b *bench) runRecvlogical(ctx context.Context, r *runSpec, res *Result) err
 		return errors.New("pg_recvlogical runs only on backlogs")
 	}
 	res.Log = filepath.Join(b.dir, r.name+".log")
-	p, err := startProc(res.Log, nil, nil, bin, "-d", b.env.DSN, "--slot", r.name, "--start",
-		"--endpos", r.endLSN, "-o", "proto_version=1", "-o", "publication_names="+r.pub,
-		"--file", "/dev/null", "--fsync-interval", "0", "--no-loop")
+	args := []string{"-d", b.env.DSN, "--slot", r.name, "--start",
+		"--endpos", r.endLSN, "-o", "proto_version=1", "-o", "publication_names=" + r.pub,
+		"--file", "/dev/null", "--fsync-interval", "0", "--no-loop"}
+	if binary {
+		args = append(args, "-o", "binary=true")
+	}
+	p, err := startProc(res.Log, nil, nil, bin, args...)
 	if err != nil {
 		return err
 	}

@@ -161,7 +161,7 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario) (*ScenarioResult,
 
 // contendersFor is the chosen contenders that take part in sc, in the order given.
 func (b *bench) contendersFor(sc *scenario) []string {
-	set := cdcContenders
+	set := append(cdcContenders[:len(cdcContenders):len(cdcContenders)], optContenders...)
 	if sc.Kind == apply {
 		set = applyContenders
 	}
