@@ -663,7 +663,7 @@ func (b *bench) runRecvlogical(ctx context.Context, r *runSpec, res *Result, bin
 	if binary {
 		args = append(args, "-o", "binary=true")
 	}
-	p, err := startProc(res.Log, nil, nil, bin, args...)
+	p, err := startProc(res.Log, nil, nil, append([]string{bin}, args...)...)
 	if err != nil {
 		return err
 	}
