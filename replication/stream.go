@@ -553,24 +553,52 @@ func lingers(n, size int) bool { return n < rawBatch && size < lingerBytes }
 // It copies each message, because pgconn reuses its buffer, and stops at the first error. It
 // sends the messages in batches: each message the connection has already buffered joins the
 // batch (up to rawBatch), and the batch goes as soon as the next read could wait for the
-// server. After a small batch it waits ReadLinger before reading again (DefaultReadLinger).
-// Once the stream loop is gone (stop), it drops what still arrives until the server ends the
-// copy or the socket is closed: Close waits for that to know its last status update was
-// processed.
+// server. After a small batch it lingers up to ReadLinger (DefaultReadLinger) before reading
+// again: on TCP the socket itself holds the wake-up until lingerBytes have arrived or the
+// linger has passed (gather), elsewhere the reader sleeps through it. Once the stream loop is
+// gone (stop), it drops what still arrives until the server ends the copy or the socket is
+// closed: Close waits for that to know its last status update was processed.
 func (s *Stream) read(conn *pgconn.PgConn, raw chan<- []rawMsg, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	fe := conn.Frontend()
+	var g *gather
+	if s.cfg.ReadLinger > 0 {
+		g = newGather(conn.Conn())
+	}
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	defer linger.Stop()
+	lingering := false // the last batch was small: gather before the next read
 	for {
 		var batch []rawMsg
 		var failed bool
 		size := 0
 		for !failed && len(batch) < rawBatch && (len(batch) == 0 || fe.ReadBufferLen() > 0) {
-			s.waiting.Store(time.Now().UnixNano())
+			// Only a receive from an empty buffer waits for the server; reading the clock
+			// for every buffered message cost a few percent of a drain.
+			listening := fe.ReadBufferLen() == 0
+			if listening {
+				s.waiting.Store(time.Now().UnixNano())
+			}
+			gathering := lingering && listening && g != nil
+			if gathering {
+				if err := g.arm(s.cfg.ReadLinger); err != nil {
+					g, gathering = nil, false // sleep through lingers from now on
+				}
+			}
 			msg, err := conn.ReceiveMessage(context.Background())
-			s.waiting.Store(0)
+			if listening {
+				s.waiting.Store(0)
+			}
+			if gathering {
+				lingering = false
+				if derr := g.disarm(); derr != nil && err == nil {
+					err = fmt.Errorf("replication socket: %w", derr)
+				}
+				if err != nil && pgconn.Timeout(err) {
+					continue // the linger passed with less than lingerBytes: read what there is
+				}
+			}
 			var m rawMsg
 			switch msg := msg.(type) {
 			case *pgproto3.CopyData:
@@ -598,7 +626,9 @@ func (s *Stream) read(conn *pgconn.PgConn, raw chan<- []rawMsg, stop <-chan stru
 		if failed {
 			return
 		}
-		if s.cfg.ReadLinger > 0 && lingers(len(batch), size) {
+		lingering = s.cfg.ReadLinger > 0 && lingers(len(batch), size)
+		if lingering && g == nil {
+			lingering = false
 			linger.Reset(s.cfg.ReadLinger)
 			select {
 			case <-linger.C:

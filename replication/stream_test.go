@@ -58,11 +58,17 @@ func TestLockKeyIsStable(t *testing.T) {
 	}
 }
 
-// TestReaderLingersAfterSmallBatches: at a trickle the reader waits ReadLinger after a small
-// batch, so the messages that arrive meanwhile reach the stream loop in one batch (one wake-up
-// of each goroutine downstream instead of one per message); a backlog is read in full batches
-// with no wait between them. The server side is a plain TCP socket on loopback.
-func TestReaderLingersAfterSmallBatches(t *testing.T) {
+// readerRig runs a Stream's reader on a pgconn whose server side is a plain TCP socket on
+// loopback.
+type readerRig struct {
+	t    *testing.T
+	srv  net.Conn
+	raw  chan []rawMsg
+	next byte
+}
+
+func startReader(t *testing.T, linger time.Duration) *readerRig {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +91,7 @@ func TestReaderLingersAfterSmallBatches(t *testing.T) {
 	if !ok {
 		t.Fatal("accept failed")
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	cfg, err := pgconn.ParseConfig("postgres://procon@127.0.0.1/x?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
@@ -95,64 +101,126 @@ func TestReaderLingersAfterSmallBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	const linger = 300 * time.Millisecond // far above a loaded machine's scheduling delays
 	s := &Stream{cfg: Config{ReadLinger: linger}}
-	raw := make(chan []rawMsg, rawBatches)
+	r := &readerRig{t: t, srv: srv, raw: make(chan []rawMsg, rawBatches)}
 	stop, done := make(chan struct{}), make(chan struct{})
-	go s.read(conn, raw, stop, done)
-	defer func() {
+	go s.read(conn, r.raw, stop, done)
+	t.Cleanup(func() {
 		close(stop)
 		cli.Close()
 		<-done
-	}()
+	})
+	return r
+}
 
-	next := byte(0)
-	send := func(n int) { // n messages, one write each unless together
-		t.Helper()
-		var buf []byte
-		for range n {
-			buf, err = (&pgproto3.CopyData{Data: []byte{'k', next}}).Encode(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			next++
+// send writes n CopyData messages of size bytes each (at least 2), in one write.
+func (r *readerRig) send(n, size int) {
+	r.t.Helper()
+	var buf []byte
+	for range n {
+		data := make([]byte, max(size, 2))
+		data[0], data[1] = 'k', r.next
+		var err error
+		if buf, err = (&pgproto3.CopyData{Data: data}).Encode(buf); err != nil {
+			r.t.Fatal(err)
 		}
-		if _, err := srv.Write(buf); err != nil {
-			t.Fatal(err)
-		}
+		r.next++
 	}
-	receive := func(want int) time.Time {
-		t.Helper()
-		select {
-		case b := <-raw:
-			if len(b) != want {
-				t.Fatalf("a batch of %d messages, want %d", len(b), want)
-			}
-			return time.Now()
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no batch within 10s (want %d messages)", want)
-		}
-		return time.Time{}
+	if _, err := r.srv.Write(buf); err != nil {
+		r.t.Fatal(err)
 	}
+}
 
-	send(1)
-	receive(1) // read at once: a message after a quiet spell does not wait
+// receive waits for the next batch and checks it holds want messages.
+func (r *readerRig) receive(want int) time.Time {
+	r.t.Helper()
+	select {
+	case b := <-r.raw:
+		if len(b) != want {
+			r.t.Fatalf("a batch of %d messages, want %d", len(b), want)
+		}
+		return time.Now()
+	case <-time.After(10 * time.Second):
+		r.t.Fatalf("no batch within 10s (want %d messages)", want)
+	}
+	return time.Time{}
+}
+
+// TestReaderLingersAfterSmallBatches: at a trickle the reader waits ReadLinger after a small
+// batch, so the messages that arrive meanwhile reach the stream loop in one batch (one wake-up
+// of each goroutine downstream instead of one per message); a backlog is read in full batches
+// with no wait between them.
+func TestReaderLingersAfterSmallBatches(t *testing.T) {
+	const linger = 300 * time.Millisecond // far above a loaded machine's scheduling delays
+	r := startReader(t, linger)
+	r.send(1, 2)
+	r.receive(1) // read at once: a message after a quiet spell does not wait
 	for i := range 3 {
 		if i > 0 {
 			// Time passes between the transactions of a trickle; without the wait, the reader
 			// would be back in its read and take each message alone.
 			time.Sleep(20 * time.Millisecond)
 		}
-		send(1)
+		r.send(1, 2)
 	}
-	receive(3)
+	r.receive(3)
 	// A backlog: full batches follow each other without a wait, the remainder comes last.
-	send(2*rawBatch + 5)
-	first := receive(rawBatch)
-	receive(rawBatch)
-	if last := receive(5); last.Sub(first) >= linger {
+	r.send(2*rawBatch+5, 2)
+	first := r.receive(rawBatch)
+	r.receive(rawBatch)
+	if last := r.receive(5); last.Sub(first) >= linger {
 		t.Fatalf("the backlog's batches were %s apart: the reader waited after a full batch", last.Sub(first))
+	}
+}
+
+// TestReaderGatherEndsAtLingerBytes: on TCP the linger is the socket's (SO_RCVLOWAT and a
+// deadline), so it ends as soon as lingerBytes have arrived, however they were written, rather
+// than after the whole linger; and what arrived meanwhile is read together. A reader that
+// slept through its linger on a timer would take the linger.
+func TestReaderGatherEndsAtLingerBytes(t *testing.T) {
+	const linger = 5 * time.Second
+	r := startReader(t, linger)
+	r.send(1, 2)
+	r.receive(1) // a small batch: the reader lingers after it
+	start := time.Now()
+	const n, size = 12, 500 // 6 KB in separate writes: more than lingerBytes
+	for range n {
+		r.send(1, size)
+	}
+	got := 0
+	for got < n {
+		select {
+		case b := <-r.raw:
+			got += len(b)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d messages within 10s", got, n)
+		}
+	}
+	if took := time.Since(start); took >= linger/2 {
+		t.Fatalf("%d bytes took %s to arrive: the linger did not end at lingerBytes (%d)", n*size, took, lingerBytes)
+	}
+}
+
+// TestGatherOnlyOnTCP: a Unix socket wakes its reader at the first byte whatever SO_RCVLOWAT
+// says, so the reader sleeps through its lingers there.
+func TestGatherOnlyOnTCP(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", dir+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("unix", dir+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if g := newGather(c); g != nil {
+		t.Fatal("newGather took a Unix socket")
+	}
+	r := startReader(t, time.Millisecond)
+	if g := newGather(r.srv); g == nil {
+		t.Fatal("newGather refused a TCP socket")
 	}
 }
 

@@ -1,0 +1,11 @@
+//go:build !unix
+
+package replication
+
+import (
+	"errors"
+	"syscall"
+)
+
+// setRcvLowat is not supported here: the reader sleeps through its linger (see gather).
+func setRcvLowat(syscall.RawConn, int) error { return errors.ErrUnsupported }
