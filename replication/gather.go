@@ -2,7 +2,9 @@ package replication
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -46,23 +48,30 @@ func newGather(conn net.Conn) *gather {
 	return g
 }
 
-// arm makes the next receive wait until lingerBytes are queued or linger has passed, whichever
-// comes first; the receive then fails with a timeout if nothing at all could be read in time.
-// Every arm must be followed by disarm once that receive has returned.
-func (g *gather) arm(linger time.Duration) error {
-	if err := g.lowat(lingerBytes); err != nil {
+// wait returns once at least n bytes are queued on the socket or linger has passed, whichever
+// comes first, without waking for smaller arrivals: SO_RCVLOWAT holds the socket's readiness
+// (and the wake-up of whoever polls it) until n bytes are there, and a read deadline bounds the
+// wait. It reads nothing: pgconn reads what is queued afterwards.
+func (g *gather) wait(n int, linger time.Duration) error {
+	if err := g.lowat(n); err != nil {
 		return err
 	}
-	return g.conn.SetReadDeadline(time.Now().Add(linger))
-}
-
-// disarm makes the socket wake its reader at the first byte again, with no deadline: what was
-// gathered is read at once, and an idle stream is read as soon as something arrives.
-func (g *gather) disarm() error {
-	if err := g.conn.SetReadDeadline(time.Time{}); err != nil {
+	if err := g.conn.SetReadDeadline(time.Now().Add(linger)); err != nil {
 		return err
 	}
-	return g.lowat(1)
+	err := g.raw.Read(func(fd uintptr) bool { return queued(fd) >= n })
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil
+	}
+	// The socket wakes its reader at the first byte again, with no deadline: what was
+	// gathered is read at once, and an idle stream is read as soon as something arrives.
+	if derr := g.conn.SetReadDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	if lerr := g.lowat(1); err == nil {
+		err = lerr
+	}
+	return err
 }
 
 func (g *gather) lowat(n int) error { return setRcvLowat(g.raw, n) }

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package replication
 
@@ -9,3 +9,5 @@ import (
 
 // setRcvLowat is not supported here: the reader sleeps through its linger (see gather).
 func setRcvLowat(syscall.RawConn, int) error { return errors.ErrUnsupported }
+
+func queued(uintptr) int { return 0 }

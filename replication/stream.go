@@ -540,10 +540,9 @@ const (
 // is read without waiting.
 const DefaultReadLinger = time.Millisecond
 
-// lingerBytes bounds what a batch after which the reader waits may hold: half the
-// connection's read buffer (8 KiB), so that a wait never leaves more buffered in the kernel
-// than one read takes.
-const lingerBytes = 4 << 10
+// lingerBytes is what a batch after which the reader waits holds less of, and what ends the
+// wait early when it has arrived (gather): one read of the connection's buffer (8 KiB).
+const lingerBytes = 8 << 10
 
 // lingers reports whether the reader waits before its next read after a batch of n messages and
 // size bytes: only a small batch says that the server sends slower than the reader reads.
@@ -554,8 +553,8 @@ func lingers(n, size int) bool { return n < rawBatch && size < lingerBytes }
 // sends the messages in batches: each message the connection has already buffered joins the
 // batch (up to rawBatch), and the batch goes as soon as the next read could wait for the
 // server. After a small batch it lingers up to ReadLinger (DefaultReadLinger) before reading
-// again: on TCP the socket itself holds the wake-up until lingerBytes have arrived or the
-// linger has passed (gather), elsewhere the reader sleeps through it. Once the stream loop is
+// again: on Linux's TCP until lingerBytes have arrived or the linger has passed, without waking
+// for each message (gather), elsewhere asleep for the whole linger. Once the stream loop is
 // gone (stop), it drops what still arrives until the server ends the copy or the socket is
 // closed: Close waits for that to know its last status update was processed.
 func (s *Stream) read(conn *pgconn.PgConn, raw chan<- []rawMsg, stop <-chan struct{}, done chan<- struct{}) {
@@ -580,24 +579,15 @@ func (s *Stream) read(conn *pgconn.PgConn, raw chan<- []rawMsg, stop <-chan stru
 			if listening {
 				s.waiting.Store(time.Now().UnixNano())
 			}
-			gathering := lingering && listening && g != nil
-			if gathering {
-				if err := g.arm(s.cfg.ReadLinger); err != nil {
-					g, gathering = nil, false // sleep through lingers from now on
+			if lingering && listening && g != nil {
+				if err := g.wait(lingerBytes, s.cfg.ReadLinger); err != nil {
+					g = nil // a socket that refuses: sleep through lingers from now on
 				}
 			}
+			lingering = false
 			msg, err := conn.ReceiveMessage(context.Background())
 			if listening {
 				s.waiting.Store(0)
-			}
-			if gathering {
-				lingering = false
-				if derr := g.disarm(); derr != nil && err == nil {
-					err = fmt.Errorf("replication socket: %w", derr)
-				}
-				if err != nil && pgconn.Timeout(err) {
-					continue // the linger passed with less than lingerBytes: read what there is
-				}
 			}
 			var m rawMsg
 			switch msg := msg.(type) {

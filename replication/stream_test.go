@@ -183,7 +183,7 @@ func TestReaderGatherEndsAtLingerBytes(t *testing.T) {
 	r.send(1, 2)
 	r.receive(1) // a small batch: the reader lingers after it
 	start := time.Now()
-	const n, size = 12, 500 // 6 KB in separate writes: more than lingerBytes
+	const n, size = 12, 1000 // 12 KB in separate writes: more than lingerBytes
 	for range n {
 		r.send(1, size)
 	}

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package replication
 
@@ -18,4 +18,13 @@ func setRcvLowat(raw syscall.RawConn, n int) error {
 		return err
 	}
 	return serr
+}
+
+// queued is the number of bytes the socket holds unread (SIOCINQ); 0 if it cannot say.
+func queued(fd uintptr) int {
+	n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
 }
