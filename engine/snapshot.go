@@ -344,7 +344,7 @@ func (e *Engine) snapshotEmitter(t *snapshot.Table, txHdr []byte) (snapshot.Emit
 			if err != nil {
 				return err
 			}
-			rec.Partition = pipeline.PartitionOf(ev, rec, n, e.log, "lsn", row.LSN.String())
+			rec.Partition = pipeline.PartitionOf(ev, rec, n, e.log, row.LSN)
 		}
 		rec.Ack = row.Ack
 		// A row too large for its topic follows errors.record_too_large.rows; skipped, it

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/procon-cdc/procon/deadletter"
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/progress"
@@ -249,7 +251,7 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
-	rec.Partition = PartitionOf(j.ev, rec, partitions, p.log, "lsn", j.c.LSN.String())
+	rec.Partition = PartitionOf(j.ev, rec, partitions, p.log, j.c.LSN)
 	pos := progress.Position{CommitLSN: uint64(tx.CommitLSN), Seq: j.seq}
 	if p.eos != nil {
 		if p.eos.written(pos) {
@@ -290,14 +292,15 @@ func (p *Pipeline) produce(ctx context.Context, j *job) error {
 // row chose (table.fields.additional.placement: <column>:partition), else the key's, as
 // Kafka's default partitioner hashes it. A chosen partition the topic does not have would make
 // Kafka refuse the record: it is warned about, and the key's partition keeps the record, and
-// the stream, going; where (log attributes) says which change it is.
-func PartitionOf(ev *envelope.Event, rec *sink.Record, partitions int32, log *slog.Logger, where ...any) int32 {
+// the stream, going; the warning names the change by its lsn (its message's, or the snapshot
+// row's position).
+func PartitionOf(ev *envelope.Event, rec *sink.Record, partitions int32, log *slog.Logger, lsn pglogrepl.LSN) int32 {
 	if o := ev.Outbox; o != nil && o.Partition >= 0 {
 		if o.Partition < partitions {
 			return o.Partition
 		}
-		log.Warn("outbox: the row's partition does not exist; the record goes to its key's partition", append([]any{"relation", ev.Relation,
-			"topic", rec.Topic, "partition", o.Partition, "partitions", partitions}, where...)...)
+		log.Warn("outbox: the row's partition does not exist; the record goes to its key's partition", "relation", ev.Relation,
+			"topic", rec.Topic, "partition", o.Partition, "partitions", partitions, "lsn", lsn.String())
 	}
 	return sink.Partition(rec.Key, partitions)
 }
