@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -196,7 +197,7 @@ func parseOptions(args []string) (*options, error) {
 			continue
 		}
 		if !contains(allContenders, c) && !contains(optContenders, c) {
-			return nil, fmt.Errorf("unknown contender %q: expected some of %s", c, strings.Join(append(allContenders, optContenders...), ","))
+			return nil, fmt.Errorf("unknown contender %q: expected some of %s", c, strings.Join(slices.Concat(allContenders, optContenders), ","))
 		}
 		o.contenders = append(o.contenders, c)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -161,7 +162,7 @@ func (b *bench) runScenario(ctx context.Context, sc *scenario) (*ScenarioResult,
 
 // contendersFor is the chosen contenders that take part in sc, in the order given.
 func (b *bench) contendersFor(sc *scenario) []string {
-	set := append(cdcContenders[:len(cdcContenders):len(cdcContenders)], optContenders...)
+	set := slices.Concat(cdcContenders, optContenders)
 	if sc.Kind == apply {
 		set = applyContenders
 	}
