@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/procon-cdc/procon/avro"
 	"github.com/procon-cdc/procon/config"
 	"github.com/procon-cdc/procon/registry"
+	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
 )
 
@@ -100,23 +100,17 @@ func (e *Engine) checkAvro(ctx context.Context, enc *avro.Encoder) error {
 	if enc == nil {
 		return nil
 	}
-	var errs []error
-	for _, name := range e.cfg.SortedRelations() {
-		rc := e.cfg.Relations[name]
-		if rc.Serialization != "avro" || rc.Outbox != nil { // an outbox table's own events are never written
-			continue
-		}
-		rel, err := e.stream.Describe(ctx, name)
-		if err != nil {
-			return err
-		}
+	avroRelation := func(rc *config.RelationConfig) bool {
+		return rc.Serialization == "avro" && rc.Outbox == nil // an outbox table's own events are never written
+	}
+	return e.checkShapes(ctx, avroRelation, func(name string, rc *config.RelationConfig, rel *replication.Relation) error {
 		key, value, err := e.builder.Schemas(rel)
 		if err == nil {
 			err = enc.Check(ctx, rc.Topic, key, value)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("relation_configs.%s: %w", name, err))
+			return fmt.Errorf("relation_configs.%s: %w", name, err)
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
 }

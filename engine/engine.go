@@ -243,6 +243,28 @@ func NewAfter(ctx context.Context, cfg *config.Config, log *slog.Logger, prev *r
 	return e, nil
 }
 
+// checkShapes describes, as they are now, the relations pick selects and hands each to check.
+// Every relation's check error is collected, so that one start names all of them; a relation
+// that cannot be described stops the check.
+func (e *Engine) checkShapes(ctx context.Context, pick func(*config.RelationConfig) bool,
+	check func(name string, rc *config.RelationConfig, rel *replication.Relation) error) error {
+	var errs []error
+	for _, name := range e.cfg.SortedRelations() {
+		rc := e.cfg.Relations[name]
+		if !pick(rc) {
+			continue
+		}
+		rel, err := e.stream.Describe(ctx, name)
+		if err != nil {
+			return err
+		}
+		if err := check(name, rc, rel); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Lineage says what the engine's stream read, for the engine that replaces it after a lost
 // lock (NewAfter); call it once Run has returned.
 func (e *Engine) Lineage() replication.Lineage { return e.stream.Lineage() }

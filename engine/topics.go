@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/procon-cdc/procon/envelope"
 	"github.com/procon-cdc/procon/eventrouter"
 	"github.com/procon-cdc/procon/pipeline"
+	"github.com/procon-cdc/procon/replication"
 	"github.com/procon-cdc/procon/sink"
 )
 
@@ -152,22 +152,12 @@ func (e *Engine) checkOutbox(ctx context.Context) error {
 	if e.router == nil {
 		return nil
 	}
-	var errs []error
-	for _, name := range e.cfg.SortedRelations() {
-		if e.cfg.Relations[name].Outbox == nil {
-			continue
-		}
-		rel, err := e.stream.Describe(ctx, name)
+	outbox := func(rc *config.RelationConfig) bool { return rc.Outbox != nil }
+	return e.checkShapes(ctx, outbox, func(name string, _ *config.RelationConfig, rel *replication.Relation) error {
+		_, value, err := e.builder.Schemas(rel)
 		if err != nil {
 			return err
 		}
-		_, value, err := e.builder.Schemas(rel)
-		if err == nil {
-			err = e.router.Check(name, value)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+		return e.router.Check(name, value)
+	})
 }
