@@ -315,7 +315,8 @@ func (e *Engine) watchBackpressure(ctx context.Context) {
 		// Nothing waits for Kafka when nothing is buffered and no Kafka transaction is being
 		// committed (a commit hung on a silent coordinator holds everything, its records out
 		// of the buffer already).
-		idle := recs == 0 && !e.writer.Committing()
+		committing := e.writer.Committing()
+		idle := recs == 0 && !committing
 		switch now := e.writer.Written(); {
 		case now != written || idle:
 			if silent {
@@ -325,7 +326,7 @@ func (e *Engine) watchBackpressure(ctx context.Context) {
 			written, progress, silent = now, time.Now(), false
 		case !silent && time.Since(progress) >= kafkaSilence:
 			e.log.Warn("Kafka has acknowledged nothing for a while; the slot's position holds until it does",
-				"silent_for", time.Since(progress).Round(time.Second).String(), "waiting_records", recs, "committing", e.writer.Committing(),
+				"silent_for", time.Since(progress).Round(time.Second).String(), "waiting_records", recs, "committing", committing,
 				"confirmed_lsn", e.stream.Tracker().Confirmed().String())
 			silent = true
 		}
